@@ -1,0 +1,144 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "KAFKA_BROKER" => Some("127.0.0.1:9092".into()),
+        "CASSANDRA_HOST" => Some("127.0.0.1".into()),
+        _ => None,
+    }
+}
+
+const VALID: &str = r#"
+name: user-events-to-cassandra
+parallelism: 3
+delivery: exactly_once
+checkpoint: { interval: 5s }
+source:
+  kafka: { brokers: "${KAFKA_BROKER}", topic: user-events, group_id: sluice-user-events, format: json }
+transforms:
+  - remap: |
+      .bucket_date = format_timestamp!(parse_timestamp!(.event_time, "%+"), "%F")
+  - key_by: [user_id]
+sink:
+  cassandra: { contact_points: ["${CASSANDRA_HOST}:9042"], keyspace: event_streaming, table: user_events }
+dead_letter:
+  kafka: { topic: user-events-dlq }
+"#;
+
+fn problems(text: &str) -> Vec<SpecProblem> {
+    match JobSpec::parse(text, &env) {
+        Ok(spec) => panic!("expected problems, parsed {spec:?}"),
+        Err(e) => e.problems(),
+    }
+}
+
+fn has(problems: &[SpecProblem], path: &str, needle: &str) -> bool {
+    problems
+        .iter()
+        .any(|p| p.path == path && p.message.contains(needle))
+}
+
+#[test]
+fn parses_the_design_example() {
+    let spec = JobSpec::parse(VALID, &env).expect("valid spec");
+    assert_eq!(spec.parallelism, 3);
+    assert_eq!(spec.delivery, Delivery::ExactlyOnce);
+    assert_eq!(spec.checkpoint.interval, Duration::from_secs(5));
+    let SourceSpec::Kafka(k) = &spec.source;
+    assert_eq!(k.brokers, "127.0.0.1:9092");
+    assert_eq!(spec.stage_count(), 2);
+    let (chain0, key0) = spec.stage_plan(0);
+    assert_eq!(chain0.len(), 1);
+    assert_eq!(key0, Some(&["user_id".to_string()][..]));
+    let (chain1, key1) = spec.stage_plan(1);
+    assert!(chain1.is_empty() && key1.is_none());
+}
+
+#[test]
+fn canonical_json_round_trips() {
+    let spec = JobSpec::parse(VALID, &env).expect("valid spec");
+    let again = JobSpec::parse_resolved(&spec.to_json()).expect("canonical form parses");
+    assert_eq!(spec, again);
+}
+
+#[test]
+fn json_specs_are_accepted() {
+    let json = r#"{"name": "j", "source": {"kafka": {"brokers": "b:1", "topic": "t"}},
+                   "sink": {"kafka": {"brokers": "b:1", "topic": "out"}}}"#;
+    let spec = JobSpec::parse(json, &env).expect("valid JSON spec");
+    assert_eq!(spec.parallelism, 1);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_path() {
+    let text = r#"
+name: broken
+parallelism: 0
+checkpoint: { interval: soon }
+transforms:
+  - remap: |
+      .a = 1
+      .b = parse_json(.c)
+  - explode: {}
+sink:
+  kafka: { brokers: "b:1", topic: out, compression: zstd }
+"#;
+    let p = problems(text);
+    assert!(has(&p, "source", "is required"), "{p:?}");
+    assert!(has(&p, "parallelism", "at least 1"), "{p:?}");
+    assert!(has(&p, "checkpoint.interval", "not a duration"), "{p:?}");
+    assert!(
+        has(&p, "transforms[1].explode", "unknown kind `explode`"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "sink.kafka.compression", "unknown option `compression`"),
+        "{p:?}"
+    );
+    #[cfg(feature = "vrl")]
+    assert!(has(&p, "transforms[0].remap", "line 2"), "{p:?}");
+}
+
+#[test]
+fn unresolved_env_reference_is_a_problem() {
+    let text = VALID.replace("${CASSANDRA_HOST}", "${NO_SUCH_HOST}");
+    let p = problems(&text);
+    assert!(
+        has(&p, "sink.cassandra.contact_points[0]", "NO_SUCH_HOST"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn bad_values_are_named() {
+    let text = r#"
+name: "bad name!"
+delivery: sometimes
+checkpoint: { interval: 10ms }
+source: { kafka: { brokers: "b:1", topic: t, format: xml } }
+sink: { cassandra: { keyspace: k, table: t, batch_size: 0 } }
+dead_letter: { kafka: {} }
+"#;
+    let p = problems(text);
+    assert!(has(&p, "name", "may only hold"), "{p:?}");
+    assert!(has(&p, "delivery", "unknown delivery"), "{p:?}");
+    assert!(has(&p, "checkpoint.interval", "at least 100ms"), "{p:?}");
+    assert!(has(&p, "source.kafka.format", "unknown format"), "{p:?}");
+    assert!(
+        has(&p, "sink.cassandra.contact_points", "is required"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "sink.cassandra.batch_size", "between 1 and"),
+        "{p:?}"
+    );
+    assert!(has(&p, "dead_letter.kafka.topic", "is required"), "{p:?}");
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    assert!(matches!(
+        JobSpec::parse("name: [unclosed", &env),
+        Err(SpecError::Syntax(_))
+    ));
+}

@@ -1,0 +1,141 @@
+//! ClusterService: worker registration, heartbeats and task reports. A
+//! heartbeat is reconciliation: the answer deploys the tasks a worker should
+//! run but does not report, and cancels those it reports but should not run.
+
+use crate::error::CoordinatorError;
+use crate::meta::MetaStore;
+use crate::state::Shared;
+use sluice_common::{JobId, TaskId, WorkerId};
+use sluice_proto::cluster_service_server::ClusterService;
+use sluice_proto::*;
+use std::collections::BTreeSet;
+use tonic::{Request, Response, Status};
+
+pub struct ClusterApi<S> {
+    pub state: Shared<S>,
+}
+
+impl<S: MetaStore> ClusterApi<S> {
+    fn record_report(&self, report: &TaskReport) {
+        let state = report.state();
+        if matches!(
+            state,
+            TaskState::Running | TaskState::Failed | TaskState::Finished | TaskState::Cancelled
+        ) {
+            let error = (!report.error.is_empty()).then(|| report.error.clone());
+            self.state.set_task_state(
+                &JobId::new(report.job_id.clone()),
+                &TaskId::new(report.task_id.clone()),
+                state,
+                error,
+            );
+        }
+    }
+
+    fn desired_tasks(&self, worker: &WorkerId) -> Vec<TaskDeployment> {
+        let registry = &self.state.workers;
+        self.state.store.read(|m| {
+            let mut out = Vec::new();
+            for job in m.jobs.values().filter(|j| j.wants_tasks_running()) {
+                for t in job
+                    .tasks
+                    .iter()
+                    .filter(|t| &t.worker == worker && !t.state.is_terminal())
+                {
+                    let downstream = job
+                        .tasks
+                        .iter()
+                        .filter(|d| d.stage == t.stage + 1)
+                        .map(|d| registry.data_address(&d.worker).unwrap_or_default())
+                        .collect();
+                    out.push(TaskDeployment {
+                        task_id: t.id.to_string(),
+                        job_id: job.id.to_string(),
+                        spec_json: job.spec_json.clone(),
+                        stage: t.stage,
+                        index: t.index,
+                        parallelism: job.spec.parallelism,
+                        partitions: t.partitions.clone(),
+                        downstream,
+                        attempt: job.attempt,
+                    });
+                }
+            }
+            out
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl<S: MetaStore> ClusterService for ClusterApi<S> {
+    async fn register_worker(
+        &self,
+        request: Request<RegisterWorkerRequest>,
+    ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        let req = request.into_inner();
+        if req.slots == 0 {
+            return Err(Status::invalid_argument(
+                "a worker must offer at least one slot",
+            ));
+        }
+        let id = self
+            .state
+            .workers
+            .register(req.data_address.clone(), req.slots);
+        tracing::info!(worker = %id, data_address = %req.data_address, slots = req.slots, pid = req.pid, "worker registered");
+        Ok(Response::new(RegisterWorkerResponse {
+            worker_id: id.to_string(),
+            heartbeat_interval_ms: self.state.timing.heartbeat_interval.as_millis() as u64,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let worker = WorkerId::new(req.worker_id.clone());
+        if !self.state.workers.heartbeat(&worker, &req.tasks) {
+            tracing::warn!(worker = %worker, "heartbeat from unknown or lost worker; asking it to register again");
+            return Ok(Response::new(HeartbeatResponse {
+                reregister: true,
+                ..Default::default()
+            }));
+        }
+        for report in &req.tasks {
+            self.record_report(report);
+        }
+        let desired = self.desired_tasks(&worker);
+        let desired_ids: BTreeSet<&str> = desired.iter().map(|d| d.task_id.as_str()).collect();
+        let reported: BTreeSet<&str> = req.tasks.iter().map(|t| t.task_id.as_str()).collect();
+        let cancel = req
+            .tasks
+            .iter()
+            .filter(|t| !t.state().is_terminal() && !desired_ids.contains(t.task_id.as_str()))
+            .map(|t| t.task_id.clone())
+            .collect();
+        let deploy = desired
+            .iter()
+            .filter(|d| !reported.contains(d.task_id.as_str()))
+            .cloned()
+            .collect();
+        Ok(Response::new(HeartbeatResponse {
+            deploy,
+            cancel,
+            reregister: false,
+        }))
+    }
+
+    async fn report_task_state(
+        &self,
+        request: Request<TaskReport>,
+    ) -> Result<Response<ReportTaskStateResponse>, Status> {
+        let report = request.into_inner();
+        let worker = WorkerId::new(report.worker_id.clone());
+        if !self.state.workers.is_alive(&worker) {
+            return Err(CoordinatorError::UnknownWorker(worker).into());
+        }
+        self.record_report(&report);
+        Ok(Response::new(ReportTaskStateResponse {}))
+    }
+}

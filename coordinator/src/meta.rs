@@ -1,0 +1,212 @@
+//! The coordinator's durable state: jobs, their tasks and assignments. Every
+//! change is a [`Command`] applied through a [`MetaStore`], so the store can
+//! become a replicated log without the services changing.
+
+use sluice_common::{JobId, JobSpec, TaskId, WorkerId};
+use sluice_proto::{JobState, TaskState};
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    pub id: TaskId,
+    pub stage: u32,
+    pub index: u32,
+    pub worker: WorkerId,
+    pub partitions: Vec<i32>,
+    pub state: TaskState,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub spec_json: String,
+    /// Partition count of the source topic, read at submission.
+    pub source_partitions: i32,
+    pub state: JobState,
+    pub failure: Option<String>,
+    pub submitted_at_ms: i64,
+    pub attempt: u32,
+    pub tasks: Vec<TaskRecord>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ClusterMeta {
+    pub jobs: BTreeMap<JobId, JobRecord>,
+    pub next_job: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    SubmitJob {
+        spec: Box<JobSpec>,
+        source_partitions: i32,
+        submitted_at_ms: i64,
+    },
+    AssignTasks {
+        job: JobId,
+        tasks: Vec<TaskRecord>,
+    },
+    SetTaskState {
+        job: JobId,
+        task: TaskId,
+        state: TaskState,
+        error: Option<String>,
+    },
+    SetJobState {
+        job: JobId,
+        state: JobState,
+        failure: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    JobCreated(JobId),
+    Done,
+    /// The command named a job or task that does not exist; nothing changed.
+    NotFound,
+}
+
+/// Where the coordinator keeps its durable state.
+pub trait MetaStore: Send + Sync + 'static {
+    fn apply(&self, cmd: Command) -> Applied;
+    fn read<R>(&self, f: impl FnOnce(&ClusterMeta) -> R) -> R;
+}
+
+/// Single-node store kept in memory.
+#[derive(Default)]
+pub struct MemStore {
+    meta: RwLock<ClusterMeta>,
+}
+
+impl MetaStore for MemStore {
+    fn apply(&self, cmd: Command) -> Applied {
+        let mut meta = self.meta.write().unwrap_or_else(|p| p.into_inner());
+        meta.apply(cmd)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&ClusterMeta) -> R) -> R {
+        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
+        f(&meta)
+    }
+}
+
+impl ClusterMeta {
+    /// Deterministic: the same commands in the same order give the same state.
+    pub fn apply(&mut self, cmd: Command) -> Applied {
+        match cmd {
+            Command::SubmitJob {
+                spec,
+                source_partitions,
+                submitted_at_ms,
+            } => {
+                self.next_job += 1;
+                let id = JobId::from_seq(self.next_job);
+                let spec_json = spec.to_json();
+                self.jobs.insert(
+                    id.clone(),
+                    JobRecord {
+                        id: id.clone(),
+                        spec: *spec,
+                        spec_json,
+                        source_partitions,
+                        state: JobState::Scheduling,
+                        failure: None,
+                        submitted_at_ms,
+                        attempt: 0,
+                        tasks: Vec::new(),
+                    },
+                );
+                Applied::JobCreated(id)
+            }
+            Command::AssignTasks { job, tasks } => match self.jobs.get_mut(&job) {
+                Some(j) => {
+                    j.tasks = tasks;
+                    Applied::Done
+                }
+                None => Applied::NotFound,
+            },
+            Command::SetTaskState {
+                job,
+                task,
+                state,
+                error,
+            } => {
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return Applied::NotFound;
+                };
+                let Some(t) = j.tasks.iter_mut().find(|t| t.id == task) else {
+                    return Applied::NotFound;
+                };
+                t.state = state;
+                if error.is_some() {
+                    t.error = error;
+                }
+                j.derive_state();
+                Applied::Done
+            }
+            Command::SetJobState {
+                job,
+                state,
+                failure,
+            } => match self.jobs.get_mut(&job) {
+                Some(j) => {
+                    j.state = state;
+                    if failure.is_some() {
+                        j.failure = failure;
+                    }
+                    j.derive_state();
+                    Applied::Done
+                }
+                None => Applied::NotFound,
+            },
+        }
+    }
+}
+
+impl JobRecord {
+    /// Moves the job along once its tasks say so: running when all run, failed
+    /// when one failed, cancelled once a cancelling job has no live task.
+    fn derive_state(&mut self) {
+        if self.tasks.is_empty() {
+            if self.state == JobState::Cancelling {
+                self.state = JobState::Cancelled;
+            }
+            return;
+        }
+        match self.state {
+            JobState::Scheduling | JobState::Running => {
+                if let Some(failed) = self.tasks.iter().find(|t| t.state == TaskState::Failed) {
+                    self.state = JobState::Failed;
+                    self.failure = Some(format!(
+                        "task {} on {} failed: {}",
+                        failed.id,
+                        failed.worker,
+                        failed.error.as_deref().unwrap_or("no reason given")
+                    ));
+                } else if self.tasks.iter().all(|t| t.state == TaskState::Running) {
+                    self.state = JobState::Running;
+                } else if self.tasks.iter().all(|t| t.state == TaskState::Finished) {
+                    self.state = JobState::Finished;
+                }
+            }
+            JobState::Cancelling => {
+                if self.tasks.iter().all(|t| t.state.is_terminal()) {
+                    self.state = JobState::Cancelled;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether workers should be running this job's tasks.
+    pub fn wants_tasks_running(&self) -> bool {
+        matches!(self.state, JobState::Scheduling | JobState::Running)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! Live workers: what they offer and when they were last heard from. Not
+//! durable: workers register again after a coordinator restart.
+
+use sluice_common::{TaskId, WorkerId};
+use sluice_proto::{TaskMetrics, TaskReport, WorkerState};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct WorkerEntry {
+    pub id: WorkerId,
+    pub data_address: String,
+    pub slots: u32,
+    pub last_heartbeat: Instant,
+    pub state: WorkerState,
+    /// Tasks the worker said it runs, with their metrics.
+    pub reported: BTreeMap<TaskId, TaskReport>,
+}
+
+#[derive(Default)]
+pub struct WorkerRegistry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: u64,
+    workers: BTreeMap<WorkerId, WorkerEntry>,
+    metrics: HashMap<TaskId, TaskMetrics>,
+}
+
+impl WorkerRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn register(&self, data_address: String, slots: u32) -> WorkerId {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = WorkerId::from_seq(inner.next_id);
+        inner.workers.insert(
+            id.clone(),
+            WorkerEntry {
+                id: id.clone(),
+                data_address,
+                slots,
+                last_heartbeat: Instant::now(),
+                state: WorkerState::Alive,
+                reported: BTreeMap::new(),
+            },
+        );
+        id
+    }
+
+    /// Records a heartbeat; `false` when the worker is unknown or was declared lost.
+    pub fn heartbeat(&self, id: &WorkerId, tasks: &[TaskReport]) -> bool {
+        let mut inner = self.lock();
+        let Inner {
+            workers, metrics, ..
+        } = &mut *inner;
+        let Some(w) = workers.get_mut(id) else {
+            return false;
+        };
+        if w.state == WorkerState::Lost {
+            return false;
+        }
+        w.last_heartbeat = Instant::now();
+        w.reported = tasks
+            .iter()
+            .map(|t| (TaskId::new(t.task_id.clone()), t.clone()))
+            .collect();
+        for t in tasks {
+            if let Some(m) = &t.metrics {
+                metrics.insert(TaskId::new(t.task_id.clone()), *m);
+            }
+        }
+        true
+    }
+
+    pub fn is_alive(&self, id: &WorkerId) -> bool {
+        self.lock()
+            .workers
+            .get(id)
+            .is_some_and(|w| w.state == WorkerState::Alive)
+    }
+
+    pub fn alive(&self) -> Vec<WorkerEntry> {
+        self.lock()
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Alive)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all(&self) -> Vec<WorkerEntry> {
+        self.lock().workers.values().cloned().collect()
+    }
+
+    pub fn data_address(&self, id: &WorkerId) -> Option<String> {
+        self.lock().workers.get(id).map(|w| w.data_address.clone())
+    }
+
+    pub fn metrics(&self, task: &TaskId) -> Option<TaskMetrics> {
+        self.lock().metrics.get(task).copied()
+    }
+
+    /// Declares lost every alive worker silent for longer than `timeout`, and
+    /// returns them with how long each was silent.
+    pub fn expire(&self, timeout: Duration) -> Vec<(WorkerId, Duration)> {
+        let now = Instant::now();
+        let mut lost = Vec::new();
+        for w in self.lock().workers.values_mut() {
+            let silent = now.saturating_duration_since(w.last_heartbeat);
+            if w.state == WorkerState::Alive && silent > timeout {
+                w.state = WorkerState::Lost;
+                w.reported.clear();
+                lost.push((w.id.clone(), silent));
+            }
+        }
+        lost
+    }
+}

@@ -1,0 +1,95 @@
+//! What both gRPC services share: the durable store, the worker registry and
+//! the timing settings.
+
+use crate::meta::{Command, JobRecord, MetaStore};
+use crate::registry::WorkerRegistry;
+use sluice_common::{JobId, TaskId};
+use sluice_proto::{JobState, JobStatus, TaskState, TaskStatus};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+}
+
+pub struct Coordinator<S> {
+    pub store: S,
+    pub workers: WorkerRegistry,
+    pub timing: Timing,
+}
+
+pub type Shared<S> = Arc<Coordinator<S>>;
+
+impl<S: MetaStore> Coordinator<S> {
+    pub fn new(store: S, timing: Timing) -> Shared<S> {
+        Arc::new(Self {
+            store,
+            workers: WorkerRegistry::default(),
+            timing,
+        })
+    }
+
+    pub fn job_status(&self, job: &JobRecord) -> JobStatus {
+        JobStatus {
+            job_id: job.id.to_string(),
+            name: job.spec.name.clone(),
+            state: job.state as i32,
+            parallelism: job.spec.parallelism,
+            tasks: job
+                .tasks
+                .iter()
+                .map(|t| TaskStatus {
+                    task_id: t.id.to_string(),
+                    stage: t.stage,
+                    index: t.index,
+                    worker_id: t.worker.to_string(),
+                    state: t.state as i32,
+                    partitions: t.partitions.clone(),
+                    error: t.error.clone().unwrap_or_default(),
+                    metrics: self.workers.metrics(&t.id),
+                })
+                .collect(),
+            failure: job.failure.clone().unwrap_or_default(),
+            submitted_at_ms: job.submitted_at_ms,
+            spec_json: job.spec_json.clone(),
+        }
+    }
+
+    pub fn set_task_state(
+        &self,
+        job: &JobId,
+        task: &TaskId,
+        state: TaskState,
+        error: Option<String>,
+    ) {
+        let changed = self.store.read(|m| {
+            m.jobs
+                .get(job)
+                .and_then(|j| j.tasks.iter().find(|t| &t.id == task))
+                .is_some_and(|t| t.state != state && !t.state.is_terminal())
+        });
+        if changed {
+            tracing::info!(job = %job, task = %task, state = ?state, error = error.as_deref().unwrap_or(""), "task state");
+            self.store.apply(Command::SetTaskState {
+                job: job.clone(),
+                task: task.clone(),
+                state,
+                error,
+            });
+            self.log_job_state(job);
+        }
+    }
+
+    fn log_job_state(&self, job: &JobId) {
+        if let Some((state, failure)) = self
+            .store
+            .read(|m| m.jobs.get(job).map(|j| (j.state, j.failure.clone())))
+        {
+            if state == JobState::Failed {
+                tracing::warn!(job = %job, failure = failure.as_deref().unwrap_or(""), "job failed");
+            }
+        }
+    }
+}
