@@ -4,6 +4,7 @@
 pub mod env;
 pub mod error;
 pub mod ids;
+pub mod keys;
 pub mod spec;
 #[cfg(feature = "vrl")]
 pub mod vrl_program;
@@ -11,3 +12,13 @@ pub mod vrl_program;
 pub use error::{SpecError, SpecProblem};
 pub use ids::{JobId, TaskId, WorkerId};
 pub use spec::JobSpec;
+
+/// `host:port` or a URL, as a URL gRPC clients accept.
+pub fn http_url(address: &str) -> String {
+    let address = address.trim().trim_end_matches('/');
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    }
+}

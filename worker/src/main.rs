@@ -1,1 +1,108 @@
-fn main() {}
+//! The Sluice worker: registers with the coordinator, runs the subtasks it is
+//! given and exchanges records with other workers.
+
+mod connectors;
+mod control;
+mod error;
+mod exchange;
+mod operators;
+mod record;
+mod runtime;
+
+use anyhow::Context;
+use clap::Parser;
+use exchange::{ExchangeServer, Inboxes, Peers};
+use runtime::{RuntimeContext, TaskManager};
+use sluice_proto::exchange_service_server::ExchangeServiceServer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Sluice worker: runs the subtasks the coordinator assigns"
+)]
+struct Args {
+    /// Coordinator address (host:port or URL).
+    #[arg(long, env = "SLUICE_COORDINATOR", default_value = "127.0.0.1:7400")]
+    coordinator: String,
+    /// Address to serve the data exchange on; port 0 picks a free one.
+    #[arg(long, env = "SLUICE_DATA_LISTEN", default_value = "127.0.0.1:0")]
+    data_listen: SocketAddr,
+    /// Address other workers use to reach this one, when it differs from the
+    /// listening address (containers, NAT).
+    #[arg(long, env = "SLUICE_DATA_ADVERTISE")]
+    data_advertise: Option<String>,
+    /// Task slots this worker offers; a job of parallelism p takes p slots.
+    #[arg(long, env = "SLUICE_SLOTS", default_value_t = 4)]
+    slots: u32,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(args.log_json);
+    let listener = tokio::net::TcpListener::bind(args.data_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.data_listen))?;
+    let data_address = match args.data_advertise {
+        Some(a) => a,
+        None => listener.local_addr()?.to_string(),
+    };
+    tracing::info!(%data_address, slots = args.slots, "worker starting");
+    let inboxes = Arc::new(Inboxes::default());
+    let ctx = Arc::new(RuntimeContext {
+        inboxes: inboxes.clone(),
+        peers: Peers::default(),
+        own_address: data_address.clone(),
+    });
+    let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let tasks = TaskManager::new(ctx, changes_tx);
+    let server = tonic::transport::Server::builder()
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(32 << 20)
+        .add_service(ExchangeServiceServer::new(ExchangeServer { inboxes }))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    let control = control::Control {
+        client: control::connect(&args.coordinator)?,
+        data_address,
+        slots: args.slots,
+        tasks: tasks.clone(),
+    };
+    tokio::select! {
+        r = server => r.context("exchange server stopped")?,
+        () = control.run(changes_rx) => {}
+        () = shutdown_signal() => {
+            tracing::info!("worker stopping");
+            tasks.cancel_all();
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,41 @@
+mod dead_letter;
+mod sink;
+mod source;
+
+pub use dead_letter::DeadLetterWriter;
+pub use sink::KafkaSink;
+pub use source::{KafkaSource, RawMessage};
+
+use crate::error::WorkerError;
+use rdkafka::ClientConfig;
+use std::collections::BTreeMap;
+
+/// A client config with Sluice's `defaults`, then the user's `properties` over them.
+pub(crate) fn client_config(
+    brokers: &str,
+    defaults: &[(&str, &str)],
+    properties: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (k, v) in defaults {
+        config.set(*k, *v);
+    }
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config
+}
+
+pub(crate) fn kafka_err(
+    what: impl Into<String>,
+    brokers: &str,
+) -> impl FnOnce(rdkafka::error::KafkaError) -> WorkerError {
+    let what = what.into();
+    let brokers = brokers.to_string();
+    move |source| WorkerError::Kafka {
+        what,
+        brokers,
+        source,
+    }
+}

@@ -1,0 +1,97 @@
+//! The worker's side of ClusterService: register, heartbeat, apply what the
+//! coordinator answers, and report task changes as they happen.
+
+use crate::runtime::TaskManager;
+use sluice_common::TaskId;
+use sluice_proto::cluster_service_client::ClusterServiceClient;
+use sluice_proto::{HeartbeatRequest, RegisterWorkerRequest, TaskReport};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+
+pub struct Control {
+    pub client: ClusterServiceClient<Channel>,
+    pub data_address: String,
+    pub slots: u32,
+    pub tasks: Arc<TaskManager>,
+}
+
+pub fn connect(coordinator: &str) -> anyhow::Result<ClusterServiceClient<Channel>> {
+    let channel = Endpoint::from_shared(sluice_common::http_url(coordinator))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy();
+    Ok(ClusterServiceClient::new(channel))
+}
+
+impl Control {
+    async fn register(&mut self) -> (String, Duration) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let req = RegisterWorkerRequest {
+                data_address: self.data_address.clone(),
+                slots: self.slots,
+                pid: std::process::id(),
+            };
+            match self.client.register_worker(req).await {
+                Ok(resp) => {
+                    let resp = resp.into_inner();
+                    tracing::info!(worker = %resp.worker_id, "registered with coordinator");
+                    return (
+                        resp.worker_id,
+                        Duration::from_millis(resp.heartbeat_interval_ms.max(50)),
+                    );
+                }
+                Err(status) => {
+                    tracing::warn!(error = %status.message(), "cannot register with coordinator; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    pub async fn run(mut self, mut changes: mpsc::UnboundedReceiver<TaskReport>) {
+        loop {
+            let (worker_id, interval) = self.register().await;
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    Some(mut change) = changes.recv() => {
+                        change.worker_id = worker_id.clone();
+                        if let Err(status) = self.client.report_task_state(change).await {
+                            tracing::warn!(error = %status.message(), "task report not delivered; the next heartbeat carries it");
+                        }
+                        continue;
+                    }
+                }
+                let req = HeartbeatRequest {
+                    worker_id: worker_id.clone(),
+                    tasks: self.tasks.reports(&worker_id),
+                };
+                let resp = match self.client.heartbeat(req).await {
+                    Ok(r) => r.into_inner(),
+                    Err(status) => {
+                        // Tasks keep running while the coordinator is away.
+                        tracing::warn!(error = %status.message(), "heartbeat failed");
+                        continue;
+                    }
+                };
+                if resp.reregister {
+                    tracing::warn!(worker = %worker_id, "coordinator no longer knows this worker; stopping its tasks and registering again");
+                    self.tasks.cancel_all();
+                    break;
+                }
+                for id in resp.cancel {
+                    self.tasks.cancel(&TaskId::new(id));
+                }
+                for dep in resp.deploy {
+                    self.tasks.deploy(dep);
+                }
+            }
+        }
+    }
+}

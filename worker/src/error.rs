@@ -1,0 +1,29 @@
+use sluice_common::TaskId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("kafka {what} ({brokers}): {source}")]
+    Kafka {
+        what: String,
+        brokers: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("kafka topic `{topic}` ({brokers}) did not acknowledge a message within 60s")]
+    Unacknowledged { topic: String, brokers: String },
+    #[error("cassandra {what}: {reason}")]
+    Cassandra { what: String, reason: String },
+    #[error("job spec of task {task} does not parse: {reason}")]
+    Spec { task: TaskId, reason: String },
+    #[error("exchange to {peer} (stage {stage}, subtask {index}): {reason}")]
+    Exchange {
+        peer: String,
+        stage: u32,
+        index: u32,
+        reason: String,
+    },
+    #[error("dead-letter topic `{topic}` unavailable while recording a failed record: {reason}")]
+    DeadLetter { topic: String, reason: String },
+}
+
+pub type Result<T, E = WorkerError> = std::result::Result<T, E>;

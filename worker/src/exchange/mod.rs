@@ -1,0 +1,17 @@
+//! Records and barriers between the subtasks of consecutive stages. Inside a
+//! worker they go through a bounded channel; across workers through one gRPC
+//! stream per (sender, receiver) pair, over one cached channel per peer.
+
+mod inbox;
+mod peers;
+mod router;
+mod server;
+mod wire;
+
+pub use inbox::{Frame, InboxKey, InboxMsg, Inboxes};
+pub use peers::Peers;
+pub use router::{Route, Router};
+pub use server::ExchangeServer;
+
+/// Batches a receiving subtask queues before its senders wait.
+pub const INBOX_CAPACITY: usize = 16;

@@ -1,0 +1,193 @@
+//! Sends a stage's output to the next stage, each record to the subtask that
+//! owns its key's group.
+
+use super::inbox::{Frame, InboxKey, InboxMsg, Inboxes};
+use super::peers::Peers;
+use super::wire::to_wire;
+use crate::error::{Result, WorkerError};
+use crate::record::{FailedAt, Failure, Record};
+use sluice_common::JobId;
+use sluice_common::keys::{DEFAULT_MAX_PARALLELISM, key_group, stable_hash, subtask_of_group};
+use sluice_proto::exchange_frame::Kind;
+use sluice_proto::exchange_service_client::ExchangeServiceClient;
+use sluice_proto::{ExchangeFrame, ExchangeHeader, RecordBatch};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use vrl::value::Value;
+
+enum Out {
+    Local(mpsc::Sender<InboxMsg>),
+    Remote {
+        tx: mpsc::Sender<ExchangeFrame>,
+        call: JoinHandle<std::result::Result<(), tonic::Status>>,
+        peer: String,
+    },
+}
+
+pub struct Router {
+    key_fields: Vec<String>,
+    outs: Vec<Out>,
+    buffers: Vec<Vec<Record>>,
+    sender: u32,
+    next_stage: u32,
+}
+
+/// Where this subtask sends: its job, attempt and index, and the next stage.
+pub struct Route<'a> {
+    pub job: &'a JobId,
+    pub attempt: u32,
+    pub index: u32,
+    pub next_stage: u32,
+    pub downstream: &'a [String],
+    pub own_address: &'a str,
+}
+
+impl Router {
+    pub async fn connect(
+        route: Route<'_>,
+        key_fields: &[String],
+        inboxes: &Inboxes,
+        peers: &Peers,
+    ) -> Result<Self> {
+        let mut outs = Vec::with_capacity(route.downstream.len());
+        for (target, address) in route.downstream.iter().enumerate() {
+            let target = target as u32;
+            let exchange_err = |reason: String| WorkerError::Exchange {
+                peer: address.clone(),
+                stage: route.next_stage,
+                index: target,
+                reason,
+            };
+            if address == route.own_address {
+                let key = InboxKey {
+                    job: route.job.clone(),
+                    attempt: route.attempt,
+                    stage: route.next_stage,
+                    index: target,
+                };
+                let tx = inboxes
+                    .get(&key, Duration::from_secs(30))
+                    .await
+                    .ok_or_else(|| {
+                        exchange_err("receiving subtask did not start within 30s".into())
+                    })?;
+                outs.push(Out::Local(tx));
+                continue;
+            }
+            let channel = peers.channel(address).map_err(exchange_err)?;
+            let (tx, rx) = mpsc::channel(super::INBOX_CAPACITY);
+            tx.send(ExchangeFrame {
+                kind: Some(Kind::Header(ExchangeHeader {
+                    job_id: route.job.to_string(),
+                    attempt: route.attempt,
+                    stage: route.next_stage,
+                    target_index: target,
+                    sender_index: route.index,
+                })),
+            })
+            .await
+            .map_err(|_| exchange_err("stream closed before its header".into()))?;
+            let call = tokio::spawn(async move {
+                let mut client = ExchangeServiceClient::new(channel);
+                client.push(ReceiverStream::new(rx)).await.map(drop)
+            });
+            outs.push(Out::Remote {
+                tx,
+                call,
+                peer: address.clone(),
+            });
+        }
+        let n = outs.len();
+        Ok(Self {
+            key_fields: key_fields.to_vec(),
+            outs,
+            buffers: (0..n).map(|_| Vec::new()).collect(),
+            sender: route.index,
+            next_stage: route.next_stage,
+        })
+    }
+
+    fn target(&self, record: &Record) -> std::result::Result<u32, String> {
+        let Value::Object(map) = &record.value else {
+            return Err("key_by needs an object record".into());
+        };
+        let mut key = Vec::new();
+        for field in &self.key_fields {
+            match map.get(field.as_str()) {
+                None | Some(Value::Null) => return Err(format!("key field `{field}` is missing")),
+                Some(v) => {
+                    serde_json::to_writer(&mut key, v).map_err(|e| e.to_string())?;
+                    key.push(0);
+                }
+            }
+        }
+        let group = key_group(stable_hash(&key), DEFAULT_MAX_PARALLELISM);
+        Ok(subtask_of_group(
+            group,
+            DEFAULT_MAX_PARALLELISM,
+            self.outs.len() as u32,
+        ))
+    }
+
+    /// Sends each record to its key's subtask; waits while a receiver is full.
+    pub async fn send(&mut self, records: Vec<Record>, failures: &mut Vec<Failure>) -> Result<()> {
+        for record in records {
+            match self.target(&record) {
+                Ok(t) => self.buffers[t as usize].push(record),
+                Err(e) => failures.push(Failure::of(&record, FailedAt::KeyBy, e)),
+            }
+        }
+        for target in 0..self.outs.len() {
+            if self.buffers[target].is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(&mut self.buffers[target]);
+            self.deliver(target, Frame::Records(batch)).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(&mut self, target: usize, frame: Frame) -> Result<()> {
+        let sender = self.sender;
+        let stage = self.next_stage;
+        match &mut self.outs[target] {
+            Out::Local(tx) => {
+                tx.send(InboxMsg { sender, frame })
+                    .await
+                    .map_err(|_| WorkerError::Exchange {
+                        peer: "this worker".into(),
+                        stage,
+                        index: target as u32,
+                        reason: "receiving subtask stopped".into(),
+                    })
+            }
+            Out::Remote { tx, call, peer } => {
+                let kind = match frame {
+                    Frame::Records(rs) => Kind::Records(RecordBatch {
+                        records: rs.iter().map(to_wire).collect(),
+                    }),
+                    Frame::Barrier(id) => {
+                        Kind::Barrier(sluice_proto::Barrier { checkpoint_id: id })
+                    }
+                    Frame::End => Kind::End(sluice_proto::EndOfStream {}),
+                };
+                if tx.send(ExchangeFrame { kind: Some(kind) }).await.is_ok() {
+                    return Ok(());
+                }
+                let reason = match call.await {
+                    Ok(Err(status)) => status.message().to_string(),
+                    Ok(Ok(())) => "receiver closed the stream".into(),
+                    Err(e) => e.to_string(),
+                };
+                Err(WorkerError::Exchange {
+                    peer: peer.clone(),
+                    stage,
+                    index: target as u32,
+                    reason,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Running subtasks: one tokio task each, reading its input, applying its
+//! operator chain and writing to the next stage or the sink.
+
+mod metrics;
+mod subtask;
+mod task_manager;
+
+pub use metrics::Metrics;
+pub use subtask::{RuntimeContext, run_subtask};
+pub use task_manager::TaskManager;

@@ -1,0 +1,151 @@
+//! The subtasks this worker runs, their state and how to stop them.
+
+use super::{Metrics, RuntimeContext, run_subtask};
+use sluice_common::TaskId;
+use sluice_proto::{TaskDeployment, TaskReport, TaskState};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// How long an ended task stays in heartbeats, so its end is seen even if the
+/// immediate report was lost.
+const KEEP_ENDED: Duration = Duration::from_secs(60);
+
+struct Entry {
+    job_id: String,
+    status: Arc<Mutex<Status>>,
+    metrics: Arc<Metrics>,
+    cancel: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Clone)]
+struct Status {
+    state: TaskState,
+    error: String,
+    ended_at: Option<Instant>,
+}
+
+pub struct TaskManager {
+    tasks: Mutex<HashMap<TaskId, Entry>>,
+    ctx: Arc<RuntimeContext>,
+    /// State changes to report to the coordinator at once.
+    changes: mpsc::UnboundedSender<TaskReport>,
+}
+
+impl TaskManager {
+    pub fn new(ctx: Arc<RuntimeContext>, changes: mpsc::UnboundedSender<TaskReport>) -> Arc<Self> {
+        Arc::new(Self {
+            tasks: Mutex::new(HashMap::new()),
+            ctx,
+            changes,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Entry>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a subtask unless it already runs here.
+    pub fn deploy(&self, dep: TaskDeployment) {
+        let id = TaskId::new(dep.task_id.clone());
+        let mut tasks = self.lock();
+        if tasks.contains_key(&id) {
+            return;
+        }
+        let status = Arc::new(Mutex::new(Status {
+            state: TaskState::Deploying,
+            error: String::new(),
+            ended_at: None,
+        }));
+        let metrics = Arc::new(Metrics::default());
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        tasks.insert(
+            id.clone(),
+            Entry {
+                job_id: dep.job_id.clone(),
+                status: status.clone(),
+                metrics: metrics.clone(),
+                cancel: Some(cancel_tx),
+            },
+        );
+        drop(tasks);
+        tracing::info!(task = %id, stage = dep.stage, index = dep.index, "deploying subtask");
+        let ctx = self.ctx.clone();
+        let changes = self.changes.clone();
+        let job_id = dep.job_id.clone();
+        let report = move |state: TaskState, error: String, metrics: &Metrics| {
+            let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+            s.state = state;
+            s.error = error.clone();
+            if state.is_terminal() {
+                s.ended_at = Some(Instant::now());
+            }
+            let _ = changes.send(TaskReport {
+                worker_id: String::new(),
+                task_id: id.to_string(),
+                state: state as i32,
+                error,
+                metrics: Some(metrics.snapshot()),
+                job_id: job_id.clone(),
+            });
+        };
+        tokio::spawn(async move {
+            let running = {
+                let report = report.clone();
+                let metrics = metrics.clone();
+                move || report(TaskState::Running, String::new(), &metrics)
+            };
+            let outcome = tokio::select! {
+                r = run_subtask(dep, ctx, metrics.clone(), running) => r.map(|()| TaskState::Finished),
+                _ = cancel_rx => Ok(TaskState::Cancelled),
+            };
+            match outcome {
+                Ok(state) => report(state, String::new(), &metrics),
+                Err(e) => {
+                    tracing::error!(error = %e, "subtask failed");
+                    report(TaskState::Failed, e.to_string(), &metrics);
+                }
+            }
+        });
+    }
+
+    pub fn cancel(&self, task: &TaskId) {
+        if let Some(entry) = self.lock().get_mut(task) {
+            if let Some(cancel) = entry.cancel.take() {
+                tracing::info!(task = %task, "cancelling subtask");
+                let _ = cancel.send(());
+            }
+        }
+    }
+
+    pub fn cancel_all(&self) {
+        let ids: Vec<TaskId> = self.lock().keys().cloned().collect();
+        for id in ids {
+            self.cancel(&id);
+        }
+    }
+
+    /// Every task for a heartbeat; ended tasks are dropped after a while.
+    pub fn reports(&self, worker_id: &str) -> Vec<TaskReport> {
+        let mut tasks = self.lock();
+        tasks.retain(|_, e| {
+            let s = e.status.lock().unwrap_or_else(|p| p.into_inner());
+            s.ended_at.is_none_or(|t| t.elapsed() < KEEP_ENDED)
+        });
+        tasks
+            .iter()
+            .map(|(id, e)| {
+                let s = e.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                TaskReport {
+                    worker_id: worker_id.to_string(),
+                    task_id: id.to_string(),
+                    state: s.state as i32,
+                    error: s.error,
+                    metrics: Some(e.metrics.snapshot()),
+                    job_id: e.job_id.clone(),
+                }
+            })
+            .collect()
+    }
+}
