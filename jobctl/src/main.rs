@@ -1,1 +1,147 @@
-fn main() {}
+//! `jobctl`: the command-line client of a Sluice cluster.
+
+mod output;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use sluice_common::spec::resolve_client_side;
+use sluice_proto::job_service_client::JobServiceClient;
+use sluice_proto::*;
+use std::process::ExitCode;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Submit and manage Sluice jobs",
+    propagate_version = true
+)]
+struct Cli {
+    /// Coordinator address (host:port or URL).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_COORDINATOR",
+        default_value = "127.0.0.1:7400"
+    )]
+    coordinator: String,
+    /// How to print results.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Submit a job spec (YAML or JSON). `${VAR}` references are resolved from
+    /// this shell's environment before sending.
+    Submit {
+        /// Path of the job spec file.
+        file: std::path::PathBuf,
+    },
+    /// List jobs.
+    List,
+    /// Show a job's state and its subtasks.
+    Status {
+        /// Job id, as printed by `submit` or `list`.
+        job: String,
+    },
+    /// Cancel a running job.
+    Cancel {
+        /// Job id.
+        job: String,
+    },
+    /// List the workers the coordinator knows.
+    Workers,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A gRPC error reduced to what the server said; other errors with their causes.
+fn one_line(e: &anyhow::Error) -> String {
+    if let Some(status) = e.downcast_ref::<tonic::Status>() {
+        return match status.code() {
+            tonic::Code::Unavailable if status.message().contains("transport") || status.message().is_empty() => {
+                "coordinator unreachable: is it running, and is --coordinator / SLUICE_COORDINATOR right?".into()
+            }
+            _ => status.message().to_string(),
+        };
+    }
+    format!("{e:#}")
+}
+
+async fn client(address: &str) -> anyhow::Result<JobServiceClient<Channel>> {
+    let url = sluice_common::http_url(address);
+    let channel = Endpoint::from_shared(url.clone())
+        .with_context(|| format!("`{address}` is not a valid coordinator address"))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .map_err(|_| anyhow::anyhow!("coordinator unreachable at {url}: is it running, and is --coordinator / SLUICE_COORDINATOR right?"))?;
+    Ok(JobServiceClient::new(channel))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = output::Printer { format: cli.output };
+    match cli.command {
+        Command::Submit { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read job spec {}", file.display()))?;
+            let spec_json = resolve_client_side(&text, &|name| std::env::var(name).ok())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let mut c = client(&cli.coordinator).await?;
+            let resp = c
+                .submit_job(SubmitJobRequest { spec_json })
+                .await?
+                .into_inner();
+            out.submitted(&resp.job_id);
+        }
+        Command::List => {
+            let mut c = client(&cli.coordinator).await?;
+            let jobs = c.list_jobs(ListJobsRequest {}).await?.into_inner().jobs;
+            out.jobs(&jobs);
+        }
+        Command::Status { job } => {
+            let mut c = client(&cli.coordinator).await?;
+            let status = c.get_job(GetJobRequest { job_id: job }).await?.into_inner();
+            out.status(&status);
+        }
+        Command::Cancel { job } => {
+            let mut c = client(&cli.coordinator).await?;
+            let status = c
+                .cancel_job(CancelJobRequest { job_id: job })
+                .await?
+                .into_inner();
+            out.status(&status);
+        }
+        Command::Workers => {
+            let mut c = client(&cli.coordinator).await?;
+            let workers = c
+                .list_workers(ListWorkersRequest {})
+                .await?
+                .into_inner()
+                .workers;
+            out.workers(&workers);
+        }
+    }
+    Ok(())
+}

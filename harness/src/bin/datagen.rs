@@ -1,1 +1,64 @@
-fn main() {}
+//! Produces seed data into Kafka.
+
+use clap::{Parser, Subcommand};
+use sluice_harness::datagen::{producer, user_events::UserEvents};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Produce seed pipeline data into Kafka")]
+struct Cli {
+    #[command(subcommand)]
+    command: Kind,
+}
+
+#[derive(clap::Args, Debug)]
+struct Common {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKER")]
+    brokers: String,
+    /// Topic to produce to.
+    #[arg(long)]
+    topic: String,
+    /// How many messages to produce.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// Messages per second; unlimited when absent.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Seed of the generator: the same seed gives the same messages.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum Kind {
+    /// Seed 000: UserEvent JSON (user_id, event_type, event_time, event_id, metadata).
+    UserEvents {
+        #[command(flatten)]
+        common: Common,
+        /// Make every K-th message malformed (not JSON, or an unparseable event_time).
+        #[arg(long)]
+        malformed_every: Option<u64>,
+        /// Distinct users the events are spread over.
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Kind::UserEvents {
+            common,
+            malformed_every,
+            users,
+        } => {
+            let events = UserEvents::new(common.seed, users, malformed_every)
+                .take(common.count)
+                .map(|g| g.payload);
+            let n = producer::produce(&common.brokers, &common.topic, events, common.rate, 10_000)
+                .await?;
+            eprintln!("produced {n} user events to {}", common.topic);
+        }
+    }
+    Ok(())
+}

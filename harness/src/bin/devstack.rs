@@ -1,1 +1,148 @@
-fn main() {}
+//! The local stack: Kafka, Cassandra, a coordinator and workers on 127.0.0.1.
+
+use clap::{Parser, Subcommand};
+use sluice_harness::cluster::ClusterOptions;
+use sluice_harness::{DevStack, StackOptions, admin};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Run Sluice's local stack and set up pipelines on it")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Install on first use and start everything; print `NAME=VALUE` per address,
+    /// then `READY`; stop everything on SIGINT or SIGTERM.
+    Up {
+        /// Workers to start.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Task slots per worker.
+        #[arg(long, default_value_t = 4)]
+        slots: u32,
+        /// Use this Kafka broker instead of starting one.
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Use this Cassandra (host:port) instead of starting one.
+        #[arg(long)]
+        cassandra: Option<String>,
+        /// Do not start Cassandra.
+        #[arg(long)]
+        no_cassandra: bool,
+        /// Start Kafka and Cassandra only, no coordinator or workers.
+        #[arg(long)]
+        no_sluice: bool,
+        /// Directory for data and logs; a fresh temporary one by default.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Create a Kafka topic (an existing one is left as it is).
+    Topic {
+        #[arg(long, env = "KAFKA_BROKER")]
+        brokers: String,
+        name: String,
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+    },
+    /// Run the statements of a CQL file.
+    Cql {
+        #[arg(long, env = "CASSANDRA_HOST")]
+        host: String,
+        file: PathBuf,
+    },
+    /// Print one CQL query's first column of the first row (for example a count).
+    Query {
+        #[arg(long, env = "CASSANDRA_HOST")]
+        host: String,
+        query: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Up {
+            workers,
+            slots,
+            kafka,
+            cassandra,
+            no_cassandra,
+            no_sluice,
+            dir,
+        } => {
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("sluice-devstack-{}", std::process::id()))
+            });
+            let options = StackOptions {
+                workers,
+                kafka,
+                cassandra,
+                no_cassandra,
+                no_sluice,
+                cluster: ClusterOptions {
+                    slots,
+                    ..Default::default()
+                },
+            };
+            let stack = DevStack::start(dir.clone(), options).await?;
+            let mut out = std::io::stdout().lock();
+            for (name, value) in stack.addresses() {
+                writeln!(out, "{name}={value}")?;
+            }
+            writeln!(out, "READY")?;
+            out.flush()?;
+            drop(out);
+            eprintln!("logs in {}; stop with Ctrl-C", dir.display());
+            wait_for_stop().await;
+            eprintln!("stopping...");
+            drop(stack);
+        }
+        Command::Topic {
+            brokers,
+            name,
+            partitions,
+        } => {
+            admin::create_topic(&brokers, &name, partitions).await?;
+            eprintln!("topic {name} ready ({partitions} partitions)");
+        }
+        Command::Cql { host, file } => {
+            let text = std::fs::read_to_string(&file)?;
+            let session = admin::cassandra_session(&host).await?;
+            let n = admin::run_cql(&session, &text).await?;
+            eprintln!("{}: {n} statement(s) applied", file.display());
+        }
+        Command::Query { host, query } => {
+            let session = admin::cassandra_session(&host).await?;
+            let rows = session.query_unpaged(query, ()).await?.into_rows_result()?;
+            let (value,) = rows.first_row::<(scylla::value::CqlValue,)>()?;
+            println!("{}", cql_text(&value));
+        }
+    }
+    Ok(())
+}
+
+fn cql_text(v: &scylla::value::CqlValue) -> String {
+    use scylla::value::CqlValue::*;
+    match v {
+        BigInt(n) => n.to_string(),
+        Int(n) => n.to_string(),
+        Text(s) | Ascii(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn wait_for_stop() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

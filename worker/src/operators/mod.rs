@@ -42,3 +42,57 @@ impl Chain {
         records
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Origin;
+    use sluice_common::JobSpec;
+    use vrl::value::Value;
+
+    #[test]
+    fn shipped_seed_000_job_buckets_by_utc_date() {
+        let text = include_str!("../../../deploy/jobs/user-events-to-cassandra.yaml");
+        let spec =
+            JobSpec::parse(text, &|_| Some("127.0.0.1:1".into())).expect("shipped spec is valid");
+        let (transforms, key) = spec.stage_plan(0);
+        assert_eq!(key, Some(&["user_id".to_string()][..]));
+        let mut chain = Chain::build(&transforms).expect("compiles");
+        let record = |time: &str| Record {
+            value: Value::from(serde_json::json!({"user_id": "u", "event_time": time})),
+            origin: Origin {
+                topic: "user-events".into(),
+                partition: 0,
+                offset: 1,
+            },
+        };
+        let mut failures = Vec::new();
+        let out = chain.process(
+            vec![
+                record("2024-05-01T23:59:59.500Z"),
+                record("2024-05-02T01:00:00+02:00"),
+                record("yesterday"),
+            ],
+            &mut failures,
+        );
+        assert_eq!(out.len(), 2);
+        let bucket = |r: &Record| match &r.value {
+            Value::Object(m) => m
+                .get("bucket_date")
+                .map(|v| v.to_string_lossy().into_owned()),
+            _ => None,
+        };
+        assert_eq!(bucket(&out[0]).as_deref(), Some("2024-05-01"));
+        assert_eq!(
+            bucket(&out[1]).as_deref(),
+            Some("2024-05-01"),
+            "+02:00 is the previous UTC day"
+        );
+        assert_eq!(failures.len(), 1);
+        assert!(
+            failures[0].error.contains("yesterday"),
+            "{}",
+            failures[0].error
+        );
+    }
+}

@@ -96,7 +96,11 @@ mod tests {
         );
         assert_eq!(out.len(), 1);
         assert_eq!(failures.len(), 1);
-        assert!(failures[0].error.contains("an integer"));
+        assert!(
+            failures[0].error.contains("integer"),
+            "{}",
+            failures[0].error
+        );
         assert_eq!(failures[0].origin.offset, 7);
     }
 

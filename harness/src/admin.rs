@@ -1,0 +1,137 @@
+//! What setting up and checking a pipeline needs: topics, CQL schemas, and
+//! reading a topic back.
+
+use anyhow::Context;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use std::time::{Duration, Instant};
+
+/// Creates `topic` with `partitions` partitions; an existing topic is fine.
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("cannot create Kafka admin client")?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .with_context(|| format!("cannot create topic `{topic}` on {brokers}"))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => anyhow::bail!("cannot create topic `{t}`: {e}"),
+        }
+    }
+    Ok(())
+}
+
+pub async fn cassandra_session(host: &str) -> anyhow::Result<Session> {
+    SessionBuilder::new()
+        .known_node(host)
+        .connection_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .with_context(|| format!("cannot connect to Cassandra at {host}"))
+}
+
+/// Runs the `;`-separated statements of a CQL file; `--` comments are ignored.
+pub async fn run_cql(session: &Session, text: &str) -> anyhow::Result<usize> {
+    let without_comments: String = text
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut n = 0;
+    for stmt in without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        session
+            .query_unpaged(stmt, ())
+            .await
+            .with_context(|| format!("CQL statement failed: {stmt}"))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A message read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ReadMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: String,
+}
+
+/// Reads `topic` from the beginning until `expected` messages arrived or no
+/// new message came for `quiet`, whichever is first, within `deadline`.
+/// `isolation` is `read_committed` or `read_uncommitted`.
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    quiet: Duration,
+    deadline: Duration,
+    isolation: &str,
+) -> anyhow::Result<Vec<ReadMessage>> {
+    let (brokers, topic, isolation) = (
+        brokers.to_string(),
+        topic.to_string(),
+        isolation.to_string(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set(
+                "group.id",
+                format!("sluice-reader-{}", uuid::Uuid::new_v4()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", &isolation)
+            .create()?;
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let partitions = md
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions as i32 {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl)?;
+        let start = Instant::now();
+        let mut last = Instant::now();
+        let mut out = Vec::new();
+        while out.len() < expected && start.elapsed() < deadline && last.elapsed() < quiet {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    last = Instant::now();
+                    out.push(ReadMessage {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        payload: String::from_utf8_lossy(m.payload().unwrap_or_default())
+                            .into_owned(),
+                    });
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => {}
+            }
+        }
+        Ok(out)
+    })
+    .await?
+}

@@ -1,0 +1,173 @@
+//! Sluice's own processes: one coordinator and any number of workers.
+
+use crate::net::{free_port, wait_for_port};
+use crate::process::ManagedChild;
+use anyhow::Context;
+use sluice_proto::job_service_client::JobServiceClient;
+use sluice_proto::{ListWorkersRequest, WorkerState};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub slots: u32,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(500),
+            heartbeat_timeout: Duration::from_secs(5),
+            slots: 4,
+        }
+    }
+}
+
+pub struct SluiceCluster {
+    pub coordinator_address: String,
+    coordinator: ManagedChild,
+    workers: Vec<Option<ManagedChild>>,
+    dir: PathBuf,
+    options: ClusterOptions,
+}
+
+/// Where the workspace's binaries are: `SLUICE_BIN_DIR`, else beside the running
+/// executable (tests run from `target/<profile>/deps`).
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("SLUICE_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe
+        .parent()
+        .context("executable has no directory")?
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = bin_dir()?.join(name);
+    if !path.exists() {
+        anyhow::bail!(
+            "{} not found: build it first (cargo build --workspace --bins) or set SLUICE_BIN_DIR",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+impl SluiceCluster {
+    /// Starts a coordinator and `workers` workers; returns once the coordinator
+    /// answers and every worker has registered.
+    pub async fn start(
+        dir: &Path,
+        workers: usize,
+        options: ClusterOptions,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let port = free_port()?;
+        let mut cmd = Command::new(binary("coordinator")?);
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--heartbeat-interval")
+            .arg(format!("{}ms", options.heartbeat_interval.as_millis()))
+            .arg("--heartbeat-timeout")
+            .arg(format!("{}ms", options.heartbeat_timeout.as_millis()));
+        let mut coordinator =
+            ManagedChild::spawn("coordinator", cmd, &dir.join("coordinator.log"))?;
+        let addr = format!("127.0.0.1:{port}").parse()?;
+        wait_for_port(addr, Duration::from_secs(30), || coordinator.check_alive())?;
+        let mut cluster = Self {
+            coordinator_address: format!("127.0.0.1:{port}"),
+            coordinator,
+            workers: Vec::new(),
+            dir: dir.to_path_buf(),
+            options,
+        };
+        for _ in 0..workers {
+            cluster.add_worker()?;
+        }
+        cluster
+            .wait_for_workers(workers, Duration::from_secs(30))
+            .await?;
+        Ok(cluster)
+    }
+
+    /// Starts one more worker; returns its index.
+    pub fn add_worker(&mut self) -> anyhow::Result<usize> {
+        let index = self.workers.len();
+        let mut cmd = Command::new(binary("worker")?);
+        cmd.arg("--coordinator")
+            .arg(&self.coordinator_address)
+            .arg("--slots")
+            .arg(self.options.slots.to_string());
+        let log = self.dir.join(format!("worker-{index}.log"));
+        self.workers.push(Some(ManagedChild::spawn(
+            &format!("worker {index}"),
+            cmd,
+            &log,
+        )?));
+        Ok(index)
+    }
+
+    pub async fn client(&self) -> anyhow::Result<JobServiceClient<tonic::transport::Channel>> {
+        Ok(JobServiceClient::connect(sluice_common::http_url(&self.coordinator_address)).await?)
+    }
+
+    /// Waits until `n` workers are registered and alive.
+    pub async fn wait_for_workers(&mut self, n: usize, deadline: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Ok(mut c) = self.client().await {
+                if let Ok(resp) = c.list_workers(ListWorkersRequest {}).await {
+                    let alive = resp
+                        .into_inner()
+                        .workers
+                        .iter()
+                        .filter(|w| w.state == WorkerState::Alive as i32)
+                        .count();
+                    if alive >= n {
+                        return Ok(());
+                    }
+                }
+            }
+            self.coordinator.check_alive()?;
+            for w in self.workers.iter_mut().flatten() {
+                w.check_alive()?;
+            }
+            if start.elapsed() > deadline {
+                anyhow::bail!("{n} workers did not register within {deadline:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn worker_pid(&self, index: usize) -> Option<u32> {
+        self.workers.get(index)?.as_ref().map(ManagedChild::pid)
+    }
+
+    /// SIGKILLs a worker, as a machine failure would.
+    pub fn kill_worker(&mut self, index: usize) {
+        if let Some(mut w) = self.workers.get_mut(index).and_then(Option::take) {
+            w.kill();
+        }
+    }
+
+    pub fn worker_log(&self, index: usize) -> Option<PathBuf> {
+        Some(self.workers.get(index)?.as_ref()?.log_path().to_path_buf())
+    }
+
+    pub fn coordinator_log(&self) -> PathBuf {
+        self.coordinator.log_path().to_path_buf()
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+}

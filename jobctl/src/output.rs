@@ -1,0 +1,195 @@
+//! Tables for people, JSON for scripts.
+
+use crate::Format;
+use serde_json::{Value, json};
+use sluice_proto::*;
+
+pub struct Printer {
+    pub format: Format,
+}
+
+fn job_state(s: i32) -> &'static str {
+    match JobState::try_from(s).unwrap_or_default() {
+        JobState::Scheduling => "SCHEDULING",
+        JobState::Running => "RUNNING",
+        JobState::Failed => "FAILED",
+        JobState::Cancelling => "CANCELLING",
+        JobState::Cancelled => "CANCELLED",
+        JobState::Finished => "FINISHED",
+        JobState::Unspecified => "UNKNOWN",
+    }
+}
+
+fn task_state(s: i32) -> &'static str {
+    match TaskState::try_from(s).unwrap_or_default() {
+        TaskState::Scheduled => "SCHEDULED",
+        TaskState::Deploying => "DEPLOYING",
+        TaskState::Running => "RUNNING",
+        TaskState::Finished => "FINISHED",
+        TaskState::Failed => "FAILED",
+        TaskState::Cancelled => "CANCELLED",
+        TaskState::Unspecified => "UNKNOWN",
+    }
+}
+
+fn worker_state(s: i32) -> &'static str {
+    match WorkerState::try_from(s).unwrap_or_default() {
+        WorkerState::Alive => "ALIVE",
+        WorkerState::Lost => "LOST",
+        WorkerState::Unspecified => "UNKNOWN",
+    }
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn task_json(t: &TaskStatus) -> Value {
+    let m = t.metrics.unwrap_or_default();
+    json!({
+        "task_id": t.task_id, "stage": t.stage, "index": t.index, "worker_id": t.worker_id,
+        "state": task_state(t.state), "partitions": t.partitions, "error": t.error,
+        "records_in": m.records_in, "records_out": m.records_out, "dead_lettered": m.dead_lettered,
+    })
+}
+
+fn job_json(j: &JobStatus) -> Value {
+    json!({
+        "job_id": j.job_id, "name": j.name, "state": job_state(j.state),
+        "parallelism": j.parallelism, "failure": j.failure,
+        "submitted_at_ms": j.submitted_at_ms,
+        "tasks": j.tasks.iter().map(task_json).collect::<Vec<_>>(),
+    })
+}
+
+impl Printer {
+    fn json(&self, v: Value) {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+
+    pub fn submitted(&self, job_id: &str) {
+        match self.format {
+            Format::Json => self.json(json!({ "job_id": job_id })),
+            Format::Table => println!("submitted {job_id}"),
+        }
+    }
+
+    pub fn jobs(&self, jobs: &[JobStatus]) {
+        match self.format {
+            Format::Json => self.json(Value::Array(jobs.iter().map(job_json).collect())),
+            Format::Table => table(
+                &["JOB", "NAME", "STATE", "PARALLELISM", "TASKS", "FAILURE"],
+                jobs.iter()
+                    .map(|j| {
+                        vec![
+                            j.job_id.clone(),
+                            j.name.clone(),
+                            job_state(j.state).into(),
+                            j.parallelism.to_string(),
+                            j.tasks.len().to_string(),
+                            j.failure.clone(),
+                        ]
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn status(&self, j: &JobStatus) {
+        match self.format {
+            Format::Json => self.json(job_json(j)),
+            Format::Table => {
+                println!("job:         {} ({})", j.job_id, j.name);
+                println!("state:       {}", job_state(j.state));
+                println!("parallelism: {}", j.parallelism);
+                if !j.failure.is_empty() {
+                    println!("failure:     {}", j.failure);
+                }
+                println!();
+                table(
+                    &[
+                        "TASK",
+                        "WORKER",
+                        "STATE",
+                        "PARTITIONS",
+                        "IN",
+                        "OUT",
+                        "DLQ",
+                        "ERROR",
+                    ],
+                    j.tasks
+                        .iter()
+                        .map(|t| {
+                            let m = t.metrics.unwrap_or_default();
+                            vec![
+                                t.task_id.clone(),
+                                t.worker_id.clone(),
+                                task_state(t.state).into(),
+                                t.partitions
+                                    .iter()
+                                    .map(i32::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(","),
+                                m.records_in.to_string(),
+                                m.records_out.to_string(),
+                                m.dead_lettered.to_string(),
+                                t.error.clone(),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+    }
+
+    pub fn workers(&self, workers: &[WorkerInfo]) {
+        match self.format {
+            Format::Json => self.json(Value::Array(
+                workers
+                    .iter()
+                    .map(|w| {
+                        json!({
+                            "worker_id": w.worker_id, "data_address": w.data_address,
+                            "state": worker_state(w.state), "slots": w.slots, "used_slots": w.used_slots,
+                            "last_heartbeat_ms_ago": w.last_heartbeat_ms_ago, "tasks": w.task_ids,
+                        })
+                    })
+                    .collect(),
+            )),
+            Format::Table => table(
+                &["WORKER", "STATE", "ADDRESS", "SLOTS", "USED", "HEARTBEAT", "TASKS"],
+                workers
+                    .iter()
+                    .map(|w| {
+                        vec![
+                            w.worker_id.clone(),
+                            worker_state(w.state).into(),
+                            w.data_address.clone(),
+                            w.slots.to_string(),
+                            w.used_slots.to_string(),
+                            format!("{}ms ago", w.last_heartbeat_ms_ago),
+                            w.task_ids.len().to_string(),
+                        ]
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
