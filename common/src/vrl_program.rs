@@ -32,6 +32,15 @@ impl VrlProgram {
         }
     }
 
+    /// Whether the program reads `%` metadata, which then has to be filled per record.
+    pub fn reads_metadata(&self) -> bool {
+        self.program
+            .info()
+            .target_queries
+            .iter()
+            .any(|p| p.prefix == vrl::path::PathPrefix::Metadata)
+    }
+
     pub fn runner(&self) -> VrlRunner {
         VrlRunner {
             program: self.program.clone(),
@@ -84,12 +93,12 @@ pub struct VrlRunner {
 }
 
 impl VrlRunner {
-    /// Runs the program on `value`; returns the rewritten event and the
-    /// program's result (used by `filter`).
-    pub fn run(&mut self, value: Value) -> Result<(Value, Value), String> {
+    /// Runs the program on `value` with `metadata` as its `%` paths; returns
+    /// the rewritten event and the program's result (used by `filter`).
+    pub fn run(&mut self, value: Value, metadata: Value) -> Result<(Value, Value), String> {
         let mut target = TargetValue {
             value,
-            metadata: Value::Object(Default::default()),
+            metadata,
             secrets: Secrets::default(),
         };
         let result = self
@@ -120,7 +129,9 @@ mod tests {
         let program = VrlProgram::compile(".b = upcase!(.a)").expect("valid program");
         let mut runner = program.runner();
         let input = Value::from(serde_json::json!({"a": "x"}));
-        let (out, _) = runner.run(input).expect("runs");
+        let (out, _) = runner
+            .run(input, Value::Object(Default::default()))
+            .expect("runs");
         assert_eq!(out, Value::from(serde_json::json!({"a": "x", "b": "X"})));
     }
 }

@@ -62,19 +62,26 @@ fn install(name: &str, what: &str, artifacts: &[(&str, &str, &str)]) -> anyhow::
         "installing {what} jars from Maven Central into {} (first run only)...",
         libs.display()
     );
-    let status = Command::new("mvn")
+    // Maven's output is captured: devstack's stdout carries only its addresses.
+    let output = Command::new("mvn")
         .current_dir(&dir)
         .args([
             "-B",
             "-q",
+            "-Dstyle.color=never",
             "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies",
             "-DincludeScope=runtime",
         ])
         .arg(format!("-DoutputDirectory={}", libs.display()))
-        .status()
+        .output()
         .context("cannot run `mvn`: Maven must be installed to fetch Kafka and Cassandra")?;
-    if !status.success() {
-        anyhow::bail!("maven could not fetch {what} ({status})");
+    if !output.status.success() {
+        anyhow::bail!(
+            "maven could not fetch {what} ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     std::fs::write(&done, "")?;
     Ok(libs)

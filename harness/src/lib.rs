@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod net;
 pub mod process;
 pub mod stack;
+pub mod testing;
 
 pub use cluster::SluiceCluster;
 pub use stack::{DevStack, StackOptions};

@@ -8,6 +8,15 @@ use crate::record::{Failure, Record};
 use sluice_common::spec::TransformSpec;
 use sluice_common::vrl_program::VrlProgram;
 
+/// Which subtask an operator runs in, for `%sluice` metadata.
+#[derive(Debug, Clone, Default)]
+pub struct TaskInfo {
+    pub job: String,
+    pub task: String,
+    pub stage: u32,
+    pub subtask: u32,
+}
+
 /// The operators of one stage, applied in order.
 pub struct Chain {
     ops: Vec<VrlOperator>,
@@ -15,15 +24,17 @@ pub struct Chain {
 
 impl Chain {
     /// Compiles each VRL program once for this task.
-    pub fn build(transforms: &[&TransformSpec]) -> Result<Self, String> {
+    pub fn build(transforms: &[&TransformSpec], task: &TaskInfo) -> Result<Self, String> {
         let mut ops = Vec::new();
         for t in transforms {
             match t {
                 TransformSpec::Remap(src) => ops.push(VrlOperator::remap(
                     VrlProgram::compile(src).map_err(|e| e.to_string())?,
+                    task,
                 )),
                 TransformSpec::Filter(src) => ops.push(VrlOperator::filter(
                     VrlProgram::compile(src).map_err(|e| e.to_string())?,
+                    task,
                 )),
                 TransformSpec::KeyBy(_) => {}
             }
@@ -57,7 +68,7 @@ mod tests {
             JobSpec::parse(text, &|_| Some("127.0.0.1:1".into())).expect("shipped spec is valid");
         let (transforms, key) = spec.stage_plan(0);
         assert_eq!(key, Some(&["user_id".to_string()][..]));
-        let mut chain = Chain::build(&transforms).expect("compiles");
+        let mut chain = Chain::build(&transforms, &TaskInfo::default()).expect("compiles");
         let record = |time: &str| Record {
             value: Value::from(serde_json::json!({"user_id": "u", "event_time": time})),
             origin: Origin {

@@ -1,27 +1,54 @@
-use crate::record::{FailedAt, Failure, Record};
+use super::TaskInfo;
+use crate::record::{FailedAt, Failure, Origin, Record};
 use sluice_common::vrl_program::{VrlProgram, VrlRunner};
-use vrl::value::Value;
+use vrl::value::{ObjectMap, Value};
 
 /// `remap` rewrites each record with a VRL program; `filter` keeps the
 /// records for which the program returns `true`.
 pub struct VrlOperator {
     runner: VrlRunner,
     keep_on_true: bool,
+    /// `%sluice` metadata, present only when the program reads metadata.
+    task_meta: Option<Value>,
 }
 
 impl VrlOperator {
-    pub fn remap(program: VrlProgram) -> Self {
+    pub fn remap(program: VrlProgram, task: &TaskInfo) -> Self {
+        Self::new(program, task, false)
+    }
+
+    pub fn filter(program: VrlProgram, task: &TaskInfo) -> Self {
+        Self::new(program, task, true)
+    }
+
+    fn new(program: VrlProgram, task: &TaskInfo, keep_on_true: bool) -> Self {
+        let task_meta = program.reads_metadata().then(|| {
+            let mut m = ObjectMap::new();
+            m.insert("job".into(), Value::from(task.job.as_str()));
+            m.insert("task".into(), Value::from(task.task.as_str()));
+            m.insert("stage".into(), Value::from(i64::from(task.stage)));
+            m.insert("subtask".into(), Value::from(i64::from(task.subtask)));
+            Value::Object(m)
+        });
         Self {
             runner: program.runner(),
-            keep_on_true: false,
+            keep_on_true,
+            task_meta,
         }
     }
 
-    pub fn filter(program: VrlProgram) -> Self {
-        Self {
-            runner: program.runner(),
-            keep_on_true: true,
+    /// `%kafka` (where the record was read) and `%sluice` (which subtask runs it).
+    fn metadata(&self, origin: &Origin) -> Value {
+        let mut m = ObjectMap::new();
+        if let Some(task) = &self.task_meta {
+            let mut kafka = ObjectMap::new();
+            kafka.insert("topic".into(), Value::from(&*origin.topic));
+            kafka.insert("partition".into(), Value::from(i64::from(origin.partition)));
+            kafka.insert("offset".into(), Value::from(origin.offset));
+            m.insert("kafka".into(), Value::Object(kafka));
+            m.insert("sluice".into(), task.clone());
         }
+        Value::Object(m)
     }
 
     pub fn process(&mut self, records: Vec<Record>, failures: &mut Vec<Failure>) -> Vec<Record> {
@@ -29,7 +56,8 @@ impl VrlOperator {
         for record in records {
             let origin = record.origin.clone();
             let kept = record.value.clone();
-            match self.runner.run(record.value) {
+            let metadata = self.metadata(&origin);
+            match self.runner.run(record.value, metadata) {
                 Ok((value, result)) => {
                     if !self.keep_on_true {
                         out.push(Record { value, origin });
@@ -68,7 +96,6 @@ impl VrlOperator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Origin;
 
     fn rec(v: serde_json::Value) -> Record {
         Record {
@@ -84,7 +111,7 @@ mod tests {
     #[test]
     fn filter_keeps_true_drops_false_and_reports_non_booleans() {
         let program = VrlProgram::compile(".n").expect("compiles");
-        let mut op = VrlOperator::filter(program);
+        let mut op = VrlOperator::filter(program, &TaskInfo::default());
         let mut failures = Vec::new();
         let out = op.process(
             vec![
@@ -107,11 +134,40 @@ mod tests {
     #[test]
     fn remap_errors_go_to_failures_with_the_input() {
         let program = VrlProgram::compile(".t = parse_timestamp!(.s, \"%F\")").expect("compiles");
-        let mut op = VrlOperator::remap(program);
+        let mut op = VrlOperator::remap(program, &TaskInfo::default());
         let mut failures = Vec::new();
         let out = op.process(vec![rec(serde_json::json!({"s": "nope"}))], &mut failures);
         assert!(out.is_empty());
         assert_eq!(failures[0].at, FailedAt::Transform);
         assert!(failures[0].payload.contains("nope"));
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+
+    #[test]
+    fn metadata_names_subtask_and_source_offset() {
+        let program =
+            VrlProgram::compile(".s = %sluice.subtask\n.o = %kafka.offset").expect("compiles");
+        let task = TaskInfo {
+            subtask: 3,
+            ..TaskInfo::default()
+        };
+        let mut op = VrlOperator::remap(program, &task);
+        let record = Record {
+            value: Value::from(serde_json::json!({})),
+            origin: Origin {
+                topic: "t".into(),
+                partition: 1,
+                offset: 42,
+            },
+        };
+        let out = op.process(vec![record], &mut Vec::new());
+        assert_eq!(
+            out[0].value,
+            Value::from(serde_json::json!({"s": 3, "o": 42}))
+        );
     }
 }

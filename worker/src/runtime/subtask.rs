@@ -3,7 +3,7 @@ use crate::connectors::SinkWriter;
 use crate::connectors::kafka::{DeadLetterWriter, KafkaSource, RawMessage};
 use crate::error::{Result, WorkerError};
 use crate::exchange::{Frame, InboxKey, InboxMsg, Inboxes, Peers, Route, Router};
-use crate::operators::Chain;
+use crate::operators::{Chain, TaskInfo};
 use crate::record::{FailedAt, Failure, Origin, Record};
 use sluice_common::spec::{SourceFormat, SourceSpec};
 use sluice_common::{JobId, JobSpec, TaskId};
@@ -69,7 +69,13 @@ pub async fn run_subtask(
         reason: e.to_string(),
     })?;
     let (transforms, key_fields) = spec.stage_plan(dep.stage);
-    let mut chain = Chain::build(&transforms).map_err(|reason| WorkerError::Spec {
+    let info = TaskInfo {
+        job: dep.job_id.clone(),
+        task: dep.task_id.clone(),
+        stage: dep.stage,
+        subtask: dep.index,
+    };
+    let mut chain = Chain::build(&transforms, &info).map_err(|reason| WorkerError::Spec {
         task: task.clone(),
         reason,
     })?;

@@ -1,0 +1,163 @@
+//! End-to-end test support. Kafka and Cassandra start once per test run: the
+//! test command starts them with `devstack up --no-sluice` and passes their
+//! addresses as `KAFKA_BROKER` and `CASSANDRA_HOST`; without those, the first
+//! test that asks starts them for the whole test binary. Each test starts its
+//! own coordinator and workers.
+
+use crate::cluster::bin_dir;
+use crate::stack::{DevStack, StackOptions};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Infra {
+    pub kafka: String,
+    pub cassandra: String,
+}
+
+static INFRA: OnceLock<Result<Infra, String>> = OnceLock::new();
+
+pub fn infra() -> anyhow::Result<Infra> {
+    INFRA
+        .get_or_init(|| {
+            match (
+                std::env::var("KAFKA_BROKER"),
+                std::env::var("CASSANDRA_HOST"),
+            ) {
+                (Ok(kafka), Ok(cassandra)) => Ok(Infra { kafka, cassandra }),
+                _ => start_infra().map_err(|e| format!("{e:#}")),
+            }
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Starts Kafka and Cassandra on a thread that lives as long as the test
+/// binary: children die with the thread that started them.
+fn start_infra() -> anyhow::Result<Infra> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("sluice-test-infra-{}", std::process::id()));
+        let options = StackOptions {
+            no_sluice: true,
+            ..Default::default()
+        };
+        match runtime.block_on(DevStack::start(dir, options)) {
+            Ok(stack) => {
+                let _ = tx.send(Ok(Infra {
+                    kafka: stack.kafka_broker.clone(),
+                    cassandra: stack.cassandra_host.clone().unwrap_or_default(),
+                }));
+                loop {
+                    std::thread::park();
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(format!("{e:#}")));
+            }
+        }
+    });
+    rx.recv()?.map_err(|e| anyhow::anyhow!(e))
+}
+
+/// A name no earlier test run used, for topics and jobs.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A fresh directory for one test's logs.
+pub fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("sluice-tests").join(unique(name));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// What a `jobctl` run printed and how it ended.
+#[derive(Debug)]
+pub struct JobctlOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `jobctl` binary against `coordinator` with extra environment.
+pub fn jobctl(
+    coordinator: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<JobctlOutput> {
+    let out = Command::new(bin_dir()?.join("jobctl"))
+        .arg("--coordinator")
+        .arg(coordinator)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .context("cannot run jobctl")?;
+    Ok(JobctlOutput {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// `jobctl --output json ARGS`, parsed.
+pub fn jobctl_json(coordinator: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let out = jobctl(coordinator, &all, &[])?;
+    if !out.success {
+        anyhow::bail!("jobctl {args:?} failed: {}", out.stderr.trim());
+    }
+    serde_json::from_str(&out.stdout)
+        .with_context(|| format!("jobctl printed no JSON: {}", out.stdout))
+}
+
+/// Polls `check` until it returns `Some`, failing with `what` after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last_err = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if start.elapsed() > deadline {
+            match last_err {
+                Some(e) => {
+                    anyhow::bail!("{what}: not reached within {deadline:?}; last error: {e:#}")
+                }
+                None => anyhow::bail!("{what}: not reached within {deadline:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Resident memory of a process in bytes, from /proc.
+pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc status")?;
+    Ok(kb * 1024)
+}
