@@ -20,14 +20,10 @@ fn walk(
     problems: &mut Vec<SpecProblem>,
 ) {
     match value {
-        Value::String(s) => {
-            if s.contains("${") {
-                match substitute(s, lookup) {
-                    Ok(resolved) => *s = resolved,
-                    Err(message) => problems.push(SpecProblem { path, message }),
-                }
-            }
-        }
+        Value::String(s) if s.contains("${") => match substitute(s, lookup) {
+            Ok(resolved) => *s = resolved,
+            Err(message) => problems.push(SpecProblem { path, message }),
+        },
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 walk(item, format!("{path}[{i}]"), lookup, problems);

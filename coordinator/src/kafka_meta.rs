@@ -28,10 +28,7 @@ pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, Coordina
             .find(|mt| mt.name() == t)
             .ok_or_else(|| "topic missing from metadata".to_string())?;
         if let Some(e) = topic.error() {
-            return Err(format!(
-                "{:?} (does the topic exist?)",
-                rdkafka::types::RDKafkaRespErr::from(e)
-            ));
+            return Err(format!("{:?} (does the topic exist?)", e));
         }
         Ok(topic.partitions().len() as i32)
     })

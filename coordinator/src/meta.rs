@@ -193,10 +193,8 @@ impl JobRecord {
                     self.state = JobState::Finished;
                 }
             }
-            JobState::Cancelling => {
-                if self.tasks.iter().all(|t| t.state.is_terminal()) {
-                    self.state = JobState::Cancelled;
-                }
+            JobState::Cancelling if self.tasks.iter().all(|t| t.state.is_terminal()) => {
+                self.state = JobState::Cancelled;
             }
             _ => {}
         }

@@ -64,32 +64,30 @@ impl<S: MetaStore> Coordinator<S> {
         state: TaskState,
         error: Option<String>,
     ) {
+        let job_state = |m: &crate::meta::ClusterMeta| m.jobs.get(job).map(|j| j.state);
         let changed = self.store.read(|m| {
             m.jobs
                 .get(job)
                 .and_then(|j| j.tasks.iter().find(|t| &t.id == task))
                 .is_some_and(|t| t.state != state && !t.state.is_terminal())
         });
-        if changed {
-            tracing::info!(job = %job, task = %task, state = ?state, error = error.as_deref().unwrap_or(""), "task state");
-            self.store.apply(Command::SetTaskState {
-                job: job.clone(),
-                task: task.clone(),
-                state,
-                error,
-            });
-            self.log_job_state(job);
+        if !changed {
+            return;
         }
-    }
-
-    fn log_job_state(&self, job: &JobId) {
-        if let Some((state, failure)) = self
+        tracing::info!(job = %job, task = %task, state = ?state, error = error.as_deref().unwrap_or(""), "task state");
+        let before = self.store.read(job_state);
+        self.store.apply(Command::SetTaskState {
+            job: job.clone(),
+            task: task.clone(),
+            state,
+            error,
+        });
+        let (after, failure) = self
             .store
             .read(|m| m.jobs.get(job).map(|j| (j.state, j.failure.clone())))
-        {
-            if state == JobState::Failed {
-                tracing::warn!(job = %job, failure = failure.as_deref().unwrap_or(""), "job failed");
-            }
+            .unwrap_or((JobState::Unspecified, None));
+        if before != Some(after) {
+            tracing::info!(job = %job, state = after.as_str_name(), failure = failure.as_deref().unwrap_or(""), "job state");
         }
     }
 }

@@ -124,17 +124,17 @@ impl SluiceCluster {
     pub async fn wait_for_workers(&mut self, n: usize, deadline: Duration) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
-            if let Ok(mut c) = self.client().await {
-                if let Ok(resp) = c.list_workers(ListWorkersRequest {}).await {
-                    let alive = resp
-                        .into_inner()
-                        .workers
-                        .iter()
-                        .filter(|w| w.state == WorkerState::Alive as i32)
-                        .count();
-                    if alive >= n {
-                        return Ok(());
-                    }
+            if let Ok(mut c) = self.client().await
+                && let Ok(resp) = c.list_workers(ListWorkersRequest {}).await
+            {
+                let alive = resp
+                    .into_inner()
+                    .workers
+                    .iter()
+                    .filter(|w| w.state == WorkerState::Alive as i32)
+                    .count();
+                if alive >= n {
+                    return Ok(());
                 }
             }
             self.coordinator.check_alive()?;

@@ -7,7 +7,7 @@ pub enum WorkerError {
         what: String,
         brokers: String,
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     #[error("kafka topic `{topic}` ({brokers}) did not acknowledge a message within 60s")]
     Unacknowledged { topic: String, brokers: String },

@@ -137,16 +137,15 @@ fn parse_tree(text: &str) -> Result<Value, SpecError> {
 fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
     let mut job = Obj::new("", tree, p)?;
     let name = job.string("name", p);
-    if let Some(n) = &name {
-        if !n
-            .chars()
+    let valid_name = |n: &str| {
+        n.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
-            p.push(
-                "name",
-                format!("{n:?} may only hold letters, digits, `-`, `_` and `.`"),
-            );
-        }
+    };
+    if let Some(n) = name.as_deref().filter(|n| !valid_name(n)) {
+        p.push(
+            "name",
+            format!("{n:?} may only hold letters, digits, `-`, `_` and `.`"),
+        );
     }
     let parallelism = match job.get("parallelism") {
         None => Some(1),

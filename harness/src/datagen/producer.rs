@@ -35,7 +35,7 @@ pub async fn produce(
         if pending.len() >= 10_000 {
             await_all(&mut pending, topic).await?;
         }
-        if progress_every > 0 && sent % progress_every == 0 {
+        if progress_every > 0 && sent.is_multiple_of(progress_every) {
             eprintln!("produced {sent} messages to {topic}");
         }
     }

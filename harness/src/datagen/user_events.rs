@@ -88,22 +88,23 @@ impl Iterator for UserEvents {
             ),
         ];
         let time = event_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        if let Some(k) = self.malformed_every {
-            if k > 0 && n % k == 0 {
-                let payload = if (n / k) % 2 == 1 {
-                    format!(
-                        "{{\"event_id\": \"{event_id}\", \"user_id\": \"{user_id}\", \"event_type\": "
-                    )
-                } else {
-                    json!({"event_id": event_id, "user_id": user_id, "event_type": event_type,
+        if let Some(k) = self.malformed_every
+            && k > 0
+            && n.is_multiple_of(k)
+        {
+            let payload = if (n / k) % 2 == 1 {
+                format!(
+                    "{{\"event_id\": \"{event_id}\", \"user_id\": \"{user_id}\", \"event_type\": "
+                )
+            } else {
+                json!({"event_id": event_id, "user_id": user_id, "event_type": event_type,
                            "event_time": format!("not-a-time-{n}"), "metadata": {}})
-                    .to_string()
-                };
-                return Some(Generated {
-                    payload,
-                    event: None,
-                });
-            }
+                .to_string()
+            };
+            return Some(Generated {
+                payload,
+                event: None,
+            });
         }
         let payload = json!({
             "event_id": event_id,

@@ -111,11 +111,10 @@ impl TaskManager {
     }
 
     pub fn cancel(&self, task: &TaskId) {
-        if let Some(entry) = self.lock().get_mut(task) {
-            if let Some(cancel) = entry.cancel.take() {
-                tracing::info!(task = %task, "cancelling subtask");
-                let _ = cancel.send(());
-            }
+        let cancel = self.lock().get_mut(task).and_then(|e| e.cancel.take());
+        if let Some(cancel) = cancel {
+            tracing::info!(task = %task, "cancelling subtask");
+            let _ = cancel.send(());
         }
     }
 

@@ -36,6 +36,6 @@ pub(crate) fn kafka_err(
     move |source| WorkerError::Kafka {
         what,
         brokers,
-        source,
+        source: Box::new(source),
     }
 }

@@ -1,0 +1,125 @@
+//! A worker that dies is declared lost once its heartbeat timeout has passed,
+//! and the job's state shows why.
+
+use sluice_harness::admin;
+use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
+use sluice_harness::testing::{infra, jobctl, jobctl_json, test_dir, unique, wait_for};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_declared_lost_and_its_job_shows_the_failure() -> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("worker-loss");
+    let timeout = Duration::from_secs(3);
+    let interval = Duration::from_millis(300);
+    let options = ClusterOptions {
+        heartbeat_interval: interval,
+        heartbeat_timeout: timeout,
+        ..Default::default()
+    };
+    let mut cluster = SluiceCluster::start(&dir, 2, options).await?;
+    let coordinator = cluster.coordinator_address.clone();
+    let (input, output) = (unique("loss-in"), unique("loss-out"));
+    admin::create_topic(&infra.kafka, &input, 2).await?;
+    admin::create_topic(&infra.kafka, &output, 1).await?;
+    let spec = dir.join("job.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: doomed\nparallelism: 2\nsource: {{ kafka: {{ brokers: \"{k}\", topic: {input} }} }}\nsink: {{ kafka: {{ brokers: \"{k}\", topic: {output} }} }}\n",
+            k = infra.kafka
+        ),
+    )?;
+    let out = jobctl(
+        &coordinator,
+        &["submit", spec.to_str().unwrap_or_default()],
+        &[],
+    )?;
+    assert!(out.success, "{}", out.stderr);
+    let job = out
+        .stdout
+        .trim()
+        .trim_start_matches("submitted ")
+        .to_string();
+    wait_for("job running", Duration::from_secs(60), || {
+        let (c, j) = (&coordinator, &job);
+        async move { Ok((jobctl_json(c, &["status", j])?["state"] == "RUNNING").then_some(())) }
+    })
+    .await?;
+
+    let before = jobctl_json(&coordinator, &["workers"])?;
+    assert_eq!(before.as_array().map(Vec::len), Some(2));
+    cluster.kill_worker(0);
+    let killed_at = Instant::now();
+
+    let (lost_id, status) = wait_for(
+        "worker declared lost and job failed",
+        Duration::from_secs(30),
+        || {
+            let (c, j) = (&coordinator, &job);
+            async move {
+                let workers = jobctl_json(c, &["workers"])?;
+                let lost = workers
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|w| w["state"] == "LOST")
+                    .and_then(|w| w["worker_id"].as_str().map(String::from));
+                let status = jobctl_json(c, &["status", j])?;
+                Ok(match lost {
+                    Some(id) if status["state"] == "FAILED" => Some((id, status)),
+                    _ => None,
+                })
+            }
+        },
+    )
+    .await?;
+    let declared_after = killed_at.elapsed();
+    println!(
+        "worker {lost_id} declared lost {declared_after:?} after SIGKILL (timeout {timeout:?})"
+    );
+    // The timeout runs from the last heartbeat, which came at most one
+    // interval before the kill.
+    assert!(
+        declared_after + interval >= timeout,
+        "declared lost {declared_after:?} after the kill, before the {timeout:?} timeout could pass"
+    );
+    let failure = status["failure"].as_str().unwrap_or_default();
+    assert!(
+        failure.contains(&format!("worker {lost_id} lost")) && failure.contains("no heartbeat"),
+        "failure names the lost worker: {status}"
+    );
+    let failed_tasks: Vec<_> = status["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["state"] == "FAILED")
+        .collect();
+    assert!(!failed_tasks.is_empty(), "{status}");
+    assert!(
+        failed_tasks
+            .iter()
+            .all(|t| t["worker_id"] == lost_id.as_str()),
+        "{status}"
+    );
+    // The survivor's subtasks are stopped once the job has failed.
+    wait_for(
+        "surviving subtasks stopped",
+        Duration::from_secs(30),
+        || {
+            let c = &coordinator;
+            async move {
+                let workers = jobctl_json(c, &["workers"])?;
+                Ok(workers
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|w| w["state"] == "ALIVE")
+                    .all(|w| w["tasks"].as_array().is_some_and(Vec::is_empty))
+                    .then_some(()))
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
