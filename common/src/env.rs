@@ -9,24 +9,37 @@ use serde_json::Value;
 /// each reference `lookup` cannot resolve.
 pub fn resolve_env(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<SpecProblem> {
     let mut problems = Vec::new();
-    walk(value, String::new(), lookup, &mut problems);
+    walk(value, String::new(), lookup, Mode::Final, &mut problems);
     problems
+}
+
+/// Replaces the `${VAR}` references `lookup` knows and leaves the others, and
+/// `$${` escapes, as they are, for a later [`resolve_env`] to report.
+pub fn resolve_env_partially(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) {
+    walk(value, String::new(), lookup, Mode::Partial, &mut Vec::new());
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Final,
+    Partial,
 }
 
 fn walk(
     value: &mut Value,
     path: String,
     lookup: &dyn Fn(&str) -> Option<String>,
+    mode: Mode,
     problems: &mut Vec<SpecProblem>,
 ) {
     match value {
-        Value::String(s) if s.contains("${") => match substitute(s, lookup) {
+        Value::String(s) if s.contains("${") => match substitute(s, lookup, mode) {
             Ok(resolved) => *s = resolved,
             Err(message) => problems.push(SpecProblem { path, message }),
         },
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                walk(item, format!("{path}[{i}]"), lookup, problems);
+                walk(item, format!("{path}[{i}]"), lookup, mode, problems);
             }
         }
         Value::Object(map) => {
@@ -36,14 +49,18 @@ fn walk(
                 } else {
                     format!("{path}.{key}")
                 };
-                walk(item, child, lookup, problems);
+                walk(item, child, lookup, mode, problems);
             }
         }
         _ => {}
     }
 }
 
-fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn substitute(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    mode: Mode,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     let mut missing = Vec::new();
@@ -51,7 +68,7 @@ fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
         out.push_str(&rest[..pos]);
         let tail = &rest[pos..];
         if let Some(after) = tail.strip_prefix("$${") {
-            out.push_str("${");
+            out.push_str(if mode == Mode::Partial { "$${" } else { "${" });
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
             let Some(end) = after.find('}') else {
@@ -60,6 +77,7 @@ fn substitute(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
             let name = &after[..end];
             match lookup(name) {
                 Some(v) => out.push_str(&v),
+                None if mode == Mode::Partial => out.push_str(&tail[..name.len() + 3]),
                 None => missing.push(name.to_string()),
             }
             rest = &after[end + 1..];
@@ -97,5 +115,15 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].path, "source.kafka.topic");
         assert!(problems[0].message.contains("NOPE"));
+    }
+
+    #[test]
+    fn partial_resolution_leaves_unknown_references_and_escapes_for_later() {
+        let mut v = json!({"a": "${KAFKA_BROKER}/${NOPE}", "b": "$${lit}"});
+        resolve_env_partially(&mut v, &env);
+        assert_eq!(v, json!({"a": "127.0.0.1:9092/${NOPE}", "b": "$${lit}"}));
+        let problems = resolve_env(&mut v, &|_| None);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(v["b"], "${lit}");
     }
 }

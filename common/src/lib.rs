@@ -5,6 +5,8 @@ pub mod env;
 pub mod error;
 pub mod ids;
 pub mod keys;
+#[cfg(feature = "process")]
+pub mod process;
 pub mod spec;
 #[cfg(feature = "vrl")]
 pub mod vrl_program;

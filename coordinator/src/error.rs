@@ -1,4 +1,4 @@
-use sluice_common::{JobId, SpecError, TaskId, WorkerId};
+use sluice_common::{JobId, SpecError, WorkerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -6,8 +6,6 @@ pub enum CoordinatorError {
     InvalidSpec(#[from] SpecError),
     #[error("no job `{0}`")]
     UnknownJob(JobId),
-    #[error("no task `{0}`")]
-    UnknownTask(TaskId),
     #[error("unknown worker `{0}`; register again")]
     UnknownWorker(WorkerId),
     #[error("job `{job}` is {state} and cannot be cancelled")]
@@ -27,7 +25,7 @@ impl From<CoordinatorError> for tonic::Status {
         let message = e.to_string();
         match e {
             InvalidSpec(_) => tonic::Status::invalid_argument(message),
-            UnknownJob(_) | UnknownTask(_) => tonic::Status::not_found(message),
+            UnknownJob(_) => tonic::Status::not_found(message),
             UnknownWorker(_) => tonic::Status::failed_precondition(message),
             NotCancellable { .. } => tonic::Status::failed_precondition(message),
             KafkaMetadata { .. } => tonic::Status::unavailable(message),

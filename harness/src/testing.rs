@@ -161,3 +161,51 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS in /proc status")?;
     Ok(kb * 1024)
 }
+
+/// Writes `spec` to a file under `dir`, submits it with `jobctl` (with `env`
+/// for its `${VAR}` references) and returns the job id.
+pub fn submit(
+    coordinator: &str,
+    dir: &std::path::Path,
+    spec: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    let path = dir.join(format!("{}.yaml", unique("job")));
+    std::fs::write(&path, spec)?;
+    let out = jobctl(
+        coordinator,
+        &["submit", path.to_str().unwrap_or_default()],
+        env,
+    )?;
+    anyhow::ensure!(out.success, "submit failed: {}", out.stderr);
+    Ok(out
+        .stdout
+        .trim()
+        .trim_start_matches("submitted ")
+        .to_string())
+}
+
+/// Waits until the job is RUNNING and returns its status.
+pub async fn wait_running(coordinator: &str, job: &str) -> anyhow::Result<serde_json::Value> {
+    wait_for(
+        &format!("{job} running"),
+        Duration::from_secs(60),
+        || async move {
+            let s = jobctl_json(coordinator, &["status", job])?;
+            Ok((s["state"] == "RUNNING").then_some(s))
+        },
+    )
+    .await
+}
+
+/// The sum of a metric (`records_in`, `records_out`, `dead_lettered`) over a
+/// job's subtasks, of one stage or of all.
+pub fn task_metric(status: &serde_json::Value, stage: Option<u64>, metric: &str) -> u64 {
+    status["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| stage.is_none_or(|s| t["stage"] == s))
+        .filter_map(|t| t[metric].as_u64())
+        .sum()
+}

@@ -3,33 +3,12 @@
 use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
-use sluice_harness::testing::{infra, jobctl, jobctl_json, rss_bytes, test_dir, unique, wait_for};
+use sluice_harness::testing::{
+    infra, jobctl, jobctl_json, rss_bytes, submit, task_metric, test_dir, unique, wait_for,
+    wait_running,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-fn submit(coordinator: &str, dir: &std::path::Path, spec: &str) -> anyhow::Result<String> {
-    let path = dir.join(format!("{}.yaml", unique("job")));
-    std::fs::write(&path, spec)?;
-    let out = jobctl(
-        coordinator,
-        &["submit", path.to_str().unwrap_or_default()],
-        &[],
-    )?;
-    anyhow::ensure!(out.success, "submit failed: {}", out.stderr);
-    Ok(out
-        .stdout
-        .trim()
-        .trim_start_matches("submitted ")
-        .to_string())
-}
-
-async fn wait_running(coordinator: &str, job: &str) -> anyhow::Result<serde_json::Value> {
-    wait_for("job running", Duration::from_secs(60), || async move {
-        let s = jobctl_json(coordinator, &["status", job])?;
-        Ok((s["state"] == "RUNNING").then_some(s))
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_by_sends_every_record_of_a_key_to_one_subtask_across_workers() -> anyhow::Result<()> {
@@ -55,6 +34,7 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
 "#,
             k = infra.kafka
         ),
+        &[],
     )?;
     let status = wait_running(&cluster.coordinator_address, &job).await?;
     let keyed_workers: BTreeSet<String> = status["tasks"]
@@ -117,6 +97,33 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
         crossed > 0,
         "some records moved between subtasks, hence between workers"
     );
+
+    let cancelled = jobctl(&cluster.coordinator_address, &["cancel", &job], &[])?;
+    assert!(cancelled.success, "{}", cancelled.stderr);
+    wait_for(
+        "job cancelled and its slots free",
+        Duration::from_secs(30),
+        || {
+            let (c, j) = (&cluster.coordinator_address, &job);
+            async move {
+                let status = jobctl_json(c, &["status", j])?;
+                let workers = jobctl_json(c, &["workers"])?;
+                let free = workers
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|w| w["used_slots"] == 0);
+                Ok((status["state"] == "CANCELLED" && free).then_some(()))
+            }
+        },
+    )
+    .await?;
+    let again = jobctl(&cluster.coordinator_address, &["cancel", &job], &[])?;
+    assert!(
+        !again.success && again.stderr.contains("cannot be cancelled"),
+        "{}",
+        again.stderr
+    );
     Ok(())
 }
 
@@ -152,6 +159,7 @@ sink: {{ blackhole: {{ records_per_second: 500 }} }}
 "#,
             k = infra.kafka
         ),
+        &[],
     )?;
     wait_running(&cluster.coordinator_address, &job).await?;
 
@@ -172,20 +180,8 @@ sink: {{ blackhole: {{ records_per_second: 500 }} }}
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let status = jobctl_json(&cluster.coordinator_address, &["status", &job])?;
-    let read: u64 = status["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["stage"] == 0)
-        .filter_map(|t| t["records_in"].as_u64())
-        .sum();
-    let written: u64 = status["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["stage"] == 1)
-        .filter_map(|t| t["records_out"].as_u64())
-        .sum();
+    let read = task_metric(&status, Some(0), "records_in");
+    let written = task_metric(&status, Some(1), "records_out");
     println!(
         "backpressure: peak worker RSS {:.1} MiB (bound {:.0} MiB), read {read} of {total}, written {written}",
         peak as f64 / 1048576.0,

@@ -6,7 +6,9 @@ use scylla::value::{CqlDate, CqlTimestamp};
 use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::{producer, user_events::UserEvents};
-use sluice_harness::testing::{infra, jobctl, jobctl_json, test_dir, unique, wait_for};
+use sluice_harness::testing::{
+    infra, jobctl, jobctl_json, submit, task_metric, test_dir, unique, wait_for,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 use uuid::Uuid;
@@ -36,8 +38,6 @@ async fn seed_000_user_events_land_in_cassandra_and_malformed_in_dead_letters() 
         spec, shipped,
         "the shipped spec names its topics as expected"
     );
-    let spec_path = dir.join("job.yaml");
-    std::fs::write(&spec_path, spec)?;
 
     admin::create_topic(&infra.kafka, &source, 3).await?;
     admin::create_topic(&infra.kafka, &dlq, 1).await?;
@@ -54,20 +54,15 @@ async fn seed_000_user_events_land_in_cassandra_and_malformed_in_dead_letters() 
         .query_unpaged("TRUNCATE event_streaming.user_events", ())
         .await?;
 
-    let submitted = jobctl(
+    let job = submit(
         &coordinator,
-        &["submit", spec_path.to_str().unwrap_or_default()],
+        &dir,
+        &spec,
         &[
             ("KAFKA_BROKER", &infra.kafka),
             ("CASSANDRA_HOST", &infra.cassandra),
         ],
     )?;
-    assert!(submitted.success, "submit failed: {}", submitted.stderr);
-    let job = submitted
-        .stdout
-        .trim()
-        .trim_start_matches("submitted ")
-        .to_string();
 
     let generated: Vec<_> = UserEvents::new(7, 300, Some(MALFORMED_EVERY))
         .take(EVENTS)
@@ -174,6 +169,7 @@ async fn seed_000_user_events_land_in_cassandra_and_malformed_in_dead_letters() 
     .await?;
     assert_eq!(dead.len(), 50, "dead letters: {dead:?}");
     let mut dead_inputs = BTreeSet::new();
+    let mut steps = BTreeMap::new();
     for d in &dead {
         let v: serde_json::Value = serde_json::from_str(&d.payload)?;
         assert_eq!(v["topic"], source.as_str());
@@ -196,6 +192,9 @@ async fn seed_000_user_events_land_in_cassandra_and_malformed_in_dead_letters() 
             dead_inputs.insert(key),
             "message {key:?} dead-lettered twice"
         );
+        *steps
+            .entry(v["failed_at"].as_str().unwrap_or_default().to_string())
+            .or_insert(0) += 1;
         match v["failed_at"].as_str() {
             Some("decode") => assert!(v["error"].as_str().unwrap_or_default().contains("not JSON")),
             Some("transform") => assert!(
@@ -204,9 +203,22 @@ async fn seed_000_user_events_land_in_cassandra_and_malformed_in_dead_letters() 
                     .unwrap_or_default()
                     .contains("not-a-time")
             ),
+            Some("sink") => assert!(
+                v["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("column `user_id` (uuid): cannot convert"),
+                "sink error names the column and its type: {v}"
+            ),
             other => panic!("unexpected failed_at {other:?} in {v}"),
         }
     }
+
+    assert_eq!(
+        steps.len(),
+        3,
+        "decode, transform and sink failures all dead-lettered: {steps:?}"
+    );
 
     // jobctl shows the job running, its subtasks on both workers.
     let status = jobctl_json(&coordinator, &["status", &job])?;
@@ -216,10 +228,7 @@ async fn seed_000_user_events_land_in_cassandra_and_malformed_in_dead_letters() 
         .map(|ts| ts.iter().filter_map(|t| t["worker_id"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(workers.len(), 2, "subtasks on both workers: {status}");
-    let dead_lettered: u64 = status["tasks"]
-        .as_array()
-        .map(|ts| ts.iter().filter_map(|t| t["dead_lettered"].as_u64()).sum())
-        .unwrap_or_default();
+    let dead_lettered = task_metric(&status, None, "dead_lettered");
     assert_eq!(dead_lettered, 50, "{status}");
     let table = jobctl(&coordinator, &["status", &job], &[])?;
     assert!(table.stdout.contains("RUNNING"), "{}", table.stdout);

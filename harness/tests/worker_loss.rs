@@ -3,7 +3,9 @@
 
 use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
-use sluice_harness::testing::{infra, jobctl, jobctl_json, test_dir, unique, wait_for};
+use sluice_harness::testing::{
+    infra, jobctl_json, submit, test_dir, unique, wait_for, wait_running,
+};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,30 +24,16 @@ async fn a_killed_worker_is_declared_lost_and_its_job_shows_the_failure() -> any
     let (input, output) = (unique("loss-in"), unique("loss-out"));
     admin::create_topic(&infra.kafka, &input, 2).await?;
     admin::create_topic(&infra.kafka, &output, 1).await?;
-    let spec = dir.join("job.yaml");
-    std::fs::write(
-        &spec,
-        format!(
+    let job = submit(
+        &coordinator,
+        &dir,
+        &format!(
             "name: doomed\nparallelism: 2\nsource: {{ kafka: {{ brokers: \"{k}\", topic: {input} }} }}\nsink: {{ kafka: {{ brokers: \"{k}\", topic: {output} }} }}\n",
             k = infra.kafka
         ),
-    )?;
-    let out = jobctl(
-        &coordinator,
-        &["submit", spec.to_str().unwrap_or_default()],
         &[],
     )?;
-    assert!(out.success, "{}", out.stderr);
-    let job = out
-        .stdout
-        .trim()
-        .trim_start_matches("submitted ")
-        .to_string();
-    wait_for("job running", Duration::from_secs(60), || {
-        let (c, j) = (&coordinator, &job);
-        async move { Ok((jobctl_json(c, &["status", j])?["state"] == "RUNNING").then_some(())) }
-    })
-    .await?;
+    wait_running(&coordinator, &job).await?;
 
     let before = jobctl_json(&coordinator, &["workers"])?;
     assert_eq!(before.as_array().map(Vec::len), Some(2));

@@ -44,7 +44,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(args.log_json);
+    sluice_common::process::init_tracing(args.log_json);
     let listener = tokio::net::TcpListener::bind(args.data_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.data_listen))?;
@@ -75,34 +75,10 @@ async fn main() -> anyhow::Result<()> {
     tokio::select! {
         r = server => r.context("exchange server stopped")?,
         () = control.run(changes_rx) => {}
-        () = shutdown_signal() => {
+        () = sluice_common::process::shutdown_signal() => {
             tracing::info!("worker stopping");
             tasks.cancel_all();
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

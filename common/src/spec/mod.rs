@@ -115,19 +115,16 @@ impl JobSpec {
     }
 }
 
-/// Resolves `${VAR}` references where the client runs and returns the spec as
-/// JSON, ready to submit; unresolved references are reported with their paths.
+/// Resolves the `${VAR}` references the client's environment knows and returns
+/// the spec as JSON, ready to submit. Unknown references stay for the
+/// coordinator to report, together with every other problem of the spec.
 pub fn resolve_client_side(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, SpecError> {
     let mut tree = parse_tree(text)?;
-    let problems = resolve_env(&mut tree, lookup);
-    if problems.is_empty() {
-        Ok(tree.to_string())
-    } else {
-        Err(SpecError::Invalid(problems))
-    }
+    crate::env::resolve_env_partially(&mut tree, lookup);
+    Ok(tree.to_string())
 }
 
 fn parse_tree(text: &str) -> Result<Value, SpecError> {

@@ -35,7 +35,8 @@ enum Kind {
     UserEvents {
         #[command(flatten)]
         common: Common,
-        /// Make every K-th message malformed (not JSON, or an unparseable event_time).
+        /// Make every K-th message malformed: in turn not JSON, an unparseable
+        /// event_time, and a user_id that is not a UUID.
         #[arg(long)]
         malformed_every: Option<u64>,
         /// Distinct users the events are spread over.

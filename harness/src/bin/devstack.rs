@@ -42,22 +42,29 @@ enum Command {
     },
     /// Create a Kafka topic (an existing one is left as it is).
     Topic {
+        /// Kafka bootstrap servers.
         #[arg(long, env = "KAFKA_BROKER")]
         brokers: String,
+        /// Topic name.
         name: String,
+        /// Partitions of a new topic.
         #[arg(long, default_value_t = 3)]
         partitions: i32,
     },
     /// Run the statements of a CQL file.
     Cql {
+        /// Cassandra address, host:port.
         #[arg(long, env = "CASSANDRA_HOST")]
         host: String,
+        /// File of `;`-separated CQL statements.
         file: PathBuf,
     },
-    /// Print one CQL query's first column of the first row (for example a count).
+    /// Print the first column of a CQL query's first row (for example a count).
     Query {
+        /// Cassandra address, host:port.
         #[arg(long, env = "CASSANDRA_HOST")]
         host: String,
+        /// The CQL query.
         query: String,
     },
 }

@@ -43,8 +43,8 @@ pub struct UserEvents {
 }
 
 impl UserEvents {
-    /// Every `malformed_every`-th message is malformed: alternately not JSON
-    /// at all, and JSON with an unparseable `event_time`.
+    /// Every `malformed_every`-th message is malformed, in turn: not JSON at
+    /// all, an unparseable `event_time`, and a `user_id` that is not a UUID.
     pub fn new(seed: u64, users: usize, malformed_every: Option<u64>) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         let users = (0..users.max(1))
@@ -92,14 +92,16 @@ impl Iterator for UserEvents {
             && k > 0
             && n.is_multiple_of(k)
         {
-            let payload = if (n / k) % 2 == 1 {
-                format!(
+            let payload = match (n / k) % 3 {
+                1 => format!(
                     "{{\"event_id\": \"{event_id}\", \"user_id\": \"{user_id}\", \"event_type\": "
-                )
-            } else {
-                json!({"event_id": event_id, "user_id": user_id, "event_type": event_type,
-                           "event_time": format!("not-a-time-{n}"), "metadata": {}})
-                .to_string()
+                ),
+                2 => json!({"event_id": event_id, "user_id": user_id, "event_type": event_type,
+                            "event_time": format!("not-a-time-{n}"), "metadata": {}})
+                .to_string(),
+                _ => json!({"event_id": event_id, "user_id": format!("user-{n}"), "event_type": event_type,
+                            "event_time": time, "metadata": {}})
+                .to_string(),
             };
             return Some(Generated {
                 payload,
