@@ -48,6 +48,16 @@ impl<S: MetaStore> ClusterApi<S> {
                         .filter(|d| d.stage == t.stage + 1)
                         .map(|d| registry.data_address(&d.worker).unwrap_or_default())
                         .collect();
+                    let restored = job.checkpoints.last();
+                    let start_offsets = restored
+                        .map(|c| {
+                            c.source_offsets
+                                .iter()
+                                .filter(|(p, _)| t.partitions.contains(p))
+                                .map(|(p, o)| (*p, *o))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     out.push(TaskDeployment {
                         task_id: t.id.to_string(),
                         job_id: job.id.to_string(),
@@ -58,6 +68,8 @@ impl<S: MetaStore> ClusterApi<S> {
                         partitions: t.partitions.clone(),
                         downstream,
                         attempt: job.attempt,
+                        start_offsets,
+                        restored_checkpoint: restored.map_or(0, |c| c.id),
                     });
                 }
             }
@@ -68,6 +80,33 @@ impl<S: MetaStore> ClusterApi<S> {
 
 #[tonic::async_trait]
 impl<S: MetaStore> ClusterService for ClusterApi<S> {
+    type SubscribeStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<WorkerCommand, Status>> + Send + 'static>,
+    >;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let worker = WorkerId::new(request.into_inner().worker_id);
+        if !self.state.workers.is_alive(&worker) {
+            return Err(CoordinatorError::UnknownWorker(worker).into());
+        }
+        let rx = self.state.subscribers.subscribe(worker.clone());
+        tracing::info!(worker = %worker, "worker subscribed to commands");
+        let stream =
+            tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn ack_checkpoint(
+        &self,
+        request: Request<CheckpointAck>,
+    ) -> Result<Response<AckCheckpointResponse>, Status> {
+        crate::checkpoints::ack(&self.state, request.into_inner());
+        Ok(Response::new(AckCheckpointResponse {}))
+    }
+
     async fn register_worker(
         &self,
         request: Request<RegisterWorkerRequest>,

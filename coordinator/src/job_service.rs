@@ -130,6 +130,36 @@ impl<S: MetaStore> JobService for JobApi<S> {
         Ok(Response::new(self.find(id.as_str())?))
     }
 
+    async fn list_checkpoints(
+        &self,
+        request: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        let id = JobId::new(request.into_inner().job_id);
+        let checkpoints = self
+            .state
+            .store
+            .read(|m| {
+                m.jobs.get(&id).map(|j| {
+                    j.checkpoints
+                        .iter()
+                        .rev()
+                        .map(|c| CheckpointInfo {
+                            checkpoint_id: c.id,
+                            completed_at_ms: c.completed_at_ms,
+                            attempt: c.attempt,
+                            source_offsets: c.source_offsets.clone().into_iter().collect(),
+                            duration_ms: c.duration_ms,
+                        })
+                        .collect()
+                })
+            })
+            .ok_or_else(|| CoordinatorError::UnknownJob(id.clone()))?;
+        Ok(Response::new(ListCheckpointsResponse {
+            checkpoints,
+            failed: self.state.checkpoints.failed(&id),
+        }))
+    }
+
     async fn list_workers(
         &self,
         _request: Request<ListWorkersRequest>,

@@ -1,6 +1,7 @@
 //! The Sluice coordinator: accepts jobs, keeps the worker registry, places
 //! subtasks on worker slots and tracks their state.
 
+mod checkpoints;
 mod cluster_service;
 mod error;
 mod job_service;
@@ -10,6 +11,7 @@ mod monitor;
 mod registry;
 mod scheduler;
 mod state;
+mod subscribers;
 
 use anyhow::Context;
 use clap::Parser;
@@ -67,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "coordinator listening");
     tokio::spawn(monitor::run(state.clone()));
+    tokio::spawn(checkpoints::run(state.clone()));
     tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(job_service::JobApi {
             state: state.clone(),

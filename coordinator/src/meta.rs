@@ -18,6 +18,17 @@ pub struct TaskRecord {
     pub error: Option<String>,
 }
 
+/// A checkpoint every subtask of the job acknowledged: what recovery restores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletedCheckpoint {
+    pub id: u64,
+    pub attempt: u32,
+    pub completed_at_ms: i64,
+    pub duration_ms: u64,
+    /// Next offset of each source partition.
+    pub source_offsets: BTreeMap<i32, i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct JobRecord {
     pub id: JobId,
@@ -30,6 +41,12 @@ pub struct JobRecord {
     pub submitted_at_ms: i64,
     pub attempt: u32,
     pub tasks: Vec<TaskRecord>,
+    pub restarts: u32,
+    pub last_failure: Option<String>,
+    /// A restarting job is not placed before this time.
+    pub not_before_ms: i64,
+    /// The latest completed checkpoints, oldest first.
+    pub checkpoints: Vec<CompletedCheckpoint>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -54,6 +71,12 @@ pub enum Command {
         task: TaskId,
         state: TaskState,
         error: Option<String>,
+        /// When the leader saw it; dates a restart's backoff.
+        at_ms: i64,
+    },
+    CheckpointCompleted {
+        job: JobId,
+        checkpoint: CompletedCheckpoint,
     },
     SetJobState {
         job: JobId,
@@ -118,6 +141,10 @@ impl ClusterMeta {
                         submitted_at_ms,
                         attempt: 0,
                         tasks: Vec::new(),
+                        restarts: 0,
+                        last_failure: None,
+                        not_before_ms: 0,
+                        checkpoints: Vec::new(),
                     },
                 );
                 Applied::JobCreated(id)
@@ -134,6 +161,7 @@ impl ClusterMeta {
                 task,
                 state,
                 error,
+                at_ms,
             } => {
                 let Some(j) = self.jobs.get_mut(&job) else {
                     return Applied::NotFound;
@@ -145,7 +173,20 @@ impl ClusterMeta {
                 if error.is_some() {
                     t.error = error;
                 }
-                j.derive_state();
+                j.derive_state(at_ms);
+                Applied::Done
+            }
+            Command::CheckpointCompleted { job, checkpoint } => {
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return Applied::NotFound;
+                };
+                let newer = j.checkpoints.last().is_none_or(|c| c.id < checkpoint.id);
+                if checkpoint.attempt == j.attempt && newer {
+                    j.checkpoints.push(checkpoint);
+                    let keep = j.spec.checkpoint.retained.max(1) as usize;
+                    let drop = j.checkpoints.len().saturating_sub(keep);
+                    j.checkpoints.drain(..drop);
+                }
                 Applied::Done
             }
             Command::SetJobState {
@@ -158,7 +199,7 @@ impl ClusterMeta {
                     if failure.is_some() {
                         j.failure = failure;
                     }
-                    j.derive_state();
+                    j.derive_state(0);
                     Applied::Done
                 }
                 None => Applied::NotFound,
@@ -168,9 +209,10 @@ impl ClusterMeta {
 }
 
 impl JobRecord {
-    /// Moves the job along once its tasks say so: running when all run, failed
-    /// when one failed, cancelled once a cancelling job has no live task.
-    fn derive_state(&mut self) {
+    /// Moves the job along once its tasks say so: running when all run,
+    /// restarting (or failed, once its restarts are used up) when one failed,
+    /// cancelled once a cancelling job has no live task.
+    fn derive_state(&mut self, at_ms: i64) {
         if self.tasks.is_empty() {
             if self.state == JobState::Cancelling {
                 self.state = JobState::Cancelled;
@@ -180,13 +222,22 @@ impl JobRecord {
         match self.state {
             JobState::Scheduling | JobState::Running => {
                 if let Some(failed) = self.tasks.iter().find(|t| t.state == TaskState::Failed) {
-                    self.state = JobState::Failed;
-                    self.failure = Some(format!(
+                    let reason = format!(
                         "task {} on {} failed: {}",
                         failed.id,
                         failed.worker,
                         failed.error.as_deref().unwrap_or("no reason given")
-                    ));
+                    );
+                    if self.restarts < self.spec.restart.max_attempts {
+                        self.restart(reason, at_ms);
+                    } else {
+                        self.state = JobState::Failed;
+                        self.failure = Some(if self.restarts == 0 {
+                            reason
+                        } else {
+                            format!("{reason} (after {} restarts)", self.restarts)
+                        });
+                    }
                 } else if self.tasks.iter().all(|t| t.state == TaskState::Running) {
                     self.state = JobState::Running;
                 } else if self.tasks.iter().all(|t| t.state == TaskState::Finished) {
@@ -198,6 +249,18 @@ impl JobRecord {
             }
             _ => {}
         }
+    }
+
+    /// Drops the failed attempt's tasks; the scheduler places a new attempt,
+    /// restored from the latest completed checkpoint, once the backoff passed.
+    fn restart(&mut self, reason: String, at_ms: i64) {
+        self.restarts += 1;
+        self.attempt += 1;
+        self.last_failure = Some(reason);
+        self.tasks.clear();
+        self.state = JobState::Scheduling;
+        self.not_before_ms =
+            at_ms + self.spec.restart.backoff_for(self.restarts).as_millis() as i64;
     }
 
     /// Whether workers should be running this job's tasks.

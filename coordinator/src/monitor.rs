@@ -48,11 +48,14 @@ fn schedule_waiting_jobs<S: MetaStore>(state: &Shared<S>) {
         m.jobs
             .values()
             .filter(|j| j.state == JobState::Scheduling && j.tasks.is_empty())
+            .filter(|j| j.not_before_ms <= crate::job_service::now_ms())
             .map(|j| j.id.clone())
             .collect()
     });
     for job in waiting {
-        let alive = state.workers.alive();
+        let alive = state
+            .workers
+            .placeable(state.timing.heartbeat_interval * 2 + Duration::from_millis(100));
         let placed = state.store.read(|m| {
             let free = scheduler::free_slots(m, &alive);
             m.jobs.get(&job).map(|j| scheduler::place(j, free))

@@ -85,11 +85,13 @@ impl WorkerRegistry {
             .is_some_and(|w| w.state == WorkerState::Alive)
     }
 
-    pub fn alive(&self) -> Vec<WorkerEntry> {
+    /// Alive workers heard from within `max_silence`: where new tasks may go.
+    /// A worker that just died is alive until its timeout passes, but silent.
+    pub fn placeable(&self, max_silence: Duration) -> Vec<WorkerEntry> {
         self.lock()
             .workers
             .values()
-            .filter(|w| w.state == WorkerState::Alive)
+            .filter(|w| w.state == WorkerState::Alive && w.last_heartbeat.elapsed() <= max_silence)
             .cloned()
             .collect()
     }

@@ -1,8 +1,10 @@
 //! What both gRPC services share: the durable store, the worker registry and
 //! the timing settings.
 
+use crate::checkpoints::CheckpointCoordinator;
 use crate::meta::{Command, JobRecord, MetaStore};
 use crate::registry::WorkerRegistry;
+use crate::subscribers::Subscribers;
 use sluice_common::{JobId, TaskId};
 use sluice_proto::{JobState, JobStatus, TaskState, TaskStatus};
 use std::sync::Arc;
@@ -18,6 +20,8 @@ pub struct Coordinator<S> {
     pub store: S,
     pub workers: WorkerRegistry,
     pub timing: Timing,
+    pub subscribers: Subscribers,
+    pub checkpoints: CheckpointCoordinator,
 }
 
 pub type Shared<S> = Arc<Coordinator<S>>;
@@ -28,6 +32,8 @@ impl<S: MetaStore> Coordinator<S> {
             store,
             workers: WorkerRegistry::default(),
             timing,
+            subscribers: Subscribers::default(),
+            checkpoints: CheckpointCoordinator::default(),
         })
     }
 
@@ -54,6 +60,13 @@ impl<S: MetaStore> Coordinator<S> {
             failure: job.failure.clone().unwrap_or_default(),
             submitted_at_ms: job.submitted_at_ms,
             spec_json: job.spec_json.clone(),
+            attempt: job.attempt,
+            restarts: job.restarts,
+            last_failure: job.last_failure.clone().unwrap_or_default(),
+            last_checkpoint_id: job.checkpoints.last().map_or(0, |c| c.id),
+            last_checkpoint_age_ms: job.checkpoints.last().map_or(0, |c| {
+                (crate::job_service::now_ms() - c.completed_at_ms).max(0) as u64
+            }),
         }
     }
 
@@ -81,6 +94,7 @@ impl<S: MetaStore> Coordinator<S> {
             task: task.clone(),
             state,
             error,
+            at_ms: crate::job_service::now_ms(),
         });
         let (after, failure) = self
             .store

@@ -28,7 +28,7 @@ async fn a_killed_worker_is_declared_lost_and_its_job_shows_the_failure() -> any
         &coordinator,
         &dir,
         &format!(
-            "name: doomed\nparallelism: 2\nsource: {{ kafka: {{ brokers: \"{k}\", topic: {input} }} }}\nsink: {{ kafka: {{ brokers: \"{k}\", topic: {output} }} }}\n",
+            "name: doomed\nparallelism: 2\nrestart: {{ max_attempts: 0 }}\nsource: {{ kafka: {{ brokers: \"{k}\", topic: {input} }} }}\nsink: {{ kafka: {{ brokers: \"{k}\", topic: {output} }} }}\n",
             k = infra.kafka
         ),
         &[],

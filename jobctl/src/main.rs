@@ -61,6 +61,11 @@ enum Command {
     },
     /// List the workers the coordinator knows.
     Workers,
+    /// List a job's retained completed checkpoints, newest first.
+    Checkpoints {
+        /// Job id.
+        job: String,
+    },
 }
 
 #[tokio::main]
@@ -132,6 +137,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             out.status(&status);
+        }
+        Command::Checkpoints { job } => {
+            let mut c = client(&cli.coordinator).await?;
+            let resp = c
+                .list_checkpoints(ListCheckpointsRequest { job_id: job })
+                .await?
+                .into_inner();
+            out.checkpoints(&resp);
         }
         Command::Workers => {
             let mut c = client(&cli.coordinator).await?;

@@ -40,6 +40,12 @@ fn worker_state(s: i32) -> &'static str {
     }
 }
 
+fn offsets(c: &CheckpointInfo) -> Vec<(i32, i64)> {
+    let mut o: Vec<(i32, i64)> = c.source_offsets.iter().map(|(p, o)| (*p, *o)).collect();
+    o.sort_unstable();
+    o
+}
+
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
@@ -75,6 +81,8 @@ fn job_json(j: &JobStatus) -> Value {
         "job_id": j.job_id, "name": j.name, "state": job_state(j.state),
         "parallelism": j.parallelism, "failure": j.failure,
         "submitted_at_ms": j.submitted_at_ms,
+        "attempt": j.attempt, "restarts": j.restarts, "last_failure": j.last_failure,
+        "last_checkpoint_id": j.last_checkpoint_id, "last_checkpoint_age_ms": j.last_checkpoint_age_ms,
         "tasks": j.tasks.iter().map(task_json).collect::<Vec<_>>(),
     })
 }
@@ -122,6 +130,19 @@ impl Printer {
                 if !j.failure.is_empty() {
                     println!("failure:     {}", j.failure);
                 }
+                println!("attempt:     {} ({} restarts)", j.attempt, j.restarts);
+                if !j.last_failure.is_empty() {
+                    println!("last failure: {}", j.last_failure);
+                }
+                if j.last_checkpoint_id > 0 {
+                    println!(
+                        "checkpoint:  {} ({:.1}s ago)",
+                        j.last_checkpoint_id,
+                        j.last_checkpoint_age_ms as f64 / 1000.0
+                    );
+                } else {
+                    println!("checkpoint:  none yet");
+                }
                 println!();
                 table(
                     &[
@@ -155,6 +176,40 @@ impl Printer {
                         })
                         .collect(),
                 );
+            }
+        }
+    }
+
+    pub fn checkpoints(&self, resp: &ListCheckpointsResponse) {
+        match self.format {
+            Format::Json => self.json(json!({
+                "failed": resp.failed,
+                "checkpoints": resp.checkpoints.iter().map(|c| json!({
+                    "checkpoint_id": c.checkpoint_id, "attempt": c.attempt,
+                    "completed_at_ms": c.completed_at_ms, "duration_ms": c.duration_ms,
+                    "source_offsets": offsets(c).into_iter().map(|(p, o)| (p.to_string(), json!(o))).collect::<serde_json::Map<_, _>>(),
+                })).collect::<Vec<_>>(),
+            })),
+            Format::Table => {
+                table(
+                    &["CHECKPOINT", "ATTEMPT", "DURATION", "SOURCE OFFSETS"],
+                    resp.checkpoints
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.checkpoint_id.to_string(),
+                                c.attempt.to_string(),
+                                format!("{}ms", c.duration_ms),
+                                offsets(c)
+                                    .iter()
+                                    .map(|(p, o)| format!("{p}:{o}"))
+                                    .collect::<Vec<_>>()
+                                    .join(" "),
+                            ]
+                        })
+                        .collect(),
+                );
+                println!("abandoned since the coordinator started: {}", resp.failed);
             }
         }
     }

@@ -1,10 +1,11 @@
 //! The worker's side of ClusterService: register, heartbeat, apply what the
 //! coordinator answers, and report task changes as they happen.
 
-use crate::runtime::TaskManager;
+use crate::runtime::{Outbound, TaskCommand, TaskManager};
 use sluice_common::TaskId;
 use sluice_proto::cluster_service_client::ClusterServiceClient;
-use sluice_proto::{HeartbeatRequest, RegisterWorkerRequest, TaskReport};
+use sluice_proto::worker_command::Kind;
+use sluice_proto::{HeartbeatRequest, RegisterWorkerRequest, SubscribeRequest};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -52,19 +53,56 @@ impl Control {
         }
     }
 
-    pub async fn run(mut self, mut changes: mpsc::UnboundedReceiver<TaskReport>) {
+    /// Reads the coordinator's command stream and hands each command to the
+    /// tasks it concerns; opens the stream again when it breaks.
+    fn subscribe(&self, worker_id: String) -> tokio::task::JoinHandle<()> {
+        let mut client = self.client.clone();
+        let tasks = self.tasks.clone();
+        tokio::spawn(async move {
+            loop {
+                let req = SubscribeRequest {
+                    worker_id: worker_id.clone(),
+                };
+                match client.subscribe(req).await {
+                    Ok(stream) => {
+                        let mut stream = stream.into_inner();
+                        while let Ok(Some(cmd)) = stream.message().await {
+                            match cmd.kind {
+                                Some(Kind::Trigger(t)) => tasks.command(
+                                    &t.job_id,
+                                    t.attempt,
+                                    TaskCommand::Trigger(t.checkpoint_id),
+                                ),
+                                Some(Kind::Completed(c)) => tasks.command(
+                                    &c.job_id,
+                                    c.attempt,
+                                    TaskCommand::Done(c.checkpoint_id),
+                                ),
+                                None => {}
+                            }
+                        }
+                        tracing::warn!("coordinator command stream ended; reopening");
+                    }
+                    Err(status) => {
+                        tracing::warn!(error = %status.message(), "cannot open the coordinator command stream; retrying");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
+
+    pub async fn run(mut self, mut outbound: mpsc::UnboundedReceiver<Outbound>) {
         loop {
             let (worker_id, interval) = self.register().await;
+            let subscription = self.subscribe(worker_id.clone());
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    Some(mut change) = changes.recv() => {
-                        change.worker_id = worker_id.clone();
-                        if let Err(status) = self.client.report_task_state(change).await {
-                            tracing::warn!(error = %status.message(), "task report not delivered; the next heartbeat carries it");
-                        }
+                    Some(out) = outbound.recv() => {
+                        self.send(out, &worker_id).await;
                         continue;
                     }
                 }
@@ -83,6 +121,7 @@ impl Control {
                 if resp.reregister {
                     tracing::warn!(worker = %worker_id, "coordinator no longer knows this worker; stopping its tasks and registering again");
                     self.tasks.cancel_all();
+                    subscription.abort();
                     break;
                 }
                 for id in resp.cancel {
@@ -90,6 +129,24 @@ impl Control {
                 }
                 for dep in resp.deploy {
                     self.tasks.deploy(dep);
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, out: Outbound, worker_id: &str) {
+        match out {
+            Outbound::Report(mut report) => {
+                report.worker_id = worker_id.to_string();
+                if let Err(status) = self.client.report_task_state(report).await {
+                    tracing::warn!(error = %status.message(), "task report not delivered; the next heartbeat carries it");
+                }
+            }
+            Outbound::Ack(mut ack) => {
+                ack.worker_id = worker_id.to_string();
+                // A lost ack fails the checkpoint by its timeout; the next one covers it.
+                if let Err(status) = self.client.ack_checkpoint(ack).await {
+                    tracing::warn!(error = %status.message(), "checkpoint ack not delivered");
                 }
             }
         }

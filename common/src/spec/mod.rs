@@ -33,6 +33,50 @@ pub enum Delivery {
 pub struct CheckpointSpec {
     #[serde(serialize_with = "serialize_duration")]
     pub interval: Duration,
+    /// A checkpoint not complete this long after its trigger is abandoned.
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+    /// Completed checkpoints kept; older ones are deleted.
+    pub retained: u32,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+            retained: 3,
+        }
+    }
+}
+
+/// How a job comes back after a failure: from its latest completed
+/// checkpoint, after an exponentially growing pause, a bounded number of times.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestartSpec {
+    pub max_attempts: u32,
+    #[serde(serialize_with = "serialize_duration")]
+    pub backoff: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RestartSpec {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RestartSpec {
+    /// The pause before restart number `restart` (1-based).
+    pub fn backoff_for(&self, restart: u32) -> Duration {
+        let factor = 1u32 << restart.saturating_sub(1).min(16);
+        (self.backoff * factor).min(self.max_backoff)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,6 +85,7 @@ pub struct JobSpec {
     pub parallelism: u32,
     pub delivery: Delivery,
     pub checkpoint: CheckpointSpec,
+    pub restart: RestartSpec,
     pub source: SourceSpec,
     pub transforms: Vec<TransformSpec>,
     pub sink: SinkSpec,
@@ -176,6 +221,7 @@ fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
         }
     };
     let checkpoint = read_checkpoint(&mut job, p);
+    let restart = read_restart(&mut job, p);
     let source = job
         .required("source", p)
         .and_then(|v| SourceSpec::read("source", v, p));
@@ -195,6 +241,7 @@ fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
         parallelism: parallelism?,
         delivery: delivery?,
         checkpoint: checkpoint?,
+        restart: restart?,
         source: source?,
         transforms: transforms?,
         sink: sink?,
@@ -203,29 +250,58 @@ fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
 }
 
 fn read_checkpoint(job: &mut Obj<'_>, p: &mut Problems) -> Option<CheckpointSpec> {
-    let default = CheckpointSpec {
-        interval: Duration::from_secs(10),
-    };
+    let default = CheckpointSpec::default();
     let Some(v) = job.get("checkpoint") else {
         return Some(default);
     };
     let mut cp = Obj::new("checkpoint", v, p)?;
     let interval = cp.opt_duration("interval", p);
+    let timeout = cp.opt_duration("timeout", p);
+    let retained = cp.opt_u64("retained", 1..=1000, p);
     cp.finish(p);
-    match interval {
-        Some(d) if d < Duration::from_millis(100) => {
-            p.push(
-                "checkpoint.interval",
-                format!(
-                    "must be at least 100ms, found {}",
-                    humantime::format_duration(d)
-                ),
-            );
-            None
-        }
-        Some(interval) => Some(CheckpointSpec { interval }),
-        None => Some(default),
+    let mut ok = true;
+    if let Some(d) = interval.filter(|d| *d < Duration::from_millis(100)) {
+        p.push(
+            "checkpoint.interval",
+            format!(
+                "must be at least 100ms, found {}",
+                humantime::format_duration(d)
+            ),
+        );
+        ok = false;
     }
+    if let Some(d) = timeout.filter(|d| *d < Duration::from_secs(1)) {
+        p.push(
+            "checkpoint.timeout",
+            format!(
+                "must be at least 1s, found {}",
+                humantime::format_duration(d)
+            ),
+        );
+        ok = false;
+    }
+    ok.then(|| CheckpointSpec {
+        interval: interval.unwrap_or(default.interval),
+        timeout: timeout.unwrap_or(default.timeout),
+        retained: retained.map_or(default.retained, |r| r as u32),
+    })
+}
+
+fn read_restart(job: &mut Obj<'_>, p: &mut Problems) -> Option<RestartSpec> {
+    let default = RestartSpec::default();
+    let Some(v) = job.get("restart") else {
+        return Some(default);
+    };
+    let mut r = Obj::new("restart", v, p)?;
+    let max_attempts = r.opt_u64("max_attempts", 0..=1_000_000, p);
+    let backoff = r.opt_duration("backoff", p);
+    let max_backoff = r.opt_duration("max_backoff", p);
+    r.finish(p);
+    Some(RestartSpec {
+        max_attempts: max_attempts.map_or(default.max_attempts, |n| n as u32),
+        backoff: backoff.unwrap_or(default.backoff),
+        max_backoff: max_backoff.unwrap_or(default.max_backoff),
+    })
 }
 
 #[cfg(test)]

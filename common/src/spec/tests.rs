@@ -44,6 +44,8 @@ fn parses_the_design_example() {
     assert_eq!(spec.parallelism, 3);
     assert_eq!(spec.delivery, Delivery::ExactlyOnce);
     assert_eq!(spec.checkpoint.interval, Duration::from_secs(5));
+    assert_eq!(spec.checkpoint.retained, 3);
+    assert_eq!(spec.restart, RestartSpec::default());
     let SourceSpec::Kafka(k) = &spec.source;
     assert_eq!(k.brokers, "127.0.0.1:9092");
     assert_eq!(spec.stage_count(), 2);
@@ -133,6 +135,18 @@ dead_letter: { kafka: {} }
         "{p:?}"
     );
     assert!(has(&p, "dead_letter.kafka.topic", "is required"), "{p:?}");
+}
+
+#[test]
+fn restart_backoff_grows_to_its_cap() {
+    let r = RestartSpec {
+        max_attempts: 5,
+        backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(350),
+    };
+    assert_eq!(r.backoff_for(1), Duration::from_millis(100));
+    assert_eq!(r.backoff_for(2), Duration::from_millis(200));
+    assert_eq!(r.backoff_for(3), Duration::from_millis(350));
 }
 
 #[test]

@@ -1,12 +1,12 @@
 use super::*;
 use sluice_common::JobSpec;
 
-fn spec() -> JobSpec {
-    JobSpec::parse_resolved(
-        r#"{"name": "j", "parallelism": 2,
-            "source": {"kafka": {"brokers": "b:1", "topic": "t"}},
-            "sink": {"kafka": {"brokers": "b:1", "topic": "out"}}}"#,
-    )
+fn spec(max_restarts: u32) -> JobSpec {
+    JobSpec::parse_resolved(&format!(
+        r#"{{"name": "j", "parallelism": 2, "restart": {{"max_attempts": {max_restarts}, "backoff": "1s"}},
+            "source": {{"kafka": {{"brokers": "b:1", "topic": "t"}}}},
+            "sink": {{"kafka": {{"brokers": "b:1", "topic": "out"}}}}}}"#
+    ))
     .expect("valid spec")
 }
 
@@ -22,10 +22,10 @@ fn task(job: &JobId, index: u32) -> TaskRecord {
     }
 }
 
-fn submitted() -> (ClusterMeta, JobId) {
+fn submitted(max_restarts: u32) -> (ClusterMeta, JobId) {
     let mut meta = ClusterMeta::default();
     let Applied::JobCreated(job) = meta.apply(Command::SubmitJob {
-        spec: Box::new(spec()),
+        spec: Box::new(spec(max_restarts)),
         source_partitions: 2,
         submitted_at_ms: 0,
     }) else {
@@ -44,12 +44,13 @@ fn set(meta: &mut ClusterMeta, job: &JobId, index: u32, state: TaskState, error:
         task: TaskId::for_subtask(job, 0, index, 0),
         state,
         error: error.map(String::from),
+        at_ms: 10_000,
     });
 }
 
 #[test]
 fn job_runs_once_every_task_runs() {
-    let (mut meta, job) = submitted();
+    let (mut meta, job) = submitted(0);
     set(&mut meta, &job, 0, TaskState::Running, None);
     assert_eq!(meta.jobs[&job].state, JobState::Scheduling);
     set(&mut meta, &job, 1, TaskState::Running, None);
@@ -58,7 +59,7 @@ fn job_runs_once_every_task_runs() {
 
 #[test]
 fn a_failed_task_fails_the_job_with_its_reason() {
-    let (mut meta, job) = submitted();
+    let (mut meta, job) = submitted(0);
     set(&mut meta, &job, 0, TaskState::Running, None);
     set(
         &mut meta,
@@ -79,8 +80,65 @@ fn a_failed_task_fails_the_job_with_its_reason() {
 }
 
 #[test]
+fn a_failed_task_restarts_the_job_as_a_new_attempt_after_its_backoff() {
+    let (mut meta, job) = submitted(2);
+    set(&mut meta, &job, 0, TaskState::Running, None);
+    set(
+        &mut meta,
+        &job,
+        1,
+        TaskState::Failed,
+        Some("worker worker-1 lost"),
+    );
+    let j = &meta.jobs[&job];
+    assert_eq!(j.state, JobState::Scheduling);
+    assert_eq!((j.attempt, j.restarts), (1, 1));
+    assert!(j.tasks.is_empty(), "the failed attempt's tasks are dropped");
+    assert_eq!(j.not_before_ms, 11_000);
+    assert!(
+        j.last_failure
+            .as_deref()
+            .unwrap_or("")
+            .contains("worker worker-1 lost")
+    );
+}
+
+#[test]
+fn checkpoints_keep_the_latest_of_the_current_attempt() {
+    let (mut meta, job) = submitted(0);
+    for id in 1..=5 {
+        meta.apply(Command::CheckpointCompleted {
+            job: job.clone(),
+            checkpoint: CompletedCheckpoint {
+                id,
+                attempt: 0,
+                completed_at_ms: 0,
+                duration_ms: 1,
+                source_offsets: [(0, id as i64 * 10)].into(),
+            },
+        });
+    }
+    meta.apply(Command::CheckpointCompleted {
+        job: job.clone(),
+        checkpoint: CompletedCheckpoint {
+            id: 9,
+            attempt: 7,
+            completed_at_ms: 0,
+            duration_ms: 1,
+            source_offsets: Default::default(),
+        },
+    });
+    let ids: Vec<u64> = meta.jobs[&job].checkpoints.iter().map(|c| c.id).collect();
+    assert_eq!(
+        ids,
+        vec![3, 4, 5],
+        "three retained; a stale attempt's checkpoint ignored"
+    );
+}
+
+#[test]
 fn cancelling_ends_when_no_task_is_live() {
-    let (mut meta, job) = submitted();
+    let (mut meta, job) = submitted(0);
     meta.apply(Command::SetJobState {
         job: job.clone(),
         state: JobState::Cancelling,

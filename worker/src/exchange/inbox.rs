@@ -2,6 +2,7 @@ use crate::record::Record;
 use sluice_common::JobId;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
@@ -22,48 +23,210 @@ pub enum Frame {
     End,
 }
 
-#[derive(Debug)]
-pub struct InboxMsg {
-    pub sender: u32,
-    pub frame: Frame,
-}
-
-/// The inboxes of the subtasks running on this worker.
+/// The inboxes of the subtasks running on this worker: one bounded channel
+/// per (receiver, sender), so a receiver can hold back one sender while it
+/// aligns a barrier and still read the others.
 #[derive(Default)]
 pub struct Inboxes {
-    map: Mutex<HashMap<InboxKey, mpsc::Sender<InboxMsg>>>,
+    map: Mutex<HashMap<(InboxKey, u32), mpsc::Sender<Frame>>>,
     changed: Notify,
 }
 
 impl Inboxes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InboxKey, mpsc::Sender<InboxMsg>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(InboxKey, u32), mpsc::Sender<Frame>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn open(&self, key: InboxKey, capacity: usize) -> mpsc::Receiver<InboxMsg> {
-        let (tx, rx) = mpsc::channel(capacity);
-        self.lock().insert(key, tx);
+    /// Opens the inbox of `key` for `senders` upstream subtasks.
+    pub fn open(&self, key: InboxKey, senders: u32, capacity: usize) -> AlignedInput {
+        let mut receivers = Vec::with_capacity(senders as usize);
+        {
+            let mut map = self.lock();
+            for sender in 0..senders {
+                let (tx, rx) = mpsc::channel(capacity);
+                map.insert((key.clone(), sender), tx);
+                receivers.push(rx);
+            }
+        }
         self.changed.notify_waiters();
-        rx
+        AlignedInput::new(receivers)
     }
 
     pub fn close(&self, key: &InboxKey) {
-        self.lock().remove(key);
+        self.lock().retain(|(k, _), _| k != key);
     }
 
-    /// The inbox of `key`, waiting up to `patience` for its subtask to start:
-    /// subtasks of one job are deployed on several workers at about the same
-    /// time, in no set order.
-    pub async fn get(&self, key: &InboxKey, patience: Duration) -> Option<mpsc::Sender<InboxMsg>> {
+    /// The channel from `sender` into the inbox of `key`, waiting up to
+    /// `patience` for its subtask to start: subtasks of one job are deployed
+    /// on several workers at about the same time, in no set order.
+    pub async fn get(
+        &self,
+        key: &InboxKey,
+        sender: u32,
+        patience: Duration,
+    ) -> Option<mpsc::Sender<Frame>> {
         let deadline = tokio::time::Instant::now() + patience;
+        let slot = (key.clone(), sender);
         loop {
             let notified = self.changed.notified();
-            if let Some(tx) = self.lock().get(key).cloned() {
+            if let Some(tx) = self.lock().get(&slot).cloned() {
                 return Some(tx);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return None;
             }
         }
+    }
+}
+
+/// What an aligned input yields.
+#[derive(Debug)]
+pub enum Event {
+    Records(Vec<Record>),
+    /// Every sender delivered this barrier; what came before it from each
+    /// sender has been yielded, nothing after it.
+    Barrier(u64),
+    /// Every sender ended.
+    End,
+}
+
+/// Reads all senders of an inbox, aligning barriers: once a sender delivered
+/// barrier `n` it is not read again until every sender delivered it.
+pub struct AlignedInput {
+    receivers: Vec<mpsc::Receiver<Frame>>,
+    blocked: Vec<bool>,
+    ended: Vec<bool>,
+    barrier: Option<u64>,
+    next: usize,
+}
+
+impl AlignedInput {
+    fn new(receivers: Vec<mpsc::Receiver<Frame>>) -> Self {
+        let n = receivers.len();
+        Self {
+            receivers,
+            blocked: vec![false; n],
+            ended: vec![false; n],
+            barrier: None,
+            next: 0,
+        }
+    }
+
+    /// Cancel-safe: a frame is only taken from a channel when it is returned
+    /// or recorded in the alignment state.
+    pub async fn next(&mut self) -> Event {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn aligned(&self) -> bool {
+        (0..self.receivers.len()).all(|i| self.blocked[i] || self.ended[i])
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        let n = self.receivers.len();
+        if n == 0 || self.ended.iter().all(|e| *e) {
+            return Poll::Ready(Event::End);
+        }
+        for step in 0..n {
+            let i = (self.next + step) % n;
+            if self.blocked[i] || self.ended[i] {
+                continue;
+            }
+            match self.receivers[i].poll_recv(cx) {
+                Poll::Ready(Some(Frame::Records(records))) => {
+                    // Start at the next sender next time, so one busy sender cannot starve the rest.
+                    self.next = (i + 1) % n;
+                    return Poll::Ready(Event::Records(records));
+                }
+                Poll::Ready(Some(Frame::Barrier(id))) => {
+                    self.blocked[i] = true;
+                    self.barrier = Some(id);
+                }
+                Poll::Ready(Some(Frame::End)) | Poll::Ready(None) => self.ended[i] = true,
+                Poll::Pending => {}
+            }
+            if self.aligned() {
+                return Poll::Ready(self.release());
+            }
+        }
+        if self.aligned() {
+            return Poll::Ready(self.release());
+        }
+        Poll::Pending
+    }
+
+    fn release(&mut self) -> Event {
+        self.blocked.iter_mut().for_each(|b| *b = false);
+        match self.barrier.take() {
+            Some(id) => Event::Barrier(id),
+            None => Event::End,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Origin;
+
+    fn rec(n: i64) -> Record {
+        Record {
+            value: vrl::value::Value::from(n),
+            origin: Origin {
+                topic: "t".into(),
+                partition: 0,
+                offset: n,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sender_past_its_barrier_is_held_until_all_delivered_it() {
+        let inboxes = Inboxes::default();
+        let key = InboxKey {
+            job: JobId::new("j"),
+            attempt: 0,
+            stage: 1,
+            index: 0,
+        };
+        let mut input = inboxes.open(key.clone(), 2, 8);
+        let a = inboxes
+            .get(&key, 0, Duration::ZERO)
+            .await
+            .expect("sender 0");
+        let b = inboxes
+            .get(&key, 1, Duration::ZERO)
+            .await
+            .expect("sender 1");
+        a.send(Frame::Records(vec![rec(1)])).await.expect("open");
+        a.send(Frame::Barrier(7)).await.expect("open");
+        a.send(Frame::Records(vec![rec(2)])).await.expect("open");
+        b.send(Frame::Records(vec![rec(10)])).await.expect("open");
+
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            match input.next().await {
+                Event::Records(rs) => seen.extend(rs.iter().map(|r| r.origin.offset)),
+                other => panic!("expected records, got {other:?}"),
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            vec![1, 10],
+            "record 2 of sender 0 waits behind its barrier"
+        );
+        let early = tokio::time::timeout(Duration::from_millis(50), input.next()).await;
+        assert!(early.is_err(), "no barrier before sender 1 delivers it");
+
+        b.send(Frame::Barrier(7)).await.expect("open");
+        assert!(matches!(input.next().await, Event::Barrier(7)));
+        match input.next().await {
+            Event::Records(rs) => assert_eq!(rs[0].origin.offset, 2),
+            other => panic!("expected record 2, got {other:?}"),
+        }
+        a.send(Frame::End).await.expect("open");
+        b.send(Frame::End).await.expect("open");
+        assert!(matches!(input.next().await, Event::End));
     }
 }

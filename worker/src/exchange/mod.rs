@@ -8,10 +8,10 @@ mod router;
 mod server;
 mod wire;
 
-pub use inbox::{Frame, InboxKey, InboxMsg, Inboxes};
+pub use inbox::{AlignedInput, Event, InboxKey, Inboxes};
 pub use peers::Peers;
 pub use router::{Route, Router};
 pub use server::ExchangeServer;
 
-/// Batches a receiving subtask queues before its senders wait.
-pub const INBOX_CAPACITY: usize = 16;
+/// Batches a receiving subtask queues per sender before that sender waits.
+pub const INBOX_CAPACITY: usize = 8;

@@ -1,7 +1,7 @@
 //! Sends a stage's output to the next stage, each record to the subtask that
 //! owns its key's group.
 
-use super::inbox::{Frame, InboxKey, InboxMsg, Inboxes};
+use super::inbox::{Frame, InboxKey, Inboxes};
 use super::peers::Peers;
 use super::wire::to_wire;
 use crate::error::{Result, WorkerError};
@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use vrl::value::Value;
 
 enum Out {
-    Local(mpsc::Sender<InboxMsg>),
+    Local(mpsc::Sender<Frame>),
     Remote {
         tx: mpsc::Sender<ExchangeFrame>,
         call: JoinHandle<std::result::Result<(), tonic::Status>>,
@@ -30,7 +30,6 @@ pub struct Router {
     key_fields: Vec<String>,
     outs: Vec<Out>,
     buffers: Vec<Vec<Record>>,
-    sender: u32,
     next_stage: u32,
 }
 
@@ -68,7 +67,7 @@ impl Router {
                     index: target,
                 };
                 let tx = inboxes
-                    .get(&key, Duration::from_secs(30))
+                    .get(&key, route.index, Duration::from_secs(30))
                     .await
                     .ok_or_else(|| {
                         exchange_err("receiving subtask did not start within 30s".into())
@@ -104,7 +103,6 @@ impl Router {
             key_fields: key_fields.to_vec(),
             outs,
             buffers: (0..n).map(|_| Vec::new()).collect(),
-            sender: route.index,
             next_stage: route.next_stage,
         })
     }
@@ -149,20 +147,24 @@ impl Router {
         Ok(())
     }
 
+    /// Sends barrier `id` to every downstream subtask, after all records
+    /// sent before it.
+    pub async fn barrier(&mut self, id: u64) -> Result<()> {
+        for target in 0..self.outs.len() {
+            self.deliver(target, Frame::Barrier(id)).await?;
+        }
+        Ok(())
+    }
+
     async fn deliver(&mut self, target: usize, frame: Frame) -> Result<()> {
-        let sender = self.sender;
         let stage = self.next_stage;
         match &mut self.outs[target] {
-            Out::Local(tx) => {
-                tx.send(InboxMsg { sender, frame })
-                    .await
-                    .map_err(|_| WorkerError::Exchange {
-                        peer: "this worker".into(),
-                        stage,
-                        index: target as u32,
-                        reason: "receiving subtask stopped".into(),
-                    })
-            }
+            Out::Local(tx) => tx.send(frame).await.map_err(|_| WorkerError::Exchange {
+                peer: "this worker".into(),
+                stage,
+                index: target as u32,
+                reason: "receiving subtask stopped".into(),
+            }),
             Out::Remote { tx, call, peer } => {
                 let kind = match frame {
                     Frame::Records(rs) => Kind::Records(RecordBatch {

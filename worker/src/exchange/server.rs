@@ -1,4 +1,4 @@
-use super::inbox::{Frame, InboxKey, InboxMsg, Inboxes};
+use super::inbox::{Frame, InboxKey, Inboxes};
 use super::wire::from_wire;
 use sluice_common::JobId;
 use sluice_proto::exchange_frame::Kind;
@@ -38,7 +38,7 @@ impl ExchangeService for ExchangeServer {
         };
         let inbox = self
             .inboxes
-            .get(&key, RECEIVER_PATIENCE)
+            .get(&key, header.sender_index, RECEIVER_PATIENCE)
             .await
             .ok_or_else(|| Status::not_found(format!("no subtask {key:?} runs on this worker")))?;
         let gone = || Status::cancelled(format!("subtask {key:?} stopped"));
@@ -61,13 +61,7 @@ impl ExchangeService for ExchangeServer {
                 }
             };
             let end = matches!(frame, Frame::End);
-            inbox
-                .send(InboxMsg {
-                    sender: header.sender_index,
-                    frame,
-                })
-                .await
-                .map_err(|_| gone())?;
+            inbox.send(frame).await.map_err(|_| gone())?;
             if end {
                 break;
             }

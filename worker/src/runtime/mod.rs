@@ -6,5 +6,5 @@ mod subtask;
 mod task_manager;
 
 pub use metrics::Metrics;
-pub use subtask::{RuntimeContext, run_subtask};
-pub use task_manager::TaskManager;
+pub use subtask::{RuntimeContext, TaskCommand, run_subtask};
+pub use task_manager::{Outbound, TaskManager};

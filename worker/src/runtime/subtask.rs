@@ -2,16 +2,29 @@ use super::Metrics;
 use crate::connectors::SinkWriter;
 use crate::connectors::kafka::{DeadLetterWriter, KafkaSource, RawMessage};
 use crate::error::{Result, WorkerError};
-use crate::exchange::{Frame, InboxKey, InboxMsg, Inboxes, Peers, Route, Router};
+use crate::exchange::{AlignedInput, Event, InboxKey, Inboxes, Peers, Route, Router};
 use crate::operators::{Chain, TaskInfo};
 use crate::record::{FailedAt, Failure, Origin, Record};
 use sluice_common::spec::{SourceFormat, SourceSpec};
 use sluice_common::{JobId, JobSpec, TaskId};
 use sluice_proto::TaskDeployment;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use vrl::value::Value;
+
+/// What the coordinator asks of a running subtask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskCommand {
+    /// Sources: take checkpoint `n` and inject its barrier.
+    Trigger(u64),
+    /// Checkpoint `n` completed.
+    Done(u64),
+}
+
+/// Acknowledges this subtask's part of a checkpoint, with a source's offsets.
+pub type Acker = Box<dyn Fn(u64, BTreeMap<i32, i64>) + Send>;
 
 /// Most records a source hands to its chain at once.
 const SOURCE_BATCH: usize = 512;
@@ -28,13 +41,19 @@ enum Input {
     Kafka {
         source: KafkaSource,
         format: SourceFormat,
+        /// Offsets of checkpoints taken and not yet completed.
+        taken: BTreeMap<u64, BTreeMap<i32, i64>>,
     },
     Inbox {
-        rx: mpsc::Receiver<InboxMsg>,
+        input: AlignedInput,
         _guard: InboxGuard,
-        senders: usize,
-        ended: std::collections::BTreeSet<u32>,
     },
+}
+
+enum Step {
+    Command(Option<TaskCommand>),
+    Message(RawMessage),
+    Event(Event),
 }
 
 enum Output {
@@ -61,6 +80,8 @@ pub async fn run_subtask(
     ctx: Arc<RuntimeContext>,
     metrics: Arc<Metrics>,
     on_running: impl FnOnce(),
+    mut commands: mpsc::UnboundedReceiver<TaskCommand>,
+    ack: Acker,
 ) -> Result<()> {
     let task = TaskId::new(dep.task_id.clone());
     let job = JobId::new(dep.job_id.clone());
@@ -82,9 +103,11 @@ pub async fn run_subtask(
     let SourceSpec::Kafka(source_spec) = &spec.source;
     // Open the inbox first: upstream subtasks look for it as soon as they start.
     let mut input = if dep.stage == 0 {
+        let start: BTreeMap<i32, i64> = dep.start_offsets.iter().map(|(p, o)| (*p, *o)).collect();
         Input::Kafka {
-            source: KafkaSource::build(source_spec, &spec.name, &dep.partitions)?,
+            source: KafkaSource::build(source_spec, &spec.name, &dep.partitions, &start)?,
             format: source_spec.format,
+            taken: BTreeMap::new(),
         }
     } else {
         let key = InboxKey {
@@ -93,17 +116,17 @@ pub async fn run_subtask(
             stage: dep.stage,
             index: dep.index,
         };
-        let rx = ctx
-            .inboxes
-            .open(key.clone(), crate::exchange::INBOX_CAPACITY);
+        let input = ctx.inboxes.open(
+            key.clone(),
+            dep.parallelism,
+            crate::exchange::INBOX_CAPACITY,
+        );
         Input::Inbox {
-            rx,
+            input,
             _guard: InboxGuard {
                 inboxes: ctx.inboxes.clone(),
                 key,
             },
-            senders: dep.parallelism as usize,
-            ended: Default::default(),
         }
     };
     let dead_letter = spec
@@ -126,64 +149,124 @@ pub async fn run_subtask(
         None => Output::Sink(SinkWriter::build(&spec.sink).await?),
     };
     on_running();
-    tracing::info!(task = %task, partitions = ?dep.partitions, "subtask running");
+    tracing::info!(task = %task, partitions = ?dep.partitions, restored = dep.restored_checkpoint, "subtask running");
 
+    let mut step = Stepper {
+        task: &task,
+        chain: &mut chain,
+        output: &mut output,
+        dead_letter: dead_letter.as_ref(),
+        metrics: &metrics,
+    };
     loop {
-        let mut failures = Vec::new();
-        let Some(records) = input.next(&mut failures).await? else {
-            tracing::info!(task = %task, "input ended");
-            return Ok(());
+        let next = match &mut input {
+            Input::Kafka { source, .. } => tokio::select! {
+                biased;
+                c = commands.recv() => Step::Command(c),
+                m = source.next_message() => Step::Message(m?),
+            },
+            Input::Inbox { input, .. } => tokio::select! {
+                biased;
+                c = commands.recv() => Step::Command(c),
+                e = input.next() => Step::Event(e),
+            },
         };
-        Metrics::add(&metrics.records_in, records.len() + failures.len());
-        let records = chain.process(records, &mut failures);
-        let n = records.len();
-        let failed_before = failures.len();
-        match &mut output {
-            Output::Router(router) => router.send(records, &mut failures).await?,
-            Output::Sink(sink) => failures.extend(sink.write(records).await?),
-        }
-        Metrics::add(&metrics.records_out, n - (failures.len() - failed_before));
-        if !failures.is_empty() {
-            Metrics::add(&metrics.dead_lettered, failures.len());
-            match &dead_letter {
-                Some(dl) => dl.write(&failures).await?,
-                None => {
-                    for f in &failures {
-                        tracing::warn!(task = %task, topic = %f.origin.topic, partition = f.origin.partition,
-                            offset = f.origin.offset, failed_at = f.at.as_str(), error = %f.error,
-                            "record dropped: job has no dead_letter");
-                    }
-                }
+        match (next, &mut input) {
+            (Step::Command(None), _) => return Ok(()),
+            (Step::Command(Some(TaskCommand::Trigger(id))), Input::Kafka { source, taken, .. }) => {
+                let offsets = source.positions().clone();
+                step.output.barrier(id).await?;
+                taken.insert(id, offsets.clone());
+                ack(id, offsets);
             }
+            (Step::Command(Some(TaskCommand::Done(id))), Input::Kafka { source, taken, .. }) => {
+                if let Some(offsets) = taken.remove(&id) {
+                    source.commit_for_visibility(&offsets);
+                }
+                taken.retain(|n, _| *n > id);
+            }
+            (Step::Command(Some(_)), Input::Inbox { .. }) => {}
+            (Step::Message(first), Input::Kafka { source, format, .. }) => {
+                let mut batch = vec![first];
+                source.fill(&mut batch, SOURCE_BATCH, SOURCE_LINGER).await?;
+                let read = batch.len();
+                let handed_on: Vec<(i32, i64)> =
+                    batch.iter().map(|m| (m.partition, m.offset)).collect();
+                let mut failures = Vec::new();
+                let records = decode(batch, *format, &mut failures);
+                step.process(read, records, failures).await?;
+                source.advance(&handed_on);
+            }
+            (Step::Event(Event::Records(records)), _) => {
+                step.process(records.len(), records, Vec::new()).await?;
+            }
+            (Step::Event(Event::Barrier(id)), _) => {
+                step.output.barrier(id).await?;
+                ack(id, BTreeMap::new());
+            }
+            (Step::Event(Event::End), _) => {
+                tracing::info!(task = %task, "input ended");
+                return Ok(());
+            }
+            (Step::Message(_), Input::Inbox { .. }) => {}
         }
     }
 }
 
-impl Input {
-    /// The next batch of records, `None` once every upstream subtask ended.
-    async fn next(&mut self, failures: &mut Vec<Failure>) -> Result<Option<Vec<Record>>> {
-        match self {
-            Self::Kafka { source, format } => {
-                let batch = source.next_batch(SOURCE_BATCH, SOURCE_LINGER).await?;
-                Ok(Some(decode(batch, *format, failures)))
-            }
-            Self::Inbox {
-                rx, senders, ended, ..
-            } => loop {
-                let Some(msg) = rx.recv().await else {
-                    return Ok(None);
-                };
-                match msg.frame {
-                    Frame::Records(records) => return Ok(Some(records)),
-                    Frame::Barrier(_) => {}
-                    Frame::End => {
-                        ended.insert(msg.sender);
-                        if ended.len() >= *senders {
-                            return Ok(None);
-                        }
-                    }
+/// The part of the loop shared by every kind of input: operators, output,
+/// dead letters, counters.
+struct Stepper<'a> {
+    task: &'a TaskId,
+    chain: &'a mut Chain,
+    output: &'a mut Output,
+    dead_letter: Option<&'a DeadLetterWriter>,
+    metrics: &'a Metrics,
+}
+
+impl Stepper<'_> {
+    async fn process(
+        &mut self,
+        read: usize,
+        records: Vec<Record>,
+        mut failures: Vec<Failure>,
+    ) -> Result<()> {
+        Metrics::add(&self.metrics.records_in, read);
+        let records = self.chain.process(records, &mut failures);
+        let n = records.len();
+        let failed_before = failures.len();
+        match self.output {
+            Output::Router(router) => router.send(records, &mut failures).await?,
+            Output::Sink(sink) => failures.extend(sink.write(records).await?),
+        }
+        Metrics::add(
+            &self.metrics.records_out,
+            n - (failures.len() - failed_before),
+        );
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Metrics::add(&self.metrics.dead_lettered, failures.len());
+        match self.dead_letter {
+            Some(dl) => dl.write(&failures).await?,
+            None => {
+                for f in &failures {
+                    tracing::warn!(task = %self.task, topic = %f.origin.topic, partition = f.origin.partition,
+                        offset = f.origin.offset, failed_at = f.at.as_str(), error = %f.error,
+                        "record dropped: job has no dead_letter");
                 }
-            },
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Output {
+    /// Everything before barrier `id` is handed on: downstream for a router;
+    /// for a sink, every write before it is acknowledged already.
+    async fn barrier(&mut self, id: u64) -> Result<()> {
+        match self {
+            Self::Router(router) => router.barrier(id).await,
+            Self::Sink(_) => Ok(()),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The subtasks this worker runs, their state and how to stop them.
 
+use super::subtask::{Acker, TaskCommand};
 use super::{Metrics, RuntimeContext, run_subtask};
 use sluice_common::TaskId;
-use sluice_proto::{TaskDeployment, TaskReport, TaskState};
+use sluice_proto::{CheckpointAck, TaskDeployment, TaskReport, TaskState};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,9 +15,19 @@ const KEEP_ENDED: Duration = Duration::from_secs(60);
 
 struct Entry {
     job_id: String,
+    attempt: u32,
+    stage: u32,
     status: Arc<Mutex<Status>>,
     metrics: Arc<Metrics>,
     cancel: Option<oneshot::Sender<()>>,
+    commands: mpsc::UnboundedSender<TaskCommand>,
+}
+
+/// What tasks tell the coordinator without waiting for a heartbeat.
+#[derive(Debug)]
+pub enum Outbound {
+    Report(TaskReport),
+    Ack(CheckpointAck),
 }
 
 #[derive(Clone)]
@@ -29,17 +40,30 @@ struct Status {
 pub struct TaskManager {
     tasks: Mutex<HashMap<TaskId, Entry>>,
     ctx: Arc<RuntimeContext>,
-    /// State changes to report to the coordinator at once.
-    changes: mpsc::UnboundedSender<TaskReport>,
+    /// State changes and checkpoint acks, for the coordinator at once.
+    outbound: mpsc::UnboundedSender<Outbound>,
 }
 
 impl TaskManager {
-    pub fn new(ctx: Arc<RuntimeContext>, changes: mpsc::UnboundedSender<TaskReport>) -> Arc<Self> {
+    pub fn new(ctx: Arc<RuntimeContext>, outbound: mpsc::UnboundedSender<Outbound>) -> Arc<Self> {
         Arc::new(Self {
             tasks: Mutex::new(HashMap::new()),
             ctx,
-            changes,
+            outbound,
         })
+    }
+
+    /// Hands a checkpoint command to the subtasks of the job's attempt it
+    /// concerns: triggers go to sources, completions to every subtask.
+    pub fn command(&self, job_id: &str, attempt: u32, command: TaskCommand) {
+        for entry in self.lock().values() {
+            let concerned = entry.job_id == job_id
+                && entry.attempt == attempt
+                && (entry.stage == 0 || matches!(command, TaskCommand::Done(_)));
+            if concerned {
+                let _ = entry.commands.send(command);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Entry>> {
@@ -60,20 +84,38 @@ impl TaskManager {
         }));
         let metrics = Arc::new(Metrics::default());
         let (cancel_tx, cancel_rx) = oneshot::channel();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         tasks.insert(
             id.clone(),
             Entry {
                 job_id: dep.job_id.clone(),
+                attempt: dep.attempt,
+                stage: dep.stage,
                 status: status.clone(),
                 metrics: metrics.clone(),
                 cancel: Some(cancel_tx),
+                commands: commands_tx,
             },
         );
         drop(tasks);
         tracing::info!(task = %id, stage = dep.stage, index = dep.index, "deploying subtask");
         let ctx = self.ctx.clone();
-        let changes = self.changes.clone();
+        let changes = self.outbound.clone();
         let job_id = dep.job_id.clone();
+        let ack: Acker = {
+            let outbound = self.outbound.clone();
+            let (job_id, task_id, attempt) = (dep.job_id.clone(), id.to_string(), dep.attempt);
+            Box::new(move |checkpoint_id, offsets| {
+                let _ = outbound.send(Outbound::Ack(CheckpointAck {
+                    worker_id: String::new(),
+                    job_id: job_id.clone(),
+                    attempt,
+                    task_id: task_id.clone(),
+                    checkpoint_id,
+                    source_offsets: offsets.into_iter().collect(),
+                }));
+            })
+        };
         let report = move |state: TaskState, error: String, metrics: &Metrics| {
             let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
             s.state = state;
@@ -81,14 +123,14 @@ impl TaskManager {
             if state.is_terminal() {
                 s.ended_at = Some(Instant::now());
             }
-            let _ = changes.send(TaskReport {
+            let _ = changes.send(Outbound::Report(TaskReport {
                 worker_id: String::new(),
                 task_id: id.to_string(),
                 state: state as i32,
                 error,
                 metrics: Some(metrics.snapshot()),
                 job_id: job_id.clone(),
-            });
+            }));
         };
         tokio::spawn(async move {
             let running = {
@@ -97,7 +139,7 @@ impl TaskManager {
                 move || report(TaskState::Running, String::new(), &metrics)
             };
             let outcome = tokio::select! {
-                r = run_subtask(dep, ctx, metrics.clone(), running) => r.map(|()| TaskState::Finished),
+                r = run_subtask(dep, ctx, metrics.clone(), running, commands_rx, ack) => r.map(|()| TaskState::Finished),
                 _ = cancel_rx => Ok(TaskState::Cancelled),
             };
             match outcome {

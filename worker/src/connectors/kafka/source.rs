@@ -3,16 +3,21 @@
 
 use super::{client_config, kafka_err};
 use crate::error::Result;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_common::spec::{KafkaSourceSpec, StartFrom};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct KafkaSource {
     consumer: Option<StreamConsumer>,
     topic: Arc<str>,
+    brokers: String,
+    /// Next offset to read of each partition, as far as records were handed on:
+    /// the source's state in a checkpoint.
+    positions: BTreeMap<i32, i64>,
 }
 
 /// A message as read, before decoding.
@@ -24,13 +29,27 @@ pub struct RawMessage {
 }
 
 impl KafkaSource {
-    pub fn build(spec: &KafkaSourceSpec, job_name: &str, partitions: &[i32]) -> Result<Self> {
+    /// Reads `partitions`, each from its offset in `start` when it has one,
+    /// else from where the spec's `start_from` says.
+    pub fn build(
+        spec: &KafkaSourceSpec,
+        job_name: &str,
+        partitions: &[i32],
+        start: &BTreeMap<i32, i64>,
+    ) -> Result<Self> {
         let topic: Arc<str> = spec.topic.as_str().into();
+        let positions: BTreeMap<i32, i64> = start
+            .iter()
+            .filter(|(p, _)| partitions.contains(p))
+            .map(|(p, o)| (*p, *o))
+            .collect();
         if partitions.is_empty() {
             // More subtasks than partitions: this one idles.
             return Ok(Self {
                 consumer: None,
                 topic,
+                brokers: spec.brokers.clone(),
+                positions,
             });
         }
         let group = spec
@@ -59,12 +78,13 @@ impl KafkaSource {
             .create()
             .map_err(kafka_err("create consumer", &spec.brokers))?;
         let mut tpl = TopicPartitionList::new();
-        let start = match spec.start_from {
+        let start_from = match spec.start_from {
             StartFrom::Earliest => Offset::Beginning,
             StartFrom::Latest => Offset::End,
         };
         for p in partitions {
-            tpl.add_partition_offset(&spec.topic, *p, start)
+            let offset = positions.get(p).map_or(start_from, |o| Offset::Offset(*o));
+            tpl.add_partition_offset(&spec.topic, *p, offset)
                 .map_err(kafka_err(format!("assign partition {p}"), &spec.brokers))?;
         }
         consumer
@@ -73,28 +93,75 @@ impl KafkaSource {
         Ok(Self {
             consumer: Some(consumer),
             topic,
+            brokers: spec.brokers.clone(),
+            positions,
         })
     }
 
-    /// Waits for at least one message, then takes what else arrives within
-    /// `linger`, up to `max` messages.
-    pub async fn next_batch(&mut self, max: usize, linger: Duration) -> Result<Vec<RawMessage>> {
+    /// Waits for the next message. Cancel-safe: a message is only taken from
+    /// the consumer when this returns it.
+    pub async fn next_message(&mut self) -> Result<RawMessage> {
         let Some(consumer) = &self.consumer else {
             return std::future::pending().await;
         };
-        let mut batch = Vec::with_capacity(max);
-        let first = consumer.recv().await.map_err(kafka_err("receive", ""))?;
-        batch.push(self.raw(&first));
-        drop(first);
+        let m = consumer
+            .recv()
+            .await
+            .map_err(kafka_err("receive", &self.brokers))?;
+        Ok(self.raw(&m))
+    }
+
+    /// Adds what else arrives within `linger` to `batch`, up to `max` messages.
+    /// Not cancel-safe: run it to completion.
+    pub async fn fill(
+        &mut self,
+        batch: &mut Vec<RawMessage>,
+        max: usize,
+        linger: Duration,
+    ) -> Result<()> {
+        let Some(consumer) = &self.consumer else {
+            return Ok(());
+        };
         let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < max {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Ok(Ok(m)) => batch.push(self.raw(&m)),
-                Ok(Err(e)) => return Err(kafka_err("receive", "")(e)),
+                Ok(Err(e)) => return Err(kafka_err("receive", &self.brokers)(e)),
                 Err(_) => break,
             }
         }
-        Ok(batch)
+        Ok(())
+    }
+
+    /// Records that the messages at these (partition, offset)s have been handed on.
+    pub fn advance(&mut self, handed_on: &[(i32, i64)]) {
+        for (partition, offset) in handed_on {
+            self.positions.insert(*partition, offset + 1);
+        }
+    }
+
+    pub fn positions(&self) -> &BTreeMap<i32, i64> {
+        &self.positions
+    }
+
+    /// Commits `offsets` to the job's consumer group so lag shows in Kafka's
+    /// own tools. Recovery never reads them: offsets live in checkpoints.
+    pub fn commit_for_visibility(&self, offsets: &BTreeMap<i32, i64>) {
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            if tpl
+                .add_partition_offset(&self.topic, *p, Offset::Offset(*o))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(topic = %self.topic, error = %e, "cannot commit offsets to the consumer group");
+        }
     }
 
     fn raw(&self, m: &rdkafka::message::BorrowedMessage<'_>) -> RawMessage {

@@ -1,0 +1,206 @@
+//! The checkpoint coordinator: per running job, triggers checkpoint `n` on the
+//! source subtasks at the job's interval, collects every subtask's ack, and
+//! records the checkpoint as completed once all acked. At most one checkpoint
+//! per job is in flight; one not complete within the job's timeout is
+//! abandoned. In-flight checkpoints are not durable: a new coordinator starts
+//! with the next one.
+
+use crate::meta::{Command, CompletedCheckpoint, MetaStore};
+use crate::state::Shared;
+use sluice_common::{JobId, TaskId, WorkerId};
+use sluice_proto::worker_command::Kind;
+use sluice_proto::{
+    CheckpointAck, CheckpointDone, CheckpointTrigger, JobState, TaskState, WorkerCommand,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const TICK: Duration = Duration::from_millis(20);
+
+struct Pending {
+    id: u64,
+    attempt: u32,
+    started: Instant,
+    awaiting: BTreeSet<TaskId>,
+    source_offsets: BTreeMap<i32, i64>,
+}
+
+#[derive(Default)]
+struct JobProgress {
+    pending: Option<Pending>,
+    last_trigger: Option<Instant>,
+    last_id: u64,
+    failed: u64,
+}
+
+#[derive(Default)]
+pub struct CheckpointCoordinator {
+    jobs: Mutex<HashMap<JobId, JobProgress>>,
+}
+
+impl CheckpointCoordinator {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, JobProgress>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checkpoints abandoned since this coordinator started.
+    pub fn failed(&self, job: &JobId) -> u64 {
+        self.lock().get(job).map_or(0, |p| p.failed)
+    }
+}
+
+pub async fn run<S: MetaStore>(state: Shared<S>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        step(&state);
+    }
+}
+
+/// What a trigger needs to know of a running job.
+struct Running {
+    job: JobId,
+    attempt: u32,
+    interval: Duration,
+    timeout: Duration,
+    last_completed: u64,
+    tasks: BTreeSet<TaskId>,
+    source_workers: BTreeSet<WorkerId>,
+}
+
+fn step<S: MetaStore>(state: &Shared<S>) {
+    let running: Vec<Running> = state.store.read(|m| {
+        m.jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+            .filter(|j| {
+                !j.tasks.is_empty() && j.tasks.iter().all(|t| t.state == TaskState::Running)
+            })
+            .map(|j| Running {
+                job: j.id.clone(),
+                attempt: j.attempt,
+                interval: j.spec.checkpoint.interval,
+                timeout: j.spec.checkpoint.timeout,
+                last_completed: j.checkpoints.last().map_or(0, |c| c.id),
+                tasks: j.tasks.iter().map(|t| t.id.clone()).collect(),
+                source_workers: j
+                    .tasks
+                    .iter()
+                    .filter(|t| t.stage == 0)
+                    .map(|t| t.worker.clone())
+                    .collect(),
+            })
+            .collect()
+    });
+    let now = Instant::now();
+    let mut triggers = Vec::new();
+    {
+        let mut jobs = state.checkpoints.lock();
+        jobs.retain(|id, _| running.iter().any(|r| &r.job == id));
+        for r in running {
+            let progress = jobs.entry(r.job.clone()).or_default();
+            if let Some(p) = &progress.pending {
+                let stale = p.attempt != r.attempt;
+                if stale || now.duration_since(p.started) > r.timeout {
+                    if !stale {
+                        tracing::warn!(job = %r.job, checkpoint = p.id, awaiting = p.awaiting.len(), "checkpoint timed out");
+                    }
+                    progress.failed += u64::from(!stale);
+                    progress.pending = None;
+                } else {
+                    continue;
+                }
+            }
+            let due = progress
+                .last_trigger
+                .is_none_or(|t| now.duration_since(t) >= r.interval);
+            if !due {
+                continue;
+            }
+            let id = progress.last_id.max(r.last_completed) + 1;
+            progress.last_id = id;
+            progress.last_trigger = Some(now);
+            progress.pending = Some(Pending {
+                id,
+                attempt: r.attempt,
+                started: now,
+                awaiting: r.tasks,
+                source_offsets: BTreeMap::new(),
+            });
+            triggers.push((r.job, r.attempt, id, r.source_workers));
+        }
+    }
+    for (job, attempt, id, workers) in triggers {
+        tracing::debug!(job = %job, checkpoint = id, "triggering checkpoint");
+        for w in workers {
+            state.subscribers.send(
+                &w,
+                WorkerCommand {
+                    kind: Some(Kind::Trigger(CheckpointTrigger {
+                        job_id: job.to_string(),
+                        attempt,
+                        checkpoint_id: id,
+                    })),
+                },
+            );
+        }
+    }
+}
+
+/// Records a subtask's ack; completes the checkpoint when it was the last.
+pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
+    let job = JobId::new(ack.job_id.clone());
+    let completed = {
+        let mut jobs = state.checkpoints.lock();
+        let Some(progress) = jobs.get_mut(&job) else {
+            return;
+        };
+        let Some(p) = progress.pending.as_mut() else {
+            return;
+        };
+        if p.id != ack.checkpoint_id || p.attempt != ack.attempt {
+            return;
+        }
+        p.awaiting.remove(&TaskId::new(ack.task_id.clone()));
+        p.source_offsets.extend(ack.source_offsets);
+        if !p.awaiting.is_empty() {
+            return;
+        }
+        progress.pending.take()
+    };
+    let Some(p) = completed else {
+        return;
+    };
+    let duration_ms = p.started.elapsed().as_millis() as u64;
+    state.store.apply(Command::CheckpointCompleted {
+        job: job.clone(),
+        checkpoint: CompletedCheckpoint {
+            id: p.id,
+            attempt: p.attempt,
+            completed_at_ms: crate::job_service::now_ms(),
+            duration_ms,
+            source_offsets: p.source_offsets,
+        },
+    });
+    tracing::info!(job = %job, checkpoint = p.id, duration_ms, "checkpoint completed");
+    let workers: BTreeSet<WorkerId> = state.store.read(|m| {
+        m.jobs
+            .get(&job)
+            .map(|j| j.tasks.iter().map(|t| t.worker.clone()).collect())
+            .unwrap_or_default()
+    });
+    for w in workers {
+        state.subscribers.send(
+            &w,
+            WorkerCommand {
+                kind: Some(Kind::Completed(CheckpointDone {
+                    job_id: job.to_string(),
+                    attempt: p.attempt,
+                    checkpoint_id: p.id,
+                })),
+            },
+        );
+    }
+}
