@@ -17,6 +17,9 @@ pub struct ClusterApi<S> {
 
 impl<S: MetaStore> ClusterApi<S> {
     fn record_report(&self, report: &TaskReport) {
+        if !report.unreachable_peer.is_empty() {
+            self.state.workers.suspect(&report.unreachable_peer);
+        }
         let state = report.state();
         if matches!(
             state,

@@ -14,6 +14,9 @@ pub struct WorkerEntry {
     pub slots: u32,
     pub last_heartbeat: Instant,
     pub state: WorkerState,
+    /// When a task last failed for not reaching this worker; it gets no new
+    /// tasks until it heartbeats after that.
+    pub suspected_at: Option<Instant>,
     /// Tasks the worker said it runs, with their metrics.
     pub reported: BTreeMap<TaskId, TaskReport>,
 }
@@ -47,6 +50,7 @@ impl WorkerRegistry {
                 slots,
                 last_heartbeat: Instant::now(),
                 state: WorkerState::Alive,
+                suspected_at: None,
                 reported: BTreeMap::new(),
             },
         );
@@ -92,12 +96,24 @@ impl WorkerRegistry {
             .workers
             .values()
             .filter(|w| w.state == WorkerState::Alive && w.last_heartbeat.elapsed() <= max_silence)
+            .filter(|w| w.suspected_at.is_none_or(|s| w.last_heartbeat > s))
             .cloned()
             .collect()
     }
 
     pub fn all(&self) -> Vec<WorkerEntry> {
         self.lock().workers.values().cloned().collect()
+    }
+
+    /// Marks the worker serving `data_address` as suspect: a peer could not reach it.
+    pub fn suspect(&self, data_address: &str) {
+        let now = Instant::now();
+        for w in self.lock().workers.values_mut() {
+            if w.data_address == data_address && w.state == WorkerState::Alive {
+                tracing::info!(worker = %w.id, %data_address, "worker unreachable from a peer; no new tasks until it heartbeats");
+                w.suspected_at = Some(now);
+            }
+        }
     }
 
     pub fn data_address(&self, id: &WorkerId) -> Option<String> {

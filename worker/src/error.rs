@@ -26,4 +26,14 @@ pub enum WorkerError {
     DeadLetter { topic: String, reason: String },
 }
 
+impl WorkerError {
+    /// The peer worker this error could not reach, if that is what it is.
+    pub fn unreachable_peer(&self) -> Option<&str> {
+        match self {
+            Self::Exchange { peer, .. } if peer.contains(':') => Some(peer),
+            _ => None,
+        }
+    }
+}
+
 pub type Result<T, E = WorkerError> = std::result::Result<T, E>;

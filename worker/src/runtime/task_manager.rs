@@ -116,37 +116,40 @@ impl TaskManager {
                 }));
             })
         };
-        let report = move |state: TaskState, error: String, metrics: &Metrics| {
-            let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
-            s.state = state;
-            s.error = error.clone();
-            if state.is_terminal() {
-                s.ended_at = Some(Instant::now());
-            }
-            let _ = changes.send(Outbound::Report(TaskReport {
-                worker_id: String::new(),
-                task_id: id.to_string(),
-                state: state as i32,
-                error,
-                metrics: Some(metrics.snapshot()),
-                job_id: job_id.clone(),
-            }));
-        };
+        let report =
+            move |state: TaskState, error: String, unreachable_peer: String, metrics: &Metrics| {
+                let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+                s.state = state;
+                s.error = error.clone();
+                if state.is_terminal() {
+                    s.ended_at = Some(Instant::now());
+                }
+                let _ = changes.send(Outbound::Report(TaskReport {
+                    worker_id: String::new(),
+                    task_id: id.to_string(),
+                    state: state as i32,
+                    error,
+                    metrics: Some(metrics.snapshot()),
+                    job_id: job_id.clone(),
+                    unreachable_peer,
+                }));
+            };
         tokio::spawn(async move {
             let running = {
                 let report = report.clone();
                 let metrics = metrics.clone();
-                move || report(TaskState::Running, String::new(), &metrics)
+                move || report(TaskState::Running, String::new(), String::new(), &metrics)
             };
             let outcome = tokio::select! {
                 r = run_subtask(dep, ctx, metrics.clone(), running, commands_rx, ack) => r.map(|()| TaskState::Finished),
                 _ = cancel_rx => Ok(TaskState::Cancelled),
             };
             match outcome {
-                Ok(state) => report(state, String::new(), &metrics),
+                Ok(state) => report(state, String::new(), String::new(), &metrics),
                 Err(e) => {
                     tracing::error!(error = %e, "subtask failed");
-                    report(TaskState::Failed, e.to_string(), &metrics);
+                    let peer = e.unreachable_peer().unwrap_or_default().to_string();
+                    report(TaskState::Failed, e.to_string(), peer, &metrics);
                 }
             }
         });
@@ -185,6 +188,7 @@ impl TaskManager {
                     error: s.error,
                     metrics: Some(e.metrics.snapshot()),
                     job_id: e.job_id.clone(),
+                    unreachable_peer: String::new(),
                 }
             })
             .collect()
