@@ -24,6 +24,7 @@ struct Pending {
     started: Instant,
     awaiting: BTreeSet<TaskId>,
     source_offsets: BTreeMap<i32, i64>,
+    sink_states: BTreeMap<u32, String>,
 }
 
 #[derive(Default)]
@@ -68,6 +69,7 @@ struct Running {
     last_completed: u64,
     tasks: BTreeSet<TaskId>,
     source_workers: BTreeSet<WorkerId>,
+    workers: BTreeSet<WorkerId>,
 }
 
 fn step<S: MetaStore>(state: &Shared<S>) {
@@ -91,11 +93,13 @@ fn step<S: MetaStore>(state: &Shared<S>) {
                     .filter(|t| t.stage == 0)
                     .map(|t| t.worker.clone())
                     .collect(),
+                workers: j.tasks.iter().map(|t| t.worker.clone()).collect(),
             })
             .collect()
     });
     let now = Instant::now();
     let mut triggers = Vec::new();
+    let mut abandoned = Vec::new();
     {
         let mut jobs = state.checkpoints.lock();
         jobs.retain(|id, _| running.iter().any(|r| &r.job == id));
@@ -106,6 +110,7 @@ fn step<S: MetaStore>(state: &Shared<S>) {
                 if stale || now.duration_since(p.started) > r.timeout {
                     if !stale {
                         tracing::warn!(job = %r.job, checkpoint = p.id, awaiting = p.awaiting.len(), "checkpoint timed out");
+                        abandoned.push((r.job.clone(), p.attempt, p.id, r.workers.clone()));
                     }
                     progress.failed += u64::from(!stale);
                     progress.pending = None;
@@ -128,8 +133,24 @@ fn step<S: MetaStore>(state: &Shared<S>) {
                 started: now,
                 awaiting: r.tasks,
                 source_offsets: BTreeMap::new(),
+                sink_states: BTreeMap::new(),
             });
             triggers.push((r.job, r.attempt, id, r.source_workers));
+        }
+    }
+    // Sinks holding a pre-committed transaction for an abandoned checkpoint go on with it.
+    for (job, attempt, id, workers) in abandoned {
+        for w in workers {
+            state.subscribers.send(
+                &w,
+                WorkerCommand {
+                    kind: Some(Kind::Abandoned(CheckpointDone {
+                        job_id: job.to_string(),
+                        attempt,
+                        checkpoint_id: id,
+                    })),
+                },
+            );
         }
     }
     for (job, attempt, id, workers) in triggers {
@@ -152,6 +173,13 @@ fn step<S: MetaStore>(state: &Shared<S>) {
 /// Records a subtask's ack; completes the checkpoint when it was the last.
 pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
     let job = JobId::new(ack.job_id.clone());
+    let task = TaskId::new(ack.task_id.clone());
+    let index = state.store.read(|m| {
+        m.jobs
+            .get(&job)
+            .and_then(|j| j.tasks.iter().find(|t| t.id == task))
+            .map(|t| t.index)
+    });
     let completed = {
         let mut jobs = state.checkpoints.lock();
         let Some(progress) = jobs.get_mut(&job) else {
@@ -163,8 +191,11 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         if p.id != ack.checkpoint_id || p.attempt != ack.attempt {
             return;
         }
-        p.awaiting.remove(&TaskId::new(ack.task_id.clone()));
+        p.awaiting.remove(&task);
         p.source_offsets.extend(ack.source_offsets);
+        if let Some(index) = index.filter(|_| !ack.sink_state.is_empty()) {
+            p.sink_states.insert(index, ack.sink_state);
+        }
         if !p.awaiting.is_empty() {
             return;
         }
@@ -182,6 +213,7 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
             completed_at_ms: crate::job_service::now_ms(),
             duration_ms,
             source_offsets: p.source_offsets,
+            sink_states: p.sink_states,
         },
     });
     tracing::info!(job = %job, checkpoint = p.id, duration_ms, "checkpoint completed");

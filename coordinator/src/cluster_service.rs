@@ -73,6 +73,10 @@ impl<S: MetaStore> ClusterApi<S> {
                         attempt: job.attempt,
                         start_offsets,
                         restored_checkpoint: restored.map_or(0, |c| c.id),
+                        sink_state: restored
+                            .filter(|_| t.stage + 1 == job.spec.stage_count())
+                            .and_then(|c| c.sink_states.get(&t.index).cloned())
+                            .unwrap_or_default(),
                     });
                 }
             }

@@ -27,6 +27,8 @@ pub struct CompletedCheckpoint {
     pub duration_ms: u64,
     /// Next offset of each source partition.
     pub source_offsets: BTreeMap<i32, i64>,
+    /// What each sink subtask (by index) needs to finish its commit.
+    pub sink_states: BTreeMap<u32, String>,
 }
 
 #[derive(Debug, Clone)]

@@ -14,6 +14,9 @@ pub struct ClusterOptions {
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub slots: u32,
+    /// `FAILPOINTS` for the worker of each index given, such as
+    /// `sink-before-commit=return`: named failpoints of the checkpoint protocol.
+    pub failpoints: std::collections::BTreeMap<usize, String>,
 }
 
 impl Default for ClusterOptions {
@@ -22,6 +25,7 @@ impl Default for ClusterOptions {
             heartbeat_interval: Duration::from_millis(500),
             heartbeat_timeout: Duration::from_secs(5),
             slots: 4,
+            failpoints: Default::default(),
         }
     }
 }
@@ -107,6 +111,9 @@ impl SluiceCluster {
             .arg(&self.coordinator_address)
             .arg("--slots")
             .arg(self.options.slots.to_string());
+        if let Some(fp) = self.options.failpoints.get(&index) {
+            cmd.env("FAILPOINTS", fp);
+        }
         let log = self.dir.join(format!("worker-{index}.log"));
         self.workers.push(Some(ManagedChild::spawn(
             &format!("worker {index}"),

@@ -21,6 +21,7 @@ async fn a_job_restarts_from_its_checkpoint_when_a_worker_dies_and_loses_nothing
         heartbeat_interval: Duration::from_millis(250),
         heartbeat_timeout: Duration::from_secs(2),
         slots: 4,
+        ..Default::default()
     };
     let mut cluster = SluiceCluster::start(&dir, 3, options).await?;
     let coordinator = cluster.coordinator_address.clone();

@@ -78,6 +78,11 @@ impl Control {
                                     c.attempt,
                                     TaskCommand::Done(c.checkpoint_id),
                                 ),
+                                Some(Kind::Abandoned(c)) => tasks.command(
+                                    &c.job_id,
+                                    c.attempt,
+                                    TaskCommand::Abandoned(c.checkpoint_id),
+                                ),
                                 None => {}
                             }
                         }

@@ -11,6 +11,8 @@ pub enum WorkerError {
     },
     #[error("kafka topic `{topic}` ({brokers}) did not acknowledge a message within 60s")]
     Unacknowledged { topic: String, brokers: String },
+    #[error("cannot finish the in-doubt transaction of {ids}: {reason}")]
+    InDoubt { ids: String, reason: String },
     #[error("cassandra {what}: {reason}")]
     Cassandra { what: String, reason: String },
     #[error("job spec of task {task} does not parse: {reason}")]

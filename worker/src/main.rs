@@ -45,6 +45,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     sluice_common::process::init_tracing(args.log_json);
+    // Named failpoints of the checkpoint protocol, set through the FAILPOINTS
+    // environment variable (for example `sink-before-commit=return`); the
+    // failure-injection tests use them.
+    let _failpoints = fail::FailScenario::setup();
     let listener = tokio::net::TcpListener::bind(args.data_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.data_listen))?;

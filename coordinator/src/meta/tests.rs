@@ -115,6 +115,7 @@ fn checkpoints_keep_the_latest_of_the_current_attempt() {
                 completed_at_ms: 0,
                 duration_ms: 1,
                 source_offsets: [(0, id as i64 * 10)].into(),
+                sink_states: Default::default(),
             },
         });
     }
@@ -126,6 +127,7 @@ fn checkpoints_keep_the_latest_of_the_current_attempt() {
             completed_at_ms: 0,
             duration_ms: 1,
             source_offsets: Default::default(),
+            sink_states: Default::default(),
         },
     });
     let ids: Vec<u64> = meta.jobs[&job].checkpoints.iter().map(|c| c.id).collect();

@@ -1,21 +1,43 @@
 use super::blackhole::BlackholeSink;
 use super::cassandra::CassandraSink;
-use super::kafka::KafkaSink;
-use crate::error::Result;
+use super::kafka::{KafkaSink, SinkState, TransactionalKafkaSink};
+use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
-use sluice_common::spec::SinkSpec;
+use sluice_common::spec::{Delivery, SinkSpec};
 
 /// The sink of a job's last stage.
 pub enum SinkWriter {
     Kafka(KafkaSink),
+    TransactionalKafka(Box<TransactionalKafkaSink>),
     Cassandra(Box<CassandraSink>),
     Blackhole(BlackholeSink),
 }
 
 impl SinkWriter {
-    pub async fn build(spec: &SinkSpec) -> Result<Self> {
+    /// `id_prefix` names the sink subtask for transactional ids; `restored`
+    /// is its state in the checkpoint the job restarts from (JSON, may be empty).
+    pub async fn build(
+        spec: &SinkSpec,
+        delivery: &Delivery,
+        id_prefix: &str,
+        restored: &str,
+    ) -> Result<Self> {
         Ok(match spec {
+            SinkSpec::Kafka(k) if *delivery == Delivery::ExactlyOnce => {
+                let restored = (!restored.is_empty())
+                    .then(|| serde_json::from_str::<SinkState>(restored))
+                    .transpose()
+                    .map_err(|e| WorkerError::InDoubt {
+                        ids: id_prefix.to_string(),
+                        reason: format!("restored sink state {restored:?} does not parse: {e}"),
+                    })?;
+                Self::TransactionalKafka(Box::new(
+                    TransactionalKafkaSink::build(k, id_prefix, restored).await?,
+                ))
+            }
             SinkSpec::Kafka(k) => Self::Kafka(KafkaSink::build(k)?),
+            // Every Cassandra write is acknowledged before the next batch, so a
+            // barrier finds nothing pending; replays are upserts.
             SinkSpec::Cassandra(c) => Self::Cassandra(Box::new(CassandraSink::build(c).await?)),
             SinkSpec::Blackhole(b) => Self::Blackhole(BlackholeSink::build(b)),
         })
@@ -25,8 +47,29 @@ impl SinkWriter {
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
         match self {
             Self::Kafka(s) => s.write(batch).await,
+            Self::TransactionalKafka(s) => s.write(batch).await,
             Self::Cassandra(s) => s.write(batch).await,
             Self::Blackhole(s) => Ok(s.write(batch).await),
+        }
+    }
+
+    /// At a barrier: pre-commits, and returns the state to put into the
+    /// checkpoint when the sink then waits for the checkpoint to commit.
+    pub async fn pre_commit(&mut self) -> Result<Option<String>> {
+        match self {
+            Self::TransactionalKafka(s) => {
+                let state = s.pre_commit().await?;
+                Ok(Some(serde_json::to_string(&state).unwrap_or_default()))
+            }
+            Self::Kafka(_) | Self::Cassandra(_) | Self::Blackhole(_) => Ok(None),
+        }
+    }
+
+    /// The checkpoint of the last pre-commit completed.
+    pub async fn commit(&mut self) -> Result<()> {
+        match self {
+            Self::TransactionalKafka(s) => s.commit().await,
+            Self::Kafka(_) | Self::Cassandra(_) | Self::Blackhole(_) => Ok(()),
         }
     }
 }

@@ -21,10 +21,13 @@ pub enum TaskCommand {
     Trigger(u64),
     /// Checkpoint `n` completed.
     Done(u64),
+    /// Checkpoint `n` was abandoned.
+    Abandoned(u64),
 }
 
-/// Acknowledges this subtask's part of a checkpoint, with a source's offsets.
-pub type Acker = Box<dyn Fn(u64, BTreeMap<i32, i64>) + Send>;
+/// Acknowledges this subtask's part of a checkpoint, with a source's offsets
+/// and a sink's state.
+pub type Acker = Box<dyn Fn(u64, BTreeMap<i32, i64>, String) + Send>;
 
 /// Most records a source hands to its chain at once.
 const SOURCE_BATCH: usize = 512;
@@ -146,7 +149,12 @@ pub async fn run_subtask(
             };
             Output::Router(Router::connect(route, fields, &ctx.inboxes, &ctx.peers).await?)
         }
-        None => Output::Sink(SinkWriter::build(&spec.sink).await?),
+        None => {
+            let id_prefix = format!("sluice-{job}-s{}-{}", dep.stage, dep.index);
+            Output::Sink(
+                SinkWriter::build(&spec.sink, &spec.delivery, &id_prefix, &dep.sink_state).await?,
+            )
+        }
     };
     on_running();
     tracing::info!(task = %task, partitions = ?dep.partitions, restored = dep.restored_checkpoint, "subtask running");
@@ -158,8 +166,12 @@ pub async fn run_subtask(
         dead_letter: dead_letter.as_ref(),
         metrics: &metrics,
     };
+    // Set while a sink's pre-committed transaction waits for its checkpoint:
+    // no input is read until it completes or is abandoned.
+    let mut awaiting_commit: Option<u64> = None;
     loop {
         let next = match &mut input {
+            _ if awaiting_commit.is_some() => Step::Command(commands.recv().await),
             Input::Kafka { source, .. } => tokio::select! {
                 biased;
                 c = commands.recv() => Step::Command(c),
@@ -175,17 +187,34 @@ pub async fn run_subtask(
             (Step::Command(None), _) => return Ok(()),
             (Step::Command(Some(TaskCommand::Trigger(id))), Input::Kafka { source, taken, .. }) => {
                 let offsets = source.positions().clone();
-                step.output.barrier(id).await?;
+                let sink_state = step.output.barrier(id).await?;
                 taken.insert(id, offsets.clone());
-                ack(id, offsets);
-            }
-            (Step::Command(Some(TaskCommand::Done(id))), Input::Kafka { source, taken, .. }) => {
-                if let Some(offsets) = taken.remove(&id) {
-                    source.commit_for_visibility(&offsets);
+                if sink_state.is_some() {
+                    awaiting_commit = Some(id);
                 }
-                taken.retain(|n, _| *n > id);
+                ack(id, offsets, sink_state.unwrap_or_default());
             }
-            (Step::Command(Some(_)), Input::Inbox { .. }) => {}
+            (Step::Command(Some(TaskCommand::Trigger(_))), Input::Inbox { .. }) => {}
+            (Step::Command(Some(TaskCommand::Done(id))), input) => {
+                if let Input::Kafka { source, taken, .. } = input {
+                    if let Some(offsets) = taken.remove(&id) {
+                        source.commit_for_visibility(&offsets);
+                    }
+                    taken.retain(|n, _| *n > id);
+                }
+                if awaiting_commit.is_some_and(|a| id >= a) {
+                    fail::fail_point!("checkpoint-completed-before-sink-commit", |_| {
+                        std::process::abort();
+                    });
+                    step.output.commit().await?;
+                    awaiting_commit = None;
+                }
+            }
+            (Step::Command(Some(TaskCommand::Abandoned(id))), _) => {
+                if awaiting_commit == Some(id) {
+                    awaiting_commit = None;
+                }
+            }
             (Step::Message(first), Input::Kafka { source, format, .. }) => {
                 let mut batch = vec![first];
                 source.fill(&mut batch, SOURCE_BATCH, SOURCE_LINGER).await?;
@@ -201,8 +230,11 @@ pub async fn run_subtask(
                 step.process(records.len(), records, Vec::new()).await?;
             }
             (Step::Event(Event::Barrier(id)), _) => {
-                step.output.barrier(id).await?;
-                ack(id, BTreeMap::new());
+                let sink_state = step.output.barrier(id).await?;
+                if sink_state.is_some() {
+                    awaiting_commit = Some(id);
+                }
+                ack(id, BTreeMap::new(), sink_state.unwrap_or_default());
             }
             (Step::Event(Event::End), _) => {
                 tracing::info!(task = %task, "input ended");
@@ -261,12 +293,21 @@ impl Stepper<'_> {
 }
 
 impl Output {
-    /// Everything before barrier `id` is handed on: downstream for a router;
-    /// for a sink, every write before it is acknowledged already.
-    async fn barrier(&mut self, id: u64) -> Result<()> {
+    /// Hands barrier `id` on: downstream for a router; for a sink, everything
+    /// before it is pre-committed, and the returned state, if any, means the
+    /// sink waits for the checkpoint to complete before it takes more input.
+    async fn barrier(&mut self, id: u64) -> Result<Option<String>> {
+        fail::fail_point!("barrier-before-snapshot");
         match self {
-            Self::Router(router) => router.barrier(id).await,
-            Self::Sink(_) => Ok(()),
+            Self::Router(router) => router.barrier(id).await.map(|()| None),
+            Self::Sink(sink) => sink.pre_commit().await,
+        }
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        match self {
+            Self::Router(_) => Ok(()),
+            Self::Sink(sink) => sink.commit().await,
         }
     }
 }

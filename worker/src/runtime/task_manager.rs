@@ -59,7 +59,7 @@ impl TaskManager {
         for entry in self.lock().values() {
             let concerned = entry.job_id == job_id
                 && entry.attempt == attempt
-                && (entry.stage == 0 || matches!(command, TaskCommand::Done(_)));
+                && (entry.stage == 0 || !matches!(command, TaskCommand::Trigger(_)));
             if concerned {
                 let _ = entry.commands.send(command);
             }
@@ -105,7 +105,7 @@ impl TaskManager {
         let ack: Acker = {
             let outbound = self.outbound.clone();
             let (job_id, task_id, attempt) = (dep.job_id.clone(), id.to_string(), dep.attempt);
-            Box::new(move |checkpoint_id, offsets| {
+            Box::new(move |checkpoint_id, offsets, sink_state| {
                 let _ = outbound.send(Outbound::Ack(CheckpointAck {
                     worker_id: String::new(),
                     job_id: job_id.clone(),
@@ -113,7 +113,11 @@ impl TaskManager {
                     task_id: task_id.clone(),
                     checkpoint_id,
                     source_offsets: offsets.into_iter().collect(),
+                    sink_state,
                 }));
+                fail::fail_point!("after-checkpoint-ack", |_| {
+                    std::process::abort();
+                });
             })
         };
         let report =

@@ -1,10 +1,13 @@
 mod dead_letter;
+pub mod in_doubt;
 mod sink;
 mod source;
+mod transactional_sink;
 
 pub use dead_letter::DeadLetterWriter;
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, RawMessage};
+pub use transactional_sink::{SinkState, TransactionalKafkaSink};
 
 use crate::error::WorkerError;
 use rdkafka::ClientConfig;

@@ -1,0 +1,179 @@
+//! Exactly once: a keyed Kafka-to-Kafka job loses workers mid-run, once by
+//! SIGKILL and once by dying between a completed checkpoint and its sink's
+//! commit, and a read_committed consumer still sees every input exactly once.
+
+use sluice_harness::admin;
+use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
+use sluice_harness::datagen::producer;
+use sluice_harness::testing::{
+    infra, jobctl_json, submit, test_dir, unique, wait_for, wait_running,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+struct Run {
+    cluster: SluiceCluster,
+    coordinator: String,
+    job: String,
+    output: String,
+    producing: Option<tokio::task::JoinHandle<anyhow::Result<usize>>>,
+}
+
+/// Starts three workers and the job, and begins producing `records`
+/// uniquely numbered records at `rate` per second.
+async fn start(
+    name: &str,
+    records: usize,
+    rate: u64,
+    options: ClusterOptions,
+) -> anyhow::Result<Run> {
+    let infra = infra()?;
+    let dir = test_dir(name);
+    let cluster = SluiceCluster::start(&dir, 3, options).await?;
+    let coordinator = cluster.coordinator_address.clone();
+    let (input, output) = (unique("eo-in"), unique("eo-out"));
+    admin::create_topic(&infra.kafka, &input, 3).await?;
+    admin::create_topic(&infra.kafka, &output, 3).await?;
+    let job = submit(
+        &coordinator,
+        &dir,
+        &format!(
+            r#"
+name: exactly-once
+parallelism: 3
+delivery: exactly_once
+checkpoint: {{ interval: 500ms }}
+restart: {{ backoff: 200ms }}
+source: {{ kafka: {{ brokers: "{k}", topic: {input} }} }}
+transforms:
+  - remap: .tag = "seen"
+  - key_by: [k]
+sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
+"#,
+            k = infra.kafka
+        ),
+        &[],
+    )?;
+    wait_running(&coordinator, &job).await?;
+    let brokers = infra.kafka.clone();
+    let producing = tokio::spawn(async move {
+        let payloads = (0..records).map(|n| serde_json::json!({"n": n, "k": n % 97}).to_string());
+        producer::produce(&brokers, &input, payloads, Some(rate), 0).await
+    });
+    Ok(Run {
+        cluster,
+        coordinator,
+        job,
+        output,
+        producing: Some(producing),
+    })
+}
+
+async fn wait_checkpoint_after(run: &Run, restarts: u64) -> anyhow::Result<()> {
+    let (c, j) = (&run.coordinator, &run.job);
+    let first = jobctl_json(c, &["status", j])?["last_checkpoint_id"]
+        .as_u64()
+        .unwrap_or(0);
+    wait_for("a new checkpoint", Duration::from_secs(60), || async move {
+        let s = jobctl_json(c, &["status", j])?;
+        let ok = s["state"] == "RUNNING"
+            && s["restarts"].as_u64().unwrap_or(0) >= restarts
+            && s["last_checkpoint_id"].as_u64().unwrap_or(0) > first + 1;
+        Ok(ok.then_some(()))
+    })
+    .await
+}
+
+/// Reads the output as a read_committed consumer and requires every number
+/// exactly once.
+async fn check_exactly_once(mut run: Run, records: usize) -> anyhow::Result<()> {
+    if let Some(producing) = run.producing.take() {
+        producing.await??;
+    }
+    let infra = infra()?;
+    let (c, j) = (run.coordinator.clone(), run.job.clone());
+    // Everything produced is read and committed once a checkpoint after the end completes.
+    wait_checkpoint_after(&run, 0).await?;
+    let out = admin::read_topic(
+        &infra.kafka,
+        &run.output,
+        records + 1,
+        Duration::from_secs(10),
+        Duration::from_secs(180),
+        "read_committed",
+    )
+    .await?;
+    let mut seen: BTreeMap<i64, u32> = BTreeMap::new();
+    for m in &out {
+        let v: serde_json::Value = serde_json::from_str(&m.payload)?;
+        *seen.entry(v["n"].as_i64().unwrap_or(-1)).or_default() += 1;
+    }
+    let lost = (0..records as i64)
+        .filter(|n| !seen.contains_key(n))
+        .count();
+    let duplicated: u32 = seen.values().map(|c| c - 1).sum();
+    let status = jobctl_json(&c, &["status", &j])?;
+    println!(
+        "exactly once: {records} in, {} committed out, {lost} lost, {duplicated} duplicated, {} restarts",
+        out.len(),
+        status["restarts"]
+    );
+    assert_eq!(lost, 0, "lost records");
+    assert_eq!(duplicated, 0, "duplicated records");
+    assert_eq!(seen.len(), records);
+    drop(run.cluster);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_killed_one_after_the_other_and_every_record_is_written_once()
+-> anyhow::Result<()> {
+    let records = 100_000;
+    let options = ClusterOptions {
+        heartbeat_interval: Duration::from_millis(250),
+        heartbeat_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let mut run = start("eo-kill", records, 8_000, options).await?;
+    wait_checkpoint_after(&run, 0).await?;
+    run.cluster.kill_worker(1);
+    println!("killed worker 1");
+    wait_checkpoint_after(&run, 1).await?;
+    run.cluster.kill_worker(2);
+    println!("killed worker 2");
+    wait_checkpoint_after(&run, 2).await?;
+    check_exactly_once(run, records).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_dying_after_its_checkpoint_completed_and_before_its_commit_loses_nothing()
+-> anyhow::Result<()> {
+    let records = 30_000;
+    let options = ClusterOptions {
+        heartbeat_interval: Duration::from_millis(250),
+        heartbeat_timeout: Duration::from_secs(2),
+        // The first commits pass so the transaction left in doubt holds records.
+        failpoints: [(
+            0,
+            "checkpoint-completed-before-sink-commit=4*off->return".to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let run = start("eo-in-doubt", records, 6_000, options).await?;
+    // Worker 0 aborts at its fifth commit: its transaction is left in doubt.
+    wait_checkpoint_after(&run, 1).await?;
+    let status = jobctl_json(&run.coordinator, &["status", &run.job])?;
+    println!("after the in-doubt failure: {}", status["last_failure"]);
+    let logs: Vec<_> = (0..3).filter_map(|i| run.cluster.worker_log(i)).collect();
+    check_exactly_once(run, records).await?;
+    let recovered = logs
+        .iter()
+        .filter_map(|l| std::fs::read_to_string(l).ok())
+        .any(|text| text.contains("committed a transaction left open by a failure"));
+    assert!(
+        recovered,
+        "recovery committed the in-doubt transaction (see {logs:?})"
+    );
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Exactly-once Kafka sink: two-phase commit across checkpoints.
+//!
+//! Each sink subtask owns two transactional ids, stable across attempts of
+//! the job so a restarted subtask fences its zombie. Transaction `k` runs on
+//! id `k mod 2`. At barrier `n` the sink flushes transaction `k` (pre-commit),
+//! records `k` in the checkpoint and takes no more input until checkpoint `n`
+//! completes (it then commits `k` and opens `k + 1` on the other id) or is
+//! abandoned (it then goes on writing into `k`). So at most one transaction is
+//! open per id, and after a failure the one open on id `k mod 2`, where `k` is
+//! what the restored checkpoint recorded, is exactly the transaction that
+//! checkpoint covers: recovery commits it before anything else touches that id.
+
+use super::in_doubt::{InDoubt, commit_open_transaction};
+use super::{client_config, kafka_err};
+use crate::error::{Result, WorkerError};
+use crate::record::{FailedAt, Failure, Record};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde::{Deserialize, Serialize};
+use sluice_common::spec::KafkaSinkSpec;
+use std::time::Duration;
+
+/// Longer than any recovery should take: a transaction open longer is
+/// aborted by the broker. Brokers must allow it (`transaction.max.timeout.ms`,
+/// 15 minutes by default).
+const TRANSACTION_TIMEOUT: &str = "900000";
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The sink's part of a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkState {
+    /// The transaction pre-committed at the checkpoint's barrier.
+    pub txn: u64,
+}
+
+pub struct TransactionalKafkaSink {
+    producers: [FutureProducer; 2],
+    ids: [String; 2],
+    /// The open transaction.
+    txn: u64,
+    topic: String,
+    brokers: String,
+    key_field: Option<String>,
+}
+
+impl TransactionalKafkaSink {
+    /// `id_prefix` names the subtask (`sluice-<job>-s<stage>-<index>`);
+    /// `restored` is its state in the checkpoint the job restarts from.
+    pub async fn build(
+        spec: &KafkaSinkSpec,
+        id_prefix: &str,
+        restored: Option<SinkState>,
+    ) -> Result<Self> {
+        let ids = [format!("{id_prefix}-0"), format!("{id_prefix}-1")];
+        if let Some(state) = restored {
+            let id = ids[(state.txn % 2) as usize].clone();
+            let brokers = spec.brokers.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                commit_open_transaction(&brokers, &id, CALL_TIMEOUT)
+            })
+            .await
+            .map_err(|e| in_doubt_err(&ids, e.to_string()))?
+            .map_err(|e| in_doubt_err(&ids, e))?;
+            tracing::info!(
+                txn = state.txn,
+                ?outcome,
+                "in-doubt transaction of the restored checkpoint settled"
+            );
+            fail::fail_point!("sink-recovery-after-in-doubt", |_| {
+                std::process::abort();
+            });
+            if outcome == InDoubt::Committed {
+                tracing::warn!(
+                    txn = state.txn,
+                    "committed a transaction left open by a failure after its checkpoint completed"
+                );
+            }
+        }
+        let make = |id: &str| -> Result<FutureProducer> {
+            client_config(
+                &spec.brokers,
+                &[
+                    ("transactional.id", id),
+                    ("transaction.timeout.ms", TRANSACTION_TIMEOUT),
+                    ("linger.ms", "5"),
+                ],
+                &spec.properties,
+            )
+            .create()
+            .map_err(kafka_err(
+                format!("create transactional producer `{id}`"),
+                &spec.brokers,
+            ))
+        };
+        let producers = [make(&ids[0])?, make(&ids[1])?];
+        // Fences older attempts' producers and aborts whatever they left open.
+        for (p, id) in producers.iter().zip(&ids) {
+            let p = p.clone();
+            blocking(move || p.init_transactions(CALL_TIMEOUT))
+                .await
+                .map_err(kafka_err(
+                    format!("init transactions of `{id}`"),
+                    &spec.brokers,
+                ))?;
+        }
+        let txn = restored.map_or(1, |s| s.txn + 1);
+        let sink = Self {
+            producers,
+            ids,
+            txn,
+            topic: spec.topic.clone(),
+            brokers: spec.brokers.clone(),
+            key_field: spec.key_field.clone(),
+        };
+        sink.current()
+            .begin_transaction()
+            .map_err(kafka_err("begin transaction", &sink.brokers))?;
+        Ok(sink)
+    }
+
+    fn current(&self) -> &FutureProducer {
+        &self.producers[(self.txn % 2) as usize]
+    }
+
+    pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
+        let mut failures = Vec::new();
+        let mut pending = Vec::with_capacity(batch.len());
+        for record in &batch {
+            let payload = match serde_json::to_vec(&record.value) {
+                Ok(p) => p,
+                Err(e) => {
+                    failures.push(Failure::of(record, FailedAt::Sink, e.to_string()));
+                    continue;
+                }
+            };
+            let key = self.key_field.as_deref().and_then(|f| match &record.value {
+                vrl::value::Value::Object(map) => {
+                    map.get(f).map(|v| v.to_string_lossy().into_owned())
+                }
+                _ => None,
+            });
+            let mut msg = FutureRecord::to(&self.topic).payload(&payload);
+            if let Some(k) = &key {
+                msg = msg.key(k);
+            }
+            let delivery = self.current().send_result(msg).map_err(|(e, _)| {
+                kafka_err(format!("produce to `{}`", self.topic), &self.brokers)(e)
+            })?;
+            pending.push(delivery);
+        }
+        for delivery in pending {
+            match tokio::time::timeout(CALL_TIMEOUT, delivery).await {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err((e, _)))) => {
+                    return Err(kafka_err(
+                        format!("deliver to `{}`", self.topic),
+                        &self.brokers,
+                    )(e));
+                }
+                Ok(Err(_)) | Err(_) => {
+                    return Err(WorkerError::Unacknowledged {
+                        topic: self.topic.clone(),
+                        brokers: self.brokers.clone(),
+                    });
+                }
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Flushes the open transaction; its number goes into the checkpoint.
+    pub async fn pre_commit(&mut self) -> Result<SinkState> {
+        let p = self.current().clone();
+        blocking(move || p.flush(CALL_TIMEOUT))
+            .await
+            .map_err(kafka_err("flush transaction", &self.brokers))?;
+        Ok(SinkState { txn: self.txn })
+    }
+
+    /// The checkpoint holding the pre-committed transaction completed: commit
+    /// it and open the next one on the other transactional id.
+    pub async fn commit(&mut self) -> Result<()> {
+        fail::fail_point!("sink-before-commit", |_| {
+            std::process::abort();
+        });
+        let p = self.current().clone();
+        blocking(move || p.commit_transaction(CALL_TIMEOUT))
+            .await
+            .map_err(kafka_err(
+                format!(
+                    "commit transaction on `{}`",
+                    self.ids[(self.txn % 2) as usize]
+                ),
+                &self.brokers,
+            ))?;
+        fail::fail_point!("sink-after-commit", |_| {
+            std::process::abort();
+        });
+        self.txn += 1;
+        self.current()
+            .begin_transaction()
+            .map_err(kafka_err("begin transaction", &self.brokers))
+    }
+}
+
+fn in_doubt_err(ids: &[String; 2], reason: String) -> WorkerError {
+    WorkerError::InDoubt {
+        ids: ids.join(", "),
+        reason,
+    }
+}
+
+/// Runs a blocking librdkafka call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> rdkafka::error::KafkaResult<T> + Send + 'static,
+) -> rdkafka::error::KafkaResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
+}
