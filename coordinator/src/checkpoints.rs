@@ -5,7 +5,7 @@
 //! abandoned. In-flight checkpoints are not durable: a new coordinator starts
 //! with the next one.
 
-use crate::meta::{Command, CompletedCheckpoint, MetaStore};
+use crate::meta::{Applied, Command, CompletedCheckpoint, MetaStore};
 use crate::state::Shared;
 use sluice_common::{JobId, TaskId, WorkerId};
 use sluice_proto::worker_command::Kind;
@@ -155,8 +155,9 @@ fn step<S: MetaStore>(state: &Shared<S>) {
     }
     for (job, attempt, id, workers) in triggers {
         tracing::debug!(job = %job, checkpoint = id, "triggering checkpoint");
+        let mut delivered = true;
         for w in workers {
-            state.subscribers.send(
+            delivered &= state.subscribers.send(
                 &w,
                 WorkerCommand {
                     kind: Some(Kind::Trigger(CheckpointTrigger {
@@ -166,6 +167,14 @@ fn step<S: MetaStore>(state: &Shared<S>) {
                     })),
                 },
             );
+        }
+        if !delivered {
+            // A source that never got the trigger would hold the checkpoint
+            // until its timeout; drop it and trigger again next interval.
+            tracing::debug!(job = %job, checkpoint = id, "trigger not delivered to every source worker");
+            if let Some(p) = state.checkpoints.lock().get_mut(&job) {
+                p.pending = None;
+            }
         }
     }
 }
@@ -205,7 +214,7 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         return;
     };
     let duration_ms = p.started.elapsed().as_millis() as u64;
-    state.store.apply(Command::CheckpointCompleted {
+    let applied = state.store.apply(Command::CheckpointCompleted {
         job: job.clone(),
         checkpoint: CompletedCheckpoint {
             id: p.id,
@@ -216,6 +225,12 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
             sink_states: p.sink_states,
         },
     });
+    if applied != Applied::Done {
+        // The job restarted while the last acks were on their way: the
+        // checkpoint is not durable, and its sinks must not commit.
+        tracing::info!(job = %job, checkpoint = p.id, "checkpoint of a superseded attempt ignored");
+        return;
+    }
     tracing::info!(job = %job, checkpoint = p.id, duration_ms, "checkpoint completed");
     let workers: BTreeSet<WorkerId> = state.store.read(|m| {
         m.jobs

@@ -64,6 +64,7 @@ impl<S: MetaStore> ClusterApi<S> {
                     out.push(TaskDeployment {
                         task_id: t.id.to_string(),
                         job_id: job.id.to_string(),
+                        job_uid: job.uid.clone(),
                         spec_json: job.spec_json.clone(),
                         stage: t.stage,
                         index: t.index,
@@ -132,6 +133,7 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
         Ok(Response::new(RegisterWorkerResponse {
             worker_id: id.to_string(),
             heartbeat_interval_ms: self.state.timing.heartbeat_interval.as_millis() as u64,
+            heartbeat_timeout_ms: self.state.timing.heartbeat_timeout.as_millis() as u64,
         }))
     }
 

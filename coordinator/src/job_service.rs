@@ -73,6 +73,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         let source_partitions = Self::check_topics(&spec).await?;
         let name = spec.name.clone();
         let applied = self.state.store.apply(Command::SubmitJob {
+            uid: uuid::Uuid::new_v4().simple().to_string(),
             spec: Box::new(spec),
             source_partitions,
             submitted_at_ms: now_ms(),

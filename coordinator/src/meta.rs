@@ -34,6 +34,8 @@ pub struct CompletedCheckpoint {
 #[derive(Debug, Clone)]
 pub struct JobRecord {
     pub id: JobId,
+    /// Unique across clusters and restarts; names transactional ids and the like.
+    pub uid: String,
     pub spec: JobSpec,
     pub spec_json: String,
     /// Partition count of the source topic, read at submission.
@@ -60,6 +62,7 @@ pub struct ClusterMeta {
 #[derive(Debug, Clone)]
 pub enum Command {
     SubmitJob {
+        uid: String,
         spec: Box<JobSpec>,
         source_partitions: i32,
         submitted_at_ms: i64,
@@ -93,6 +96,8 @@ pub enum Applied {
     Done,
     /// The command named a job or task that does not exist; nothing changed.
     NotFound,
+    /// The command concerned an attempt the job has moved past; nothing changed.
+    Stale,
 }
 
 /// Where the coordinator keeps its durable state.
@@ -124,6 +129,7 @@ impl ClusterMeta {
     pub fn apply(&mut self, cmd: Command) -> Applied {
         match cmd {
             Command::SubmitJob {
+                uid,
                 spec,
                 source_partitions,
                 submitted_at_ms,
@@ -135,6 +141,7 @@ impl ClusterMeta {
                     id.clone(),
                     JobRecord {
                         id: id.clone(),
+                        uid,
                         spec: *spec,
                         spec_json,
                         source_partitions,
@@ -152,10 +159,12 @@ impl ClusterMeta {
                 Applied::JobCreated(id)
             }
             Command::AssignTasks { job, tasks } => match self.jobs.get_mut(&job) {
-                Some(j) => {
+                // A job cancelled while it was being placed takes no tasks.
+                Some(j) if j.state == JobState::Scheduling && j.tasks.is_empty() => {
                     j.tasks = tasks;
                     Applied::Done
                 }
+                Some(_) => Applied::Done,
                 None => Applied::NotFound,
             },
             Command::SetTaskState {
@@ -183,12 +192,14 @@ impl ClusterMeta {
                     return Applied::NotFound;
                 };
                 let newer = j.checkpoints.last().is_none_or(|c| c.id < checkpoint.id);
-                if checkpoint.attempt == j.attempt && newer {
-                    j.checkpoints.push(checkpoint);
-                    let keep = j.spec.checkpoint.retained.max(1) as usize;
-                    let drop = j.checkpoints.len().saturating_sub(keep);
-                    j.checkpoints.drain(..drop);
+                let current = checkpoint.attempt == j.attempt && j.state == JobState::Running;
+                if !(current && newer) {
+                    return Applied::Stale;
                 }
+                j.checkpoints.push(checkpoint);
+                let keep = j.spec.checkpoint.retained.max(1) as usize;
+                let drop = j.checkpoints.len().saturating_sub(keep);
+                j.checkpoints.drain(..drop);
                 Applied::Done
             }
             Command::SetJobState {
@@ -200,6 +211,15 @@ impl ClusterMeta {
                     j.state = state;
                     if failure.is_some() {
                         j.failure = failure;
+                    }
+                    if state == JobState::Cancelling {
+                        // Tasks no worker reported running will never be
+                        // deployed now: nothing is left to stop.
+                        for t in j.tasks.iter_mut().filter(|t| !t.state.is_terminal()) {
+                            if t.state != TaskState::Running {
+                                t.state = TaskState::Cancelled;
+                            }
+                        }
                     }
                     j.derive_state(0);
                     Applied::Done
@@ -223,13 +243,25 @@ impl JobRecord {
         }
         match self.state {
             JobState::Scheduling | JobState::Running => {
-                if let Some(failed) = self.tasks.iter().find(|t| t.state == TaskState::Failed) {
-                    let reason = format!(
-                        "task {} on {} failed: {}",
-                        failed.id,
-                        failed.worker,
-                        failed.error.as_deref().unwrap_or("no reason given")
-                    );
+                // A task its worker stopped on its own (shutdown, lost contact)
+                // is as gone as a failed one.
+                let gone = self
+                    .tasks
+                    .iter()
+                    .find(|t| matches!(t.state, TaskState::Failed | TaskState::Cancelled));
+                if let Some(failed) = gone {
+                    let reason = match failed.state {
+                        TaskState::Cancelled => format!(
+                            "task {} on {} was stopped by its worker",
+                            failed.id, failed.worker
+                        ),
+                        _ => format!(
+                            "task {} on {} failed: {}",
+                            failed.id,
+                            failed.worker,
+                            failed.error.as_deref().unwrap_or("no reason given")
+                        ),
+                    };
                     if self.restarts < self.spec.restart.max_attempts {
                         self.restart(reason, at_ms);
                     } else {

@@ -105,6 +105,7 @@ mod tests {
         .expect("valid spec");
         let mut meta = ClusterMeta::default();
         let Applied::JobCreated(id) = meta.apply(Command::SubmitJob {
+            uid: "u".into(),
             spec: Box::new(spec),
             source_partitions: 3,
             submitted_at_ms: 0,

@@ -92,21 +92,51 @@ async fn check_exactly_once(mut run: Run, records: usize) -> anyhow::Result<()> 
     }
     let infra = infra()?;
     let (c, j) = (run.coordinator.clone(), run.job.clone());
-    // Everything produced is read and committed once a checkpoint after the end completes.
+    // Everything produced is committed once a checkpoint whose offsets reach
+    // the end of the input completed, and one more after it.
+    wait_for(
+        "checkpointed offsets at the end of the input",
+        Duration::from_secs(240),
+        || {
+            let (c, j) = (&c, &j);
+            async move {
+                let cps = jobctl_json(c, &["checkpoints", j])?;
+                let end: i64 = cps["checkpoints"][0]["source_offsets"]
+                    .as_object()
+                    .map(|o| o.values().filter_map(|v| v.as_i64()).sum())
+                    .unwrap_or(0);
+                Ok((end == records as i64).then_some(()))
+            }
+        },
+    )
+    .await?;
     wait_checkpoint_after(&run, 0).await?;
     let out = admin::read_topic(
         &infra.kafka,
         &run.output,
-        records + 1,
+        usize::MAX,
         Duration::from_secs(10),
         Duration::from_secs(180),
         "read_committed",
     )
     .await?;
     let mut seen: BTreeMap<i64, u32> = BTreeMap::new();
+    let mut at: BTreeMap<i64, Vec<(i32, i64)>> = BTreeMap::new();
     for m in &out {
         let v: serde_json::Value = serde_json::from_str(&m.payload)?;
-        *seen.entry(v["n"].as_i64().unwrap_or(-1)).or_default() += 1;
+        let n = v["n"].as_i64().unwrap_or(-1);
+        *seen.entry(n).or_default() += 1;
+        at.entry(n).or_default().push((m.partition, m.offset));
+    }
+    let dup_examples: Vec<_> = at.iter().filter(|(_, p)| p.len() > 1).take(5).collect();
+    let missing_examples: Vec<i64> = (0..records as i64)
+        .filter(|n| !seen.contains_key(n))
+        .take(5)
+        .collect();
+    if !dup_examples.is_empty() || !missing_examples.is_empty() {
+        println!(
+            "duplicated (number, [(partition, offset)]): {dup_examples:?}; missing: {missing_examples:?}"
+        );
     }
     let lost = (0..records as i64)
         .filter(|n| !seen.contains_key(n))

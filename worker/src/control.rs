@@ -27,7 +27,7 @@ pub fn connect(coordinator: &str) -> anyhow::Result<ClusterServiceClient<Channel
 }
 
 impl Control {
-    async fn register(&mut self) -> (String, Duration) {
+    async fn register(&mut self) -> (String, Duration, Duration) {
         let mut backoff = Duration::from_millis(100);
         loop {
             let req = RegisterWorkerRequest {
@@ -42,6 +42,7 @@ impl Control {
                     return (
                         resp.worker_id,
                         Duration::from_millis(resp.heartbeat_interval_ms.max(50)),
+                        Duration::from_millis(resp.heartbeat_timeout_ms.max(500)),
                     );
                 }
                 Err(status) => {
@@ -99,7 +100,9 @@ impl Control {
 
     pub async fn run(mut self, mut outbound: mpsc::UnboundedReceiver<Outbound>) {
         loop {
-            let (worker_id, interval) = self.register().await;
+            let (worker_id, interval, timeout) = self.register().await;
+            self.tasks.new_session();
+            let mut last_heartbeat = tokio::time::Instant::now();
             let subscription = self.subscribe(worker_id.clone());
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -116,9 +119,20 @@ impl Control {
                     tasks: self.tasks.reports(&worker_id),
                 };
                 let resp = match self.client.heartbeat(req).await {
-                    Ok(r) => r.into_inner(),
+                    Ok(r) => {
+                        last_heartbeat = tokio::time::Instant::now();
+                        r.into_inner()
+                    }
+                    Err(status) if last_heartbeat.elapsed() > timeout => {
+                        // The coordinator has declared this worker lost by now and
+                        // runs its tasks elsewhere: stop them here, register again.
+                        tracing::warn!(error = %status.message(), "no heartbeat got through within the timeout; stopping every task");
+                        self.tasks.cancel_all();
+                        subscription.abort();
+                        break;
+                    }
                     Err(status) => {
-                        // Tasks keep running while the coordinator is away.
+                        // Tasks keep running while the coordinator is briefly away.
                         tracing::warn!(error = %status.message(), "heartbeat failed");
                         continue;
                     }

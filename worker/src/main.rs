@@ -65,10 +65,18 @@ async fn main() -> anyhow::Result<()> {
     });
     let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
     let tasks = TaskManager::new(ctx, changes_tx);
+    // A stream's window bounds what one stalled sender can park here; the
+    // connection window is only credit, large so stalled streams never starve
+    // the others sharing a connection. Keepalive finds half-open peers.
     let server = tonic::transport::Server::builder()
         .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(32 << 20)
-        .add_service(ExchangeServiceServer::new(ExchangeServer { inboxes }))
+        .initial_connection_window_size(1 << 30)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .add_service(
+            ExchangeServiceServer::new(ExchangeServer { inboxes })
+                .max_decoding_message_size(4 * exchange::MAX_FRAME_BYTES),
+        )
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let control = control::Control {
         client: control::connect(&args.coordinator)?,

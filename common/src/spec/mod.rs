@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
 
-/// Largest parallelism a job may ask for.
-pub const MAX_PARALLELISM: u64 = 1024;
+/// Largest parallelism a job may ask for: one subtask per key group.
+pub const MAX_PARALLELISM: u64 = crate::keys::DEFAULT_MAX_PARALLELISM as u64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

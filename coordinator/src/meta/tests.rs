@@ -25,6 +25,7 @@ fn task(job: &JobId, index: u32) -> TaskRecord {
 fn submitted(max_restarts: u32) -> (ClusterMeta, JobId) {
     let mut meta = ClusterMeta::default();
     let Applied::JobCreated(job) = meta.apply(Command::SubmitJob {
+        uid: "u".into(),
         spec: Box::new(spec(max_restarts)),
         source_partitions: 2,
         submitted_at_ms: 0,
@@ -106,6 +107,8 @@ fn a_failed_task_restarts_the_job_as_a_new_attempt_after_its_backoff() {
 #[test]
 fn checkpoints_keep_the_latest_of_the_current_attempt() {
     let (mut meta, job) = submitted(0);
+    set(&mut meta, &job, 0, TaskState::Running, None);
+    set(&mut meta, &job, 1, TaskState::Running, None);
     for id in 1..=5 {
         meta.apply(Command::CheckpointCompleted {
             job: job.clone(),
@@ -119,7 +122,7 @@ fn checkpoints_keep_the_latest_of_the_current_attempt() {
             },
         });
     }
-    meta.apply(Command::CheckpointCompleted {
+    let stale = meta.apply(Command::CheckpointCompleted {
         job: job.clone(),
         checkpoint: CompletedCheckpoint {
             id: 9,
@@ -130,12 +133,27 @@ fn checkpoints_keep_the_latest_of_the_current_attempt() {
             sink_states: Default::default(),
         },
     });
+    assert_eq!(stale, Applied::Stale);
     let ids: Vec<u64> = meta.jobs[&job].checkpoints.iter().map(|c| c.id).collect();
     assert_eq!(
         ids,
         vec![3, 4, 5],
         "three retained; a stale attempt's checkpoint ignored"
     );
+}
+
+#[test]
+fn cancelling_waits_for_running_tasks_to_stop() {
+    let (mut meta, job) = submitted(0);
+    set(&mut meta, &job, 0, TaskState::Running, None);
+    meta.apply(Command::SetJobState {
+        job: job.clone(),
+        state: JobState::Cancelling,
+        failure: None,
+    });
+    assert_eq!(meta.jobs[&job].state, JobState::Cancelling);
+    set(&mut meta, &job, 0, TaskState::Cancelled, None);
+    assert_eq!(meta.jobs[&job].state, JobState::Cancelled);
 }
 
 #[test]
@@ -146,10 +164,11 @@ fn cancelling_ends_when_no_task_is_live() {
         state: JobState::Cancelling,
         failure: None,
     });
-    set(&mut meta, &job, 0, TaskState::Cancelled, None);
-    assert_eq!(meta.jobs[&job].state, JobState::Cancelling);
-    set(&mut meta, &job, 1, TaskState::Cancelled, None);
-    assert_eq!(meta.jobs[&job].state, JobState::Cancelled);
+    assert_eq!(
+        meta.jobs[&job].state,
+        JobState::Cancelled,
+        "tasks never reported running have nothing to stop"
+    );
 }
 
 #[test]

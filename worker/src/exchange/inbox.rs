@@ -91,12 +91,18 @@ pub enum Event {
 }
 
 /// Reads all senders of an inbox, aligning barriers: once a sender delivered
-/// barrier `n` it is not read again until every sender delivered it.
+/// barrier `n` it is not read again until every sender delivered it. A higher
+/// barrier supersedes the one being aligned (that checkpoint was abandoned: a
+/// source never got its trigger): every sender is released and alignment
+/// starts over on the new one. A barrier lower than the one being aligned is
+/// stale and ignored.
 pub struct AlignedInput {
     receivers: Vec<mpsc::Receiver<Frame>>,
     blocked: Vec<bool>,
     ended: Vec<bool>,
     barrier: Option<u64>,
+    /// The last barrier released; anything at or below it is stale.
+    released: u64,
     next: usize,
 }
 
@@ -108,6 +114,7 @@ impl AlignedInput {
             blocked: vec![false; n],
             ended: vec![false; n],
             barrier: None,
+            released: 0,
             next: 0,
         }
     }
@@ -127,38 +134,65 @@ impl AlignedInput {
         if n == 0 || self.ended.iter().all(|e| *e) {
             return Poll::Ready(Event::End);
         }
-        for step in 0..n {
-            let i = (self.next + step) % n;
-            if self.blocked[i] || self.ended[i] {
-                continue;
-            }
-            match self.receivers[i].poll_recv(cx) {
-                Poll::Ready(Some(Frame::Records(records))) => {
-                    // Start at the next sender next time, so one busy sender cannot starve the rest.
-                    self.next = (i + 1) % n;
-                    return Poll::Ready(Event::Records(records));
+        // Every receiver that can be read is polled until it yields records,
+        // blocks, ends or is pending (so its waker is registered). A
+        // superseding barrier unblocks senders already passed: scan again.
+        loop {
+            let mut rescan = false;
+            for step in 0..n {
+                let i = (self.next + step) % n;
+                while !self.blocked[i] && !self.ended[i] {
+                    match self.receivers[i].poll_recv(cx) {
+                        Poll::Ready(Some(Frame::Records(records))) => {
+                            // Start at the next sender next time, so one busy
+                            // sender cannot starve the rest.
+                            self.next = (i + 1) % n;
+                            return Poll::Ready(Event::Records(records));
+                        }
+                        Poll::Ready(Some(Frame::Barrier(id))) => rescan |= self.on_barrier(i, id),
+                        Poll::Ready(Some(Frame::End)) | Poll::Ready(None) => self.ended[i] = true,
+                        Poll::Pending => break,
+                    }
                 }
-                Poll::Ready(Some(Frame::Barrier(id))) => {
-                    self.blocked[i] = true;
-                    self.barrier = Some(id);
-                }
-                Poll::Ready(Some(Frame::End)) | Poll::Ready(None) => self.ended[i] = true,
-                Poll::Pending => {}
             }
             if self.aligned() {
                 return Poll::Ready(self.release());
             }
+            if !rescan {
+                return Poll::Pending;
+            }
         }
-        if self.aligned() {
-            return Poll::Ready(self.release());
+    }
+
+    /// Records barrier `id` from sender `i`; `true` when it superseded an
+    /// alignment in progress and released the senders held by it.
+    fn on_barrier(&mut self, i: usize, id: u64) -> bool {
+        if id <= self.released {
+            return false;
         }
-        Poll::Pending
+        match self.barrier {
+            Some(current) if id < current => false,
+            Some(current) if id > current => {
+                self.blocked.iter_mut().for_each(|b| *b = false);
+                self.blocked[i] = true;
+                self.barrier = Some(id);
+                true
+            }
+            _ => {
+                self.blocked[i] = true;
+                self.barrier = Some(id);
+                false
+            }
+        }
     }
 
     fn release(&mut self) -> Event {
         self.blocked.iter_mut().for_each(|b| *b = false);
         match self.barrier.take() {
-            Some(id) => Event::Barrier(id),
+            Some(id) => {
+                self.released = id;
+                Event::Barrier(id)
+            }
             None => Event::End,
         }
     }
@@ -228,5 +262,44 @@ mod tests {
         a.send(Frame::End).await.expect("open");
         b.send(Frame::End).await.expect("open");
         assert!(matches!(input.next().await, Event::End));
+    }
+
+    #[tokio::test]
+    async fn a_higher_barrier_supersedes_an_abandoned_alignment() {
+        let inboxes = Inboxes::default();
+        let key = InboxKey {
+            job: JobId::new("j"),
+            attempt: 0,
+            stage: 1,
+            index: 0,
+        };
+        let mut input = inboxes.open(key.clone(), 2, 8);
+        let a = inboxes
+            .get(&key, 0, Duration::ZERO)
+            .await
+            .expect("sender 0");
+        let b = inboxes
+            .get(&key, 1, Duration::ZERO)
+            .await
+            .expect("sender 1");
+        // Sender 0 got the trigger of checkpoint 4, sender 1 never did.
+        a.send(Frame::Barrier(4)).await.expect("open");
+        a.send(Frame::Records(vec![rec(1)])).await.expect("open");
+        a.send(Frame::Barrier(5)).await.expect("open");
+        b.send(Frame::Barrier(5)).await.expect("open");
+        // Record 1 came after barrier 4 but before barrier 5: it must be read
+        // before checkpoint 5 is aligned.
+        match input.next().await {
+            Event::Records(rs) => assert_eq!(rs[0].origin.offset, 1),
+            other => panic!("expected record 1 before barrier 5, got {other:?}"),
+        }
+        assert!(matches!(input.next().await, Event::Barrier(5)));
+        // A stale barrier is ignored.
+        b.send(Frame::Barrier(3)).await.expect("open");
+        b.send(Frame::Records(vec![rec(2)])).await.expect("open");
+        match input.next().await {
+            Event::Records(rs) => assert_eq!(rs[0].origin.offset, 2),
+            other => panic!("expected record 2, got {other:?}"),
+        }
     }
 }

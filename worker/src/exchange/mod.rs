@@ -13,5 +13,8 @@ pub use peers::Peers;
 pub use router::{Route, Router};
 pub use server::ExchangeServer;
 
+/// Encoded record bytes per exchange frame, far below gRPC's message limit.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
 /// Batches a receiving subtask queues per sender before that sender waits.
 pub const INBOX_CAPACITY: usize = 8;

@@ -17,7 +17,9 @@ impl Peers {
         let channel = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| format!("bad peer address `{address}`: {e}"))?
             .tcp_nodelay(true)
-            .initial_connection_window_size(32 << 20)
+            .http2_keep_alive_interval(std::time::Duration::from_secs(5))
+            .keep_alive_timeout(std::time::Duration::from_secs(10))
+            .keep_alive_while_idle(true)
             .connect_lazy();
         map.insert(address.to_string(), channel.clone());
         Ok(channel)

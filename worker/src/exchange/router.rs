@@ -166,30 +166,71 @@ impl Router {
                 reason: "receiving subtask stopped".into(),
             }),
             Out::Remote { tx, call, peer } => {
-                let kind = match frame {
-                    Frame::Records(rs) => Kind::Records(RecordBatch {
-                        records: rs.iter().map(to_wire).collect(),
-                    }),
-                    Frame::Barrier(id) => {
-                        Kind::Barrier(sluice_proto::Barrier { checkpoint_id: id })
+                for wire in wire_frames(frame) {
+                    if tx.send(wire).await.is_err() {
+                        return Err(remote_failure(call, peer, stage, target).await);
                     }
-                    Frame::End => Kind::End(sluice_proto::EndOfStream {}),
-                };
-                if tx.send(ExchangeFrame { kind: Some(kind) }).await.is_ok() {
-                    return Ok(());
                 }
-                let reason = match call.await {
-                    Ok(Err(status)) => status.message().to_string(),
-                    Ok(Ok(())) => "receiver closed the stream".into(),
-                    Err(e) => e.to_string(),
-                };
-                Err(WorkerError::Exchange {
-                    peer: peer.clone(),
-                    stage,
-                    index: target as u32,
-                    reason,
-                })
+                Ok(())
             }
         }
+    }
+}
+
+/// A frame as gRPC messages: records split so no message nears gRPC's limit,
+/// whatever the record sizes.
+fn wire_frames(frame: Frame) -> Vec<ExchangeFrame> {
+    let wrap = |kind| ExchangeFrame { kind: Some(kind) };
+    match frame_kind(frame) {
+        Ok(kind) => vec![wrap(kind)],
+        Err(records) => {
+            let mut out = Vec::new();
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            for r in &records {
+                let w = to_wire(r);
+                bytes += w.value.len() + w.topic.len() + 16;
+                batch.push(w);
+                if bytes >= super::MAX_FRAME_BYTES {
+                    out.push(wrap(Kind::Records(RecordBatch {
+                        records: std::mem::take(&mut batch),
+                    })));
+                    bytes = 0;
+                }
+            }
+            if !batch.is_empty() {
+                out.push(wrap(Kind::Records(RecordBatch { records: batch })));
+            }
+            out
+        }
+    }
+}
+
+/// The wire kind of a control frame, or the records of a data frame.
+fn frame_kind(frame: Frame) -> std::result::Result<Kind, Vec<Record>> {
+    match frame {
+        Frame::Records(records) => Err(records),
+        Frame::Barrier(id) => Ok(Kind::Barrier(sluice_proto::Barrier { checkpoint_id: id })),
+        Frame::End => Ok(Kind::End(sluice_proto::EndOfStream {})),
+    }
+}
+
+/// Why a remote exchange stream closed: what its gRPC call ended with.
+async fn remote_failure(
+    call: &mut JoinHandle<std::result::Result<(), tonic::Status>>,
+    peer: &str,
+    stage: u32,
+    target: usize,
+) -> WorkerError {
+    let reason = match call.await {
+        Ok(Err(status)) => status.message().to_string(),
+        Ok(Ok(())) => "receiver closed the stream".into(),
+        Err(e) => e.to_string(),
+    };
+    WorkerError::Exchange {
+        peer: peer.to_string(),
+        stage,
+        index: target as u32,
+        reason,
     }
 }

@@ -108,7 +108,7 @@ pub async fn run_subtask(
     let mut input = if dep.stage == 0 {
         let start: BTreeMap<i32, i64> = dep.start_offsets.iter().map(|(p, o)| (*p, *o)).collect();
         Input::Kafka {
-            source: KafkaSource::build(source_spec, &spec.name, &dep.partitions, &start)?,
+            source: KafkaSource::build(source_spec, &spec.name, &dep.partitions, &start).await?,
             format: source_spec.format,
             taken: BTreeMap::new(),
         }
@@ -150,7 +150,7 @@ pub async fn run_subtask(
             Output::Router(Router::connect(route, fields, &ctx.inboxes, &ctx.peers).await?)
         }
         None => {
-            let id_prefix = format!("sluice-{job}-s{}-{}", dep.stage, dep.index);
+            let id_prefix = format!("sluice-{}-s{}-{}", dep.job_uid, dep.stage, dep.index);
             Output::Sink(
                 SinkWriter::build(&spec.sink, &spec.delivery, &id_prefix, &dep.sink_state).await?,
             )

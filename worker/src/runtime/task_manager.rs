@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 const KEEP_ENDED: Duration = Duration::from_secs(60);
 
 struct Entry {
+    /// The registration the task was deployed under.
+    session: u64,
     job_id: String,
     attempt: u32,
     stage: u32,
@@ -39,6 +41,8 @@ struct Status {
 
 pub struct TaskManager {
     tasks: Mutex<HashMap<TaskId, Entry>>,
+    /// Bumped at each registration: tasks of an older one are not reported.
+    session: std::sync::atomic::AtomicU64,
     ctx: Arc<RuntimeContext>,
     /// State changes and checkpoint acks, for the coordinator at once.
     outbound: mpsc::UnboundedSender<Outbound>,
@@ -48,6 +52,7 @@ impl TaskManager {
     pub fn new(ctx: Arc<RuntimeContext>, outbound: mpsc::UnboundedSender<Outbound>) -> Arc<Self> {
         Arc::new(Self {
             tasks: Mutex::new(HashMap::new()),
+            session: std::sync::atomic::AtomicU64::new(0),
             ctx,
             outbound,
         })
@@ -74,7 +79,8 @@ impl TaskManager {
     pub fn deploy(&self, dep: TaskDeployment) {
         let id = TaskId::new(dep.task_id.clone());
         let mut tasks = self.lock();
-        if tasks.contains_key(&id) {
+        let session = self.session.load(std::sync::atomic::Ordering::Relaxed);
+        if tasks.get(&id).is_some_and(|e| e.session == session) {
             return;
         }
         let status = Arc::new(Mutex::new(Status {
@@ -88,6 +94,7 @@ impl TaskManager {
         tasks.insert(
             id.clone(),
             Entry {
+                session: self.session.load(std::sync::atomic::Ordering::Relaxed),
                 job_id: dep.job_id.clone(),
                 attempt: dep.attempt,
                 stage: dep.stage,
@@ -159,6 +166,12 @@ impl TaskManager {
         });
     }
 
+    /// A new registration: what ran under the old one is the old worker's.
+    pub fn new_session(&self) {
+        self.session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn cancel(&self, task: &TaskId) {
         let cancel = self.lock().get_mut(task).and_then(|e| e.cancel.take());
         if let Some(cancel) = cancel {
@@ -181,8 +194,10 @@ impl TaskManager {
             let s = e.status.lock().unwrap_or_else(|p| p.into_inner());
             s.ended_at.is_none_or(|t| t.elapsed() < KEEP_ENDED)
         });
+        let session = self.session.load(std::sync::atomic::Ordering::Relaxed);
         tasks
             .iter()
+            .filter(|(_, e)| e.session == session)
             .map(|(id, e)| {
                 let s = e.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 TaskReport {

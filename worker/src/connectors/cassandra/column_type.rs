@@ -194,7 +194,7 @@ fn split_top_level(s: &str) -> Option<(&str, &str)> {
 fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Integer(i) => Some(*i),
-        Value::Float(f) if f.fract() == 0.0 => Some(f.into_inner() as i64),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Some(f.into_inner() as i64),
         _ => v.to_str_lossy()?.trim().parse().ok(),
     }
 }

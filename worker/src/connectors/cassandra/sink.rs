@@ -38,6 +38,7 @@ pub struct CassandraSink {
 type Row = Vec<MaybeUnset<CqlValue>>;
 
 const WRITE_ATTEMPTS: u32 = 5;
+const ROWS_PER_BATCH: usize = 16;
 
 impl CassandraSink {
     pub async fn build(spec: &CassandraSinkSpec) -> Result<Self> {
@@ -177,7 +178,19 @@ impl CassandraSink {
         }
         let session = &self.session;
         let insert = &self.insert;
-        let mut writes = futures::stream::iter(by_partition.into_values())
+        // Cassandra refuses batches past `batch_size_fail_threshold` (50 KiB by
+        // default): a busy partition is written in several small batches.
+        let chunks: Vec<Vec<Row>> = by_partition
+            .into_values()
+            .flat_map(|rows| {
+                let mut rows = rows.into_iter().peekable();
+                std::iter::from_fn(move || {
+                    rows.peek()?;
+                    Some(rows.by_ref().take(ROWS_PER_BATCH).collect())
+                })
+            })
+            .collect();
+        let mut writes = futures::stream::iter(chunks)
             .map(|rows| write_partition(session, insert, rows))
             .buffer_unordered(self.max_concurrency);
         while let Some(result) = writes.next().await {

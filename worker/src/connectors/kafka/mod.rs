@@ -30,6 +30,16 @@ pub(crate) fn client_config(
     config
 }
 
+/// Whether a produce error is the record's own fault (too large, say), so the
+/// record goes to the dead-letter topic and the job goes on.
+pub(crate) fn is_record_error(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(MessageSizeTooLarge | InvalidRecord | InvalidMessageSize | InvalidMessage)
+    )
+}
+
 pub(crate) fn kafka_err(
     what: impl Into<String>,
     brokers: &str,

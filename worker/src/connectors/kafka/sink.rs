@@ -1,4 +1,4 @@
-use super::{client_config, kafka_err};
+use super::{client_config, is_record_error, kafka_err};
 use crate::error::{Result, WorkerError};
 use crate::record::{FailedAt, Failure, Record};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -49,9 +49,19 @@ impl KafkaSink {
             if let Some(k) = &key {
                 msg = msg.key(k);
             }
-            let delivery = self.producer.send_result(msg).map_err(|(e, _)| {
-                kafka_err(format!("produce to `{}`", self.topic), &self.brokers)(e)
-            })?;
+            let delivery = match self.producer.send_result(msg) {
+                Ok(d) => d,
+                Err((e, _)) if is_record_error(&e) => {
+                    failures.push(Failure::of(record, FailedAt::Sink, e.to_string()));
+                    continue;
+                }
+                Err((e, _)) => {
+                    return Err(kafka_err(
+                        format!("produce to `{}`", self.topic),
+                        &self.brokers,
+                    )(e));
+                }
+            };
             pending.push(delivery);
         }
         for delivery in pending {

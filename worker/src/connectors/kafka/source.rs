@@ -30,15 +30,36 @@ pub struct RawMessage {
 
 impl KafkaSource {
     /// Reads `partitions`, each from its offset in `start` when it has one,
-    /// else from where the spec's `start_from` says.
-    pub fn build(
+    /// else from where the spec's `start_from` says, resolved to an offset
+    /// now so that the first checkpoint already names every partition.
+    pub async fn build(
+        spec: &KafkaSourceSpec,
+        job_name: &str,
+        partitions: &[i32],
+        start: &BTreeMap<i32, i64>,
+    ) -> Result<Self> {
+        let (spec, job_name, partitions, start) = (
+            spec.clone(),
+            job_name.to_string(),
+            partitions.to_vec(),
+            start.clone(),
+        );
+        let brokers = spec.brokers.clone();
+        tokio::task::spawn_blocking(move || {
+            Self::build_blocking(&spec, &job_name, &partitions, &start)
+        })
+        .await
+        .map_err(|_| kafka_err("create consumer", &brokers)(rdkafka::error::KafkaError::Canceled))?
+    }
+
+    fn build_blocking(
         spec: &KafkaSourceSpec,
         job_name: &str,
         partitions: &[i32],
         start: &BTreeMap<i32, i64>,
     ) -> Result<Self> {
         let topic: Arc<str> = spec.topic.as_str().into();
-        let positions: BTreeMap<i32, i64> = start
+        let mut positions: BTreeMap<i32, i64> = start
             .iter()
             .filter(|(p, _)| partitions.contains(p))
             .map(|(p, o)| (*p, *o))
@@ -56,17 +77,15 @@ impl KafkaSource {
             .group_id
             .clone()
             .unwrap_or_else(|| format!("sluice-{job_name}"));
-        let reset = match spec.start_from {
-            StartFrom::Earliest => "earliest",
-            StartFrom::Latest => "latest",
-        };
         let config = client_config(
             &spec.brokers,
             &[
                 ("group.id", &group),
                 ("enable.auto.commit", "false"),
                 ("enable.partition.eof", "false"),
-                ("auto.offset.reset", reset),
+                // Only when a checkpointed offset has fallen out of retention:
+                // the least loss is to go on from the oldest record kept.
+                ("auto.offset.reset", "earliest"),
                 // Bound what librdkafka prefetches per partition so a slow
                 // pipeline leaves its backlog in Kafka instead of in memory.
                 ("queued.max.messages.kbytes", "2048"),
@@ -78,13 +97,25 @@ impl KafkaSource {
             .create()
             .map_err(kafka_err("create consumer", &spec.brokers))?;
         let mut tpl = TopicPartitionList::new();
-        let start_from = match spec.start_from {
-            StartFrom::Earliest => Offset::Beginning,
-            StartFrom::Latest => Offset::End,
-        };
         for p in partitions {
-            let offset = positions.get(p).map_or(start_from, |o| Offset::Offset(*o));
-            tpl.add_partition_offset(&spec.topic, *p, offset)
+            let offset = match positions.get(p) {
+                Some(o) => *o,
+                None => {
+                    let (low, high) = consumer
+                        .fetch_watermarks(&spec.topic, *p, Duration::from_secs(30))
+                        .map_err(kafka_err(
+                            format!("read offsets of partition {p}"),
+                            &spec.brokers,
+                        ))?;
+                    let o = match spec.start_from {
+                        StartFrom::Earliest => low,
+                        StartFrom::Latest => high,
+                    };
+                    positions.insert(*p, o);
+                    o
+                }
+            };
+            tpl.add_partition_offset(&spec.topic, *p, Offset::Offset(offset))
                 .map_err(kafka_err(format!("assign partition {p}"), &spec.brokers))?;
         }
         consumer
