@@ -166,6 +166,19 @@ impl SluiceCluster {
         }
     }
 
+    /// SIGSTOPs a worker: it neither works nor heartbeats until resumed.
+    pub fn pause_worker(&self, index: usize) {
+        if let Some(Some(w)) = self.workers.get(index) {
+            w.signal(libc::SIGSTOP);
+        }
+    }
+
+    pub fn resume_worker(&self, index: usize) {
+        if let Some(Some(w)) = self.workers.get(index) {
+            w.signal(libc::SIGCONT);
+        }
+    }
+
     pub fn worker_log(&self, index: usize) -> Option<PathBuf> {
         Some(self.workers.get(index)?.as_ref()?.log_path().to_path_buf())
     }

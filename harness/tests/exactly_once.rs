@@ -207,3 +207,35 @@ async fn a_sink_dying_after_its_checkpoint_completed_and_before_its_commit_loses
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_worker_resumed_after_recovery_cannot_make_its_late_output_visible()
+-> anyhow::Result<()> {
+    let records = 30_000;
+    let timeout = Duration::from_secs(2);
+    let options = ClusterOptions {
+        heartbeat_interval: Duration::from_millis(250),
+        heartbeat_timeout: timeout,
+        ..Default::default()
+    };
+    let run = start("eo-zombie", records, 6_000, options).await?;
+    wait_checkpoint_after(&run, 0).await?;
+    // Paused mid-transaction, past its heartbeat timeout: the job recovers
+    // elsewhere while this worker still holds open transactions and input.
+    run.cluster.pause_worker(1);
+    wait_checkpoint_after(&run, 1).await?;
+    run.cluster.resume_worker(1);
+    println!("zombie resumed after the job recovered");
+    // Let the zombie run on: whatever it writes must stay invisible.
+    tokio::time::sleep(timeout).await;
+    let workers = jobctl_json(&run.coordinator, &["workers"])?;
+    assert!(
+        workers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|w| w["state"] == "LOST"),
+        "the paused worker was declared lost: {workers}"
+    );
+    check_exactly_once(run, records).await
+}
