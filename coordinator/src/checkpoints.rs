@@ -76,7 +76,7 @@ fn step<S: MetaStore>(state: &Shared<S>) {
     let running: Vec<Running> = state.store.read(|m| {
         m.jobs
             .values()
-            .filter(|j| j.state == JobState::Running)
+            .filter(|j| j.state == JobState::Running && j.spec.checkpoint.enabled)
             .filter(|j| {
                 !j.tasks.is_empty() && j.tasks.iter().all(|t| t.state == TaskState::Running)
             })

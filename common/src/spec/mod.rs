@@ -31,6 +31,9 @@ pub enum Delivery {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckpointSpec {
+    /// `checkpoint: off` turns checkpoints off: a restart then replays from
+    /// `start_from`. Exactly-once delivery needs them.
+    pub enabled: bool,
     #[serde(serialize_with = "serialize_duration")]
     pub interval: Duration,
     /// A checkpoint not complete this long after its trigger is abandoned.
@@ -43,6 +46,7 @@ pub struct CheckpointSpec {
 impl Default for CheckpointSpec {
     fn default() -> Self {
         Self {
+            enabled: true,
             interval: Duration::from_secs(10),
             timeout: Duration::from_secs(60),
             retained: 3,
@@ -236,6 +240,14 @@ fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
         .get("dead_letter")
         .and_then(|v| DeadLetterSpec::read("dead_letter", v, p));
     job.finish(p);
+    if let (Some(Delivery::ExactlyOnce), Some(cp)) = (&delivery, &checkpoint)
+        && !cp.enabled
+    {
+        p.push(
+            "checkpoint",
+            "exactly_once delivery needs checkpoints; turn them on or use at_least_once",
+        );
+    }
     Some(JobSpec {
         name: name?,
         parallelism: parallelism?,
@@ -254,7 +266,14 @@ fn read_checkpoint(job: &mut Obj<'_>, p: &mut Problems) -> Option<CheckpointSpec
     let Some(v) = job.get("checkpoint") else {
         return Some(default);
     };
+    if matches!(v, Value::String(s) if s == "off") || *v == Value::Bool(false) {
+        return Some(CheckpointSpec {
+            enabled: false,
+            ..default
+        });
+    }
     let mut cp = Obj::new("checkpoint", v, p)?;
+    let enabled = cp.opt_bool("enabled", p).unwrap_or(true);
     let interval = cp.opt_duration("interval", p);
     let timeout = cp.opt_duration("timeout", p);
     let retained = cp.opt_u64("retained", 1..=1000, p);
@@ -281,6 +300,7 @@ fn read_checkpoint(job: &mut Obj<'_>, p: &mut Problems) -> Option<CheckpointSpec
         ok = false;
     }
     ok.then(|| CheckpointSpec {
+        enabled,
         interval: interval.unwrap_or(default.interval),
         timeout: timeout.unwrap_or(default.timeout),
         retained: retained.map_or(default.retained, |r| r as u32),

@@ -135,6 +135,20 @@ impl<'a> Obj<'a> {
         }
     }
 
+    pub(crate) fn opt_bool(&mut self, key: &'static str, p: &mut Problems) -> Option<bool> {
+        let v = self.get(key)?;
+        match v {
+            Value::Bool(b) => Some(*b),
+            other => {
+                p.push(
+                    &self.path_of(key),
+                    format!("expected true or false, found {}", render(other)),
+                );
+                None
+            }
+        }
+    }
+
     pub(crate) fn opt_duration(&mut self, key: &'static str, p: &mut Problems) -> Option<Duration> {
         let v = self.get(key)?;
         let parsed = match v {

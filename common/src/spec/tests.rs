@@ -138,6 +138,18 @@ dead_letter: { kafka: {} }
 }
 
 #[test]
+fn checkpoints_can_be_turned_off_but_not_for_exactly_once() {
+    let base = r#"{"name": "j", "source": {"kafka": {"brokers": "b:1", "topic": "t"}},
+                   "sink": {"kafka": {"brokers": "b:1", "topic": "out"}}, "checkpoint": "off""#;
+    let spec = JobSpec::parse(&format!("{base}}}"), &env).expect("off is valid");
+    assert!(!spec.checkpoint.enabled);
+    let again = JobSpec::parse_resolved(&spec.to_json()).expect("canonical form parses");
+    assert!(!again.checkpoint.enabled, "off survives the canonical form");
+    let p = problems(&format!(r#"{base}, "delivery": "exactly_once"}}"#));
+    assert!(has(&p, "checkpoint", "needs checkpoints"), "{p:?}");
+}
+
+#[test]
 fn restart_backoff_grows_to_its_cap() {
     let r = RestartSpec {
         max_attempts: 5,
