@@ -61,7 +61,8 @@ impl SinkWriter {
                 let state = s.pre_commit().await?;
                 Ok(Some(serde_json::to_string(&state).unwrap_or_default()))
             }
-            Self::Kafka(_) | Self::Cassandra(_) | Self::Blackhole(_) => Ok(None),
+            Self::Kafka(s) => s.pre_commit().await.map(|()| None),
+            Self::Cassandra(_) | Self::Blackhole(_) => Ok(None),
         }
     }
 

@@ -1,4 +1,5 @@
 mod dead_letter;
+mod deliveries;
 pub mod in_doubt;
 mod sink;
 mod source;

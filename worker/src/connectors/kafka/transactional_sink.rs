@@ -10,11 +10,12 @@
 //! what the restored checkpoint recorded, is exactly the transaction that
 //! checkpoint covers: recovery commits it before anything else touches that id.
 
+use super::deliveries::Deliveries;
 use super::in_doubt::{InDoubt, commit_open_transaction};
-use super::{client_config, is_record_error, kafka_err};
+use super::{client_config, kafka_err};
 use crate::error::{Result, WorkerError};
-use crate::record::{FailedAt, Failure, Record};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use crate::record::{Failure, Record};
+use rdkafka::producer::{FutureProducer, Producer};
 use serde::{Deserialize, Serialize};
 use sluice_common::spec::KafkaSinkSpec;
 use std::time::Duration;
@@ -37,9 +38,8 @@ pub struct TransactionalKafkaSink {
     ids: [String; 2],
     /// The open transaction.
     txn: u64,
-    topic: String,
     brokers: String,
-    key_field: Option<String>,
+    deliveries: Deliveries,
 }
 
 impl TransactionalKafkaSink {
@@ -107,9 +107,8 @@ impl TransactionalKafkaSink {
             producers,
             ids,
             txn,
-            topic: spec.topic.clone(),
             brokers: spec.brokers.clone(),
-            key_field: spec.key_field.clone(),
+            deliveries: Deliveries::new(&spec.topic, &spec.brokers, spec.key_field.clone()),
         };
         sink.current()
             .begin_transaction()
@@ -122,67 +121,13 @@ impl TransactionalKafkaSink {
     }
 
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
-        let mut failures = Vec::new();
-        let mut pending = Vec::with_capacity(batch.len());
-        for record in &batch {
-            let payload = match serde_json::to_vec(&record.value) {
-                Ok(p) => p,
-                Err(e) => {
-                    failures.push(Failure::of(record, FailedAt::Sink, e.to_string()));
-                    continue;
-                }
-            };
-            let key = self.key_field.as_deref().and_then(|f| match &record.value {
-                vrl::value::Value::Object(map) => {
-                    map.get(f).map(|v| v.to_string_lossy().into_owned())
-                }
-                _ => None,
-            });
-            let mut msg = FutureRecord::to(&self.topic).payload(&payload);
-            if let Some(k) = &key {
-                msg = msg.key(k);
-            }
-            let delivery = match self.current().send_result(msg) {
-                Ok(d) => d,
-                Err((e, _)) if is_record_error(&e) => {
-                    failures.push(Failure::of(record, FailedAt::Sink, e.to_string()));
-                    continue;
-                }
-                Err((e, _)) => {
-                    return Err(kafka_err(
-                        format!("produce to `{}`", self.topic),
-                        &self.brokers,
-                    )(e));
-                }
-            };
-            pending.push(delivery);
-        }
-        for delivery in pending {
-            match tokio::time::timeout(CALL_TIMEOUT, delivery).await {
-                Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err((e, _)))) => {
-                    return Err(kafka_err(
-                        format!("deliver to `{}`", self.topic),
-                        &self.brokers,
-                    )(e));
-                }
-                Ok(Err(_)) | Err(_) => {
-                    return Err(WorkerError::Unacknowledged {
-                        topic: self.topic.clone(),
-                        brokers: self.brokers.clone(),
-                    });
-                }
-            }
-        }
-        Ok(failures)
+        let producer = self.producers[(self.txn % 2) as usize].clone();
+        self.deliveries.send(&producer, &batch).await
     }
 
     /// Flushes the open transaction; its number goes into the checkpoint.
     pub async fn pre_commit(&mut self) -> Result<SinkState> {
-        let p = self.current().clone();
-        blocking(move || p.flush(CALL_TIMEOUT))
-            .await
-            .map_err(kafka_err("flush transaction", &self.brokers))?;
+        self.deliveries.drain().await?;
         Ok(SinkState { txn: self.txn })
     }
 
