@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Writes failed records to the dead-letter topic as JSON with their error,
 /// the step that failed and where the record was read.
 pub struct DeadLetterWriter {
-    producer: FutureProducer,
+    producer: super::DetachedDrop<FutureProducer>,
     topic: String,
     brokers: String,
     job: String,
@@ -26,7 +26,7 @@ impl DeadLetterWriter {
                 .create()
                 .map_err(kafka_err("create dead-letter producer", &brokers))?;
         Ok(Self {
-            producer,
+            producer: super::DetachedDrop::new(producer),
             topic: spec.kafka.topic.clone(),
             brokers,
             job: job.to_string(),

@@ -1,11 +1,13 @@
 mod dead_letter;
 mod deliveries;
+mod detached_drop;
 pub mod in_doubt;
 mod sink;
 mod source;
 mod transactional_sink;
 
 pub use dead_letter::DeadLetterWriter;
+use detached_drop::DetachedDrop;
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, RawMessage};
 pub use transactional_sink::{SinkState, TransactionalKafkaSink};

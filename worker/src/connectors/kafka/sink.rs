@@ -9,7 +9,7 @@ use sluice_common::spec::KafkaSinkSpec;
 /// Writes each record as one JSON message, at least once: everything sent
 /// before a barrier is acknowledged before the barrier is.
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: super::DetachedDrop<FutureProducer>,
     deliveries: Deliveries,
 }
 
@@ -20,7 +20,7 @@ impl KafkaSink {
             .create()
             .map_err(kafka_err("create producer", &spec.brokers))?;
         Ok(Self {
-            producer,
+            producer: super::DetachedDrop::new(producer),
             deliveries: Deliveries::new(&spec.topic, &spec.brokers, spec.key_field.clone()),
         })
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct KafkaSource {
-    consumer: Option<StreamConsumer>,
+    consumer: Option<super::DetachedDrop<StreamConsumer>>,
     topic: Arc<str>,
     brokers: String,
     /// Next offset to read of each partition, as far as records were handed on:
@@ -122,7 +122,7 @@ impl KafkaSource {
             .assign(&tpl)
             .map_err(kafka_err("assign partitions", &spec.brokers))?;
         Ok(Self {
-            consumer: Some(consumer),
+            consumer: Some(super::DetachedDrop::new(consumer)),
             topic,
             brokers: spec.brokers.clone(),
             positions,

@@ -34,7 +34,7 @@ pub struct SinkState {
 }
 
 pub struct TransactionalKafkaSink {
-    producers: [FutureProducer; 2],
+    producers: [super::DetachedDrop<FutureProducer>; 2],
     ids: [String; 2],
     /// The open transaction.
     txn: u64,
@@ -91,10 +91,13 @@ impl TransactionalKafkaSink {
                 &spec.brokers,
             ))
         };
-        let producers = [make(&ids[0])?, make(&ids[1])?];
+        let producers = [
+            super::DetachedDrop::new(make(&ids[0])?),
+            super::DetachedDrop::new(make(&ids[1])?),
+        ];
         // Fences older attempts' producers and aborts whatever they left open.
         for (p, id) in producers.iter().zip(&ids) {
-            let p = p.clone();
+            let p = FutureProducer::clone(p);
             blocking(move || p.init_transactions(CALL_TIMEOUT))
                 .await
                 .map_err(kafka_err(
@@ -121,7 +124,7 @@ impl TransactionalKafkaSink {
     }
 
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
-        let producer = self.producers[(self.txn % 2) as usize].clone();
+        let producer = FutureProducer::clone(&self.producers[(self.txn % 2) as usize]);
         self.deliveries.send(&producer, &batch).await
     }
 
@@ -137,7 +140,7 @@ impl TransactionalKafkaSink {
         fail::fail_point!("sink-before-commit", |_| {
             std::process::abort();
         });
-        let p = self.current().clone();
+        let p = FutureProducer::clone(self.current());
         blocking(move || p.commit_transaction(CALL_TIMEOUT))
             .await
             .map_err(kafka_err(
