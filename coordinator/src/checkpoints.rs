@@ -140,34 +140,21 @@ fn step<S: MetaStore>(state: &Shared<S>) {
     }
     // Sinks holding a pre-committed transaction for an abandoned checkpoint go on with it.
     for (job, attempt, id, workers) in abandoned {
-        for w in workers {
-            state.subscribers.send(
-                &w,
-                WorkerCommand {
-                    kind: Some(Kind::Abandoned(CheckpointDone {
-                        job_id: job.to_string(),
-                        attempt,
-                        checkpoint_id: id,
-                    })),
-                },
-            );
-        }
+        let done = CheckpointDone {
+            job_id: job.to_string(),
+            attempt,
+            checkpoint_id: id,
+        };
+        send_all(state, &workers, Kind::Abandoned(done));
     }
     for (job, attempt, id, workers) in triggers {
         tracing::debug!(job = %job, checkpoint = id, "triggering checkpoint");
-        let mut delivered = true;
-        for w in workers {
-            delivered &= state.subscribers.send(
-                &w,
-                WorkerCommand {
-                    kind: Some(Kind::Trigger(CheckpointTrigger {
-                        job_id: job.to_string(),
-                        attempt,
-                        checkpoint_id: id,
-                    })),
-                },
-            );
-        }
+        let trigger = CheckpointTrigger {
+            job_id: job.to_string(),
+            attempt,
+            checkpoint_id: id,
+        };
+        let delivered = send_all(state, &workers, Kind::Trigger(trigger));
         if !delivered {
             // A source that never got the trigger would hold the checkpoint
             // until its timeout; drop it and trigger again next interval.
@@ -238,16 +225,24 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
             .map(|j| j.tasks.iter().map(|t| t.worker.clone()).collect())
             .unwrap_or_default()
     });
+    let done = CheckpointDone {
+        job_id: job.to_string(),
+        attempt: p.attempt,
+        checkpoint_id: p.id,
+    };
+    send_all(state, &workers, Kind::Completed(done));
+}
+
+/// Sends one command to each of `workers`; `true` when every one was queued.
+fn send_all<S: MetaStore>(state: &Shared<S>, workers: &BTreeSet<WorkerId>, kind: Kind) -> bool {
+    let mut all = true;
     for w in workers {
-        state.subscribers.send(
-            &w,
+        all &= state.subscribers.send(
+            w,
             WorkerCommand {
-                kind: Some(Kind::Completed(CheckpointDone {
-                    job_id: job.to_string(),
-                    attempt: p.attempt,
-                    checkpoint_id: p.id,
-                })),
+                kind: Some(kind.clone()),
             },
         );
     }
+    all
 }

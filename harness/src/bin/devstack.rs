@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
             out.flush()?;
             drop(out);
             eprintln!("logs in {}; stop with Ctrl-C", dir.display());
-            wait_for_stop().await;
+            sluice_common::process::shutdown_signal().await;
             eprintln!("stopping...");
             drop(stack);
         }
@@ -139,17 +139,5 @@ fn cql_text(v: &scylla::value::CqlValue) -> String {
         Int(n) => n.to_string(),
         Text(s) | Ascii(s) => s.clone(),
         other => format!("{other:?}"),
-    }
-}
-
-async fn wait_for_stop() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

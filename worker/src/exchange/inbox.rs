@@ -214,8 +214,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_sender_past_its_barrier_is_held_until_all_delivered_it() {
+    /// An inbox with two senders.
+    async fn two_senders() -> (AlignedInput, mpsc::Sender<Frame>, mpsc::Sender<Frame>) {
         let inboxes = Inboxes::default();
         let key = InboxKey {
             job: JobId::new("j"),
@@ -223,7 +223,7 @@ mod tests {
             stage: 1,
             index: 0,
         };
-        let mut input = inboxes.open(key.clone(), 2, 8);
+        let input = inboxes.open(key.clone(), 2, 8);
         let a = inboxes
             .get(&key, 0, Duration::ZERO)
             .await
@@ -232,6 +232,12 @@ mod tests {
             .get(&key, 1, Duration::ZERO)
             .await
             .expect("sender 1");
+        (input, a, b)
+    }
+
+    #[tokio::test]
+    async fn a_sender_past_its_barrier_is_held_until_all_delivered_it() {
+        let (mut input, a, b) = two_senders().await;
         a.send(Frame::Records(vec![rec(1)])).await.expect("open");
         a.send(Frame::Barrier(7)).await.expect("open");
         a.send(Frame::Records(vec![rec(2)])).await.expect("open");
@@ -266,22 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_higher_barrier_supersedes_an_abandoned_alignment() {
-        let inboxes = Inboxes::default();
-        let key = InboxKey {
-            job: JobId::new("j"),
-            attempt: 0,
-            stage: 1,
-            index: 0,
-        };
-        let mut input = inboxes.open(key.clone(), 2, 8);
-        let a = inboxes
-            .get(&key, 0, Duration::ZERO)
-            .await
-            .expect("sender 0");
-        let b = inboxes
-            .get(&key, 1, Duration::ZERO)
-            .await
-            .expect("sender 1");
+        let (mut input, a, b) = two_senders().await;
         // Sender 0 got the trigger of checkpoint 4, sender 1 never did.
         a.send(Frame::Barrier(4)).await.expect("open");
         a.send(Frame::Records(vec![rec(1)])).await.expect("open");
