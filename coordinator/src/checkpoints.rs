@@ -33,6 +33,8 @@ struct JobProgress {
     last_trigger: Option<Instant>,
     last_id: u64,
     failed: u64,
+    /// The latest abandoned checkpoint and its attempt, repeated in heartbeats.
+    last_abandoned: Option<(u32, u64)>,
 }
 
 #[derive(Default)]
@@ -48,6 +50,11 @@ impl CheckpointCoordinator {
     /// Checkpoints abandoned since this coordinator started.
     pub fn failed(&self, job: &JobId) -> u64 {
         self.lock().get(job).map_or(0, |p| p.failed)
+    }
+
+    /// The latest abandoned checkpoint of `job`, as (attempt, checkpoint).
+    pub fn last_abandoned(&self, job: &JobId) -> Option<(u32, u64)> {
+        self.lock().get(job).and_then(|p| p.last_abandoned)
     }
 }
 
@@ -111,6 +118,7 @@ fn step<S: MetaStore>(state: &Shared<S>) {
                     if !stale {
                         tracing::warn!(job = %r.job, checkpoint = p.id, awaiting = p.awaiting.len(), "checkpoint timed out");
                         abandoned.push((r.job.clone(), p.attempt, p.id, r.workers.clone()));
+                        progress.last_abandoned = Some((p.attempt, p.id));
                     }
                     progress.failed += u64::from(!stale);
                     progress.pending = None;

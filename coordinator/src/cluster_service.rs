@@ -167,10 +167,41 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
             .filter(|d| !reported.contains(d.task_id.as_str()))
             .cloned()
             .collect();
+        let completed = self.state.store.read(|m| {
+            m.jobs
+                .values()
+                .filter(|j| j.wants_tasks_running() && j.tasks.iter().any(|t| t.worker == worker))
+                .filter_map(|j| {
+                    j.checkpoints.last().map(|c| CheckpointDone {
+                        job_id: j.id.to_string(),
+                        attempt: c.attempt,
+                        checkpoint_id: c.id,
+                    })
+                })
+                .collect()
+        });
+        let abandoned = self.state.store.read(|m| {
+            m.jobs
+                .values()
+                .filter(|j| j.wants_tasks_running() && j.tasks.iter().any(|t| t.worker == worker))
+                .filter_map(|j| {
+                    self.state
+                        .checkpoints
+                        .last_abandoned(&j.id)
+                        .map(|(attempt, id)| CheckpointDone {
+                            job_id: j.id.to_string(),
+                            attempt,
+                            checkpoint_id: id,
+                        })
+                })
+                .collect()
+        });
         Ok(Response::new(HeartbeatResponse {
             deploy,
             cancel,
             reregister: false,
+            completed,
+            abandoned,
         }))
     }
 

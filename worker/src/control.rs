@@ -149,6 +149,21 @@ impl Control {
                 for dep in resp.deploy {
                     self.tasks.deploy(dep);
                 }
+                // Repeats what the command stream said; tasks act on a completion once.
+                for done in resp.completed {
+                    self.tasks.command(
+                        &done.job_id,
+                        done.attempt,
+                        TaskCommand::Done(done.checkpoint_id),
+                    );
+                }
+                for gone in resp.abandoned {
+                    self.tasks.command(
+                        &gone.job_id,
+                        gone.attempt,
+                        TaskCommand::Abandoned(gone.checkpoint_id),
+                    );
+                }
             }
         }
     }
