@@ -143,7 +143,7 @@ fn step<S: MetaStore>(state: &Shared<S>) {
                 source_offsets: BTreeMap::new(),
                 sink_states: BTreeMap::new(),
             });
-            triggers.push((r.job, r.attempt, id, r.source_workers));
+            triggers.push((r.job, r.attempt, id, r.source_workers, r.workers));
         }
     }
     // Sinks holding a pre-committed transaction for an abandoned checkpoint go on with it.
@@ -155,7 +155,7 @@ fn step<S: MetaStore>(state: &Shared<S>) {
         };
         send_all(state, &workers, Kind::Abandoned(done));
     }
-    for (job, attempt, id, workers) in triggers {
+    for (job, attempt, id, workers, all_workers) in triggers {
         tracing::debug!(job = %job, checkpoint = id, "triggering checkpoint");
         let trigger = CheckpointTrigger {
             job_id: job.to_string(),
@@ -165,11 +165,19 @@ fn step<S: MetaStore>(state: &Shared<S>) {
         let delivered = send_all(state, &workers, Kind::Trigger(trigger));
         if !delivered {
             // A source that never got the trigger would hold the checkpoint
-            // until its timeout; drop it and trigger again next interval.
+            // until its timeout: abandon it now, so sources that did take it
+            // and their sinks go on, and trigger again next interval.
             tracing::debug!(job = %job, checkpoint = id, "trigger not delivered to every source worker");
             if let Some(p) = state.checkpoints.lock().get_mut(&job) {
                 p.pending = None;
+                p.last_abandoned = Some((attempt, id));
             }
+            let done = CheckpointDone {
+                job_id: job.to_string(),
+                attempt,
+                checkpoint_id: id,
+            };
+            send_all(state, &all_workers, Kind::Abandoned(done));
         }
     }
 }

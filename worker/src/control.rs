@@ -149,19 +149,24 @@ impl Control {
                 for dep in resp.deploy {
                     self.tasks.deploy(dep);
                 }
-                // Repeats what the command stream said; tasks act on a completion once.
-                for done in resp.completed {
-                    self.tasks.command(
-                        &done.job_id,
-                        done.attempt,
-                        TaskCommand::Done(done.checkpoint_id),
-                    );
+                // Repeats what the command stream said, in case it was lost:
+                // the latest completed and abandoned checkpoint of each job.
+                let mut settled: std::collections::BTreeMap<(String, u32), (u64, u64)> =
+                    Default::default();
+                for c in resp.completed {
+                    settled.entry((c.job_id, c.attempt)).or_default().0 = c.checkpoint_id;
                 }
-                for gone in resp.abandoned {
+                for a in resp.abandoned {
+                    settled.entry((a.job_id, a.attempt)).or_default().1 = a.checkpoint_id;
+                }
+                for ((job, attempt), (completed, abandoned)) in settled {
                     self.tasks.command(
-                        &gone.job_id,
-                        gone.attempt,
-                        TaskCommand::Abandoned(gone.checkpoint_id),
+                        &job,
+                        attempt,
+                        TaskCommand::Settled {
+                            completed,
+                            abandoned,
+                        },
                     );
                 }
             }

@@ -23,11 +23,15 @@ pub enum TaskCommand {
     Done(u64),
     /// Checkpoint `n` was abandoned.
     Abandoned(u64),
+    /// What a heartbeat says of the job's attempt: its latest completed and
+    /// latest abandoned checkpoints (0: none), read together, so a sink that
+    /// missed a command learns how its checkpoint ended.
+    Settled { completed: u64, abandoned: u64 },
 }
 
 /// Acknowledges this subtask's part of a checkpoint, with a source's offsets
 /// and a sink's state.
-pub type Acker = Box<dyn Fn(u64, BTreeMap<i32, i64>, String) + Send>;
+pub type Acker = Box<dyn Fn(u64, BTreeMap<i32, i64>, String) + Send + Sync>;
 
 /// Most records a source hands to its chain at once.
 const SOURCE_BATCH: usize = 512;
@@ -169,6 +173,8 @@ pub async fn run_subtask(
     // Set while a sink's pre-committed transaction waits for its checkpoint:
     // no input is read until it completes or is abandoned.
     let mut awaiting_commit: Option<u64> = None;
+    // A source's trigger that came while its own sink waited: taken after.
+    let mut deferred_trigger: Option<u64> = None;
     loop {
         let next = match &mut input {
             _ if awaiting_commit.is_some() => Step::Command(commands.recv().await),
@@ -186,32 +192,36 @@ pub async fn run_subtask(
         match (next, &mut input) {
             (Step::Command(None), _) => return Ok(()),
             (Step::Command(Some(TaskCommand::Trigger(id))), Input::Kafka { source, taken, .. }) => {
-                let offsets = source.positions().clone();
-                let sink_state = step.output.barrier(id).await?;
-                taken.insert(id, offsets.clone());
-                if sink_state.is_some() {
+                if awaiting_commit.is_some() {
+                    // Pre-committing again now would fold two checkpoints into
+                    // one transaction: wait until the first one is settled.
+                    deferred_trigger = Some(id);
+                } else if checkpoint_source(&mut step, source, taken, id, &ack).await? {
                     awaiting_commit = Some(id);
                 }
-                ack(id, offsets, sink_state.unwrap_or_default());
             }
             (Step::Command(Some(TaskCommand::Trigger(_))), Input::Inbox { .. }) => {}
             (Step::Command(Some(TaskCommand::Done(id))), input) => {
-                if let Input::Kafka { source, taken, .. } = input {
-                    if let Some(offsets) = taken.remove(&id) {
-                        source.commit_for_visibility(&offsets);
-                    }
-                    taken.retain(|n, _| *n > id);
-                }
-                if awaiting_commit.is_some_and(|a| id >= a) {
-                    fail::fail_point!("checkpoint-completed-before-sink-commit", |_| {
-                        std::process::abort();
-                    });
-                    step.output.commit().await?;
-                    awaiting_commit = None;
-                }
+                completed(&mut step, input, &mut awaiting_commit, id).await?;
             }
             (Step::Command(Some(TaskCommand::Abandoned(id))), _) => {
                 if awaiting_commit == Some(id) {
+                    awaiting_commit = None;
+                }
+            }
+            (
+                Step::Command(Some(TaskCommand::Settled {
+                    completed: done,
+                    abandoned,
+                })),
+                input,
+            ) => {
+                if done > 0 {
+                    completed(&mut step, input, &mut awaiting_commit, done).await?;
+                }
+                // Read together with `done`: the awaited checkpoint did not
+                // complete, and the coordinator has moved past it.
+                if awaiting_commit.is_some_and(|a| abandoned >= a && done < a) {
                     awaiting_commit = None;
                 }
             }
@@ -242,7 +252,55 @@ pub async fn run_subtask(
             }
             (Step::Message(_), Input::Inbox { .. }) => {}
         }
+        if awaiting_commit.is_none()
+            && let Some(id) = deferred_trigger.take()
+            && let Input::Kafka { source, taken, .. } = &mut input
+            && checkpoint_source(&mut step, source, taken, id, &ack).await?
+        {
+            awaiting_commit = Some(id);
+        }
     }
+}
+
+/// A source's part of checkpoint `id`: record its offsets, send the barrier
+/// on, acknowledge. `true` when its own sink now waits for the checkpoint.
+async fn checkpoint_source(
+    step: &mut Stepper<'_>,
+    source: &KafkaSource,
+    taken: &mut BTreeMap<u64, BTreeMap<i32, i64>>,
+    id: u64,
+    ack: &Acker,
+) -> Result<bool> {
+    let offsets = source.positions().clone();
+    let sink_state = step.output.barrier(id).await?;
+    taken.insert(id, offsets.clone());
+    let waits = sink_state.is_some();
+    ack(id, offsets, sink_state.unwrap_or_default());
+    Ok(waits)
+}
+
+/// Checkpoint `id` completed: a source commits its offsets to the consumer
+/// group, a sink waiting for `id` (or an earlier one) commits.
+async fn completed(
+    step: &mut Stepper<'_>,
+    input: &mut Input,
+    awaiting: &mut Option<u64>,
+    id: u64,
+) -> Result<()> {
+    if let Input::Kafka { source, taken, .. } = input {
+        if let Some(offsets) = taken.remove(&id) {
+            source.commit_for_visibility(&offsets);
+        }
+        taken.retain(|n, _| *n > id);
+    }
+    if awaiting.is_some_and(|a| id >= a) {
+        fail::fail_point!("checkpoint-completed-before-sink-commit", |_| {
+            std::process::abort();
+        });
+        step.output.commit().await?;
+        *awaiting = None;
+    }
+    Ok(())
 }
 
 /// The part of the loop shared by every kind of input: operators, output,

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// What became of the transaction recovery was asked to commit.
@@ -32,17 +33,24 @@ const COORDINATOR_RETRY: &[i16] = &[
 ];
 
 /// Commits the open transaction of `transactional_id`, if there is one.
-/// Blocking: run it on a blocking thread.
+/// Blocking: run it on a blocking thread. Stops as soon as `cancelled` is
+/// set: a subtask cancelled meanwhile must not touch a transaction that a
+/// newer attempt may own by now.
 pub fn commit_open_transaction(
     bootstrap: &str,
     transactional_id: &str,
     deadline: Duration,
+    cancelled: &AtomicBool,
 ) -> Result<InDoubt, String> {
     let start = Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
+        if cancelled.load(Ordering::SeqCst) {
+            return Err("recovery cancelled".into());
+        }
         match try_commit(bootstrap, transactional_id) {
             Ok(Step::Done(outcome)) => return Ok(outcome),
+            Ok(Step::Fatal(why)) => return Err(why),
             Ok(Step::Retry(why)) | Err(why) if start.elapsed() < deadline => {
                 tracing::info!(transactional_id, reason = %why, "in-doubt transaction not settled yet; retrying");
                 std::thread::sleep(backoff);
@@ -60,11 +68,17 @@ pub fn commit_open_transaction(
 enum Step {
     Done(InDoubt),
     Retry(String),
+    /// Retrying cannot help: another producer owns the transactional id now.
+    Fatal(String),
 }
 
 fn try_commit(bootstrap: &str, transactional_id: &str) -> Result<Step, String> {
     let tid = StrBytes::from_string(transactional_id.to_owned());
-    let mut conn = Conn::connect(bootstrap.split(',').next().unwrap_or(bootstrap))?;
+    let mut conn = bootstrap
+        .split(',')
+        .map(|b| Conn::connect(b.trim()))
+        .find_map(Result::ok)
+        .ok_or_else(|| format!("no broker of {bootstrap} answers"))?;
     let found = conn.call(
         3,
         &FindCoordinatorRequest::default()
@@ -126,7 +140,7 @@ fn retry_or_fail(call: &str, code: i16) -> Result<Step, String> {
     if COORDINATOR_RETRY.contains(&code) {
         Ok(Step::Retry(format!("{call} answered error {code}")))
     } else {
-        Err(format!("{call} answered error {code}"))
+        Ok(Step::Fatal(format!("{call} answered error {code}")))
     }
 }
 
@@ -137,8 +151,14 @@ struct Conn {
 
 impl Conn {
     fn connect(address: &str) -> Result<Self, String> {
-        let stream =
-            TcpStream::connect(address).map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        use std::net::ToSocketAddrs;
+        let addr = address
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {address}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("cannot resolve {address}"))?;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| e.to_string())?;

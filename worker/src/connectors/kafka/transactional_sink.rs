@@ -18,6 +18,8 @@ use crate::record::{Failure, Record};
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::{Deserialize, Serialize};
 use sluice_common::spec::KafkaSinkSpec;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Longer than any recovery should take: a transaction open longer is
@@ -31,6 +33,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct SinkState {
     /// The transaction pre-committed at the checkpoint's barrier.
     pub txn: u64,
+    /// Records written into it, so recovery can tell an empty transaction
+    /// from one the broker aborted.
+    #[serde(default)]
+    pub records: u64,
 }
 
 pub struct TransactionalKafkaSink {
@@ -38,6 +44,8 @@ pub struct TransactionalKafkaSink {
     ids: [String; 2],
     /// The open transaction.
     txn: u64,
+    /// Records written into it.
+    txn_records: u64,
     brokers: String,
     deliveries: Deliveries,
 }
@@ -51,11 +59,16 @@ impl TransactionalKafkaSink {
         restored: Option<SinkState>,
     ) -> Result<Self> {
         let ids = [format!("{id_prefix}-0"), format!("{id_prefix}-1")];
+        // Set when this build is dropped (its subtask cancelled): blocking
+        // recovery work still under way must then leave the ids alone.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(cancelled.clone());
         if let Some(state) = restored {
             let id = ids[(state.txn % 2) as usize].clone();
             let brokers = spec.brokers.clone();
+            let flag = cancelled.clone();
             let outcome = tokio::task::spawn_blocking(move || {
-                commit_open_transaction(&brokers, &id, CALL_TIMEOUT)
+                commit_open_transaction(&brokers, &id, CALL_TIMEOUT, &flag)
             })
             .await
             .map_err(|e| in_doubt_err(&ids, e.to_string()))?
@@ -68,6 +81,19 @@ impl TransactionalKafkaSink {
             fail::fail_point!("sink-recovery-after-in-doubt", |_| {
                 std::process::abort();
             });
+            if let InDoubt::NothingOpen(why) = &outcome
+                && why.contains("CompleteAbort")
+                && state.records > 0
+            {
+                return Err(in_doubt_err(
+                    &ids,
+                    format!(
+                        "transaction {} of the restored checkpoint, holding {} records, was aborted by the broker \
+                         (open past transaction.timeout.ms?): its records are lost",
+                        state.txn, state.records
+                    ),
+                ));
+            }
             if outcome == InDoubt::Committed {
                 tracing::warn!(
                     txn = state.txn,
@@ -98,18 +124,25 @@ impl TransactionalKafkaSink {
         // Fences older attempts' producers and aborts whatever they left open.
         for (p, id) in producers.iter().zip(&ids) {
             let p = FutureProducer::clone(p);
-            blocking(move || p.init_transactions(CALL_TIMEOUT))
-                .await
-                .map_err(kafka_err(
-                    format!("init transactions of `{id}`"),
-                    &spec.brokers,
-                ))?;
+            let flag = cancelled.clone();
+            blocking(move || {
+                if flag.load(Ordering::SeqCst) {
+                    return Err(rdkafka::error::KafkaError::Canceled);
+                }
+                p.init_transactions(CALL_TIMEOUT)
+            })
+            .await
+            .map_err(kafka_err(
+                format!("init transactions of `{id}`"),
+                &spec.brokers,
+            ))?;
         }
         let txn = restored.map_or(1, |s| s.txn + 1);
         let sink = Self {
             producers,
             ids,
             txn,
+            txn_records: 0,
             brokers: spec.brokers.clone(),
             deliveries: Deliveries::new(&spec.topic, &spec.brokers, spec.key_field.clone()),
         };
@@ -125,13 +158,18 @@ impl TransactionalKafkaSink {
 
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
         let producer = FutureProducer::clone(&self.producers[(self.txn % 2) as usize]);
-        self.deliveries.send(&producer, &batch).await
+        let failures = self.deliveries.send(&producer, &batch).await?;
+        self.txn_records += (batch.len() - failures.len()) as u64;
+        Ok(failures)
     }
 
     /// Flushes the open transaction; its number goes into the checkpoint.
     pub async fn pre_commit(&mut self) -> Result<SinkState> {
         self.deliveries.drain().await?;
-        Ok(SinkState { txn: self.txn })
+        Ok(SinkState {
+            txn: self.txn,
+            records: self.txn_records,
+        })
     }
 
     /// The checkpoint holding the pre-committed transaction completed: commit
@@ -154,9 +192,18 @@ impl TransactionalKafkaSink {
             std::process::abort();
         });
         self.txn += 1;
+        self.txn_records = 0;
         self.current()
             .begin_transaction()
             .map_err(kafka_err("begin transaction", &self.brokers))
+    }
+}
+
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
