@@ -58,9 +58,9 @@ fn job_runs_once_every_task_runs() {
     assert_eq!(meta.jobs[&job].state, JobState::Running);
 }
 
-#[test]
-fn a_failed_task_fails_the_job_with_its_reason() {
-    let (mut meta, job) = submitted(0);
+/// A job whose task 0 runs and whose task 1 failed with its worker lost.
+fn second_task_lost(max_restarts: u32) -> (ClusterMeta, JobId) {
+    let (mut meta, job) = submitted(max_restarts);
     set(&mut meta, &job, 0, TaskState::Running, None);
     set(
         &mut meta,
@@ -69,6 +69,12 @@ fn a_failed_task_fails_the_job_with_its_reason() {
         TaskState::Failed,
         Some("worker worker-1 lost"),
     );
+    (meta, job)
+}
+
+#[test]
+fn a_failed_task_fails_the_job_with_its_reason() {
+    let (meta, job) = second_task_lost(0);
     let j = &meta.jobs[&job];
     assert_eq!(j.state, JobState::Failed);
     assert!(
@@ -82,15 +88,7 @@ fn a_failed_task_fails_the_job_with_its_reason() {
 
 #[test]
 fn a_failed_task_restarts_the_job_as_a_new_attempt_after_its_backoff() {
-    let (mut meta, job) = submitted(2);
-    set(&mut meta, &job, 0, TaskState::Running, None);
-    set(
-        &mut meta,
-        &job,
-        1,
-        TaskState::Failed,
-        Some("worker worker-1 lost"),
-    );
+    let (meta, job) = second_task_lost(2);
     let j = &meta.jobs[&job];
     assert_eq!(j.state, JobState::Scheduling);
     assert_eq!((j.attempt, j.restarts), (1, 1));
