@@ -8,6 +8,8 @@ pub mod keys;
 #[cfg(feature = "process")]
 pub mod process;
 pub mod spec;
+#[cfg(feature = "store")]
+pub mod store;
 #[cfg(feature = "vrl")]
 pub mod vrl_program;
 

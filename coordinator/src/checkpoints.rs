@@ -5,16 +5,18 @@
 //! abandoned. In-flight checkpoints are not durable: a new coordinator starts
 //! with the next one.
 
-use crate::meta::{Applied, Command, CompletedCheckpoint, MetaStore};
+use crate::meta::{Applied, Command, CompletedCheckpoint, MetaStore, Savepoint, SavepointMark};
 use crate::state::Shared;
 use sluice_common::{JobId, TaskId, WorkerId};
 use sluice_proto::worker_command::Kind;
 use sluice_proto::{
-    CheckpointAck, CheckpointDone, CheckpointTrigger, JobState, TaskState, WorkerCommand,
+    CheckpointAck, CheckpointDone, CheckpointTrigger, JobState, StateHandle, TaskState,
+    WorkerCommand,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 const TICK: Duration = Duration::from_millis(20);
 
@@ -25,6 +27,25 @@ struct Pending {
     awaiting: BTreeSet<TaskId>,
     source_offsets: BTreeMap<i32, i64>,
     sink_states: BTreeMap<u32, String>,
+    state_handles: BTreeMap<u32, Vec<StateHandle>>,
+    savepoint: Option<Requested>,
+}
+
+/// What a savepoint's requesters learn: the savepoint, or why there is none.
+pub type SavepointReply = Result<Savepoint, String>;
+
+/// A savepoint asked for and not yet taken or finished.
+struct Requested {
+    mark: SavepointMark,
+    waiters: Vec<oneshot::Sender<SavepointReply>>,
+}
+
+impl Requested {
+    fn answer(self, reply: &SavepointReply) {
+        for w in self.waiters {
+            let _ = w.send(reply.clone());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -35,6 +56,8 @@ struct JobProgress {
     failed: u64,
     /// The latest abandoned checkpoint and its attempt, repeated in heartbeats.
     last_abandoned: Option<(u32, u64)>,
+    /// A savepoint to take as the next checkpoint, without waiting for the interval.
+    requested: Option<(bool, Vec<oneshot::Sender<SavepointReply>>)>,
 }
 
 #[derive(Default)]
@@ -50,6 +73,23 @@ impl CheckpointCoordinator {
     /// Checkpoints abandoned since this coordinator started.
     pub fn failed(&self, job: &JobId) -> u64 {
         self.lock().get(job).map_or(0, |p| p.failed)
+    }
+
+    /// Asks for a savepoint of a running job as its next checkpoint; with
+    /// `stop`, the job's sources end once it completed. The answer comes
+    /// when it completed or failed.
+    pub fn request_savepoint(&self, job: &JobId, stop: bool) -> oneshot::Receiver<SavepointReply> {
+        let (tx, rx) = oneshot::channel();
+        let mut jobs = self.lock();
+        let progress = jobs.entry(job.clone()).or_default();
+        match &mut progress.requested {
+            Some((s, waiters)) => {
+                *s |= stop;
+                waiters.push(tx);
+            }
+            None => progress.requested = Some((stop, vec![tx])),
+        }
+        rx
     }
 
     /// The latest abandoned checkpoint of `job`, as (attempt, checkpoint).
@@ -70,6 +110,7 @@ pub async fn run<S: MetaStore>(state: Shared<S>) {
 /// What a trigger needs to know of a running job.
 struct Running {
     job: JobId,
+    uid: String,
     attempt: u32,
     interval: Duration,
     timeout: Duration,
@@ -89,6 +130,7 @@ fn step<S: MetaStore>(state: &Shared<S>) {
             })
             .map(|j| Running {
                 job: j.id.clone(),
+                uid: j.uid.clone(),
                 attempt: j.attempt,
                 interval: j.spec.checkpoint.interval,
                 timeout: j.spec.checkpoint.timeout,
@@ -109,10 +151,11 @@ fn step<S: MetaStore>(state: &Shared<S>) {
     let mut abandoned = Vec::new();
     {
         let mut jobs = state.checkpoints.lock();
+        // Savepoints asked of a job that is not running get no checkpoint.
         jobs.retain(|id, _| running.iter().any(|r| &r.job == id));
         for r in running {
             let progress = jobs.entry(r.job.clone()).or_default();
-            if let Some(p) = &progress.pending {
+            if let Some(p) = &mut progress.pending {
                 let stale = p.attempt != r.attempt;
                 if stale || now.duration_since(p.started) > r.timeout {
                     if !stale {
@@ -120,21 +163,40 @@ fn step<S: MetaStore>(state: &Shared<S>) {
                         abandoned.push((r.job.clone(), p.attempt, p.id, r.workers.clone()));
                         progress.last_abandoned = Some((p.attempt, p.id));
                     }
+                    if let Some(sp) = p.savepoint.take() {
+                        sp.answer(&Err(if stale {
+                            format!("the job restarted while savepoint checkpoint {} ran", p.id)
+                        } else {
+                            format!(
+                                "savepoint checkpoint {} timed out after {:?}",
+                                p.id, r.timeout
+                            )
+                        }));
+                    }
                     progress.failed += u64::from(!stale);
                     progress.pending = None;
                 } else {
                     continue;
                 }
             }
-            let due = progress
-                .last_trigger
-                .is_none_or(|t| now.duration_since(t) >= r.interval);
+            let due = progress.requested.is_some()
+                || progress
+                    .last_trigger
+                    .is_none_or(|t| now.duration_since(t) >= r.interval);
             if !due {
                 continue;
             }
             let id = progress.last_id.max(r.last_completed) + 1;
             progress.last_id = id;
             progress.last_trigger = Some(now);
+            let savepoint = progress.requested.take().map(|(stop, waiters)| Requested {
+                mark: SavepointMark {
+                    id: format!("sp-{}-{id}", &r.uid[..r.uid.len().min(8)]),
+                    stop,
+                },
+                waiters,
+            });
+            let stop = savepoint.as_ref().is_some_and(|s| s.mark.stop);
             progress.pending = Some(Pending {
                 id,
                 attempt: r.attempt,
@@ -142,8 +204,10 @@ fn step<S: MetaStore>(state: &Shared<S>) {
                 awaiting: r.tasks,
                 source_offsets: BTreeMap::new(),
                 sink_states: BTreeMap::new(),
+                state_handles: BTreeMap::new(),
+                savepoint,
             });
-            triggers.push((r.job, r.attempt, id, r.source_workers, r.workers));
+            triggers.push((r.job, r.attempt, id, stop, r.source_workers, r.workers));
         }
     }
     // Sinks holding a pre-committed transaction for an abandoned checkpoint go on with it.
@@ -155,12 +219,13 @@ fn step<S: MetaStore>(state: &Shared<S>) {
         };
         send_all(state, &workers, Kind::Abandoned(done));
     }
-    for (job, attempt, id, workers, all_workers) in triggers {
-        tracing::debug!(job = %job, checkpoint = id, "triggering checkpoint");
+    for (job, attempt, id, stop, workers, all_workers) in triggers {
+        tracing::debug!(job = %job, checkpoint = id, stop, "triggering checkpoint");
         let trigger = CheckpointTrigger {
             job_id: job.to_string(),
             attempt,
             checkpoint_id: id,
+            stop,
         };
         let delivered = send_all(state, &workers, Kind::Trigger(trigger));
         if !delivered {
@@ -169,7 +234,10 @@ fn step<S: MetaStore>(state: &Shared<S>) {
             // and their sinks go on, and trigger again next interval.
             tracing::debug!(job = %job, checkpoint = id, "trigger not delivered to every source worker");
             if let Some(p) = state.checkpoints.lock().get_mut(&job) {
-                p.pending = None;
+                // A savepoint asked for is taken with the next trigger instead.
+                if let Some(sp) = p.pending.take().and_then(|p| p.savepoint) {
+                    p.requested = Some((sp.mark.stop, sp.waiters));
+                }
                 p.last_abandoned = Some((attempt, id));
             }
             let done = CheckpointDone {
@@ -186,12 +254,15 @@ fn step<S: MetaStore>(state: &Shared<S>) {
 pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
     let job = JobId::new(ack.job_id.clone());
     let task = TaskId::new(ack.task_id.clone());
-    let index = state.store.read(|m| {
-        m.jobs
-            .get(&job)
-            .and_then(|j| j.tasks.iter().find(|t| t.id == task))
-            .map(|t| t.index)
-    });
+    let (index, stage) = state
+        .store
+        .read(|m| {
+            m.jobs
+                .get(&job)
+                .and_then(|j| j.tasks.iter().find(|t| t.id == task))
+                .map(|t| (Some(t.index), t.stage))
+        })
+        .unwrap_or((None, 0));
     let completed = {
         let mut jobs = state.checkpoints.lock();
         let Some(progress) = jobs.get_mut(&job) else {
@@ -208,6 +279,9 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         if let Some(index) = index.filter(|_| !ack.sink_state.is_empty()) {
             p.sink_states.insert(index, ack.sink_state);
         }
+        if let Some(handle) = ack.state {
+            p.state_handles.entry(stage).or_default().push(handle);
+        }
         if !p.awaiting.is_empty() {
             return;
         }
@@ -217,6 +291,7 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         return;
     };
     let duration_ms = p.started.elapsed().as_millis() as u64;
+    let retained_before = retained_checkpoints(state, &job);
     let applied = state.store.apply(Command::CheckpointCompleted {
         job: job.clone(),
         checkpoint: CompletedCheckpoint {
@@ -226,15 +301,28 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
             duration_ms,
             source_offsets: p.source_offsets,
             sink_states: p.sink_states,
+            state_handles: p.state_handles,
         },
+        savepoint: p.savepoint.as_ref().map(|s| s.mark.clone()),
     });
     if applied != Applied::Done {
         // The job restarted while the last acks were on their way: the
         // checkpoint is not durable, and its sinks must not commit.
         tracing::info!(job = %job, checkpoint = p.id, "checkpoint of a superseded attempt ignored");
+        if let Some(sp) = p.savepoint {
+            sp.answer(&Err(format!(
+                "the job restarted before savepoint checkpoint {} was recorded",
+                p.id
+            )));
+        }
         return;
     }
-    tracing::info!(job = %job, checkpoint = p.id, duration_ms, "checkpoint completed");
+    tracing::info!(job = %job, checkpoint = p.id, duration_ms, savepoint = p.savepoint.as_ref().map(|s| s.mark.id.as_str()), "checkpoint completed");
+    if let Some(sp) = p.savepoint {
+        let recorded = state.store.read(|m| m.savepoints.get(&sp.mark.id).cloned());
+        sp.answer(&recorded.ok_or_else(|| "savepoint was not recorded".to_string()));
+    }
+    delete_dropped(state, retained_before, &job);
     let workers: BTreeSet<WorkerId> = state.store.read(|m| {
         m.jobs
             .get(&job)
@@ -247,6 +335,51 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         checkpoint_id: p.id,
     };
     send_all(state, &workers, Kind::Completed(done));
+}
+
+fn retained_checkpoints<S: MetaStore>(state: &Shared<S>, job: &JobId) -> Vec<CompletedCheckpoint> {
+    state.store.read(|m| {
+        m.jobs
+            .get(job)
+            .map(|j| j.checkpoints.clone())
+            .unwrap_or_default()
+    })
+}
+
+/// Deletes from the checkpoint store the snapshots of checkpoints no longer
+/// retained, except those a savepoint keeps. In the background: the store
+/// may be remote and slow.
+fn delete_dropped<S: MetaStore>(state: &Shared<S>, before: Vec<CompletedCheckpoint>, job: &JobId) {
+    let after = retained_checkpoints(state, job);
+    let kept: BTreeSet<String> = state.store.read(|m| {
+        m.savepoints
+            .values()
+            .flat_map(|s| s.checkpoint.state_keys().map(str::to_string))
+            .chain(
+                after
+                    .iter()
+                    .flat_map(|c| c.state_keys().map(str::to_string)),
+            )
+            .collect()
+    });
+    let doomed: Vec<String> = before
+        .iter()
+        .flat_map(|c| c.state_keys())
+        .filter(|k| !kept.contains(*k))
+        .map(str::to_string)
+        .collect();
+    if doomed.is_empty() {
+        return;
+    }
+    let store = state.checkpoint_store.clone();
+    let job = job.clone();
+    tokio::spawn(async move {
+        for key in doomed {
+            if let Err(e) = store.delete(&key).await {
+                tracing::warn!(job = %job, error = %e, "old checkpoint snapshot not deleted");
+            }
+        }
+    });
 }
 
 /// Sends one command to each of `workers`; `true` when every one was queued.

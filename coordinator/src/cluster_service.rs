@@ -78,6 +78,10 @@ impl<S: MetaStore> ClusterApi<S> {
                             .filter(|_| t.stage + 1 == job.spec.stage_count())
                             .and_then(|c| c.sink_states.get(&t.index).cloned())
                             .unwrap_or_default(),
+                        // Each subtask picks the snapshots holding its key groups.
+                        restore_state: restored
+                            .and_then(|c| c.state_handles.get(&t.stage).cloned())
+                            .unwrap_or_default(),
                     });
                 }
             }

@@ -10,6 +10,22 @@ pub enum CoordinatorError {
     UnknownWorker(WorkerId),
     #[error("job `{job}` is {state} and cannot be cancelled")]
     NotCancellable { job: JobId, state: &'static str },
+    #[error("no savepoint `{0}` (jobctl savepoints lists them)")]
+    UnknownSavepoint(String),
+    #[error("savepoint `{savepoint}` cannot start this job: {reason}")]
+    SavepointMismatch { savepoint: String, reason: String },
+    #[error("job `{job}` is {state}; {what} needs a running job")]
+    NotRunning {
+        job: JobId,
+        state: &'static str,
+        what: &'static str,
+    },
+    #[error("job `{0}` has checkpoints off, so it cannot take a savepoint")]
+    CheckpointsOff(JobId),
+    #[error("savepoint of job `{job}` failed: {reason}")]
+    SavepointFailed { job: JobId, reason: String },
+    #[error("parallelism must be between 1 and {max}, found {found}")]
+    Parallelism { found: u32, max: u64 },
     #[error("cannot read metadata of topic `{topic}` from {brokers}: {reason}")]
     KafkaMetadata {
         brokers: String,
@@ -29,6 +45,12 @@ impl From<CoordinatorError> for tonic::Status {
             UnknownWorker(_) => tonic::Status::failed_precondition(message),
             NotCancellable { .. } => tonic::Status::failed_precondition(message),
             KafkaMetadata { .. } => tonic::Status::unavailable(message),
+            UnknownSavepoint(_) => tonic::Status::not_found(message),
+            SavepointMismatch { .. } | Parallelism { .. } => {
+                tonic::Status::invalid_argument(message)
+            }
+            NotRunning { .. } | CheckpointsOff(_) => tonic::Status::failed_precondition(message),
+            SavepointFailed { .. } => tonic::Status::aborted(message),
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use crate::error::CoordinatorError;
 use crate::kafka_meta;
-use crate::meta::{Applied, Command, MetaStore};
+use crate::meta::{Applied, Command, MetaStore, Savepoint};
 use crate::state::Shared;
-use sluice_common::spec::{SinkSpec, SourceSpec};
+use sluice_common::spec::{MAX_PARALLELISM, SinkSpec, SourceSpec};
 use sluice_common::{JobId, JobSpec, SpecError, SpecProblem};
 use sluice_proto::job_service_server::JobService;
 use sluice_proto::*;
@@ -53,6 +53,89 @@ impl<S: MetaStore> JobApi<S> {
         }
     }
 
+    /// Takes a savepoint of a running job as its next checkpoint and waits
+    /// for it; with `stop`, also until the job's tasks finished.
+    async fn savepoint(&self, job: &JobId, stop: bool) -> Result<Savepoint, CoordinatorError> {
+        let what = if stop {
+            "a stop with savepoint"
+        } else {
+            "a savepoint"
+        };
+        let (state, enabled, timeout) = self
+            .state
+            .store
+            .read(|m| {
+                m.jobs.get(job).map(|j| {
+                    (
+                        j.state,
+                        j.spec.checkpoint.enabled,
+                        j.spec.checkpoint.timeout,
+                    )
+                })
+            })
+            .ok_or_else(|| CoordinatorError::UnknownJob(job.clone()))?;
+        if state != JobState::Running {
+            return Err(CoordinatorError::NotRunning {
+                job: job.clone(),
+                state: state.as_str_name(),
+                what,
+            });
+        }
+        if !enabled {
+            return Err(CoordinatorError::CheckpointsOff(job.clone()));
+        }
+        let failed = |reason: String| CoordinatorError::SavepointFailed {
+            job: job.clone(),
+            reason,
+        };
+        let reply = self.state.checkpoints.request_savepoint(job, stop);
+        // A checkpoint in flight finishes first, then the savepoint's own runs.
+        let savepoint = match tokio::time::timeout(2 * timeout + SAVEPOINT_SLACK, reply).await {
+            Ok(Ok(Ok(savepoint))) => savepoint,
+            Ok(Ok(Err(reason))) => return Err(failed(reason)),
+            Ok(Err(_)) => return Err(failed("the job stopped running before it was taken".into())),
+            Err(_) => {
+                return Err(failed(format!(
+                    "no answer within {:?}",
+                    2 * timeout + SAVEPOINT_SLACK
+                )));
+            }
+        };
+        tracing::info!(job = %job, savepoint = %savepoint.id, checkpoint = savepoint.checkpoint.id, stop, "savepoint taken");
+        if stop {
+            self.wait_stopped(job).await.map_err(failed)?;
+        }
+        Ok(savepoint)
+    }
+
+    /// After a stop savepoint: the sinks commit, then every task finishes.
+    async fn wait_stopped(&self, job: &JobId) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + STOP_PATIENCE;
+        loop {
+            let (state, stopping) = self
+                .state
+                .store
+                .read(|m| m.jobs.get(job).map(|j| (j.state, j.stopped_with.is_some())))
+                .unwrap_or((JobState::Unspecified, false));
+            match state {
+                JobState::Stopped => return Ok(()),
+                _ if !stopping => {
+                    return Err(format!(
+                        "the savepoint completed, but the job is {} instead of stopping \
+                         (a task failed while its sinks committed); it runs on from the savepoint",
+                        state.as_str_name()
+                    ));
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(format!(
+                        "the savepoint completed, but the job's tasks did not finish within {STOP_PATIENCE:?}"
+                    ));
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     fn find(&self, id: &str) -> Result<JobStatus, CoordinatorError> {
         let id = JobId::new(id);
         self.state
@@ -68,8 +151,27 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
-        let spec = JobSpec::parse_resolved(&request.into_inner().spec_json)
-            .map_err(CoordinatorError::from)?;
+        let request = request.into_inner();
+        let spec = JobSpec::parse_resolved(&request.spec_json).map_err(CoordinatorError::from)?;
+        let from_savepoint = Some(request.from_savepoint).filter(|s| !s.is_empty());
+        if let Some(id) = &from_savepoint {
+            let savepoint = self
+                .state
+                .store
+                .read(|m| m.savepoints.get(id).cloned())
+                .ok_or_else(|| CoordinatorError::UnknownSavepoint(id.clone()))?;
+            let SourceSpec::Kafka(source) = &spec.source;
+            if savepoint.topic != source.topic {
+                return Err(CoordinatorError::SavepointMismatch {
+                    savepoint: id.clone(),
+                    reason: format!(
+                        "its offsets are of topic `{}`, the job reads `{}`",
+                        savepoint.topic, source.topic
+                    ),
+                }
+                .into());
+            }
+        }
         let source_partitions = Self::check_topics(&spec).await?;
         let name = spec.name.clone();
         let applied = self.state.store.apply(Command::SubmitJob {
@@ -77,11 +179,12 @@ impl<S: MetaStore> JobService for JobApi<S> {
             spec: Box::new(spec),
             source_partitions,
             submitted_at_ms: now_ms(),
+            from_savepoint: from_savepoint.clone(),
         });
         let Applied::JobCreated(id) = applied else {
             return Err(Status::internal("job was not created"));
         };
-        tracing::info!(job = %id, name = %name, source_partitions, "job submitted");
+        tracing::info!(job = %id, name = %name, source_partitions, from_savepoint = from_savepoint.as_deref().unwrap_or(""), "job submitted");
         Ok(Response::new(SubmitJobResponse {
             job_id: id.to_string(),
         }))
@@ -161,6 +264,65 @@ impl<S: MetaStore> JobService for JobApi<S> {
         }))
     }
 
+    async fn trigger_savepoint(
+        &self,
+        request: Request<TriggerSavepointRequest>,
+    ) -> Result<Response<SavepointInfo>, Status> {
+        let job = JobId::new(request.into_inner().job_id);
+        let savepoint = self.savepoint(&job, false).await?;
+        Ok(Response::new(savepoint_info(&savepoint)))
+    }
+
+    async fn stop_job(
+        &self,
+        request: Request<StopJobRequest>,
+    ) -> Result<Response<SavepointInfo>, Status> {
+        let job = JobId::new(request.into_inner().job_id);
+        let savepoint = self.savepoint(&job, true).await?;
+        tracing::info!(job = %job, savepoint = %savepoint.id, "job stopped");
+        Ok(Response::new(savepoint_info(&savepoint)))
+    }
+
+    async fn rescale_job(
+        &self,
+        request: Request<RescaleJobRequest>,
+    ) -> Result<Response<SavepointInfo>, Status> {
+        let request = request.into_inner();
+        let job = JobId::new(request.job_id);
+        if request.parallelism == 0 || u64::from(request.parallelism) > MAX_PARALLELISM {
+            return Err(CoordinatorError::Parallelism {
+                found: request.parallelism,
+                max: MAX_PARALLELISM,
+            }
+            .into());
+        }
+        let savepoint = self.savepoint(&job, true).await?;
+        let applied = self.state.store.apply(Command::Rescale {
+            job: job.clone(),
+            parallelism: request.parallelism,
+        });
+        if applied != Applied::Done {
+            return Err(CoordinatorError::SavepointFailed {
+                job,
+                reason: "the job changed while it was rescaled".into(),
+            }
+            .into());
+        }
+        tracing::info!(job = %job, savepoint = %savepoint.id, parallelism = request.parallelism, "job rescaled");
+        Ok(Response::new(savepoint_info(&savepoint)))
+    }
+
+    async fn list_savepoints(
+        &self,
+        _request: Request<ListSavepointsRequest>,
+    ) -> Result<Response<ListSavepointsResponse>, Status> {
+        let savepoints = self
+            .state
+            .store
+            .read(|m| m.savepoints.values().map(savepoint_info).collect());
+        Ok(Response::new(ListSavepointsResponse { savepoints }))
+    }
+
     async fn list_workers(
         &self,
         _request: Request<ListWorkersRequest>,
@@ -199,6 +361,23 @@ impl<S: MetaStore> JobService for JobApi<S> {
             })
             .collect();
         Ok(Response::new(ListWorkersResponse { workers }))
+    }
+}
+
+/// How long a stop waits for a job's tasks to finish after its savepoint.
+const STOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Beyond the checkpoint timeout, for the trigger and the acks to travel.
+const SAVEPOINT_SLACK: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn savepoint_info(s: &Savepoint) -> SavepointInfo {
+    SavepointInfo {
+        savepoint_id: s.id.clone(),
+        job_id: s.job.to_string(),
+        checkpoint_id: s.checkpoint.id,
+        created_at_ms: s.checkpoint.completed_at_ms,
+        parallelism: s.parallelism,
+        source_offsets: s.checkpoint.source_offsets.clone().into_iter().collect(),
+        job_name: s.job_name.clone(),
     }
 }
 

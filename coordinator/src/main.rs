@@ -35,6 +35,11 @@ struct Args {
     /// A worker silent for this long is declared lost and its tasks failed.
     #[arg(long, value_parser = humantime_arg, default_value = "5s")]
     heartbeat_timeout: Duration,
+    /// Where workers upload state snapshots (a directory, or `s3://bucket/prefix`
+    /// with the `AWS_*` variables); snapshots of checkpoints no longer retained
+    /// are deleted from here. Workers must name the same place.
+    #[arg(long, env = "SLUICE_CHECKPOINT_STORE", default_value_t = sluice_common::store::default_location())]
+    checkpoint_store: String,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -62,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
             heartbeat_interval: args.heartbeat_interval,
             heartbeat_timeout: args.heartbeat_timeout,
         },
+        sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -2,8 +2,9 @@
 //! change is a [`Command`] applied through a [`MetaStore`], so the store can
 //! become a replicated log without the services changing.
 
+use sluice_common::spec::SourceSpec;
 use sluice_common::{JobId, JobSpec, TaskId, WorkerId};
-use sluice_proto::{JobState, TaskState};
+use sluice_proto::{JobState, StateHandle, TaskState};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
@@ -29,6 +30,40 @@ pub struct CompletedCheckpoint {
     pub source_offsets: BTreeMap<i32, i64>,
     /// What each sink subtask (by index) needs to finish its commit.
     pub sink_states: BTreeMap<u32, String>,
+    /// Keyed state snapshots in the checkpoint store, by stage.
+    pub state_handles: BTreeMap<u32, Vec<StateHandle>>,
+}
+
+impl CompletedCheckpoint {
+    /// Every object of the checkpoint store this checkpoint refers to.
+    pub fn state_keys(&self) -> impl Iterator<Item = &str> {
+        self.state_handles
+            .values()
+            .flatten()
+            .map(|h| h.key.as_str())
+    }
+}
+
+/// A checkpoint kept until deleted, to start a job from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Savepoint {
+    pub id: String,
+    pub job: JobId,
+    pub job_name: String,
+    /// The source topic its offsets belong to.
+    pub topic: String,
+    pub parallelism: u32,
+    /// Its sinks committed before the savepoint was recorded as resumable
+    /// (a stop), or commit with the job's next checkpoint as usual.
+    pub checkpoint: CompletedCheckpoint,
+}
+
+/// Marks a completed checkpoint as a savepoint.
+#[derive(Debug, Clone)]
+pub struct SavepointMark {
+    pub id: String,
+    /// A stop with a savepoint: the job ends once its tasks finished.
+    pub stop: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -51,11 +86,17 @@ pub struct JobRecord {
     pub not_before_ms: i64,
     /// The latest completed checkpoints, oldest first.
     pub checkpoints: Vec<CompletedCheckpoint>,
+    /// Set when its stop savepoint completed; the job is stopped once its
+    /// tasks finished.
+    pub stopped_with: Option<String>,
+    /// The savepoint the job started from, or was last rescaled from.
+    pub from_savepoint: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct ClusterMeta {
     pub jobs: BTreeMap<JobId, JobRecord>,
+    pub savepoints: BTreeMap<String, Savepoint>,
     pub next_job: u64,
 }
 
@@ -66,6 +107,8 @@ pub enum Command {
         spec: Box<JobSpec>,
         source_partitions: i32,
         submitted_at_ms: i64,
+        /// Starts from this savepoint's offsets and keyed state.
+        from_savepoint: Option<String>,
     },
     AssignTasks {
         job: JobId,
@@ -82,6 +125,12 @@ pub enum Command {
     CheckpointCompleted {
         job: JobId,
         checkpoint: CompletedCheckpoint,
+        savepoint: Option<SavepointMark>,
+    },
+    /// Restarts a stopped job from its stop savepoint at a new parallelism.
+    Rescale {
+        job: JobId,
+        parallelism: u32,
     },
     SetJobState {
         job: JobId,
@@ -133,7 +182,15 @@ impl ClusterMeta {
                 spec,
                 source_partitions,
                 submitted_at_ms,
+                from_savepoint,
             } => {
+                let start = match &from_savepoint {
+                    Some(id) => match self.savepoints.get(id) {
+                        Some(sp) => vec![sp.resumable()],
+                        None => return Applied::NotFound,
+                    },
+                    None => Vec::new(),
+                };
                 self.next_job += 1;
                 let id = JobId::from_seq(self.next_job);
                 let spec_json = spec.to_json();
@@ -153,7 +210,9 @@ impl ClusterMeta {
                         restarts: 0,
                         last_failure: None,
                         not_before_ms: 0,
-                        checkpoints: Vec::new(),
+                        checkpoints: start,
+                        stopped_with: None,
+                        from_savepoint,
                     },
                 );
                 Applied::JobCreated(id)
@@ -187,7 +246,11 @@ impl ClusterMeta {
                 j.derive_state(at_ms);
                 Applied::Done
             }
-            Command::CheckpointCompleted { job, checkpoint } => {
+            Command::CheckpointCompleted {
+                job,
+                checkpoint,
+                savepoint,
+            } => {
                 let Some(j) = self.jobs.get_mut(&job) else {
                     return Applied::NotFound;
                 };
@@ -196,10 +259,49 @@ impl ClusterMeta {
                 if !(current && newer) {
                     return Applied::Stale;
                 }
+                if let Some(mark) = savepoint {
+                    let SourceSpec::Kafka(source) = &j.spec.source;
+                    self.savepoints.insert(
+                        mark.id.clone(),
+                        Savepoint {
+                            id: mark.id.clone(),
+                            job: job.clone(),
+                            job_name: j.spec.name.clone(),
+                            topic: source.topic.clone(),
+                            parallelism: j.spec.parallelism,
+                            checkpoint: checkpoint.clone(),
+                        },
+                    );
+                    if mark.stop {
+                        j.stopped_with = Some(mark.id);
+                    }
+                }
                 j.checkpoints.push(checkpoint);
                 let keep = j.spec.checkpoint.retained.max(1) as usize;
                 let drop = j.checkpoints.len().saturating_sub(keep);
                 j.checkpoints.drain(..drop);
+                Applied::Done
+            }
+            Command::Rescale { job, parallelism } => {
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return Applied::NotFound;
+                };
+                let savepoint = j
+                    .stopped_with
+                    .as_ref()
+                    .filter(|_| j.state == JobState::Stopped)
+                    .and_then(|id| self.savepoints.get(id));
+                let Some(savepoint) = savepoint else {
+                    return Applied::Stale;
+                };
+                j.spec.parallelism = parallelism;
+                j.spec_json = j.spec.to_json();
+                j.checkpoints = vec![savepoint.resumable()];
+                j.from_savepoint = j.stopped_with.take();
+                j.attempt += 1;
+                j.tasks.clear();
+                j.failure = None;
+                j.state = JobState::Scheduling;
                 Applied::Done
             }
             Command::SetJobState {
@@ -226,6 +328,18 @@ impl ClusterMeta {
                 }
                 None => Applied::NotFound,
             },
+        }
+    }
+}
+
+impl Savepoint {
+    /// The checkpoint a job starts from: offsets and keyed state. Its sinks'
+    /// transactions are not resumed: a stop commits them before the job
+    /// ends, and a savepoint taken while the job ran commits with it.
+    pub fn resumable(&self) -> CompletedCheckpoint {
+        CompletedCheckpoint {
+            sink_states: BTreeMap::new(),
+            ..self.checkpoint.clone()
         }
     }
 }
@@ -275,7 +389,11 @@ impl JobRecord {
                 } else if self.tasks.iter().all(|t| t.state == TaskState::Running) {
                     self.state = JobState::Running;
                 } else if self.tasks.iter().all(|t| t.state == TaskState::Finished) {
-                    self.state = JobState::Finished;
+                    self.state = if self.stopped_with.is_some() {
+                        JobState::Stopped
+                    } else {
+                        JobState::Finished
+                    };
                 }
             }
             JobState::Cancelling if self.tasks.iter().all(|t| t.state.is_terminal()) => {
@@ -290,6 +408,9 @@ impl JobRecord {
     fn restart(&mut self, reason: String, at_ms: i64) {
         self.restarts += 1;
         self.attempt += 1;
+        // A stop interrupted by a failure: the job runs on from its latest
+        // checkpoint, and the stop must be asked again.
+        self.stopped_with = None;
         self.last_failure = Some(reason);
         self.tasks.clear();
         self.state = JobState::Scheduling;

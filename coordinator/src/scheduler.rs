@@ -109,6 +109,7 @@ mod tests {
             spec: Box::new(spec),
             source_partitions: 3,
             submitted_at_ms: 0,
+            from_savepoint: None,
         }) else {
             panic!("not created");
         };

@@ -5,6 +5,7 @@ use crate::checkpoints::CheckpointCoordinator;
 use crate::meta::{Command, JobRecord, MetaStore};
 use crate::registry::WorkerRegistry;
 use crate::subscribers::Subscribers;
+use sluice_common::store::CheckpointStore;
 use sluice_common::{JobId, TaskId};
 use sluice_proto::{JobState, JobStatus, TaskState, TaskStatus};
 use std::sync::Arc;
@@ -22,18 +23,21 @@ pub struct Coordinator<S> {
     pub timing: Timing,
     pub subscribers: Subscribers,
     pub checkpoints: CheckpointCoordinator,
+    /// Where workers upload state snapshots; old ones are deleted from here.
+    pub checkpoint_store: CheckpointStore,
 }
 
 pub type Shared<S> = Arc<Coordinator<S>>;
 
 impl<S: MetaStore> Coordinator<S> {
-    pub fn new(store: S, timing: Timing) -> Shared<S> {
+    pub fn new(store: S, timing: Timing, checkpoint_store: CheckpointStore) -> Shared<S> {
         Arc::new(Self {
             store,
             workers: WorkerRegistry::default(),
             timing,
             subscribers: Subscribers::default(),
             checkpoints: CheckpointCoordinator::default(),
+            checkpoint_store,
         })
     }
 
@@ -67,6 +71,8 @@ impl<S: MetaStore> Coordinator<S> {
             last_checkpoint_age_ms: job.checkpoints.last().map_or(0, |c| {
                 (crate::job_service::now_ms() - c.completed_at_ms).max(0) as u64
             }),
+            stopped_with_savepoint: job.stopped_with.clone().unwrap_or_default(),
+            from_savepoint: job.from_savepoint.clone().unwrap_or_default(),
         }
     }
 

@@ -82,7 +82,9 @@ impl SluiceCluster {
             .arg("--heartbeat-interval")
             .arg(format!("{}ms", options.heartbeat_interval.as_millis()))
             .arg("--heartbeat-timeout")
-            .arg(format!("{}ms", options.heartbeat_timeout.as_millis()));
+            .arg(format!("{}ms", options.heartbeat_timeout.as_millis()))
+            .arg("--checkpoint-store")
+            .arg(dir.join("checkpoints"));
         let mut coordinator =
             ManagedChild::spawn("coordinator", cmd, &dir.join("coordinator.log"))?;
         let addr = format!("127.0.0.1:{port}").parse()?;
@@ -110,7 +112,9 @@ impl SluiceCluster {
         cmd.arg("--coordinator")
             .arg(&self.coordinator_address)
             .arg("--slots")
-            .arg(self.options.slots.to_string());
+            .arg(self.options.slots.to_string())
+            .arg("--checkpoint-store")
+            .arg(self.checkpoint_store());
         if let Some(fp) = self.options.failpoints.get(&index) {
             cmd.env("FAILPOINTS", fp);
         }
@@ -181,6 +185,11 @@ impl SluiceCluster {
 
     pub fn worker_log(&self, index: usize) -> Option<PathBuf> {
         Some(self.workers.get(index)?.as_ref()?.log_path().to_path_buf())
+    }
+
+    /// The directory every process of this cluster keeps state snapshots in.
+    pub fn checkpoint_store(&self) -> PathBuf {
+        self.dir.join("checkpoints")
     }
 
     pub fn coordinator_log(&self) -> PathBuf {

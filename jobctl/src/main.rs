@@ -46,6 +46,12 @@ enum Command {
     Submit {
         /// Path of the job spec file.
         file: std::path::PathBuf,
+        /// Start from this savepoint's source offsets and keyed state.
+        #[arg(long)]
+        from_savepoint: Option<String>,
+        /// Run at this parallelism instead of the spec's.
+        #[arg(long)]
+        parallelism: Option<u32>,
     },
     /// List jobs.
     List,
@@ -59,6 +65,31 @@ enum Command {
         /// Job id.
         job: String,
     },
+    /// Take a savepoint of a running job; it keeps running.
+    Savepoint {
+        /// Job id.
+        job: String,
+    },
+    /// Stop a running job: with --savepoint, after a final savepoint that a
+    /// new job can start from (`submit --from-savepoint`).
+    Stop {
+        /// Job id.
+        job: String,
+        /// Take a final savepoint; sinks commit it before the job stops.
+        #[arg(long)]
+        savepoint: bool,
+    },
+    /// Change a running job's parallelism: stop it with a savepoint,
+    /// redistribute its key groups and partitions, and restart it.
+    Rescale {
+        /// Job id.
+        job: String,
+        /// The new parallelism.
+        #[arg(long)]
+        parallelism: u32,
+    },
+    /// List savepoints.
+    Savepoints,
     /// List the workers the coordinator knows.
     Workers,
     /// List a job's retained completed checkpoints, newest first.
@@ -93,12 +124,17 @@ fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }
 
-async fn client(address: &str) -> anyhow::Result<JobServiceClient<Channel>> {
+/// Most calls answer at once.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A savepoint waits for a checkpoint, a stop also for the job's tasks to end.
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(300);
+
+async fn client(address: &str, timeout: Duration) -> anyhow::Result<JobServiceClient<Channel>> {
     let url = sluice_common::http_url(address);
     let channel = Endpoint::from_shared(url.clone())
         .with_context(|| format!("`{address}` is not a valid coordinator address"))?
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .connect()
         .await
         .map_err(|_| anyhow::anyhow!("coordinator unreachable at {url}: is it running, and is --coordinator / SLUICE_COORDINATOR right?"))?;
@@ -108,30 +144,87 @@ async fn client(address: &str) -> anyhow::Result<JobServiceClient<Channel>> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Printer { format: cli.output };
     match cli.command {
-        Command::Submit { file } => {
+        Command::Submit {
+            file,
+            from_savepoint,
+            parallelism,
+        } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read job spec {}", file.display()))?;
-            let spec_json = resolve_client_side(&text, &|name| std::env::var(name).ok())
+            let mut spec_json = resolve_client_side(&text, &|name| std::env::var(name).ok())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let mut c = client(&cli.coordinator).await?;
+            if let Some(p) = parallelism {
+                let mut tree: serde_json::Value = serde_json::from_str(&spec_json)?;
+                if let Some(obj) = tree.as_object_mut() {
+                    obj.insert("parallelism".into(), p.into());
+                }
+                spec_json = tree.to_string();
+            }
+            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
             let resp = c
-                .submit_job(SubmitJobRequest { spec_json })
+                .submit_job(SubmitJobRequest {
+                    spec_json,
+                    from_savepoint: from_savepoint.unwrap_or_default(),
+                })
                 .await?
                 .into_inner();
             out.submitted(&resp.job_id);
         }
+        Command::Savepoint { job } => {
+            let mut c = client(&cli.coordinator, SAVEPOINT_TIMEOUT).await?;
+            let info = c
+                .trigger_savepoint(TriggerSavepointRequest { job_id: job })
+                .await?
+                .into_inner();
+            out.savepoint(&info, "taken");
+        }
+        Command::Stop { job, savepoint } => {
+            if !savepoint {
+                anyhow::bail!(
+                    "stop needs --savepoint (to end a job without one, use `jobctl cancel {job}`)"
+                );
+            }
+            let mut c = client(&cli.coordinator, SAVEPOINT_TIMEOUT).await?;
+            let info = c
+                .stop_job(StopJobRequest { job_id: job })
+                .await?
+                .into_inner();
+            out.savepoint(&info, "stopped");
+        }
+        Command::Rescale { job, parallelism } => {
+            let mut c = client(&cli.coordinator, SAVEPOINT_TIMEOUT).await?;
+            let info = c
+                .rescale_job(RescaleJobRequest {
+                    job_id: job,
+                    parallelism,
+                })
+                .await?
+                .into_inner();
+            out.savepoint(
+                &info,
+                &format!("restarting at parallelism {parallelism} from"),
+            );
+        }
+        Command::Savepoints => {
+            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
+            let resp = c
+                .list_savepoints(ListSavepointsRequest {})
+                .await?
+                .into_inner();
+            out.savepoints(&resp.savepoints);
+        }
         Command::List => {
-            let mut c = client(&cli.coordinator).await?;
+            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
             let jobs = c.list_jobs(ListJobsRequest {}).await?.into_inner().jobs;
             out.jobs(&jobs);
         }
         Command::Status { job } => {
-            let mut c = client(&cli.coordinator).await?;
+            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
             let status = c.get_job(GetJobRequest { job_id: job }).await?.into_inner();
             out.status(&status);
         }
         Command::Cancel { job } => {
-            let mut c = client(&cli.coordinator).await?;
+            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
             let status = c
                 .cancel_job(CancelJobRequest { job_id: job })
                 .await?
@@ -139,7 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.status(&status);
         }
         Command::Checkpoints { job } => {
-            let mut c = client(&cli.coordinator).await?;
+            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
             let resp = c
                 .list_checkpoints(ListCheckpointsRequest { job_id: job })
                 .await?
@@ -147,7 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.checkpoints(&resp);
         }
         Command::Workers => {
-            let mut c = client(&cli.coordinator).await?;
+            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
             let workers = c
                 .list_workers(ListWorkersRequest {})
                 .await?

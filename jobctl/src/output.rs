@@ -16,6 +16,7 @@ fn job_state(s: i32) -> &'static str {
         JobState::Cancelling => "CANCELLING",
         JobState::Cancelled => "CANCELLED",
         JobState::Finished => "FINISHED",
+        JobState::Stopped => "STOPPED",
         JobState::Unspecified => "UNKNOWN",
     }
 }
@@ -44,6 +45,28 @@ fn offsets(c: &CheckpointInfo) -> Vec<(i32, i64)> {
     let mut o: Vec<(i32, i64)> = c.source_offsets.iter().map(|(p, o)| (*p, *o)).collect();
     o.sort_unstable();
     o
+}
+
+fn sorted_offsets(map: &std::collections::HashMap<i32, i64>) -> Vec<(i32, i64)> {
+    let mut o: Vec<(i32, i64)> = map.iter().map(|(p, o)| (*p, *o)).collect();
+    o.sort_unstable();
+    o
+}
+
+fn offsets_text(o: &[(i32, i64)]) -> String {
+    o.iter()
+        .map(|(p, o)| format!("{p}:{o}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn savepoint_json(s: &SavepointInfo) -> Value {
+    json!({
+        "savepoint_id": s.savepoint_id, "job_id": s.job_id, "job_name": s.job_name,
+        "checkpoint_id": s.checkpoint_id, "created_at_ms": s.created_at_ms,
+        "parallelism": s.parallelism,
+        "source_offsets": sorted_offsets(&s.source_offsets).into_iter().map(|(p, o)| (p.to_string(), json!(o))).collect::<serde_json::Map<_, _>>(),
+    })
 }
 
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
@@ -83,6 +106,7 @@ fn job_json(j: &JobStatus) -> Value {
         "submitted_at_ms": j.submitted_at_ms,
         "attempt": j.attempt, "restarts": j.restarts, "last_failure": j.last_failure,
         "last_checkpoint_id": j.last_checkpoint_id, "last_checkpoint_age_ms": j.last_checkpoint_age_ms,
+        "stopped_with_savepoint": j.stopped_with_savepoint, "from_savepoint": j.from_savepoint,
         "tasks": j.tasks.iter().map(task_json).collect::<Vec<_>>(),
     })
 }
@@ -127,6 +151,12 @@ impl Printer {
                 println!("job:         {} ({})", j.job_id, j.name);
                 println!("state:       {}", job_state(j.state));
                 println!("parallelism: {}", j.parallelism);
+                if !j.from_savepoint.is_empty() {
+                    println!("started from savepoint: {}", j.from_savepoint);
+                }
+                if !j.stopped_with_savepoint.is_empty() {
+                    println!("stopped with savepoint: {}", j.stopped_with_savepoint);
+                }
                 if !j.failure.is_empty() {
                     println!("failure:     {}", j.failure);
                 }
@@ -177,6 +207,49 @@ impl Printer {
                         .collect(),
                 );
             }
+        }
+    }
+
+    /// A savepoint just taken; `what` says what happened to the job.
+    pub fn savepoint(&self, s: &SavepointInfo, what: &str) {
+        match self.format {
+            Format::Json => self.json(savepoint_json(s)),
+            Format::Table => println!(
+                "{what}: savepoint {} (checkpoint {} of {}, parallelism {}, offsets {})",
+                s.savepoint_id,
+                s.checkpoint_id,
+                s.job_id,
+                s.parallelism,
+                offsets_text(&sorted_offsets(&s.source_offsets))
+            ),
+        }
+    }
+
+    pub fn savepoints(&self, list: &[SavepointInfo]) {
+        match self.format {
+            Format::Json => self.json(Value::Array(list.iter().map(savepoint_json).collect())),
+            Format::Table => table(
+                &[
+                    "SAVEPOINT",
+                    "JOB",
+                    "NAME",
+                    "CHECKPOINT",
+                    "PARALLELISM",
+                    "SOURCE OFFSETS",
+                ],
+                list.iter()
+                    .map(|s| {
+                        vec![
+                            s.savepoint_id.clone(),
+                            s.job_id.clone(),
+                            s.job_name.clone(),
+                            s.checkpoint_id.to_string(),
+                            s.parallelism.to_string(),
+                            offsets_text(&sorted_offsets(&s.source_offsets)),
+                        ]
+                    })
+                    .collect(),
+            ),
         }
     }
 

@@ -11,7 +11,10 @@ pub use v1::*;
 impl JobState {
     /// Whether a job in this state will never run again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Failed | Self::Cancelled | Self::Finished)
+        matches!(
+            self,
+            Self::Failed | Self::Cancelled | Self::Finished | Self::Stopped
+        )
     }
 }
 

@@ -72,7 +72,10 @@ impl Control {
                                 Some(Kind::Trigger(t)) => tasks.command(
                                     &t.job_id,
                                     t.attempt,
-                                    TaskCommand::Trigger(t.checkpoint_id),
+                                    TaskCommand::Trigger {
+                                        id: t.checkpoint_id,
+                                        stop: t.stop,
+                                    },
                                 ),
                                 Some(Kind::Completed(c)) => tasks.command(
                                     &c.job_id,

@@ -24,6 +24,10 @@ pub enum WorkerError {
         index: u32,
         reason: String,
     },
+    #[error(transparent)]
+    Store(#[from] sluice_common::store::StoreError),
+    #[error("state snapshot `{key}` cannot be restored: {reason}")]
+    Restore { key: String, reason: String },
     #[error("dead-letter topic `{topic}` unavailable while recording a failed record: {reason}")]
     DeadLetter { topic: String, reason: String },
 }

@@ -8,6 +8,7 @@ mod exchange;
 mod operators;
 mod record;
 mod runtime;
+mod state;
 
 use anyhow::Context;
 use clap::Parser;
@@ -36,6 +37,11 @@ struct Args {
     /// Task slots this worker offers; a job of parallelism p takes p slots.
     #[arg(long, env = "SLUICE_SLOTS", default_value_t = 4)]
     slots: u32,
+    /// Where state snapshots are uploaded: a directory, or `s3://bucket/prefix`
+    /// with the `AWS_*` variables for endpoint and credentials. Every worker
+    /// and coordinator of a cluster must name the same place.
+    #[arg(long, env = "SLUICE_CHECKPOINT_STORE", default_value_t = sluice_common::store::default_location())]
+    checkpoint_store: String,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -62,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         inboxes: inboxes.clone(),
         peers: Peers::default(),
         own_address: data_address.clone(),
+        store: sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
     });
     let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
     let tasks = TaskManager::new(ctx, changes_tx);

@@ -10,7 +10,7 @@ pub use sink::{
     SinkSpec,
 };
 pub use source::{KafkaSourceSpec, SourceFormat, SourceSpec, StartFrom};
-pub use transform::TransformSpec;
+pub use transform::{DedupSpec, PairSumSpec, TransformSpec};
 
 use crate::env::resolve_env;
 use crate::error::{SpecError, SpecProblem};
@@ -97,7 +97,10 @@ pub struct JobSpec {
     pub dead_letter: Option<DeadLetterSpec>,
 }
 
-fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_duration<S: serde::Serializer>(
+    d: &Duration,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 

@@ -1,6 +1,7 @@
 use super::reader::{self, Obj, Problems};
 use serde::Serialize;
 use serde_json::Value;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -11,9 +12,39 @@ pub enum TransformSpec {
     Filter(String),
     /// Routes records with equal values of these fields to the same subtask of the next stage.
     KeyBy(Vec<String>),
+    /// Pairs numbers of one key that sum to a total (keyed state).
+    PairSum(PairSumSpec),
+    /// Passes the first record of each key and drops repeats seen within a TTL (keyed state).
+    Dedup(DedupSpec),
 }
 
-const KINDS: &[&str] = &["remap", "filter", "key_by"];
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairSumSpec {
+    /// The field holding the number.
+    pub field: String,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DedupSpec {
+    /// Fields that make two records the same; empty: the key of the key_by.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// How long a key is remembered after it was last seen.
+    #[serde(serialize_with = "super::serialize_duration")]
+    pub ttl: Duration,
+}
+
+impl TransformSpec {
+    /// Keeps state per key, so it runs on the key of the `key_by` before it.
+    pub fn is_keyed(&self) -> bool {
+        matches!(self, Self::PairSum(_) | Self::Dedup(_))
+    }
+}
+
+const KINDS: &[&str] = &["remap", "filter", "key_by", "pair_sum", "dedup"];
+const DEFAULT_PAIR_TOTAL: u64 = 12;
+const DEFAULT_DEDUP_TTL: Duration = Duration::from_secs(3600);
 
 pub(crate) fn read_list(path: &str, v: &Value, p: &mut Problems) -> Option<Vec<TransformSpec>> {
     let Value::Array(items) = v else {
@@ -28,9 +59,23 @@ pub(crate) fn read_list(path: &str, v: &Value, p: &mut Problems) -> Option<Vec<T
     };
     let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
+    // Whether records here are still keyed as the last key_by routed them.
+    let mut keyed = false;
     for (i, item) in items.iter().enumerate() {
-        match TransformSpec::read(&format!("{path}[{i}]"), item, p) {
-            Some(t) => out.push(t),
+        let item_path = format!("{path}[{i}]");
+        match TransformSpec::read(&item_path, item, p) {
+            Some(t) => {
+                if t.is_keyed() && !keyed {
+                    p.push(
+                        &item_path,
+                        "needs a key_by right before it (its state is kept per key of that key_by); \
+                         put remap and filter steps before the key_by",
+                    );
+                    ok = false;
+                }
+                keyed = matches!(t, TransformSpec::KeyBy(_)) || (keyed && t.is_keyed());
+                out.push(t);
+            }
             None => ok = false,
         }
     }
@@ -58,6 +103,31 @@ impl TransformSpec {
                 } else {
                     Self::Filter(program.clone())
                 })
+            }
+            "pair_sum" => {
+                let mut obj = Obj::new(&path, body, p)?;
+                let field = obj.string("field", p);
+                let total = obj
+                    .opt_u64("total", 0..=(i64::MAX as u64), p)
+                    .unwrap_or(DEFAULT_PAIR_TOTAL);
+                obj.finish(p);
+                Some(Self::PairSum(PairSumSpec {
+                    field: field?,
+                    total,
+                }))
+            }
+            "dedup" => {
+                let mut obj = Obj::new(&path, body, p)?;
+                let fields = match obj.get("fields") {
+                    Some(v) => reader::string_list(&obj.path_of("fields"), v, p),
+                    None => Some(Vec::new()),
+                };
+                let ttl = obj.opt_duration("ttl", p).unwrap_or(DEFAULT_DEDUP_TTL);
+                obj.finish(p);
+                Some(Self::Dedup(DedupSpec {
+                    fields: fields?,
+                    ttl,
+                }))
             }
             _ => reader::string_list(&path, body, p).map(Self::KeyBy),
         }

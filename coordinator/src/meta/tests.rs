@@ -29,6 +29,7 @@ fn submitted(max_restarts: u32) -> (ClusterMeta, JobId) {
         spec: Box::new(spec(max_restarts)),
         source_partitions: 2,
         submitted_at_ms: 0,
+        from_savepoint: None,
     }) else {
         panic!("job not created");
     };
@@ -117,7 +118,9 @@ fn checkpoints_keep_the_latest_of_the_current_attempt() {
                 duration_ms: 1,
                 source_offsets: [(0, id as i64 * 10)].into(),
                 sink_states: Default::default(),
+                state_handles: Default::default(),
             },
+            savepoint: None,
         });
     }
     let stale = meta.apply(Command::CheckpointCompleted {
@@ -129,7 +132,9 @@ fn checkpoints_keep_the_latest_of_the_current_attempt() {
             duration_ms: 1,
             source_offsets: Default::default(),
             sink_states: Default::default(),
+            state_handles: Default::default(),
         },
+        savepoint: None,
     });
     assert_eq!(stale, Applied::Stale);
     let ids: Vec<u64> = meta.jobs[&job].checkpoints.iter().map(|c| c.id).collect();

@@ -119,7 +119,10 @@ async fn checkpoints(
                 "sink": {{"kafka": {{"brokers": "{brokers}", "topic": "{output}"}}}}}}"#
         );
         let job = client
-            .submit_job(SubmitJobRequest { spec_json: spec })
+            .submit_job(SubmitJobRequest {
+                spec_json: spec,
+                from_savepoint: String::new(),
+            })
             .await?
             .into_inner()
             .job_id;

@@ -6,8 +6,9 @@ use super::peers::Peers;
 use super::wire::to_wire;
 use crate::error::{Result, WorkerError};
 use crate::record::{FailedAt, Failure, Record};
+use crate::state::{group_of, key_of};
 use sluice_common::JobId;
-use sluice_common::keys::{DEFAULT_MAX_PARALLELISM, key_group, stable_hash, subtask_of_group};
+use sluice_common::keys::{DEFAULT_MAX_PARALLELISM, subtask_of_group};
 use sluice_proto::exchange_frame::Kind;
 use sluice_proto::exchange_service_client::ExchangeServiceClient;
 use sluice_proto::{ExchangeFrame, ExchangeHeader, RecordBatch};
@@ -15,7 +16,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use vrl::value::Value;
 
 enum Out {
     Local(mpsc::Sender<Frame>),
@@ -108,22 +108,9 @@ impl Router {
     }
 
     fn target(&self, record: &Record) -> std::result::Result<u32, String> {
-        let Value::Object(map) = &record.value else {
-            return Err("key_by needs an object record".into());
-        };
-        let mut key = Vec::new();
-        for field in &self.key_fields {
-            match map.get(field.as_str()) {
-                None | Some(Value::Null) => return Err(format!("key field `{field}` is missing")),
-                Some(v) => {
-                    serde_json::to_writer(&mut key, v).map_err(|e| e.to_string())?;
-                    key.push(0);
-                }
-            }
-        }
-        let group = key_group(stable_hash(&key), DEFAULT_MAX_PARALLELISM);
+        let key = key_of(&record.value, &self.key_fields)?;
         Ok(subtask_of_group(
-            group,
+            group_of(&key),
             DEFAULT_MAX_PARALLELISM,
             self.outs.len() as u32,
         ))
@@ -152,6 +139,14 @@ impl Router {
     pub async fn barrier(&mut self, id: u64) -> Result<()> {
         for target in 0..self.outs.len() {
             self.deliver(target, Frame::Barrier(id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells every downstream subtask that this input ended.
+    pub async fn end(&mut self) -> Result<()> {
+        for target in 0..self.outs.len() {
+            self.deliver(target, Frame::End).await?;
         }
         Ok(())
     }

@@ -50,8 +50,10 @@ impl VrlOperator {
         }
         Value::Object(m)
     }
+}
 
-    pub fn process(&mut self, records: Vec<Record>, failures: &mut Vec<Failure>) -> Vec<Record> {
+impl super::Operator for VrlOperator {
+    fn process(&mut self, records: Vec<Record>, failures: &mut Vec<Failure>) -> Vec<Record> {
         let mut out = Vec::with_capacity(records.len());
         for record in records {
             let origin = record.origin.clone();
@@ -96,6 +98,7 @@ impl VrlOperator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operators::Operator;
 
     fn rec(v: serde_json::Value) -> Record {
         Record {
@@ -146,6 +149,7 @@ mod tests {
 #[cfg(test)]
 mod metadata_tests {
     use super::*;
+    use crate::operators::Operator;
 
     #[test]
     fn metadata_names_subtask_and_source_offset() {

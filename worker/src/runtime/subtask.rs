@@ -5,9 +5,11 @@ use crate::error::{Result, WorkerError};
 use crate::exchange::{AlignedInput, Event, InboxKey, Inboxes, Peers, Route, Router};
 use crate::operators::{Chain, TaskInfo};
 use crate::record::{FailedAt, Failure, Origin, Record};
+use crate::state::{SnapshotTarget, SnapshotUpload, restore_chain_state};
 use sluice_common::spec::{SourceFormat, SourceSpec};
+use sluice_common::store::CheckpointStore;
 use sluice_common::{JobId, JobSpec, TaskId};
-use sluice_proto::TaskDeployment;
+use sluice_proto::{StateHandle, TaskDeployment};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +19,9 @@ use vrl::value::Value;
 /// What the coordinator asks of a running subtask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskCommand {
-    /// Sources: take checkpoint `n` and inject its barrier.
-    Trigger(u64),
+    /// Sources: take checkpoint `id` and inject its barrier; with `stop`, end
+    /// the input once it completed.
+    Trigger { id: u64, stop: bool },
     /// Checkpoint `n` completed.
     Done(u64),
     /// Checkpoint `n` was abandoned.
@@ -29,9 +32,20 @@ pub enum TaskCommand {
     Settled { completed: u64, abandoned: u64 },
 }
 
-/// Acknowledges this subtask's part of a checkpoint, with a source's offsets
-/// and a sink's state.
-pub type Acker = Box<dyn Fn(u64, BTreeMap<i32, i64>, String) + Send + Sync>;
+/// This subtask's part of a checkpoint.
+#[derive(Debug, Default)]
+pub struct AckParts {
+    pub checkpoint: u64,
+    /// A source's next offset per partition.
+    pub source_offsets: BTreeMap<i32, i64>,
+    /// What a sink needs to finish its commit.
+    pub sink_state: String,
+    /// Where keyed operator state was uploaded.
+    pub state: Option<StateHandle>,
+}
+
+/// Acknowledges this subtask's part of a checkpoint to the coordinator.
+pub type Acker = Arc<dyn Fn(AckParts) + Send + Sync>;
 
 /// Most records a source hands to its chain at once.
 const SOURCE_BATCH: usize = 512;
@@ -42,6 +56,7 @@ pub struct RuntimeContext {
     pub inboxes: Arc<Inboxes>,
     pub peers: Peers,
     pub own_address: String,
+    pub store: CheckpointStore,
 }
 
 enum Input {
@@ -103,10 +118,28 @@ pub async fn run_subtask(
         stage: dep.stage,
         subtask: dep.index,
     };
-    let mut chain = Chain::build(&transforms, &info).map_err(|reason| WorkerError::Spec {
-        task: task.clone(),
-        reason,
-    })?;
+    let incoming_key = dep.stage.checked_sub(1).and_then(|s| spec.stage_plan(s).1);
+    let mut chain =
+        Chain::build(&transforms, &info, incoming_key).map_err(|reason| WorkerError::Spec {
+            task: task.clone(),
+            reason,
+        })?;
+    if !dep.restore_state.is_empty() {
+        let states = restore_chain_state(
+            &ctx.store,
+            &dep.restore_state,
+            dep.index,
+            dep.parallelism,
+            chain.len(),
+        )
+        .await?;
+        chain
+            .restore(states)
+            .map_err(|reason| WorkerError::Restore {
+                key: format!("checkpoint {}", dep.restored_checkpoint),
+                reason,
+            })?;
+    }
     let SourceSpec::Kafka(source_spec) = &spec.source;
     // Open the inbox first: upstream subtasks look for it as soon as they start.
     let mut input = if dep.stage == 0 {
@@ -169,15 +202,29 @@ pub async fn run_subtask(
         output: &mut output,
         dead_letter: dead_letter.as_ref(),
         metrics: &metrics,
+        store: &ctx.store,
+        target: SnapshotTarget {
+            job_uid: &dep.job_uid,
+            attempt: dep.attempt,
+            stage: dep.stage,
+            index: dep.index,
+            parallelism: dep.parallelism,
+        },
+        ack: &ack,
     };
     // Set while a sink's pre-committed transaction waits for its checkpoint:
     // no input is read until it completes or is abandoned.
     let mut awaiting_commit: Option<u64> = None;
     // A source's trigger that came while its own sink waited: taken after.
-    let mut deferred_trigger: Option<u64> = None;
+    let mut deferred_trigger: Option<(u64, bool)> = None;
+    // Set while a source waits for its stop checkpoint: no input is read,
+    // and the input ends once the checkpoint completed.
+    let mut stopping: Option<u64> = None;
     loop {
         let next = match &mut input {
-            _ if awaiting_commit.is_some() => Step::Command(commands.recv().await),
+            _ if awaiting_commit.is_some() || stopping.is_some() => {
+                Step::Command(commands.recv().await)
+            }
             Input::Kafka { source, .. } => tokio::select! {
                 biased;
                 c = commands.recv() => Step::Command(c),
@@ -189,25 +236,35 @@ pub async fn run_subtask(
                 e = input.next() => Step::Event(e),
             },
         };
+        // What this step learnt: the latest checkpoint complete, the latest abandoned.
+        let mut settled = (0, 0);
         match (next, &mut input) {
             (Step::Command(None), _) => return Ok(()),
-            (Step::Command(Some(TaskCommand::Trigger(id))), Input::Kafka { source, taken, .. }) => {
+            (
+                Step::Command(Some(TaskCommand::Trigger { id, stop })),
+                Input::Kafka { source, taken, .. },
+            ) => {
                 if awaiting_commit.is_some() {
                     // Pre-committing again now would fold two checkpoints into
                     // one transaction: wait until the first one is settled.
-                    deferred_trigger = Some(id);
-                } else if checkpoint_source(&mut step, source, taken, id, &ack).await? {
-                    awaiting_commit = Some(id);
+                    deferred_trigger = Some((id, stop));
+                } else {
+                    if checkpoint_source(&mut step, source, taken, id).await? {
+                        awaiting_commit = Some(id);
+                    }
+                    stopping = stop.then_some(id);
                 }
             }
-            (Step::Command(Some(TaskCommand::Trigger(_))), Input::Inbox { .. }) => {}
+            (Step::Command(Some(TaskCommand::Trigger { .. })), Input::Inbox { .. }) => {}
             (Step::Command(Some(TaskCommand::Done(id))), input) => {
                 completed(&mut step, input, &mut awaiting_commit, id).await?;
+                settled.0 = id;
             }
             (Step::Command(Some(TaskCommand::Abandoned(id))), _) => {
                 if awaiting_commit == Some(id) {
                     awaiting_commit = None;
                 }
+                settled.1 = id;
             }
             (
                 Step::Command(Some(TaskCommand::Settled {
@@ -224,6 +281,7 @@ pub async fn run_subtask(
                 if awaiting_commit.is_some_and(|a| abandoned >= a && done < a) {
                     awaiting_commit = None;
                 }
+                settled = (done, abandoned);
             }
             (Step::Message(first), Input::Kafka { source, format, .. }) => {
                 let mut batch = vec![first];
@@ -240,24 +298,37 @@ pub async fn run_subtask(
                 step.process(records.len(), records, Vec::new()).await?;
             }
             (Step::Event(Event::Barrier(id)), _) => {
-                let sink_state = step.output.barrier(id).await?;
-                if sink_state.is_some() {
+                if step.checkpoint(id, BTreeMap::new()).await? {
                     awaiting_commit = Some(id);
                 }
-                ack(id, BTreeMap::new(), sink_state.unwrap_or_default());
             }
             (Step::Event(Event::End), _) => {
                 tracing::info!(task = %task, "input ended");
+                step.output.end().await?;
                 return Ok(());
             }
             (Step::Message(_), Input::Inbox { .. }) => {}
         }
+        if let Some(stop) = stopping {
+            if settled.0 >= stop {
+                tracing::info!(task = %task, checkpoint = stop, "stop checkpoint completed: input ends");
+                step.output.end().await?;
+                return Ok(());
+            }
+            if settled.1 >= stop && settled.0 < stop {
+                tracing::warn!(task = %task, checkpoint = stop, "stop checkpoint abandoned: the job goes on");
+                stopping = None;
+            }
+        }
         if awaiting_commit.is_none()
-            && let Some(id) = deferred_trigger.take()
+            && stopping.is_none()
+            && let Some((id, stop)) = deferred_trigger.take()
             && let Input::Kafka { source, taken, .. } = &mut input
-            && checkpoint_source(&mut step, source, taken, id, &ack).await?
         {
-            awaiting_commit = Some(id);
+            if checkpoint_source(&mut step, source, taken, id).await? {
+                awaiting_commit = Some(id);
+            }
+            stopping = stop.then_some(id);
         }
     }
 }
@@ -269,14 +340,10 @@ async fn checkpoint_source(
     source: &KafkaSource,
     taken: &mut BTreeMap<u64, BTreeMap<i32, i64>>,
     id: u64,
-    ack: &Acker,
 ) -> Result<bool> {
     let offsets = source.positions().clone();
-    let sink_state = step.output.barrier(id).await?;
     taken.insert(id, offsets.clone());
-    let waits = sink_state.is_some();
-    ack(id, offsets, sink_state.unwrap_or_default());
-    Ok(waits)
+    step.checkpoint(id, offsets).await
 }
 
 /// Checkpoint `id` completed: a source commits its offsets to the consumer
@@ -311,9 +378,50 @@ struct Stepper<'a> {
     output: &'a mut Output,
     dead_letter: Option<&'a DeadLetterWriter>,
     metrics: &'a Metrics,
+    store: &'a CheckpointStore,
+    target: SnapshotTarget<'a>,
+    ack: &'a Acker,
 }
 
 impl Stepper<'_> {
+    /// This subtask's part of checkpoint `id`, at its barrier: snapshot the
+    /// operators' state, hand the barrier on (a sink pre-commits), and ack
+    /// once the snapshot is uploaded, which happens while processing goes
+    /// on. `true` when a sink now waits for the checkpoint to complete.
+    async fn checkpoint(&mut self, id: u64, source_offsets: BTreeMap<i32, i64>) -> Result<bool> {
+        // Serialised here, before any later record changes the state.
+        let upload = SnapshotUpload::prepare(self.store, &self.target, id, self.chain.snapshot());
+        let sink_state = self.output.barrier(id).await?;
+        let waits = sink_state.is_some();
+        let parts = AckParts {
+            checkpoint: id,
+            source_offsets,
+            sink_state: sink_state.unwrap_or_default(),
+            state: None,
+        };
+        match upload {
+            None => (self.ack)(parts),
+            Some(upload) => {
+                let ack = self.ack.clone();
+                let task = self.task.clone();
+                tokio::spawn(async move {
+                    match upload.run().await {
+                        Ok(handle) => ack(AckParts {
+                            state: Some(handle),
+                            ..parts
+                        }),
+                        // Unacknowledged, the checkpoint times out and is
+                        // abandoned; the job goes on and tries the next one.
+                        Err(e) => {
+                            tracing::warn!(task = %task, checkpoint = id, error = %e, "state snapshot upload failed");
+                        }
+                    }
+                });
+            }
+        }
+        Ok(waits)
+    }
+
     async fn process(
         &mut self,
         read: usize,
@@ -366,6 +474,15 @@ impl Output {
         match self {
             Self::Router(_) => Ok(()),
             Self::Sink(sink) => sink.commit().await,
+        }
+    }
+
+    /// The input ended: downstream subtasks learn it; a sink has nothing
+    /// left to do, its last checkpoint's commit being done.
+    async fn end(&mut self) -> Result<()> {
+        match self {
+            Self::Router(router) => router.end().await,
+            Self::Sink(_) => Ok(()),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The subtasks this worker runs, their state and how to stop them.
 
-use super::subtask::{Acker, TaskCommand};
+use super::subtask::{AckParts, Acker, TaskCommand};
 use super::{Metrics, RuntimeContext, run_subtask};
 use sluice_common::TaskId;
 use sluice_proto::{CheckpointAck, TaskDeployment, TaskReport, TaskState};
@@ -64,7 +64,7 @@ impl TaskManager {
         for entry in self.lock().values() {
             let concerned = entry.job_id == job_id
                 && entry.attempt == attempt
-                && (entry.stage == 0 || !matches!(command, TaskCommand::Trigger(_)));
+                && (entry.stage == 0 || !matches!(command, TaskCommand::Trigger { .. }));
             if concerned {
                 let _ = entry.commands.send(command);
             }
@@ -112,15 +112,16 @@ impl TaskManager {
         let ack: Acker = {
             let outbound = self.outbound.clone();
             let (job_id, task_id, attempt) = (dep.job_id.clone(), id.to_string(), dep.attempt);
-            Box::new(move |checkpoint_id, offsets, sink_state| {
+            Arc::new(move |parts: AckParts| {
                 let _ = outbound.send(Outbound::Ack(CheckpointAck {
                     worker_id: String::new(),
                     job_id: job_id.clone(),
                     attempt,
                     task_id: task_id.clone(),
-                    checkpoint_id,
-                    source_offsets: offsets.into_iter().collect(),
-                    sink_state,
+                    checkpoint_id: parts.checkpoint,
+                    source_offsets: parts.source_offsets.into_iter().collect(),
+                    sink_state: parts.sink_state,
+                    state: parts.state,
                 }));
                 fail::fail_point!("after-checkpoint-ack", |_| {
                     std::process::abort();

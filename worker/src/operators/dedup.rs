@@ -1,0 +1,155 @@
+use super::Operator;
+use crate::record::{FailedAt, Failure, Record};
+use crate::state::{GroupedState, KeyedState, key_of};
+use sluice_common::spec::DedupSpec;
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Passes the first record of each dedup key and drops the ones seen again
+/// within the TTL. Remembered keys live in keyed state, under the key of the
+/// key_by before (which decides the subtask), by their dedup key.
+pub struct Dedup {
+    fields: Vec<String>,
+    ttl_ms: i64,
+    key_fields: Vec<String>,
+    /// When each dedup key was last seen, in ms since the epoch.
+    seen: KeyedState<BTreeMap<String, i64>>,
+    last_sweep_ms: i64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Dedup {
+    pub fn new(spec: &DedupSpec, key_fields: &[String]) -> Self {
+        Self {
+            fields: spec.fields.clone(),
+            ttl_ms: i64::try_from(spec.ttl.as_millis()).unwrap_or(i64::MAX),
+            key_fields: key_fields.to_vec(),
+            seen: KeyedState::default(),
+            last_sweep_ms: now_ms(),
+        }
+    }
+
+    /// `true` when the record is the first of its dedup key within the TTL.
+    fn first_seen(&mut self, record: &Record, now: i64) -> Result<bool, String> {
+        let key = key_of(&record.value, &self.key_fields)?;
+        let dedup_key = if self.fields.is_empty() {
+            String::new()
+        } else {
+            key_of(&record.value, &self.fields)?
+        };
+        let seen = self.seen.get_mut_or_default(&key);
+        let fresh = seen
+            .get(&dedup_key)
+            .is_none_or(|t| now.saturating_sub(*t) >= self.ttl_ms);
+        seen.insert(dedup_key, now);
+        Ok(fresh)
+    }
+
+    /// Forgets keys not seen within the TTL, at most a few times per TTL.
+    fn sweep(&mut self, now: i64) {
+        if now.saturating_sub(self.last_sweep_ms) < (self.ttl_ms / 4).max(1000) {
+            return;
+        }
+        self.last_sweep_ms = now;
+        let ttl = self.ttl_ms;
+        self.seen.retain(|keys| {
+            keys.retain(|_, t| now.saturating_sub(*t) < ttl);
+            !keys.is_empty()
+        });
+    }
+}
+
+impl Operator for Dedup {
+    fn process(&mut self, records: Vec<Record>, failures: &mut Vec<Failure>) -> Vec<Record> {
+        let now = now_ms();
+        self.sweep(now);
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            match self.first_seen(&record, now) {
+                Ok(true) => out.push(record),
+                Ok(false) => {}
+                Err(e) => failures.push(Failure::of(&record, FailedAt::Transform, e)),
+            }
+        }
+        out
+    }
+
+    fn snapshot(&self) -> Option<GroupedState> {
+        Some(self.seen.snapshot())
+    }
+
+    fn restore(&mut self, state: GroupedState) -> Result<(), String> {
+        self.seen.restore(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Origin;
+    use std::time::Duration;
+    use vrl::value::Value;
+
+    fn spec(fields: &[&str], ttl: Duration) -> DedupSpec {
+        DedupSpec {
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            ttl,
+        }
+    }
+
+    fn rec(uuid: &str, offset: i64) -> Record {
+        Record {
+            value: Value::from(serde_json::json!({"uuid": uuid})),
+            origin: Origin {
+                topic: "random_users".into(),
+                partition: 0,
+                offset,
+            },
+        }
+    }
+
+    #[test]
+    fn repeats_within_the_ttl_are_dropped_also_after_restore() {
+        let mut op = Dedup::new(&spec(&[], Duration::from_secs(3600)), &["uuid".into()]);
+        let mut failures = Vec::new();
+        let out = op.process(vec![rec("a", 0), rec("b", 1), rec("a", 2)], &mut failures);
+        assert_eq!(out.len(), 2);
+        let mut restored = Dedup::new(&spec(&[], Duration::from_secs(3600)), &["uuid".into()]);
+        restored
+            .restore(op.snapshot().expect("keyed"))
+            .expect("restores");
+        let out = restored.process(vec![rec("b", 3), rec("c", 4)], &mut failures);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].origin.offset, 4);
+        let missing = restored.process(
+            vec![Record {
+                value: Value::from(serde_json::json!({"x": 1})),
+                origin: Origin {
+                    topic: "random_users".into(),
+                    partition: 0,
+                    offset: 5,
+                },
+            }],
+            &mut failures,
+        );
+        assert!(missing.is_empty());
+        assert!(
+            failures[0].error.contains("`uuid`"),
+            "{}",
+            failures[0].error
+        );
+    }
+
+    #[test]
+    fn an_expired_key_passes_again() {
+        let mut op = Dedup::new(&spec(&["uuid"], Duration::ZERO), &["uuid".into()]);
+        let mut failures = Vec::new();
+        let out = op.process(vec![rec("a", 0), rec("a", 1)], &mut failures);
+        assert_eq!(out.len(), 2);
+    }
+}
