@@ -1,7 +1,7 @@
 //! Produces seed data into Kafka.
 
 use clap::{Parser, Subcommand};
-use sluice_harness::datagen::{producer, user_events::UserEvents};
+use sluice_harness::datagen::{numbers::Numbers, producer, user_events::UserEvents};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Produce seed pipeline data into Kafka")]
@@ -43,6 +43,17 @@ enum Kind {
         #[arg(long, default_value_t = 200)]
         users: usize,
     },
+    /// Seed 002: numbers 0..=TOTAL as text, with occasional corrupt values.
+    Numbers {
+        #[command(flatten)]
+        common: Common,
+        /// The largest valid number (the pair total).
+        #[arg(long, default_value_t = 12)]
+        total: u64,
+        /// Make every K-th message corrupt: out of range, negative or not a number.
+        #[arg(long, default_value_t = 50)]
+        corrupt_every: u64,
+    },
 }
 
 #[tokio::main]
@@ -59,6 +70,16 @@ async fn main() -> anyhow::Result<()> {
             let n = producer::produce(&common.brokers, &common.topic, events, common.rate, 10_000)
                 .await?;
             eprintln!("produced {n} user events to {}", common.topic);
+        }
+        Kind::Numbers {
+            common,
+            total,
+            corrupt_every,
+        } => {
+            let numbers = Numbers::new(common.seed, total, Some(corrupt_every)).take(common.count);
+            let n = producer::produce(&common.brokers, &common.topic, numbers, common.rate, 10_000)
+                .await?;
+            eprintln!("produced {n} numbers to {}", common.topic);
         }
     }
     Ok(())
