@@ -16,6 +16,7 @@ check_tools() {
   need mvn "Kafka and Cassandra jars come from Maven Central"
   need cmake "librdkafka is built from source"
   need cc "librdkafka is built from source"
+  need go "MinIO, the S3-compatible server of the local stack, is built with go install"
 }
 
 # Starts `devstack up ARGS...` in the background, waits for READY and exports
@@ -31,8 +32,9 @@ start_devstack() {
     if ! kill -0 "$DEVSTACK_PID" 2>/dev/null; then
       echo "error: devstack exited before it was ready" >&2; exit 1
     fi
-    # The first run downloads Kafka and Cassandra from Maven Central.
-    if [ "$waited" -ge 1200 ]; then echo "error: devstack not ready after 10 minutes" >&2; exit 1; fi
+    # The first run downloads Kafka and Cassandra from Maven Central and
+    # builds MinIO from the Go module proxy.
+    if [ "$waited" -ge 2400 ]; then echo "error: devstack not ready after 20 minutes" >&2; exit 1; fi
     sleep 0.5; waited=$((waited + 1))
   done
   while IFS='=' read -r name value; do

@@ -171,3 +171,37 @@ pub async fn committed_offsets(
     })
     .await?
 }
+
+/// A bucket of the test run's MinIO at `endpoint`.
+pub fn s3_bucket(
+    endpoint: &str,
+    bucket: &str,
+) -> anyhow::Result<std::sync::Arc<dyn object_store::ObjectStore>> {
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name(bucket)
+        .with_access_key_id(crate::minio::ACCESS_KEY)
+        .with_secret_access_key(crate::minio::SECRET_KEY)
+        .build()?;
+    Ok(std::sync::Arc::new(store))
+}
+
+/// Every object under `prefix`, with its body.
+pub async fn read_objects(
+    store: &dyn object_store::ObjectStore,
+    prefix: &str,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let prefix = object_store::path::Path::from(prefix);
+    let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
+    let mut out = Vec::with_capacity(metas.len());
+    for meta in metas {
+        let body = store.get(&meta.location).await?.bytes().await?;
+        out.push((meta.location.to_string(), body.to_vec()));
+    }
+    out.sort();
+    Ok(out)
+}

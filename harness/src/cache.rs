@@ -95,3 +95,42 @@ pub fn java() -> PathBuf {
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("java"))
 }
+
+/// MinIO's module version, pinned so every machine builds the same server.
+pub const MINIO_VERSION: &str = "v0.0.0-20260212201848-7aac2a2c5b7c";
+
+/// The MinIO server binary, built with `go install` from the Go module proxy
+/// on first use (a few minutes), with Go's module and build caches kept in
+/// the cache directory too.
+pub fn minio_binary() -> anyhow::Result<PathBuf> {
+    let dir = cache_dir().join(format!("minio-{MINIO_VERSION}"));
+    let binary = dir.join("bin").join("minio");
+    if binary.exists() {
+        return Ok(binary);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    eprintln!(
+        "building MinIO {MINIO_VERSION} with `go install` into {} (first run only, a few minutes)...",
+        binary.display()
+    );
+    let go = cache_dir().join("go");
+    let output = Command::new("go")
+        .args([
+            "install",
+            &format!("github.com/minio/minio@{MINIO_VERSION}"),
+        ])
+        .env("GOBIN", dir.join("bin"))
+        .env("GOMODCACHE", go.join("mod"))
+        .env("GOCACHE", go.join("build"))
+        .env("GOFLAGS", "-modcacherw")
+        .output()
+        .context("cannot run `go`: Go must be installed to build MinIO")?;
+    if !output.status.success() || !binary.exists() {
+        anyhow::bail!(
+            "go install of MinIO failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(binary)
+}

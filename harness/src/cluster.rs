@@ -17,6 +17,11 @@ pub struct ClusterOptions {
     /// `FAILPOINTS` for the worker of each index given, such as
     /// `sink-before-commit=return`: named failpoints of the checkpoint protocol.
     pub failpoints: std::collections::BTreeMap<usize, String>,
+    /// Extra environment of every process, such as the `AWS_*` settings of S3.
+    pub env: Vec<(String, String)>,
+    /// The checkpoint store of every process; a directory of the cluster's own
+    /// when `None`.
+    pub checkpoint_store: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -26,6 +31,8 @@ impl Default for ClusterOptions {
             heartbeat_timeout: Duration::from_secs(5),
             slots: 4,
             failpoints: Default::default(),
+            env: Vec::new(),
+            checkpoint_store: None,
         }
     }
 }
@@ -84,7 +91,13 @@ impl SluiceCluster {
             .arg("--heartbeat-timeout")
             .arg(format!("{}ms", options.heartbeat_timeout.as_millis()))
             .arg("--checkpoint-store")
-            .arg(dir.join("checkpoints"));
+            .arg(
+                options
+                    .checkpoint_store
+                    .clone()
+                    .unwrap_or_else(|| dir.join("checkpoints").to_string_lossy().into_owned()),
+            )
+            .envs(options.env.iter().map(|(k, v)| (k, v)));
         let mut coordinator =
             ManagedChild::spawn("coordinator", cmd, &dir.join("coordinator.log"))?;
         let addr = format!("127.0.0.1:{port}").parse()?;
@@ -114,7 +127,13 @@ impl SluiceCluster {
             .arg("--slots")
             .arg(self.options.slots.to_string())
             .arg("--checkpoint-store")
-            .arg(self.checkpoint_store());
+            .arg(
+                self.options
+                    .checkpoint_store
+                    .clone()
+                    .unwrap_or_else(|| self.checkpoint_store().to_string_lossy().into_owned()),
+            )
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         if let Some(fp) = self.options.failpoints.get(&index) {
             cmd.env("FAILPOINTS", fp);
         }
@@ -187,7 +206,8 @@ impl SluiceCluster {
         Some(self.workers.get(index)?.as_ref()?.log_path().to_path_buf())
     }
 
-    /// The directory every process of this cluster keeps state snapshots in.
+    /// The directory every process of this cluster keeps state snapshots in,
+    /// unless its options name another store.
     pub fn checkpoint_store(&self) -> PathBuf {
         self.dir.join("checkpoints")
     }

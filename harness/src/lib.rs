@@ -9,6 +9,7 @@ pub mod cassandra;
 pub mod cluster;
 pub mod datagen;
 pub mod kafka;
+pub mod minio;
 pub mod net;
 pub mod process;
 pub mod stack;

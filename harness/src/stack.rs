@@ -3,6 +3,7 @@
 use crate::cassandra::CassandraServer;
 use crate::cluster::{ClusterOptions, SluiceCluster};
 use crate::kafka::KafkaServer;
+use crate::minio::MinioServer;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default)]
@@ -13,6 +14,8 @@ pub struct StackOptions {
     /// Use this Cassandra instead of starting one.
     pub cassandra: Option<String>,
     pub no_cassandra: bool,
+    /// Do not start the S3-compatible server.
+    pub no_s3: bool,
     /// Start Kafka and Cassandra only.
     pub no_sluice: bool,
     pub cluster: ClusterOptions,
@@ -21,12 +24,19 @@ pub struct StackOptions {
 pub struct DevStack {
     pub kafka_broker: String,
     pub cassandra_host: Option<String>,
+    /// MinIO's endpoint, with the buckets of [`BUCKETS`] created.
+    pub s3_endpoint: Option<String>,
     pub cluster: Option<SluiceCluster>,
     pub dir: PathBuf,
     // Dropped last: Sluice stops before the systems it talks to.
     _kafka: Option<KafkaServer>,
     _cassandra: Option<CassandraServer>,
+    _minio: Option<MinioServer>,
 }
+
+/// The buckets `devstack` creates: one for tests and checkpoint stores, and
+/// the one the shipped seed 004 jobs write to.
+pub const BUCKETS: &[&str] = &["sluice", "clickstream"];
 
 impl DevStack {
     pub async fn start(dir: PathBuf, options: StackOptions) -> anyhow::Result<Self> {
@@ -50,6 +60,16 @@ impl DevStack {
                 (Some(c), Some(a))
             }
         };
+        let minio = if options.no_s3 {
+            None
+        } else {
+            eprintln!("starting MinIO...");
+            let m = MinioServer::start(&dir)?;
+            for bucket in BUCKETS {
+                m.create_bucket(bucket)?;
+            }
+            Some(m)
+        };
         let cluster = if options.no_sluice {
             None
         } else {
@@ -59,10 +79,12 @@ impl DevStack {
         Ok(Self {
             kafka_broker,
             cassandra_host,
+            s3_endpoint: minio.as_ref().map(|m| m.endpoint.clone()),
             cluster,
             dir,
             _kafka: kafka,
             _cassandra: cassandra,
+            _minio: minio,
         })
     }
 
@@ -71,6 +93,11 @@ impl DevStack {
         let mut out = vec![("KAFKA_BROKER".to_string(), self.kafka_broker.clone())];
         if let Some(c) = &self.cassandra_host {
             out.push(("CASSANDRA_HOST".into(), c.clone()));
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            // What S3 clients (the checkpoint store, the S3 sink, the AWS CLI)
+            // read from the environment.
+            out.extend(crate::minio::client_env(endpoint));
         }
         if let Some(cl) = &self.cluster {
             out.push(("SLUICE_COORDINATOR".into(), cl.coordinator_address.clone()));

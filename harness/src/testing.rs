@@ -1,6 +1,6 @@
 //! End-to-end test support. Kafka and Cassandra start once per test run: the
 //! test command starts them with `devstack up --no-sluice` and passes their
-//! addresses as `KAFKA_BROKER` and `CASSANDRA_HOST`; without those, the first
+//! addresses as `KAFKA_BROKER`, `CASSANDRA_HOST` and `S3_ENDPOINT`; without those, the first
 //! test that asks starts them for the whole test binary. Each test starts its
 //! own coordinator and workers.
 
@@ -16,6 +16,17 @@ use std::time::{Duration, Instant};
 pub struct Infra {
     pub kafka: String,
     pub cassandra: String,
+    /// MinIO's endpoint (bucket `sluice` exists); S3 credentials are in the
+    /// `AWS_*` environment variables the workers inherit.
+    pub s3_endpoint: String,
+}
+
+impl Infra {
+    /// The environment S3 clients (the checkpoint store, the S3 sink) need to
+    /// reach the test run's MinIO: give it to the workers that use S3.
+    pub fn s3_env(&self) -> Vec<(String, String)> {
+        crate::minio::client_env(&self.s3_endpoint)
+    }
 }
 
 static INFRA: OnceLock<Result<Infra, String>> = OnceLock::new();
@@ -26,8 +37,13 @@ pub fn infra() -> anyhow::Result<Infra> {
             match (
                 std::env::var("KAFKA_BROKER"),
                 std::env::var("CASSANDRA_HOST"),
+                std::env::var("S3_ENDPOINT"),
             ) {
-                (Ok(kafka), Ok(cassandra)) => Ok(Infra { kafka, cassandra }),
+                (Ok(kafka), Ok(cassandra), Ok(s3_endpoint)) => Ok(Infra {
+                    kafka,
+                    cassandra,
+                    s3_endpoint,
+                }),
                 _ => start_infra().map_err(|e| format!("{e:#}")),
             }
         })
@@ -60,6 +76,7 @@ fn start_infra() -> anyhow::Result<Infra> {
                 let _ = tx.send(Ok(Infra {
                     kafka: stack.kafka_broker.clone(),
                     cassandra: stack.cassandra_host.clone().unwrap_or_default(),
+                    s3_endpoint: stack.s3_endpoint.clone().unwrap_or_default(),
                 }));
                 loop {
                     std::thread::park();
@@ -208,4 +225,36 @@ pub fn task_metric(status: &serde_json::Value, stage: Option<u64>, metric: &str)
         .filter(|t| stage.is_none_or(|s| t["stage"] == s))
         .filter_map(|t| t[metric].as_u64())
         .sum()
+}
+
+/// The job's latest completed checkpoint: its id and the sum of its source
+/// offsets (the input records it covers).
+pub fn latest_checkpoint(coordinator: &str, job: &str) -> anyhow::Result<(u64, i64)> {
+    let cps = jobctl_json(coordinator, &["checkpoints", job])?;
+    let cp = &cps["checkpoints"][0];
+    let end = cp["source_offsets"]
+        .as_object()
+        .map(|o| o.values().filter_map(|v| v.as_i64()).sum())
+        .unwrap_or(0);
+    Ok((cp["checkpoint_id"].as_u64().unwrap_or(0), end))
+}
+
+/// Waits until a checkpoint covers `records` input records and a later one
+/// completed, so everything read before is committed.
+pub async fn wait_checkpointed(coordinator: &str, job: &str, records: u64) -> anyhow::Result<()> {
+    let reached = wait_for(
+        &format!("{job} checkpointed {records} input records"),
+        Duration::from_secs(180),
+        || async move {
+            let (id, end) = latest_checkpoint(coordinator, job)?;
+            Ok((end == records as i64).then_some(id))
+        },
+    )
+    .await?;
+    wait_for(
+        "one more checkpoint",
+        Duration::from_secs(60),
+        || async move { Ok((latest_checkpoint(coordinator, job)?.0 > reached).then_some(())) },
+    )
+    .await
 }

@@ -182,16 +182,17 @@ async fn a_sink_dying_after_its_checkpoint_completed_and_before_its_commit_loses
     let options = ClusterOptions {
         heartbeat_interval: Duration::from_millis(250),
         heartbeat_timeout: Duration::from_secs(2),
-        // The first commits pass so the transaction left in doubt holds records.
+        // The first commits pass so the transaction left in doubt holds
+        // records, even on a loaded machine where input starts late.
         failpoints: [(
             0,
-            "checkpoint-completed-before-sink-commit=4*off->return".to_string(),
+            "checkpoint-completed-before-sink-commit=9*off->return".to_string(),
         )]
         .into(),
         ..Default::default()
     };
     let run = start("eo-in-doubt", records, 6_000, options).await?;
-    // Worker 0 aborts at its fifth commit: its transaction is left in doubt.
+    // Worker 0 aborts at its tenth commit: its transaction is left in doubt.
     wait_checkpoint_after(&run, 1).await?;
     let status = jobctl_json(&run.coordinator, &["status", &run.job])?;
     println!("after the in-doubt failure: {}", status["last_failure"]);

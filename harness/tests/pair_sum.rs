@@ -8,7 +8,8 @@ use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::numbers::{Numbers, expected_pairs, valid};
 use sluice_harness::datagen::producer;
 use sluice_harness::testing::{
-    Infra, infra, jobctl, jobctl_json, submit, test_dir, unique, wait_for, wait_running,
+    Infra, infra, jobctl, jobctl_json, latest_checkpoint, submit, test_dir, unique,
+    wait_checkpointed, wait_for, wait_running,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -64,36 +65,6 @@ async fn produce(t: &Topics, seed: u64, count: usize, rate: Option<u64>) -> anyh
     let numbers = Numbers::new(seed, TOTAL, Some(40)).take(count);
     producer::produce(&infra()?.kafka, &t.input, numbers, rate, 0).await?;
     Ok(())
-}
-
-fn checkpointed_total(coordinator: &str, job: &str) -> anyhow::Result<(u64, i64)> {
-    let cps = jobctl_json(coordinator, &["checkpoints", job])?;
-    let latest = &cps["checkpoints"][0];
-    let end = latest["source_offsets"]
-        .as_object()
-        .map(|o| o.values().filter_map(|v| v.as_i64()).sum())
-        .unwrap_or(0);
-    Ok((latest["checkpoint_id"].as_u64().unwrap_or(0), end))
-}
-
-/// Waits until a checkpoint holds offsets at `records` and a later one
-/// completed, so everything before them is committed.
-async fn wait_consumed(coordinator: &str, job: &str, records: usize) -> anyhow::Result<()> {
-    let reached = wait_for(
-        &format!("{job} checkpointed {records} input records"),
-        Duration::from_secs(180),
-        || async move {
-            let (id, end) = checkpointed_total(coordinator, job)?;
-            Ok((end == records as i64).then_some(id))
-        },
-    )
-    .await?;
-    wait_for(
-        "one more checkpoint",
-        Duration::from_secs(60),
-        || async move { Ok((checkpointed_total(coordinator, job)?.0 > reached).then_some(())) },
-    )
-    .await
 }
 
 /// A number as the output names it: its value and where it was read.
@@ -240,7 +211,7 @@ async fn unmatched_numbers_survive_a_killed_worker() -> anyhow::Result<()> {
         let c = &c;
         let job = &job;
         async move {
-            let (id, end) = checkpointed_total(c, job)?;
+            let (id, end) = latest_checkpoint(c, job)?;
             Ok((id > 1 && end > 2_000).then_some(id))
         }
     })
@@ -256,7 +227,7 @@ async fn unmatched_numbers_survive_a_killed_worker() -> anyhow::Result<()> {
     })
     .await?;
     producing.await??;
-    wait_consumed(&c, &job, records).await?;
+    wait_checkpointed(&c, &job, records as u64).await?;
     let status = jobctl_json(&c, &["status", &job])?;
     println!(
         "restarts: {}, last failure: {}",
@@ -299,7 +270,7 @@ async fn stop_with_savepoint_at_2_resume_at_3_rescale_to_1() -> anyhow::Result<(
     let first_job = submit_shipped(&c, &dir, &infra, &t, 2)?;
     wait_running(&c, &first_job).await?;
     produce(&t, 11, batch, None).await?;
-    wait_consumed(&c, &first_job, batch).await?;
+    wait_checkpointed(&c, &first_job, batch as u64).await?;
     let stopped = jobctl_json(&c, &["stop", &first_job, "--savepoint"])?;
     let savepoint = stopped["savepoint_id"]
         .as_str()
@@ -343,7 +314,7 @@ async fn stop_with_savepoint_at_2_resume_at_3_rescale_to_1() -> anyhow::Result<(
     let running = wait_running(&c, &second_job).await?;
     assert_eq!(running["parallelism"], 3);
     assert_eq!(running["from_savepoint"], savepoint.as_str());
-    wait_consumed(&c, &second_job, 2 * batch).await?;
+    wait_checkpointed(&c, &second_job, 2 * batch as u64).await?;
 
     let rescaled = jobctl_json(&c, &["rescale", &second_job, "--parallelism", "1"])?;
     println!("rescaled {second_job} through {rescaled}");
@@ -351,7 +322,7 @@ async fn stop_with_savepoint_at_2_resume_at_3_rescale_to_1() -> anyhow::Result<(
     assert_eq!(running["parallelism"], 1);
     assert_eq!(running["tasks"].as_array().map(Vec::len), Some(2));
     produce(&t, 13, batch, None).await?;
-    wait_consumed(&c, &second_job, 3 * batch).await?;
+    wait_checkpointed(&c, &second_job, 3 * batch as u64).await?;
 
     let pairs = check_pairs(&t, 3 * batch).await?;
     // Numbers left unmatched at a savepoint found partners after it: the

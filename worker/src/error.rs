@@ -24,6 +24,12 @@ pub enum WorkerError {
         index: u32,
         reason: String,
     },
+    #[error("S3 sink {target}: {what}: {reason}")]
+    S3 {
+        target: String,
+        what: String,
+        reason: String,
+    },
     #[error(transparent)]
     Store(#[from] sluice_common::store::StoreError),
     #[error("state snapshot `{key}` cannot be restored: {reason}")]

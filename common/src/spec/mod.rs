@@ -6,8 +6,8 @@ mod source;
 mod transform;
 
 pub use sink::{
-    BlackholeSinkSpec, CassandraSinkSpec, DeadLetterSpec, KafkaDeadLetterSpec, KafkaSinkSpec,
-    SinkSpec,
+    BlackholeSinkSpec, CassandraSinkSpec, DEFAULT_S3_PATH, DeadLetterSpec, KafkaDeadLetterSpec,
+    KafkaSinkSpec, S3SinkSpec, S3Target, SinkSpec,
 };
 pub use source::{KafkaSourceSpec, SourceFormat, SourceSpec, StartFrom};
 pub use transform::{DedupSpec, PairSumSpec, TransformSpec};

@@ -1,7 +1,17 @@
 //! Produces seed data into Kafka.
 
 use clap::{Parser, Subcommand};
+use sluice_harness::datagen::ingestion::{IngestionEvents, IngestionKind};
 use sluice_harness::datagen::{numbers::Numbers, producer, user_events::UserEvents};
+
+async fn ingestion(kind: IngestionKind, common: Common) -> anyhow::Result<()> {
+    let events = IngestionEvents::new(kind, common.seed, common.count as u64)
+        .take(common.count)
+        .map(|e| e.payload);
+    let n = producer::produce(&common.brokers, &common.topic, events, common.rate, 10_000).await?;
+    eprintln!("produced {n} {kind:?} events to {}", common.topic);
+    Ok(())
+}
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Produce seed pipeline data into Kafka")]
@@ -43,6 +53,16 @@ enum Kind {
         #[arg(long, default_value_t = 200)]
         users: usize,
     },
+    /// Seed 004: clickstream events (epoch-millisecond `timestamp`) over three hours.
+    Clickstream {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Seed 004: CDC events (`id`, `action`, RFC 3339 `timestamp`, `currentEvent`).
+    Cdc {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Seed 002: numbers 0..=TOTAL as text, with occasional corrupt values.
     Numbers {
         #[command(flatten)]
@@ -71,6 +91,8 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             eprintln!("produced {n} user events to {}", common.topic);
         }
+        Kind::Clickstream { common } => ingestion(IngestionKind::Clickstream, common).await?,
+        Kind::Cdc { common } => ingestion(IngestionKind::Cdc, common).await?,
         Kind::Numbers {
             common,
             total,

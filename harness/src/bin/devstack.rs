@@ -1,4 +1,4 @@
-//! The local stack: Kafka, Cassandra, a coordinator and workers on 127.0.0.1.
+//! The local stack: Kafka, Cassandra, MinIO, a coordinator and workers on 127.0.0.1.
 
 use clap::{Parser, Subcommand};
 use sluice_harness::cluster::ClusterOptions;
@@ -33,7 +33,10 @@ enum Command {
         /// Do not start Cassandra.
         #[arg(long)]
         no_cassandra: bool,
-        /// Start Kafka and Cassandra only, no coordinator or workers.
+        /// Do not start MinIO (the S3-compatible server).
+        #[arg(long)]
+        no_s3: bool,
+        /// Start Kafka, Cassandra and MinIO only, no coordinator or workers.
         #[arg(long)]
         no_sluice: bool,
         /// Directory for data and logs; a fresh temporary one by default.
@@ -78,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             kafka,
             cassandra,
             no_cassandra,
+            no_s3,
             no_sluice,
             dir,
         } => {
@@ -89,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
                 kafka,
                 cassandra,
                 no_cassandra,
+                no_s3,
                 no_sluice,
                 cluster: ClusterOptions {
                     slots,

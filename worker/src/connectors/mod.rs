@@ -4,6 +4,7 @@
 pub mod blackhole;
 pub mod cassandra;
 pub mod kafka;
+pub mod s3;
 pub mod sink;
 
 pub use sink::SinkWriter;

@@ -1,6 +1,7 @@
 use super::blackhole::BlackholeSink;
 use super::cassandra::CassandraSink;
 use super::kafka::{KafkaSink, SinkState, TransactionalKafkaSink};
+use super::s3::S3Sink;
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
 use sluice_common::spec::{Delivery, SinkSpec};
@@ -11,17 +12,34 @@ pub enum SinkWriter {
     TransactionalKafka(Box<TransactionalKafkaSink>),
     Cassandra(Box<CassandraSink>),
     Blackhole(BlackholeSink),
+    S3(Box<S3Sink>),
+}
+
+/// Which sink subtask of which job attempt a sink is.
+pub struct SinkIdentity<'a> {
+    pub job_uid: &'a str,
+    pub stage: u32,
+    pub index: u32,
+    pub attempt: u32,
+}
+
+impl SinkIdentity<'_> {
+    /// Names the subtask's Kafka transactional ids.
+    pub fn id_prefix(&self) -> String {
+        format!("sluice-{}-s{}-{}", self.job_uid, self.stage, self.index)
+    }
 }
 
 impl SinkWriter {
-    /// `id_prefix` names the sink subtask for transactional ids; `restored`
-    /// is its state in the checkpoint the job restarts from (JSON, may be empty).
+    /// `restored` is the subtask's state in the checkpoint the job restarts
+    /// from (JSON, may be empty).
     pub async fn build(
         spec: &SinkSpec,
         delivery: &Delivery,
-        id_prefix: &str,
+        id: &SinkIdentity<'_>,
         restored: &str,
     ) -> Result<Self> {
+        let id_prefix = &id.id_prefix();
         Ok(match spec {
             SinkSpec::Kafka(k) if *delivery == Delivery::ExactlyOnce => {
                 let restored = (!restored.is_empty())
@@ -40,6 +58,7 @@ impl SinkWriter {
             // barrier finds nothing pending; replays are upserts.
             SinkSpec::Cassandra(c) => Self::Cassandra(Box::new(CassandraSink::build(c).await?)),
             SinkSpec::Blackhole(b) => Self::Blackhole(BlackholeSink::build(b)),
+            SinkSpec::S3(s) => Self::S3(Box::new(S3Sink::build(s, id, restored).await?)),
         })
     }
 
@@ -50,6 +69,7 @@ impl SinkWriter {
             Self::TransactionalKafka(s) => s.write(batch).await,
             Self::Cassandra(s) => s.write(batch).await,
             Self::Blackhole(s) => Ok(s.write(batch).await),
+            Self::S3(s) => s.write(batch).await,
         }
     }
 
@@ -62,6 +82,7 @@ impl SinkWriter {
                 Ok(Some(serde_json::to_string(&state).unwrap_or_default()))
             }
             Self::Kafka(s) => s.pre_commit().await.map(|()| None),
+            Self::S3(s) => s.pre_commit().await,
             Self::Cassandra(_) | Self::Blackhole(_) => Ok(None),
         }
     }
@@ -70,6 +91,7 @@ impl SinkWriter {
     pub async fn commit(&mut self) -> Result<()> {
         match self {
             Self::TransactionalKafka(s) => s.commit().await,
+            Self::S3(s) => s.commit().await,
             Self::Kafka(_) | Self::Cassandra(_) | Self::Blackhole(_) => Ok(()),
         }
     }

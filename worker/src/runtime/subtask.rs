@@ -1,6 +1,7 @@
 use super::Metrics;
 use crate::connectors::SinkWriter;
 use crate::connectors::kafka::{DeadLetterWriter, KafkaSource, RawMessage};
+use crate::connectors::sink::SinkIdentity;
 use crate::error::{Result, WorkerError};
 use crate::exchange::{AlignedInput, Event, InboxKey, Inboxes, Peers, Route, Router};
 use crate::operators::{Chain, TaskInfo};
@@ -187,10 +188,13 @@ pub async fn run_subtask(
             Output::Router(Router::connect(route, fields, &ctx.inboxes, &ctx.peers).await?)
         }
         None => {
-            let id_prefix = format!("sluice-{}-s{}-{}", dep.job_uid, dep.stage, dep.index);
-            Output::Sink(
-                SinkWriter::build(&spec.sink, &spec.delivery, &id_prefix, &dep.sink_state).await?,
-            )
+            let id = SinkIdentity {
+                job_uid: &dep.job_uid,
+                stage: dep.stage,
+                index: dep.index,
+                attempt: dep.attempt,
+            };
+            Output::Sink(SinkWriter::build(&spec.sink, &spec.delivery, &id, &dep.sink_state).await?)
         }
     };
     on_running();
