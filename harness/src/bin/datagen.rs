@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use sluice_harness::datagen::ingestion::{IngestionEvents, IngestionKind};
+use sluice_harness::datagen::users::{CreatedUsers, RandomUsers};
 use sluice_harness::datagen::{numbers::Numbers, producer, user_events::UserEvents};
 
 async fn ingestion(kind: IngestionKind, common: Common) -> anyhow::Result<()> {
@@ -63,6 +64,22 @@ enum Kind {
         #[command(flatten)]
         common: Common,
     },
+    /// Seed 001: `users_created` users (id, names, address, post_code, dob, ...).
+    UsersCreated {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Seed 003: RandomUser API results, keyed by `login.uuid`.
+    RandomUsers {
+        #[command(flatten)]
+        common: Common,
+        /// Every K-th user repeats the `login.uuid` of an earlier one.
+        #[arg(long, default_value_t = 10)]
+        repeat_every: u64,
+        /// Every K-th user lacks its phone, state and postcode.
+        #[arg(long, default_value_t = 13)]
+        missing_every: u64,
+    },
     /// Seed 002: numbers 0..=TOTAL as text, with occasional corrupt values.
     Numbers {
         #[command(flatten)]
@@ -93,6 +110,32 @@ async fn main() -> anyhow::Result<()> {
         }
         Kind::Clickstream { common } => ingestion(IngestionKind::Clickstream, common).await?,
         Kind::Cdc { common } => ingestion(IngestionKind::Cdc, common).await?,
+        Kind::UsersCreated { common } => {
+            let users = CreatedUsers::new(common.seed)
+                .take(common.count)
+                .map(|u| u.to_string());
+            let n = producer::produce(&common.brokers, &common.topic, users, common.rate, 10_000)
+                .await?;
+            eprintln!("produced {n} users to {}", common.topic);
+        }
+        Kind::RandomUsers {
+            common,
+            repeat_every,
+            missing_every,
+        } => {
+            let users = RandomUsers::new(common.seed, repeat_every, missing_every)
+                .take(common.count)
+                .map(|u| {
+                    (
+                        u["login"]["uuid"].as_str().map(str::to_string),
+                        u.to_string(),
+                    )
+                });
+            let n =
+                producer::produce_keyed(&common.brokers, &common.topic, users, common.rate, 10_000)
+                    .await?;
+            eprintln!("produced {n} RandomUser results to {}", common.topic);
+        }
         Kind::Numbers {
             common,
             total,

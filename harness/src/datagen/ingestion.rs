@@ -105,12 +105,16 @@ mod tests {
 
     #[test]
     fn events_cross_midnight_and_name_their_ids() {
-        let events: Vec<_> = IngestionEvents::new(IngestionKind::Cdc, 1, 300).collect();
+        let events: Vec<_> = IngestionEvents::new(IngestionKind::Cdc, 1, 300)
+            .take(300)
+            .collect();
         assert_eq!(events.len(), 300);
         assert!(events[0].payload.contains("\"id\":\"change_0\""));
         assert!(events[0].payload.contains("2024-03-13T22:30:00.000Z"));
         assert_eq!(events[299].time.format("%F").to_string(), "2024-03-14");
-        let clicks: Vec<_> = IngestionEvents::new(IngestionKind::Clickstream, 1, 2).collect();
+        let clicks: Vec<_> = IngestionEvents::new(IngestionKind::Clickstream, 1, 2)
+            .take(2)
+            .collect();
         assert!(clicks[1].payload.contains("\"event_id\":\"evt_1\""));
     }
 }

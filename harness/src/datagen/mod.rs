@@ -5,3 +5,4 @@ pub mod ingestion;
 pub mod numbers;
 pub mod producer;
 pub mod user_events;
+pub mod users;

@@ -13,6 +13,25 @@ pub async fn produce(
     rate: Option<u64>,
     progress_every: usize,
 ) -> anyhow::Result<usize> {
+    produce_keyed(
+        brokers,
+        topic,
+        payloads.map(|p| (None, p)),
+        rate,
+        progress_every,
+    )
+    .await
+}
+
+/// [`produce`] with a key per message: messages of one key keep their order
+/// in one partition.
+pub async fn produce_keyed(
+    brokers: &str,
+    topic: &str,
+    messages: impl Iterator<Item = (Option<String>, String)>,
+    rate: Option<u64>,
+    progress_every: usize,
+) -> anyhow::Result<usize> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
@@ -22,13 +41,17 @@ pub async fn produce(
     let start = Instant::now();
     let mut pending = Vec::new();
     let mut sent = 0usize;
-    for payload in payloads {
+    for (key, payload) in messages {
         if let Some(rate) = rate.filter(|r| *r > 0) {
             let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
             tokio::time::sleep_until(due.into()).await;
         }
+        let mut record = FutureRecord::<String, String>::to(topic).payload(&payload);
+        if let Some(key) = &key {
+            record = record.key(key);
+        }
         let delivery = producer
-            .send_result(FutureRecord::<(), String>::to(topic).payload(&payload))
+            .send_result(record)
             .map_err(|(e, _)| anyhow::anyhow!("cannot produce to `{topic}`: {e}"))?;
         pending.push(delivery);
         sent += 1;

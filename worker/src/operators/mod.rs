@@ -154,4 +154,90 @@ mod tests {
             failures[0].error
         );
     }
+
+    fn run(
+        spec_text: &str,
+        stage: u32,
+        input: Vec<serde_json::Value>,
+    ) -> (Vec<serde_json::Value>, Vec<Failure>) {
+        let spec = JobSpec::parse(spec_text, &|_| Some("127.0.0.1:1".into()))
+            .expect("shipped spec is valid");
+        let (transforms, _) = spec.stage_plan(stage);
+        let mut chain = Chain::build(&transforms, &TaskInfo::default(), None).expect("compiles");
+        let records = input
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                value: Value::from(v),
+                origin: Origin {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: i as i64,
+                },
+            })
+            .collect();
+        let mut failures = Vec::new();
+        let out = chain.process(records, &mut failures);
+        let out = out
+            .iter()
+            .map(|r| serde_json::to_value(&r.value).expect("json"))
+            .collect();
+        (out, failures)
+    }
+
+    #[test]
+    fn shipped_seed_002_job_reads_numbers_and_classes_pairs() {
+        let text = include_str!("../../../deploy/jobs/pair-numbers-summing-to-12.yaml");
+        let input = ["7", " 3 ", "abc", "12"]
+            .iter()
+            .map(|m| serde_json::json!({ "message": m }))
+            .collect();
+        let (out, failures) = run(text, 0, input);
+        assert_eq!(out[0], serde_json::json!({"number": 7, "pair": 5}));
+        assert_eq!(out[1], serde_json::json!({"number": 3, "pair": 3}));
+        assert_eq!(out[2], serde_json::json!({"number": 12, "pair": 0}));
+        assert_eq!(failures.len(), 1);
+        assert!(failures[0].payload.contains("abc"));
+    }
+
+    #[test]
+    fn shipped_seed_003_job_flattens_cleans_and_drops_credentials() {
+        let text = include_str!("../../../deploy/jobs/random-users-to-cassandra.yaml");
+        let user = serde_json::json!({
+            "gender": " Female ",
+            "name": {"title": "Miss", "first": "  Jennie ", "last": "Nichols"},
+            "location": {
+                "street": {"number": 8929, "name": "Valwood Pkwy"},
+                "city": "Billings", "country": "United States",
+                "coordinates": {"latitude": "-69.8246", "longitude": "134.8719"}
+            },
+            "email": "Jennie.Nichols@example.com",
+            "login": {"uuid": "7a0eed16-9430-4d68-901f-c0d4c1c3bf00", "username": "yellowpeacock117",
+                      "password": "addison", "salt": "sld1yGtd", "md5": "ab54ac", "sha1": "edcf2c", "sha256": "48df52"},
+            "dob": {"date": "1992-03-08T15:13:16.688Z", "age": 30},
+            "registered": {"date": "2007-07-09T05:51:59.390Z", "age": 14},
+            "nat": "US"
+        });
+        let (out, failures) = run(text, 0, vec![user]);
+        assert!(failures.is_empty(), "{failures:?}");
+        let v = &out[0];
+        assert_eq!(v["user_id"], "7a0eed16-9430-4d68-901f-c0d4c1c3bf00");
+        assert_eq!(v["gender"], "female");
+        assert_eq!(v["first_name"], "Jennie");
+        assert_eq!(v["email"], "jennie.nichols@example.com");
+        assert_eq!(v["address"], "8929 Valwood Pkwy");
+        assert_eq!(v["state"], "unknown");
+        assert_eq!(v["postcode"], "unknown");
+        assert_eq!(v["phone"], "unknown");
+        assert_eq!(v["latitude"], -69.8246);
+        assert_eq!(v["longitude"], 134.8719);
+        assert_eq!(v["date_of_birth"], "1992-03-08T15:13:16.688Z");
+        assert_eq!(v["registration_date"], "2007-07-09T05:51:59.390Z");
+        let all = v.to_string();
+        for secret in [
+            "addison", "sld1yGtd", "ab54ac", "edcf2c", "48df52", "password", "salt",
+        ] {
+            assert!(!all.contains(secret), "{secret} in {all}");
+        }
+    }
 }
