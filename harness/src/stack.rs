@@ -74,7 +74,12 @@ impl DevStack {
             None
         } else {
             eprintln!("starting coordinator and {} worker(s)...", options.workers);
-            Some(SluiceCluster::start(&dir.join("sluice"), options.workers, options.cluster).await?)
+            let mut cluster = options.cluster;
+            if let Some(m) = &minio {
+                // S3 sinks find MinIO and its credentials in their environment.
+                cluster.env.extend(crate::minio::client_env(&m.endpoint));
+            }
+            Some(SluiceCluster::start(&dir.join("sluice"), options.workers, cluster).await?)
         };
         Ok(Self {
             kafka_broker,
