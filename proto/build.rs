@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/job.proto",
             "proto/cluster.proto",
             "proto/exchange.proto",
+            "proto/raft.proto",
         ],
         &["proto"],
     )?;

@@ -51,6 +51,11 @@ impl WorkerId {
     pub fn from_seq(n: u64) -> Self {
         Self(format!("worker-{n}"))
     }
+
+    /// The number in `worker-<n>`.
+    pub fn seq(&self) -> Option<u64> {
+        self.0.strip_prefix("worker-")?.parse().ok()
+    }
 }
 
 impl TaskId {

@@ -17,6 +17,10 @@ pub use error::{SpecError, SpecProblem};
 pub use ids::{JobId, TaskId, WorkerId};
 pub use spec::JobSpec;
 
+/// The gRPC metadata in which a coordinator that is not the leader names the
+/// leader's address, for clients to follow.
+pub const LEADER_HEADER: &str = "sluice-leader";
+
 /// `host:port` or a URL, as a URL gRPC clients accept.
 pub fn http_url(address: &str) -> String {
     let address = address.trim().trim_end_matches('/');

@@ -5,13 +5,14 @@
 //! abandoned. In-flight checkpoints are not durable: a new coordinator starts
 //! with the next one.
 
-use crate::meta::{Applied, Command, CompletedCheckpoint, MetaStore, Savepoint, SavepointMark};
+use crate::meta::{
+    Applied, Command, CompletedCheckpoint, MetaStore, Savepoint, SavepointMark, StateRef,
+};
 use crate::state::Shared;
 use sluice_common::{JobId, TaskId, WorkerId};
 use sluice_proto::worker_command::Kind;
 use sluice_proto::{
-    CheckpointAck, CheckpointDone, CheckpointTrigger, JobState, StateHandle, TaskState,
-    WorkerCommand,
+    CheckpointAck, CheckpointDone, CheckpointTrigger, JobState, TaskState, WorkerCommand,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -27,7 +28,7 @@ struct Pending {
     awaiting: BTreeSet<TaskId>,
     source_offsets: BTreeMap<i32, i64>,
     sink_states: BTreeMap<u32, String>,
-    state_handles: BTreeMap<u32, Vec<StateHandle>>,
+    state_handles: BTreeMap<u32, Vec<StateRef>>,
     savepoint: Option<Requested>,
 }
 
@@ -103,7 +104,9 @@ pub async fn run<S: MetaStore>(state: Shared<S>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        step(&state);
+        if state.store.check_leader().is_ok() {
+            step(&state);
+        }
     }
 }
 
@@ -154,7 +157,14 @@ fn step<S: MetaStore>(state: &Shared<S>) {
         // Savepoints asked of a job that is not running get no checkpoint.
         jobs.retain(|id, _| running.iter().any(|r| &r.job == id));
         for r in running {
-            let progress = jobs.entry(r.job.clone()).or_default();
+            // New to this leader (a new attempt, or a new leader): a
+            // checkpoint a previous leader had in flight is abandoned, so
+            // sinks holding it go on, and new ones get ids past it.
+            let progress = jobs.entry(r.job.clone()).or_insert_with(|| JobProgress {
+                last_id: r.last_completed + 1,
+                last_abandoned: Some((r.attempt, r.last_completed + 1)),
+                ..JobProgress::default()
+            });
             if let Some(p) = &mut progress.pending {
                 let stale = p.attempt != r.attempt;
                 if stale || now.duration_since(p.started) > r.timeout {
@@ -251,7 +261,7 @@ fn step<S: MetaStore>(state: &Shared<S>) {
 }
 
 /// Records a subtask's ack; completes the checkpoint when it was the last.
-pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
+pub async fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
     let job = JobId::new(ack.job_id.clone());
     let task = TaskId::new(ack.task_id.clone());
     let (index, stage) = state
@@ -280,7 +290,10 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
             p.sink_states.insert(index, ack.sink_state);
         }
         if let Some(handle) = ack.state {
-            p.state_handles.entry(stage).or_default().push(handle);
+            p.state_handles
+                .entry(stage)
+                .or_default()
+                .push(handle.into());
         }
         if !p.awaiting.is_empty() {
             return;
@@ -292,19 +305,26 @@ pub fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
     };
     let duration_ms = p.started.elapsed().as_millis() as u64;
     let retained_before = retained_checkpoints(state, &job);
-    let applied = state.store.apply(Command::CheckpointCompleted {
-        job: job.clone(),
-        checkpoint: CompletedCheckpoint {
-            id: p.id,
-            attempt: p.attempt,
-            completed_at_ms: crate::job_service::now_ms(),
-            duration_ms,
-            source_offsets: p.source_offsets,
-            sink_states: p.sink_states,
-            state_handles: p.state_handles,
-        },
-        savepoint: p.savepoint.as_ref().map(|s| s.mark.clone()),
-    });
+    let applied = state
+        .store
+        .apply(Command::CheckpointCompleted {
+            job: job.clone(),
+            checkpoint: CompletedCheckpoint {
+                id: p.id,
+                attempt: p.attempt,
+                completed_at_ms: crate::job_service::now_ms(),
+                duration_ms,
+                source_offsets: p.source_offsets,
+                sink_states: p.sink_states,
+                state_handles: p.state_handles,
+            },
+            savepoint: p.savepoint.as_ref().map(|s| s.mark.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(job = %job, checkpoint = p.id, error = %e, "checkpoint not recorded");
+            Applied::Stale
+        });
     if applied != Applied::Done {
         // The job restarted while the last acks were on their way: the
         // checkpoint is not durable, and its sinks must not commit.

@@ -16,7 +16,7 @@ pub struct ClusterApi<S> {
 }
 
 impl<S: MetaStore> ClusterApi<S> {
-    fn record_report(&self, report: &TaskReport) {
+    async fn record_report(&self, report: &TaskReport) {
         if !report.unreachable_peer.is_empty() {
             self.state.workers.suspect(&report.unreachable_peer);
         }
@@ -26,12 +26,14 @@ impl<S: MetaStore> ClusterApi<S> {
             TaskState::Running | TaskState::Failed | TaskState::Finished | TaskState::Cancelled
         ) {
             let error = (!report.error.is_empty()).then(|| report.error.clone());
-            self.state.set_task_state(
-                &JobId::new(report.job_id.clone()),
-                &TaskId::new(report.task_id.clone()),
-                state,
-                error,
-            );
+            self.state
+                .set_task_state(
+                    &JobId::new(report.job_id.clone()),
+                    &TaskId::new(report.task_id.clone()),
+                    state,
+                    error,
+                )
+                .await;
         }
     }
 
@@ -80,7 +82,8 @@ impl<S: MetaStore> ClusterApi<S> {
                             .unwrap_or_default(),
                         // Each subtask picks the snapshots holding its key groups.
                         restore_state: restored
-                            .and_then(|c| c.state_handles.get(&t.stage).cloned())
+                            .and_then(|c| c.state_handles.get(&t.stage))
+                            .map(|refs| refs.iter().map(StateHandle::from).collect())
                             .unwrap_or_default(),
                     });
                 }
@@ -100,6 +103,7 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.state.store.check_leader()?;
         let worker = WorkerId::new(request.into_inner().worker_id);
         if !self.state.workers.is_alive(&worker) {
             return Err(CoordinatorError::UnknownWorker(worker).into());
@@ -115,7 +119,8 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
         &self,
         request: Request<CheckpointAck>,
     ) -> Result<Response<AckCheckpointResponse>, Status> {
-        crate::checkpoints::ack(&self.state, request.into_inner());
+        self.state.store.check_leader()?;
+        crate::checkpoints::ack(&self.state, request.into_inner()).await;
         Ok(Response::new(AckCheckpointResponse {}))
     }
 
@@ -123,17 +128,30 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
         &self,
         request: Request<RegisterWorkerRequest>,
     ) -> Result<Response<RegisterWorkerResponse>, Status> {
+        self.state.store.check_leader()?;
         let req = request.into_inner();
         if req.slots == 0 {
             return Err(Status::invalid_argument(
                 "a worker must offer at least one slot",
             ));
         }
-        let id = self
-            .state
-            .workers
-            .register(req.data_address.clone(), req.slots);
-        tracing::info!(worker = %id, data_address = %req.data_address, slots = req.slots, pid = req.pid, "worker registered");
+        let previous = Some(req.previous_worker_id.clone())
+            .filter(|p| !p.is_empty())
+            .map(WorkerId::new);
+        let used: Vec<WorkerId> = self.state.store.read(|m| {
+            m.jobs
+                .values()
+                .flat_map(|j| j.tasks.iter().map(|t| t.worker.clone()))
+                .collect()
+        });
+        let id = self.state.workers.register(
+            req.data_address.clone(),
+            req.slots,
+            previous.clone(),
+            used.into_iter(),
+        );
+        let kept = previous.as_ref() == Some(&id);
+        tracing::info!(worker = %id, data_address = %req.data_address, slots = req.slots, pid = req.pid, kept_id = kept, "worker registered");
         Ok(Response::new(RegisterWorkerResponse {
             worker_id: id.to_string(),
             heartbeat_interval_ms: self.state.timing.heartbeat_interval.as_millis() as u64,
@@ -145,6 +163,7 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        self.state.store.check_leader()?;
         let req = request.into_inner();
         let worker = WorkerId::new(req.worker_id.clone());
         if !self.state.workers.heartbeat(&worker, &req.tasks) {
@@ -155,7 +174,7 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
             }));
         }
         for report in &req.tasks {
-            self.record_report(report);
+            self.record_report(report).await;
         }
         let desired = self.desired_tasks(&worker);
         let desired_ids: BTreeSet<&str> = desired.iter().map(|d| d.task_id.as_str()).collect();
@@ -213,12 +232,13 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
         &self,
         request: Request<TaskReport>,
     ) -> Result<Response<ReportTaskStateResponse>, Status> {
+        self.state.store.check_leader()?;
         let report = request.into_inner();
         let worker = WorkerId::new(report.worker_id.clone());
         if !self.state.workers.is_alive(&worker) {
             return Err(CoordinatorError::UnknownWorker(worker).into());
         }
-        self.record_report(&report);
+        self.record_report(&report).await;
         Ok(Response::new(ReportTaskStateResponse {}))
     }
 }

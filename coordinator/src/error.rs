@@ -26,6 +26,10 @@ pub enum CoordinatorError {
     SavepointFailed { job: JobId, reason: String },
     #[error("parallelism must be between 1 and {max}, found {found}")]
     Parallelism { found: u32, max: u64 },
+    #[error("this coordinator is not the leader{}", .leader.as_ref().map(|l| format!("; the leader is at {l}")).unwrap_or_else(|| "; no leader is known yet".into()))]
+    NotLeader { leader: Option<String> },
+    #[error("the coordinator group could not record the change: {0}")]
+    Raft(String),
     #[error("cannot read metadata of topic `{topic}` from {brokers}: {reason}")]
     KafkaMetadata {
         brokers: String,
@@ -51,6 +55,16 @@ impl From<CoordinatorError> for tonic::Status {
             }
             NotRunning { .. } | CheckpointsOff(_) => tonic::Status::failed_precondition(message),
             SavepointFailed { .. } => tonic::Status::aborted(message),
+            NotLeader { leader } => {
+                let mut status = tonic::Status::unavailable(message);
+                if let Some(leader) = leader.and_then(|l| l.parse().ok()) {
+                    status
+                        .metadata_mut()
+                        .insert(sluice_common::LEADER_HEADER, leader);
+                }
+                status
+            }
+            Raft(_) => tonic::Status::unavailable(message),
         }
     }
 }

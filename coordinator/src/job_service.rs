@@ -151,6 +151,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         request: Request<SubmitJobRequest>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
+        self.state.store.check_leader()?;
         let request = request.into_inner();
         let spec = JobSpec::parse_resolved(&request.spec_json).map_err(CoordinatorError::from)?;
         let from_savepoint = Some(request.from_savepoint).filter(|s| !s.is_empty());
@@ -174,13 +175,17 @@ impl<S: MetaStore> JobService for JobApi<S> {
         }
         let source_partitions = Self::check_topics(&spec).await?;
         let name = spec.name.clone();
-        let applied = self.state.store.apply(Command::SubmitJob {
-            uid: uuid::Uuid::new_v4().simple().to_string(),
-            spec: Box::new(spec),
-            source_partitions,
-            submitted_at_ms: now_ms(),
-            from_savepoint: from_savepoint.clone(),
-        });
+        let applied = self
+            .state
+            .store
+            .apply(Command::SubmitJob {
+                uid: uuid::Uuid::new_v4().simple().to_string(),
+                spec: Box::new(spec),
+                source_partitions,
+                submitted_at_ms: now_ms(),
+                from_savepoint: from_savepoint.clone(),
+            })
+            .await?;
         let Applied::JobCreated(id) = applied else {
             return Err(Status::internal("job was not created"));
         };
@@ -194,6 +199,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         _request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
+        self.state.store.check_leader()?;
         let jobs = self
             .state
             .store
@@ -205,6 +211,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         request: Request<GetJobRequest>,
     ) -> Result<Response<JobStatus>, Status> {
+        self.state.store.check_leader()?;
         Ok(Response::new(self.find(&request.into_inner().job_id)?))
     }
 
@@ -212,6 +219,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         request: Request<CancelJobRequest>,
     ) -> Result<Response<JobStatus>, Status> {
+        self.state.store.check_leader()?;
         let id = JobId::new(request.into_inner().job_id);
         let state = self
             .state
@@ -225,11 +233,14 @@ impl<S: MetaStore> JobService for JobApi<S> {
             }
             .into());
         }
-        self.state.store.apply(Command::SetJobState {
-            job: id.clone(),
-            state: JobState::Cancelling,
-            failure: Some("cancelled by request".into()),
-        });
+        self.state
+            .store
+            .apply(Command::SetJobState {
+                job: id.clone(),
+                state: JobState::Cancelling,
+                failure: Some("cancelled by request".into()),
+            })
+            .await?;
         tracing::info!(job = %id, "job cancelling");
         Ok(Response::new(self.find(id.as_str())?))
     }
@@ -238,6 +249,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         request: Request<ListCheckpointsRequest>,
     ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        self.state.store.check_leader()?;
         let id = JobId::new(request.into_inner().job_id);
         let checkpoints = self
             .state
@@ -268,6 +280,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         request: Request<TriggerSavepointRequest>,
     ) -> Result<Response<SavepointInfo>, Status> {
+        self.state.store.check_leader()?;
         let job = JobId::new(request.into_inner().job_id);
         let savepoint = self.savepoint(&job, false).await?;
         Ok(Response::new(savepoint_info(&savepoint)))
@@ -277,6 +290,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         request: Request<StopJobRequest>,
     ) -> Result<Response<SavepointInfo>, Status> {
+        self.state.store.check_leader()?;
         let job = JobId::new(request.into_inner().job_id);
         let savepoint = self.savepoint(&job, true).await?;
         tracing::info!(job = %job, savepoint = %savepoint.id, "job stopped");
@@ -287,6 +301,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         request: Request<RescaleJobRequest>,
     ) -> Result<Response<SavepointInfo>, Status> {
+        self.state.store.check_leader()?;
         let request = request.into_inner();
         let job = JobId::new(request.job_id);
         if request.parallelism == 0 || u64::from(request.parallelism) > MAX_PARALLELISM {
@@ -297,10 +312,14 @@ impl<S: MetaStore> JobService for JobApi<S> {
             .into());
         }
         let savepoint = self.savepoint(&job, true).await?;
-        let applied = self.state.store.apply(Command::Rescale {
-            job: job.clone(),
-            parallelism: request.parallelism,
-        });
+        let applied = self
+            .state
+            .store
+            .apply(Command::Rescale {
+                job: job.clone(),
+                parallelism: request.parallelism,
+            })
+            .await?;
         if applied != Applied::Done {
             return Err(CoordinatorError::SavepointFailed {
                 job,
@@ -316,6 +335,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         _request: Request<ListSavepointsRequest>,
     ) -> Result<Response<ListSavepointsResponse>, Status> {
+        self.state.store.check_leader()?;
         let savepoints = self
             .state
             .store
@@ -327,6 +347,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         _request: Request<ListWorkersRequest>,
     ) -> Result<Response<ListWorkersResponse>, Status> {
+        self.state.store.check_leader()?;
         let tasks_by_worker = self.state.store.read(|m| {
             let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
             for j in m.jobs.values().filter(|j| j.wants_tasks_running()) {

@@ -8,6 +8,8 @@ mod job_service;
 mod kafka_meta;
 mod meta;
 mod monitor;
+mod raft;
+mod raft_service;
 mod registry;
 mod scheduler;
 mod state;
@@ -17,6 +19,8 @@ use anyhow::Context;
 use clap::Parser;
 use sluice_proto::cluster_service_server::ClusterServiceServer;
 use sluice_proto::job_service_server::JobServiceServer;
+use sluice_proto::raft_service_server::RaftServiceServer;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -26,9 +30,24 @@ use std::time::Duration;
     about = "Sluice coordinator: accepts jobs and runs them on workers"
 )]
 struct Args {
-    /// Address to serve JobService and ClusterService on.
+    /// Address to serve JobService, ClusterService and RaftService on.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7400")]
     listen: SocketAddr,
+    /// This coordinator's number in its group.
+    #[arg(long, env = "SLUICE_COORDINATOR_ID", default_value_t = 1)]
+    id: u64,
+    /// Every member of the group as ID=HOST:PORT, comma-separated, this one
+    /// included, such as `1=10.0.0.1:7400,2=10.0.0.2:7400,3=10.0.0.3:7400`.
+    /// Empty: a group of one, at --advertise. The lowest id bootstraps a new group.
+    #[arg(long, env = "SLUICE_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Address the others reach this coordinator at; --listen by default.
+    #[arg(long, env = "SLUICE_ADVERTISE")]
+    advertise: Option<String>,
+    /// Where this coordinator keeps its Raft log and snapshots; a restart
+    /// with the same directory keeps every job and checkpoint.
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
     /// How often workers send heartbeats.
     #[arg(long, value_parser = humantime_arg, default_value = "500ms")]
     heartbeat_interval: Duration,
@@ -43,6 +62,14 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+}
+
+/// `~/.local/share/sluice/coordinator-<id>`.
+fn default_data_dir(id: u64) -> std::path::PathBuf {
+    let base = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    base.join(format!(".local/share/sluice/coordinator-{id}"))
 }
 
 fn humantime_arg(s: &str) -> Result<Duration, String> {
@@ -61,19 +88,52 @@ async fn main() -> anyhow::Result<()> {
             args.heartbeat_interval
         );
     }
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| args.listen.to_string());
+    let mut members = BTreeMap::new();
+    for peer in &args.peers {
+        let (id, addr) = peer
+            .split_once('=')
+            .and_then(|(id, addr)| Some((id.trim().parse::<u64>().ok()?, addr.trim().to_string())))
+            .with_context(|| format!("--peers: `{peer}` is not ID=HOST:PORT"))?;
+        members.insert(id, addr);
+    }
+    if members.is_empty() {
+        members.insert(args.id, advertise.clone());
+    }
+    anyhow::ensure!(
+        members.contains_key(&args.id),
+        "--peers does not name this coordinator's --id {}",
+        args.id
+    );
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| default_data_dir(args.id));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let store = raft::RaftStore::start(args.id, members, &data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the coordinator's data in {}",
+                data_dir.display()
+            )
+        })?;
+    let raft_handle = store.raft.clone();
     let state = state::Coordinator::new(
-        meta::MemStore::default(),
+        store,
         state::Timing {
             heartbeat_interval: args.heartbeat_interval,
             heartbeat_timeout: args.heartbeat_timeout,
         },
         sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
     );
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "coordinator listening");
+    tracing::info!(%addr, id = args.id, data_dir = %data_dir.display(), "coordinator listening");
     tokio::spawn(monitor::run(state.clone()));
     tokio::spawn(checkpoints::run(state.clone()));
     tonic::transport::Server::builder()
@@ -83,11 +143,15 @@ async fn main() -> anyhow::Result<()> {
         .add_service(ClusterServiceServer::new(cluster_service::ClusterApi {
             state,
         }))
+        .add_service(RaftServiceServer::new(raft_service::RaftApi {
+            raft: raft_handle.clone(),
+        }))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             sluice_common::process::shutdown_signal(),
         )
         .await?;
+    let _ = raft_handle.shutdown().await;
     tracing::info!("coordinator stopped");
     Ok(())
 }

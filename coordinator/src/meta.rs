@@ -2,25 +2,55 @@
 //! change is a [`Command`] applied through a [`MetaStore`], so the store can
 //! become a replicated log without the services changing.
 
+use serde::{Deserialize, Serialize};
 use sluice_common::spec::SourceSpec;
 use sluice_common::{JobId, JobSpec, TaskId, WorkerId};
 use sluice_proto::{JobState, StateHandle, TaskState};
 use std::collections::BTreeMap;
-use std::sync::RwLock;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: TaskId,
     pub stage: u32,
     pub index: u32,
     pub worker: WorkerId,
     pub partitions: Vec<i32>,
+    #[serde(with = "codec::task_state")]
     pub state: TaskState,
     pub error: Option<String>,
 }
 
+/// Where a subtask's keyed state snapshot lies in the checkpoint store, and
+/// the key groups it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateRef {
+    pub key: String,
+    pub first_group: u32,
+    pub last_group: u32,
+}
+
+impl From<StateHandle> for StateRef {
+    fn from(h: StateHandle) -> Self {
+        Self {
+            key: h.key,
+            first_group: h.first_group,
+            last_group: h.last_group,
+        }
+    }
+}
+
+impl From<&StateRef> for StateHandle {
+    fn from(r: &StateRef) -> Self {
+        Self {
+            key: r.key.clone(),
+            first_group: r.first_group,
+            last_group: r.last_group,
+        }
+    }
+}
+
 /// A checkpoint every subtask of the job acknowledged: what recovery restores.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletedCheckpoint {
     pub id: u64,
     pub attempt: u32,
@@ -31,7 +61,7 @@ pub struct CompletedCheckpoint {
     /// What each sink subtask (by index) needs to finish its commit.
     pub sink_states: BTreeMap<u32, String>,
     /// Keyed state snapshots in the checkpoint store, by stage.
-    pub state_handles: BTreeMap<u32, Vec<StateHandle>>,
+    pub state_handles: BTreeMap<u32, Vec<StateRef>>,
 }
 
 impl CompletedCheckpoint {
@@ -45,7 +75,7 @@ impl CompletedCheckpoint {
 }
 
 /// A checkpoint kept until deleted, to start a job from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Savepoint {
     pub id: String,
     pub job: JobId,
@@ -59,22 +89,24 @@ pub struct Savepoint {
 }
 
 /// Marks a completed checkpoint as a savepoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SavepointMark {
     pub id: String,
     /// A stop with a savepoint: the job ends once its tasks finished.
     pub stop: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: JobId,
     /// Unique across clusters and restarts; names transactional ids and the like.
     pub uid: String,
+    #[serde(with = "codec::spec")]
     pub spec: JobSpec,
     pub spec_json: String,
     /// Partition count of the source topic, read at submission.
     pub source_partitions: i32,
+    #[serde(with = "codec::job_state")]
     pub state: JobState,
     pub failure: Option<String>,
     pub submitted_at_ms: i64,
@@ -93,17 +125,18 @@ pub struct JobRecord {
     pub from_savepoint: Option<String>,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ClusterMeta {
     pub jobs: BTreeMap<JobId, JobRecord>,
     pub savepoints: BTreeMap<String, Savepoint>,
     pub next_job: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
     SubmitJob {
         uid: String,
+        #[serde(with = "codec::boxed_spec")]
         spec: Box<JobSpec>,
         source_partitions: i32,
         submitted_at_ms: i64,
@@ -117,6 +150,7 @@ pub enum Command {
     SetTaskState {
         job: JobId,
         task: TaskId,
+        #[serde(with = "codec::task_state")]
         state: TaskState,
         error: Option<String>,
         /// When the leader saw it; dates a restart's backoff.
@@ -134,12 +168,13 @@ pub enum Command {
     },
     SetJobState {
         job: JobId,
+        #[serde(with = "codec::job_state")]
         state: JobState,
         failure: Option<String>,
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
     JobCreated(JobId),
     Done,
@@ -151,26 +186,15 @@ pub enum Applied {
 
 /// Where the coordinator keeps its durable state.
 pub trait MetaStore: Send + Sync + 'static {
-    fn apply(&self, cmd: Command) -> Applied;
+    /// Records `cmd` durably and applies it; fails on a member that is not
+    /// the leader.
+    fn apply(
+        &self,
+        cmd: Command,
+    ) -> impl std::future::Future<Output = Result<Applied, crate::error::CoordinatorError>> + Send;
     fn read<R>(&self, f: impl FnOnce(&ClusterMeta) -> R) -> R;
-}
-
-/// Single-node store kept in memory.
-#[derive(Default)]
-pub struct MemStore {
-    meta: RwLock<ClusterMeta>,
-}
-
-impl MetaStore for MemStore {
-    fn apply(&self, cmd: Command) -> Applied {
-        let mut meta = self.meta.write().unwrap_or_else(|p| p.into_inner());
-        meta.apply(cmd)
-    }
-
-    fn read<R>(&self, f: impl FnOnce(&ClusterMeta) -> R) -> R {
-        let meta = self.meta.read().unwrap_or_else(|p| p.into_inner());
-        f(&meta)
-    }
+    /// `Ok` on the leader; otherwise the error names the leader, if known.
+    fn check_leader(&self) -> Result<(), crate::error::CoordinatorError>;
 }
 
 impl ClusterMeta {
@@ -424,5 +448,6 @@ impl JobRecord {
     }
 }
 
+mod codec;
 #[cfg(test)]
 mod tests;

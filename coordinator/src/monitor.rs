@@ -4,21 +4,58 @@
 use crate::meta::{Command, MetaStore};
 use crate::scheduler;
 use crate::state::Shared;
+use sluice_common::WorkerId;
 use sluice_proto::{JobState, TaskState};
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 pub async fn run<S: MetaStore>(state: Shared<S>) {
     let period = (state.timing.heartbeat_interval / 2).max(Duration::from_millis(50));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leader_since: Option<Instant> = None;
     loop {
         tick.tick().await;
-        expire_workers(&state);
-        schedule_waiting_jobs(&state);
+        // Only the leader acts; a follower's registry is empty anyway.
+        if state.store.check_leader().is_err() {
+            leader_since = None;
+            continue;
+        }
+        let since = *leader_since.get_or_insert_with(Instant::now);
+        expire_workers(&state).await;
+        // Workers had a heartbeat timeout to find a new leader and report.
+        if since.elapsed() > state.timing.heartbeat_timeout {
+            fail_tasks_of_unknown_workers(&state).await;
+        }
+        schedule_waiting_jobs(&state).await;
     }
 }
 
-fn expire_workers<S: MetaStore>(state: &Shared<S>) {
+/// Tasks placed on workers this coordinator never heard from since it became
+/// leader: their workers are gone, and their jobs restart.
+async fn fail_tasks_of_unknown_workers<S: MetaStore>(state: &Shared<S>) {
+    let known: BTreeSet<WorkerId> = state.workers.all().into_iter().map(|w| w.id).collect();
+    let orphaned: Vec<_> = state.store.read(|m| {
+        m.jobs
+            .values()
+            .filter(|j| j.wants_tasks_running())
+            .flat_map(|j| {
+                j.tasks
+                    .iter()
+                    .filter(|t| !t.state.is_terminal() && !known.contains(&t.worker))
+                    .map(|t| (j.id.clone(), t.id.clone(), t.worker.clone()))
+            })
+            .collect()
+    });
+    for (job, task, worker) in orphaned {
+        let reason = format!("worker {worker} did not report to the new leader");
+        state
+            .set_task_state(&job, &task, TaskState::Failed, Some(reason))
+            .await;
+    }
+}
+
+async fn expire_workers<S: MetaStore>(state: &Shared<S>) {
     for (worker, silent) in state.workers.expire(state.timing.heartbeat_timeout) {
         let reason = format!(
             "worker {worker} lost: no heartbeat for {:.1}s (timeout {:.1}s)",
@@ -38,12 +75,14 @@ fn expire_workers<S: MetaStore>(state: &Shared<S>) {
                 .collect()
         });
         for (job, task) in orphaned {
-            state.set_task_state(&job, &task, TaskState::Failed, Some(reason.clone()));
+            state
+                .set_task_state(&job, &task, TaskState::Failed, Some(reason.clone()))
+                .await;
         }
     }
 }
 
-fn schedule_waiting_jobs<S: MetaStore>(state: &Shared<S>) {
+async fn schedule_waiting_jobs<S: MetaStore>(state: &Shared<S>) {
     let waiting: Vec<_> = state.store.read(|m| {
         m.jobs
             .values()
@@ -63,7 +102,9 @@ fn schedule_waiting_jobs<S: MetaStore>(state: &Shared<S>) {
         match placed {
             Some(Ok(tasks)) => {
                 tracing::info!(job = %job, tasks = tasks.len(), "job placed");
-                state.store.apply(Command::AssignTasks { job, tasks });
+                if let Err(e) = state.store.apply(Command::AssignTasks { job, tasks }).await {
+                    tracing::warn!(error = %e, "tasks not assigned");
+                }
             }
             Some(Err(e)) => {
                 tracing::debug!(job = %job, needed = e.needed, free = e.free, "job waits for slots");

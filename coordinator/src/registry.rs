@@ -38,10 +38,36 @@ impl WorkerRegistry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn register(&self, data_address: String, slots: u32) -> WorkerId {
+    /// Admits a worker. One that names the id it had keeps it unless this
+    /// registry declared it lost; `used` are ids tasks are assigned to, which a
+    /// new worker must not get.
+    pub fn register(
+        &self,
+        data_address: String,
+        slots: u32,
+        previous: Option<WorkerId>,
+        used: impl Iterator<Item = WorkerId>,
+    ) -> WorkerId {
         let mut inner = self.lock();
-        inner.next_id += 1;
-        let id = WorkerId::from_seq(inner.next_id);
+        let highest = used
+            .chain(inner.workers.keys().cloned())
+            .filter_map(|w| w.seq())
+            .max()
+            .unwrap_or(0);
+        inner.next_id = inner.next_id.max(highest);
+        let lost = |id: &WorkerId| {
+            inner
+                .workers
+                .get(id)
+                .is_some_and(|w| w.state == WorkerState::Lost)
+        };
+        let id = match previous.filter(|p| !lost(p)) {
+            Some(previous) => previous,
+            None => {
+                inner.next_id += 1;
+                WorkerId::from_seq(inner.next_id)
+            }
+        };
         inner.workers.insert(
             id.clone(),
             WorkerEntry {

@@ -76,7 +76,7 @@ impl<S: MetaStore> Coordinator<S> {
         }
     }
 
-    pub fn set_task_state(
+    pub async fn set_task_state(
         &self,
         job: &JobId,
         task: &TaskId,
@@ -95,13 +95,20 @@ impl<S: MetaStore> Coordinator<S> {
         }
         tracing::info!(job = %job, task = %task, state = ?state, error = error.as_deref().unwrap_or(""), "task state");
         let before = self.store.read(job_state);
-        self.store.apply(Command::SetTaskState {
-            job: job.clone(),
-            task: task.clone(),
-            state,
-            error,
-            at_ms: crate::job_service::now_ms(),
-        });
+        let recorded = self
+            .store
+            .apply(Command::SetTaskState {
+                job: job.clone(),
+                task: task.clone(),
+                state,
+                error,
+                at_ms: crate::job_service::now_ms(),
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(job = %job, task = %task, error = %e, "task state not recorded");
+            return;
+        }
         let (after, failure) = self
             .store
             .read(|m| m.jobs.get(job).map(|j| (j.state, j.failure.clone())))

@@ -40,6 +40,8 @@ impl Default for ClusterOptions {
 pub struct SluiceCluster {
     pub coordinator_address: String,
     coordinator: ManagedChild,
+    /// Coordinator restarts so far, naming each run's log.
+    restarts: u32,
     workers: Vec<Option<ManagedChild>>,
     dir: PathBuf,
     options: ClusterOptions,
@@ -73,6 +75,37 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Starts the coordinator on `port` with its data under `dir`, and waits
+/// until it listens.
+fn spawn_coordinator(
+    dir: &Path,
+    port: u16,
+    options: &ClusterOptions,
+    log: &str,
+) -> anyhow::Result<ManagedChild> {
+    let mut cmd = Command::new(binary("coordinator")?);
+    cmd.arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.join("coordinator-data"))
+        .arg("--heartbeat-interval")
+        .arg(format!("{}ms", options.heartbeat_interval.as_millis()))
+        .arg("--heartbeat-timeout")
+        .arg(format!("{}ms", options.heartbeat_timeout.as_millis()))
+        .arg("--checkpoint-store")
+        .arg(
+            options
+                .checkpoint_store
+                .clone()
+                .unwrap_or_else(|| dir.join("checkpoints").to_string_lossy().into_owned()),
+        )
+        .envs(options.env.iter().map(|(k, v)| (k, v)));
+    let mut coordinator = ManagedChild::spawn("coordinator", cmd, &dir.join(log))?;
+    let addr = format!("127.0.0.1:{port}").parse()?;
+    wait_for_port(addr, Duration::from_secs(30), || coordinator.check_alive())?;
+    Ok(coordinator)
+}
+
 impl SluiceCluster {
     /// Starts a coordinator and `workers` workers; returns once the coordinator
     /// answers and every worker has registered.
@@ -83,28 +116,11 @@ impl SluiceCluster {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port()?;
-        let mut cmd = Command::new(binary("coordinator")?);
-        cmd.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--heartbeat-interval")
-            .arg(format!("{}ms", options.heartbeat_interval.as_millis()))
-            .arg("--heartbeat-timeout")
-            .arg(format!("{}ms", options.heartbeat_timeout.as_millis()))
-            .arg("--checkpoint-store")
-            .arg(
-                options
-                    .checkpoint_store
-                    .clone()
-                    .unwrap_or_else(|| dir.join("checkpoints").to_string_lossy().into_owned()),
-            )
-            .envs(options.env.iter().map(|(k, v)| (k, v)));
-        let mut coordinator =
-            ManagedChild::spawn("coordinator", cmd, &dir.join("coordinator.log"))?;
-        let addr = format!("127.0.0.1:{port}").parse()?;
-        wait_for_port(addr, Duration::from_secs(30), || coordinator.check_alive())?;
+        let coordinator = spawn_coordinator(dir, port, &options, "coordinator.log")?;
         let mut cluster = Self {
             coordinator_address: format!("127.0.0.1:{port}"),
             coordinator,
+            restarts: 0,
             workers: Vec::new(),
             dir: dir.to_path_buf(),
             options,
@@ -116,6 +132,22 @@ impl SluiceCluster {
             .wait_for_workers(workers, Duration::from_secs(30))
             .await?;
         Ok(cluster)
+    }
+
+    /// SIGKILLs the coordinator and starts it again on the same address and
+    /// data directory; returns once it listens.
+    pub fn restart_coordinator(&mut self) -> anyhow::Result<()> {
+        self.coordinator.kill();
+        let port: u16 = self
+            .coordinator_address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no port in {}", self.coordinator_address))?;
+        self.restarts += 1;
+        let log = format!("coordinator-{}.log", self.restarts);
+        self.coordinator = spawn_coordinator(&self.dir, port, &self.options, &log)?;
+        Ok(())
     }
 
     /// Starts one more worker; returns its index.

@@ -258,3 +258,33 @@ pub async fn wait_checkpointed(coordinator: &str, job: &str, records: u64) -> an
     )
     .await
 }
+
+/// How often each number `n` (a JSON field) appears in `topic`, read to its
+/// end with `isolation`, and how many of `0..records` are lost and how many
+/// extra copies there are.
+pub async fn count_numbers(
+    brokers: &str,
+    topic: &str,
+    records: u64,
+    isolation: &str,
+) -> anyhow::Result<(std::collections::BTreeMap<i64, u32>, usize, u32)> {
+    let out = crate::admin::read_topic(
+        brokers,
+        topic,
+        usize::MAX,
+        Duration::from_secs(8),
+        Duration::from_secs(180),
+        isolation,
+    )
+    .await?;
+    let mut seen = std::collections::BTreeMap::new();
+    for m in &out {
+        let v: serde_json::Value = serde_json::from_str(&m.payload)?;
+        *seen.entry(v["n"].as_i64().unwrap_or(-1)).or_default() += 1;
+    }
+    let lost = (0..records as i64)
+        .filter(|n| !seen.contains_key(n))
+        .count();
+    let duplicated = seen.values().map(|c| c - 1).sum();
+    Ok((seen, lost, duplicated))
+}

@@ -1,5 +1,6 @@
 //! The gRPC API of Sluice: `JobService` for clients, `ClusterService` for
-//! workers, `ExchangeService` between workers.
+//! workers, `ExchangeService` between workers, `RaftService` between
+//! coordinators.
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

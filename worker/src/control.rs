@@ -1,41 +1,33 @@
 //! The worker's side of ClusterService: register, heartbeat, apply what the
 //! coordinator answers, and report task changes as they happen.
 
+use crate::coordinators::Coordinators;
 use crate::runtime::{Outbound, TaskCommand, TaskManager};
 use sluice_common::TaskId;
-use sluice_proto::cluster_service_client::ClusterServiceClient;
 use sluice_proto::worker_command::Kind;
 use sluice_proto::{HeartbeatRequest, RegisterWorkerRequest, SubscribeRequest};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
 
 pub struct Control {
-    pub client: ClusterServiceClient<Channel>,
+    pub coordinators: Coordinators,
     pub data_address: String,
     pub slots: u32,
     pub tasks: Arc<TaskManager>,
 }
 
-pub fn connect(coordinator: &str) -> anyhow::Result<ClusterServiceClient<Channel>> {
-    let channel = Endpoint::from_shared(sluice_common::http_url(coordinator))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy();
-    Ok(ClusterServiceClient::new(channel))
-}
-
 impl Control {
-    async fn register(&mut self) -> (String, Duration, Duration) {
+    async fn register(&mut self, previous: Option<&str>) -> (String, Duration, Duration) {
         let mut backoff = Duration::from_millis(100);
         loop {
             let req = RegisterWorkerRequest {
                 data_address: self.data_address.clone(),
                 slots: self.slots,
                 pid: std::process::id(),
+                previous_worker_id: previous.unwrap_or_default().to_string(),
             };
-            match self.client.register_worker(req).await {
+            match self.coordinators.client().register_worker(req).await {
                 Ok(resp) => {
                     let resp = resp.into_inner();
                     tracing::info!(worker = %resp.worker_id, "registered with coordinator");
@@ -46,6 +38,7 @@ impl Control {
                     );
                 }
                 Err(status) => {
+                    self.coordinators.failed(&status);
                     tracing::warn!(error = %status.message(), "cannot register with coordinator; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -57,14 +50,14 @@ impl Control {
     /// Reads the coordinator's command stream and hands each command to the
     /// tasks it concerns; opens the stream again when it breaks.
     fn subscribe(&self, worker_id: String) -> tokio::task::JoinHandle<()> {
-        let mut client = self.client.clone();
+        let coordinators = self.coordinators.clone();
         let tasks = self.tasks.clone();
         tokio::spawn(async move {
             loop {
                 let req = SubscribeRequest {
                     worker_id: worker_id.clone(),
                 };
-                match client.subscribe(req).await {
+                match coordinators.client().subscribe(req).await {
                     Ok(stream) => {
                         let mut stream = stream.into_inner();
                         while let Ok(Some(cmd)) = stream.message().await {
@@ -93,6 +86,7 @@ impl Control {
                         tracing::warn!("coordinator command stream ended; reopening");
                     }
                     Err(status) => {
+                        coordinators.failed(&status);
                         tracing::warn!(error = %status.message(), "cannot open the coordinator command stream; retrying");
                     }
                 }
@@ -102,9 +96,18 @@ impl Control {
     }
 
     pub async fn run(mut self, mut outbound: mpsc::UnboundedReceiver<Outbound>) {
+        let mut previous: Option<String> = None;
         loop {
-            let (worker_id, interval, timeout) = self.register().await;
-            self.tasks.new_session();
+            let (worker_id, interval, timeout) = self.register(previous.as_deref()).await;
+            if previous.as_deref() == Some(worker_id.as_str()) {
+                tracing::info!(worker = %worker_id, "registered again under the same id; its tasks run on");
+            } else {
+                // The tasks belonged to the id this worker had, which the
+                // coordinator declared lost: they run elsewhere now.
+                self.tasks.cancel_all();
+                self.tasks.new_session();
+            }
+            previous = Some(worker_id.clone());
             let mut last_heartbeat = tokio::time::Instant::now();
             let subscription = self.subscribe(worker_id.clone());
             let mut tick = tokio::time::interval(interval);
@@ -121,7 +124,7 @@ impl Control {
                     worker_id: worker_id.clone(),
                     tasks: self.tasks.reports(&worker_id),
                 };
-                let resp = match self.client.heartbeat(req).await {
+                let resp = match self.coordinators.client().heartbeat(req).await {
                     Ok(r) => {
                         last_heartbeat = tokio::time::Instant::now();
                         r.into_inner()
@@ -136,13 +139,15 @@ impl Control {
                     }
                     Err(status) => {
                         // Tasks keep running while the coordinator is briefly away.
+                        self.coordinators.failed(&status);
                         tracing::warn!(error = %status.message(), "heartbeat failed");
                         continue;
                     }
                 };
                 if resp.reregister {
-                    tracing::warn!(worker = %worker_id, "coordinator no longer knows this worker; stopping its tasks and registering again");
-                    self.tasks.cancel_all();
+                    // A new leader takes this worker back with its tasks; a
+                    // leader that declared it lost gives it a new id instead.
+                    tracing::warn!(worker = %worker_id, "coordinator does not know this worker; registering again");
                     subscription.abort();
                     break;
                 }
@@ -180,14 +185,16 @@ impl Control {
         match out {
             Outbound::Report(mut report) => {
                 report.worker_id = worker_id.to_string();
-                if let Err(status) = self.client.report_task_state(report).await {
+                if let Err(status) = self.coordinators.client().report_task_state(report).await {
+                    self.coordinators.failed(&status);
                     tracing::warn!(error = %status.message(), "task report not delivered; the next heartbeat carries it");
                 }
             }
             Outbound::Ack(mut ack) => {
                 ack.worker_id = worker_id.to_string();
                 // A lost ack fails the checkpoint by its timeout; the next one covers it.
-                if let Err(status) = self.client.ack_checkpoint(ack).await {
+                if let Err(status) = self.coordinators.client().ack_checkpoint(ack).await {
+                    self.coordinators.failed(&status);
                     tracing::warn!(error = %status.message(), "checkpoint ack not delivered");
                 }
             }

@@ -3,6 +3,7 @@
 
 mod connectors;
 mod control;
+mod coordinators;
 mod error;
 mod exchange;
 mod operators;
@@ -24,9 +25,15 @@ use std::sync::Arc;
     about = "Sluice worker: runs the subtasks the coordinator assigns"
 )]
 struct Args {
-    /// Coordinator address (host:port or URL).
-    #[arg(long, env = "SLUICE_COORDINATOR", default_value = "127.0.0.1:7400")]
-    coordinator: String,
+    /// Coordinator addresses (host:port or URL), comma-separated: every
+    /// member of the group, or some; the worker finds and follows the leader.
+    #[arg(
+        long,
+        env = "SLUICE_COORDINATOR",
+        default_value = "127.0.0.1:7400",
+        value_delimiter = ','
+    )]
+    coordinator: Vec<String>,
     /// Address to serve the data exchange on; port 0 picks a free one.
     #[arg(long, env = "SLUICE_DATA_LISTEN", default_value = "127.0.0.1:0")]
     data_listen: SocketAddr,
@@ -86,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let control = control::Control {
-        client: control::connect(&args.coordinator)?,
+        coordinators: coordinators::Coordinators::new(&args.coordinator)?,
         data_address,
         slots: args.slots,
         tasks: tasks.clone(),

@@ -184,3 +184,28 @@ fn unknown_job_changes_nothing() {
     });
     assert_eq!(applied, Applied::NotFound);
 }
+
+#[test]
+fn state_and_commands_survive_serialisation() {
+    let (mut meta, job) = submitted(3);
+    set(&mut meta, &job, 0, TaskState::Running, None);
+    let json = serde_json::to_string(&meta).expect("serialises");
+    let back: ClusterMeta = serde_json::from_str(&json).expect("deserialises");
+    assert_eq!(serde_json::to_string(&back).expect("serialises"), json);
+    assert_eq!(back.jobs[&job].spec, meta.jobs[&job].spec);
+    assert_eq!(back.jobs[&job].tasks[0].state, TaskState::Running);
+    let cmd = Command::SetJobState {
+        job: job.clone(),
+        state: JobState::Cancelling,
+        failure: None,
+    };
+    let cmd: Command =
+        serde_json::from_str(&serde_json::to_string(&cmd).expect("ser")).expect("de");
+    assert!(matches!(
+        cmd,
+        Command::SetJobState {
+            state: JobState::Cancelling,
+            ..
+        }
+    ));
+}
