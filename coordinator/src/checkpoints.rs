@@ -93,6 +93,23 @@ impl CheckpointCoordinator {
         rx
     }
 
+    /// Forgets every job's progress on losing the lead: a member that leads
+    /// again later starts as any new leader does, past what others ran.
+    /// Waiting savepoint requests are answered with a failure.
+    pub fn clear(&self) {
+        let reply: SavepointReply = Err("this coordinator lost the lead; ask the new leader".into());
+        for (_, progress) in self.lock().drain() {
+            if let Some((_, waiters)) = progress.requested {
+                for w in waiters {
+                    let _ = w.send(reply.clone());
+                }
+            }
+            if let Some(sp) = progress.pending.and_then(|p| p.savepoint) {
+                sp.answer(&reply);
+            }
+        }
+    }
+
     /// The latest abandoned checkpoint of `job`, as (attempt, checkpoint).
     pub fn last_abandoned(&self, job: &JobId) -> Option<(u32, u64)> {
         self.lock().get(job).and_then(|p| p.last_abandoned)

@@ -3,6 +3,7 @@
 use crate::error::CoordinatorError;
 use crate::kafka_meta;
 use crate::meta::{Applied, Command, MetaStore, Savepoint};
+use crate::raft::membership;
 use crate::state::Shared;
 use sluice_common::spec::{MAX_PARALLELISM, SinkSpec, SourceSpec};
 use sluice_common::{JobId, JobSpec, SpecError, SpecProblem};
@@ -12,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 pub struct JobApi<S> {
     pub state: Shared<S>,
+    pub raft: crate::raft::Raft,
 }
 
 impl<S: MetaStore> JobApi<S> {
@@ -341,6 +343,46 @@ impl<S: MetaStore> JobService for JobApi<S> {
             .store
             .read(|m| m.savepoints.values().map(savepoint_info).collect());
         Ok(Response::new(ListSavepointsResponse { savepoints }))
+    }
+
+    async fn cluster_info(
+        &self,
+        _request: Request<ClusterInfoRequest>,
+    ) -> Result<Response<ClusterInfoResponse>, Status> {
+        Ok(Response::new(membership::info(&self.raft)))
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<AddLearnerRequest>,
+    ) -> Result<Response<ClusterInfoResponse>, Status> {
+        self.state.store.check_leader()?;
+        let request = request.into_inner();
+        membership::add_learner(&self.raft, request.id, &request.address).await?;
+        tracing::info!(member = request.id, address = %request.address, "learner added");
+        Ok(Response::new(membership::info(&self.raft)))
+    }
+
+    async fn promote_member(
+        &self,
+        request: Request<MemberRequest>,
+    ) -> Result<Response<ClusterInfoResponse>, Status> {
+        self.state.store.check_leader()?;
+        let id = request.into_inner().id;
+        membership::promote(&self.raft, id).await?;
+        tracing::info!(member = id, "member promoted to voter");
+        Ok(Response::new(membership::info(&self.raft)))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<MemberRequest>,
+    ) -> Result<Response<ClusterInfoResponse>, Status> {
+        self.state.store.check_leader()?;
+        let id = request.into_inner().id;
+        membership::remove(&self.raft, id).await?;
+        tracing::info!(member = id, "member removed");
+        Ok(Response::new(membership::info(&self.raft)))
     }
 
     async fn list_workers(

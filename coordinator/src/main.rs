@@ -139,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(job_service::JobApi {
             state: state.clone(),
+            raft: raft_handle.clone(),
         }))
         .add_service(ClusterServiceServer::new(cluster_service::ClusterApi {
             state,

@@ -18,7 +18,11 @@ pub async fn run<S: MetaStore>(state: Shared<S>) {
         tick.tick().await;
         // Only the leader acts; a follower's registry is empty anyway.
         if state.store.check_leader().is_err() {
-            leader_since = None;
+            if leader_since.take().is_some() {
+                tracing::warn!("lost the lead: forgetting workers and checkpoints in flight");
+                state.workers.clear();
+                state.checkpoints.clear();
+            }
             continue;
         }
         let since = *leader_since.get_or_insert_with(Instant::now);

@@ -150,6 +150,15 @@ impl WorkerRegistry {
         self.lock().metrics.get(task).copied()
     }
 
+    /// Forgets every worker: on losing the lead, since what this member saw
+    /// goes stale while others lead, and workers register again with
+    /// whichever member leads next.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.workers.clear();
+        inner.metrics.clear();
+    }
+
     /// Declares lost every alive worker silent for longer than `timeout`, and
     /// returns them with how long each was silent.
     pub fn expire(&self, timeout: Duration) -> Vec<(WorkerId, Duration)> {

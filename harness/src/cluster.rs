@@ -4,7 +4,7 @@ use crate::net::{free_port, wait_for_port};
 use crate::process::ManagedChild;
 use anyhow::Context;
 use sluice_proto::job_service_client::JobServiceClient;
-use sluice_proto::{ListWorkersRequest, WorkerState};
+use sluice_proto::{ClusterInfoRequest, ListWorkersRequest, WorkerState};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ pub struct ClusterOptions {
     /// The checkpoint store of every process; a directory of the cluster's own
     /// when `None`.
     pub checkpoint_store: Option<String>,
+    /// Coordinators in the Raft group: 1 or 3.
+    pub coordinators: usize,
 }
 
 impl Default for ClusterOptions {
@@ -33,15 +35,19 @@ impl Default for ClusterOptions {
             failpoints: Default::default(),
             env: Vec::new(),
             checkpoint_store: None,
+            coordinators: 1,
         }
     }
 }
 
 pub struct SluiceCluster {
+    /// Every coordinator's address, comma-separated, as `jobctl` and workers take them.
     pub coordinator_address: String,
-    coordinator: ManagedChild,
-    /// Coordinator restarts so far, naming each run's log.
-    restarts: u32,
+    /// By index; `None` while stopped.
+    coordinators: Vec<Option<ManagedChild>>,
+    coordinator_ports: Vec<u16>,
+    /// Coordinator starts so far, naming each run's log.
+    starts: u32,
     workers: Vec<Option<ManagedChild>>,
     dir: PathBuf,
     options: ClusterOptions,
@@ -75,19 +81,30 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Starts the coordinator on `port` with its data under `dir`, and waits
-/// until it listens.
+/// Starts coordinator `index` of the group on its port, with its data under
+/// `dir`, and waits until it listens.
 fn spawn_coordinator(
     dir: &Path,
-    port: u16,
+    index: usize,
+    ports: &[u16],
     options: &ClusterOptions,
     log: &str,
 ) -> anyhow::Result<ManagedChild> {
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect();
+    let port = ports[index];
     let mut cmd = Command::new(binary("coordinator")?);
     cmd.arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--id")
+        .arg((index + 1).to_string())
+        .arg("--peers")
+        .arg(peers.join(","))
         .arg("--data-dir")
-        .arg(dir.join("coordinator-data"))
+        .arg(dir.join(format!("coordinator-{}-data", index + 1)))
         .arg("--heartbeat-interval")
         .arg(format!("{}ms", options.heartbeat_interval.as_millis()))
         .arg("--heartbeat-timeout")
@@ -100,7 +117,8 @@ fn spawn_coordinator(
                 .unwrap_or_else(|| dir.join("checkpoints").to_string_lossy().into_owned()),
         )
         .envs(options.env.iter().map(|(k, v)| (k, v)));
-    let mut coordinator = ManagedChild::spawn("coordinator", cmd, &dir.join(log))?;
+    let mut coordinator =
+        ManagedChild::spawn(&format!("coordinator {}", index + 1), cmd, &dir.join(log))?;
     let addr = format!("127.0.0.1:{port}").parse()?;
     wait_for_port(addr, Duration::from_secs(30), || coordinator.check_alive())?;
     Ok(coordinator)
@@ -115,12 +133,23 @@ impl SluiceCluster {
         options: ClusterOptions,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let port = free_port()?;
-        let coordinator = spawn_coordinator(dir, port, &options, "coordinator.log")?;
+        let ports = (0..options.coordinators.max(1))
+            .map(|_| free_port())
+            .collect::<std::io::Result<Vec<u16>>>()?;
+        let mut coordinators = Vec::new();
+        for index in 0..ports.len() {
+            let log = format!("coordinator-{}.log", index + 1);
+            coordinators.push(Some(spawn_coordinator(dir, index, &ports, &options, &log)?));
+        }
         let mut cluster = Self {
-            coordinator_address: format!("127.0.0.1:{port}"),
-            coordinator,
-            restarts: 0,
+            coordinator_address: ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            coordinators,
+            coordinator_ports: ports,
+            starts: 0,
             workers: Vec::new(),
             dir: dir.to_path_buf(),
             options,
@@ -134,20 +163,102 @@ impl SluiceCluster {
         Ok(cluster)
     }
 
-    /// SIGKILLs the coordinator and starts it again on the same address and
-    /// data directory; returns once it listens.
+    /// SIGKILLs the (first) coordinator and starts it again on the same
+    /// address and data directory; returns once it listens.
     pub fn restart_coordinator(&mut self) -> anyhow::Result<()> {
-        self.coordinator.kill();
-        let port: u16 = self
-            .coordinator_address
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no port in {}", self.coordinator_address))?;
-        self.restarts += 1;
-        let log = format!("coordinator-{}.log", self.restarts);
-        self.coordinator = spawn_coordinator(&self.dir, port, &self.options, &log)?;
+        self.kill_coordinator(0);
+        self.start_coordinator(0)
+    }
+
+    /// SIGKILLs coordinator `index`, as a machine failure would.
+    pub fn kill_coordinator(&mut self, index: usize) {
+        if let Some(mut c) = self.coordinators.get_mut(index).and_then(Option::take) {
+            c.kill();
+        }
+    }
+
+    /// Starts coordinator `index` again on its address and data directory.
+    pub fn start_coordinator(&mut self, index: usize) -> anyhow::Result<()> {
+        self.starts += 1;
+        let log = format!("coordinator-{}-{}.log", index + 1, self.starts);
+        let c = spawn_coordinator(
+            &self.dir,
+            index,
+            &self.coordinator_ports,
+            &self.options,
+            &log,
+        )?;
+        self.coordinators[index] = Some(c);
         Ok(())
+    }
+
+    /// Deletes the data directory of stopped coordinator `index`, as the loss
+    /// of its machine would.
+    pub fn wipe_coordinator(&mut self, index: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.coordinators.get(index).is_some_and(Option::is_none),
+            "coordinator {} still runs",
+            index + 1
+        );
+        let data = self.dir.join(format!("coordinator-{}-data", index + 1));
+        if data.exists() {
+            std::fs::remove_dir_all(&data)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new, empty coordinator on a new address, outside the group
+    /// until a member adds it; returns its index (its id is index + 1).
+    pub fn add_coordinator(&mut self) -> anyhow::Result<usize> {
+        let index = self.coordinator_ports.len();
+        self.coordinator_ports.push(free_port()?);
+        self.coordinators.push(None);
+        self.start_coordinator(index)?;
+        Ok(index)
+    }
+
+    /// SIGSTOPs coordinator `index`: to the others it is cut off.
+    pub fn pause_coordinator(&self, index: usize) {
+        if let Some(Some(c)) = self.coordinators.get(index) {
+            c.signal(libc::SIGSTOP);
+        }
+    }
+
+    pub fn resume_coordinator(&self, index: usize) {
+        if let Some(Some(c)) = self.coordinators.get(index) {
+            c.signal(libc::SIGCONT);
+        }
+    }
+
+    /// The address of coordinator `index`.
+    pub fn coordinator_address_of(&self, index: usize) -> String {
+        format!("127.0.0.1:{}", self.coordinator_ports[index])
+    }
+
+    /// The index of the coordinator that says it leads, if one does.
+    pub async fn leader(&self) -> Option<usize> {
+        for index in 0..self.coordinator_ports.len() {
+            if self.coordinators[index].is_none() {
+                continue;
+            }
+            let url = sluice_common::http_url(&self.coordinator_address_of(index));
+            let Ok(Ok(mut c)) =
+                tokio::time::timeout(Duration::from_secs(1), JobServiceClient::connect(url)).await
+            else {
+                continue;
+            };
+            let answer = tokio::time::timeout(
+                Duration::from_secs(1),
+                c.cluster_info(ClusterInfoRequest {}),
+            )
+            .await;
+            if let Ok(Ok(info)) = answer
+                && info.into_inner().role == "leader"
+            {
+                return Some(index);
+            }
+        }
+        None
     }
 
     /// Starts one more worker; returns its index.
@@ -178,8 +289,11 @@ impl SluiceCluster {
         Ok(index)
     }
 
+    /// A client of the leading coordinator.
     pub async fn client(&self) -> anyhow::Result<JobServiceClient<tonic::transport::Channel>> {
-        Ok(JobServiceClient::connect(sluice_common::http_url(&self.coordinator_address)).await?)
+        let leader = self.leader().await.context("no coordinator leads")?;
+        let url = sluice_common::http_url(&self.coordinator_address_of(leader));
+        Ok(JobServiceClient::connect(url).await?)
     }
 
     /// Waits until `n` workers are registered and alive.
@@ -199,7 +313,9 @@ impl SluiceCluster {
                     return Ok(());
                 }
             }
-            self.coordinator.check_alive()?;
+            for c in self.coordinators.iter_mut().flatten() {
+                c.check_alive()?;
+            }
             for w in self.workers.iter_mut().flatten() {
                 w.check_alive()?;
             }
@@ -242,10 +358,6 @@ impl SluiceCluster {
     /// unless its options name another store.
     pub fn checkpoint_store(&self) -> PathBuf {
         self.dir.join("checkpoints")
-    }
-
-    pub fn coordinator_log(&self) -> PathBuf {
-        self.coordinator.log_path().to_path_buf()
     }
 
     pub fn worker_count(&self) -> usize {

@@ -221,7 +221,16 @@ async fn seed_000_user_events_land_in_cassandra_and_malformed_in_dead_letters() 
     );
 
     // jobctl shows the job running, its subtasks on both workers.
-    let status = jobctl_json(&coordinator, &["status", &job])?;
+    // Task metrics reach the coordinator with heartbeats, so they trail the
+    // dead-letter topic by a heartbeat or two.
+    let status = wait_for("every dead letter counted", Duration::from_secs(30), || {
+        let (coordinator, job) = (&coordinator, &job);
+        async move {
+            let status = jobctl_json(coordinator, &["status", job])?;
+            Ok((task_metric(&status, None, "dead_lettered") >= 50).then_some(status))
+        }
+    })
+    .await?;
     assert_eq!(status["state"], "RUNNING", "{status}");
     let workers: BTreeSet<&str> = status["tasks"]
         .as_array()

@@ -1,15 +1,15 @@
 //! `jobctl`: the command-line client of a Sluice cluster.
 
+mod coordinators;
 mod output;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use coordinators::Coordinators;
 use sluice_common::spec::resolve_client_side;
-use sluice_proto::job_service_client::JobServiceClient;
 use sluice_proto::*;
 use std::process::ExitCode;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -18,14 +18,16 @@ use tonic::transport::{Channel, Endpoint};
     propagate_version = true
 )]
 struct Cli {
-    /// Coordinator address (host:port or URL).
+    /// Coordinator addresses (host:port or URL), comma-separated; calls go
+    /// to the leader, found and followed by itself.
     #[arg(
         long,
         global = true,
         env = "SLUICE_COORDINATOR",
-        default_value = "127.0.0.1:7400"
+        default_value = "127.0.0.1:7400",
+        value_delimiter = ','
     )]
-    coordinator: String,
+    coordinator: Vec<String>,
     /// How to print results.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -97,6 +99,33 @@ enum Command {
         /// Job id.
         job: String,
     },
+    /// Show the coordinator group (each member's view: role, leader, term,
+    /// last log index, applied index), or change its membership.
+    Cluster {
+        #[command(subcommand)]
+        change: Option<ClusterChange>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterChange {
+    /// Add a coordinator as a learner; returns once it caught up with the log.
+    AddLearner {
+        /// Its number in the group.
+        id: u64,
+        /// Its address (host:port).
+        address: String,
+    },
+    /// Make a learner a voting member.
+    Promote {
+        /// Its number in the group.
+        id: u64,
+    },
+    /// Take a member out of the group.
+    Remove {
+        /// Its number in the group.
+        id: u64,
+    },
 }
 
 #[tokio::main]
@@ -129,20 +158,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A savepoint waits for a checkpoint, a stop also for the job's tasks to end.
 const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(300);
 
-async fn client(address: &str, timeout: Duration) -> anyhow::Result<JobServiceClient<Channel>> {
-    let url = sluice_common::http_url(address);
-    let channel = Endpoint::from_shared(url.clone())
-        .with_context(|| format!("`{address}` is not a valid coordinator address"))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(timeout)
-        .connect()
-        .await
-        .map_err(|_| anyhow::anyhow!("coordinator unreachable at {url}: is it running, and is --coordinator / SLUICE_COORDINATOR right?"))?;
-    Ok(JobServiceClient::new(channel))
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Printer { format: cli.output };
+    let at = |timeout| Coordinators::new(cli.coordinator.clone(), timeout);
     match cli.command {
         Command::Submit {
             file,
@@ -160,22 +178,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 spec_json = tree.to_string();
             }
-            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
-            let resp = c
-                .submit_job(SubmitJobRequest {
-                    spec_json,
-                    from_savepoint: from_savepoint.unwrap_or_default(),
+            let req = SubmitJobRequest {
+                spec_json,
+                from_savepoint: from_savepoint.unwrap_or_default(),
+            };
+            let resp = at(REQUEST_TIMEOUT)
+                .call(|mut c| {
+                    let req = req.clone();
+                    async move { c.submit_job(req).await }
                 })
-                .await?
-                .into_inner();
+                .await?;
             out.submitted(&resp.job_id);
         }
         Command::Savepoint { job } => {
-            let mut c = client(&cli.coordinator, SAVEPOINT_TIMEOUT).await?;
-            let info = c
-                .trigger_savepoint(TriggerSavepointRequest { job_id: job })
-                .await?
-                .into_inner();
+            let info = at(SAVEPOINT_TIMEOUT)
+                .call(|mut c| {
+                    let job_id = job.clone();
+                    async move {
+                        c.trigger_savepoint(TriggerSavepointRequest { job_id })
+                            .await
+                    }
+                })
+                .await?;
             out.savepoint(&info, "taken");
         }
         Command::Stop { job, savepoint } => {
@@ -184,69 +208,108 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "stop needs --savepoint (to end a job without one, use `jobctl cancel {job}`)"
                 );
             }
-            let mut c = client(&cli.coordinator, SAVEPOINT_TIMEOUT).await?;
-            let info = c
-                .stop_job(StopJobRequest { job_id: job })
-                .await?
-                .into_inner();
+            let info = at(SAVEPOINT_TIMEOUT)
+                .call(|mut c| {
+                    let job_id = job.clone();
+                    async move { c.stop_job(StopJobRequest { job_id }).await }
+                })
+                .await?;
             out.savepoint(&info, "stopped");
         }
         Command::Rescale { job, parallelism } => {
-            let mut c = client(&cli.coordinator, SAVEPOINT_TIMEOUT).await?;
-            let info = c
-                .rescale_job(RescaleJobRequest {
-                    job_id: job,
-                    parallelism,
+            let info = at(SAVEPOINT_TIMEOUT)
+                .call(|mut c| {
+                    let job_id = job.clone();
+                    async move {
+                        c.rescale_job(RescaleJobRequest {
+                            job_id,
+                            parallelism,
+                        })
+                        .await
+                    }
                 })
-                .await?
-                .into_inner();
+                .await?;
             out.savepoint(
                 &info,
                 &format!("restarting at parallelism {parallelism} from"),
             );
         }
         Command::Savepoints => {
-            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
-            let resp = c
-                .list_savepoints(ListSavepointsRequest {})
-                .await?
-                .into_inner();
+            let resp = at(REQUEST_TIMEOUT)
+                .call(|mut c| async move { c.list_savepoints(ListSavepointsRequest {}).await })
+                .await?;
             out.savepoints(&resp.savepoints);
         }
         Command::List => {
-            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
-            let jobs = c.list_jobs(ListJobsRequest {}).await?.into_inner().jobs;
-            out.jobs(&jobs);
+            let resp = at(REQUEST_TIMEOUT)
+                .call(|mut c| async move { c.list_jobs(ListJobsRequest {}).await })
+                .await?;
+            out.jobs(&resp.jobs);
         }
         Command::Status { job } => {
-            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
-            let status = c.get_job(GetJobRequest { job_id: job }).await?.into_inner();
+            let status = at(REQUEST_TIMEOUT)
+                .call(|mut c| {
+                    let job_id = job.clone();
+                    async move { c.get_job(GetJobRequest { job_id }).await }
+                })
+                .await?;
             out.status(&status);
         }
         Command::Cancel { job } => {
-            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
-            let status = c
-                .cancel_job(CancelJobRequest { job_id: job })
-                .await?
-                .into_inner();
+            let status = at(REQUEST_TIMEOUT)
+                .call(|mut c| {
+                    let job_id = job.clone();
+                    async move { c.cancel_job(CancelJobRequest { job_id }).await }
+                })
+                .await?;
             out.status(&status);
         }
         Command::Checkpoints { job } => {
-            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
-            let resp = c
-                .list_checkpoints(ListCheckpointsRequest { job_id: job })
-                .await?
-                .into_inner();
+            let resp = at(REQUEST_TIMEOUT)
+                .call(|mut c| {
+                    let job_id = job.clone();
+                    async move { c.list_checkpoints(ListCheckpointsRequest { job_id }).await }
+                })
+                .await?;
             out.checkpoints(&resp);
         }
         Command::Workers => {
-            let mut c = client(&cli.coordinator, REQUEST_TIMEOUT).await?;
-            let workers = c
-                .list_workers(ListWorkersRequest {})
-                .await?
-                .into_inner()
-                .workers;
-            out.workers(&workers);
+            let resp = at(REQUEST_TIMEOUT)
+                .call(|mut c| async move { c.list_workers(ListWorkersRequest {}).await })
+                .await?;
+            out.workers(&resp.workers);
+        }
+        Command::Cluster { change: None } => {
+            let views = at(REQUEST_TIMEOUT)
+                .each(|mut c| async move { c.cluster_info(ClusterInfoRequest {}).await })
+                .await;
+            out.cluster(&views);
+        }
+        Command::Cluster {
+            change: Some(change),
+        } => {
+            let coordinators = at(SAVEPOINT_TIMEOUT);
+            let info = match change {
+                ClusterChange::AddLearner { id, address } => {
+                    coordinators
+                        .call(|mut c| {
+                            let address = address.clone();
+                            async move { c.add_learner(AddLearnerRequest { id, address }).await }
+                        })
+                        .await?
+                }
+                ClusterChange::Promote { id } => {
+                    coordinators
+                        .call(|mut c| async move { c.promote_member(MemberRequest { id }).await })
+                        .await?
+                }
+                ClusterChange::Remove { id } => {
+                    coordinators
+                        .call(|mut c| async move { c.remove_member(MemberRequest { id }).await })
+                        .await?
+                }
+            };
+            out.cluster(&[(info.leader_address.clone(), Ok(info))]);
         }
     }
     Ok(())

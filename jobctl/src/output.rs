@@ -253,6 +253,54 @@ impl Printer {
         }
     }
 
+    /// Each member's view of the coordinator group, by the address asked.
+    pub fn cluster(&self, views: &[(String, anyhow::Result<ClusterInfoResponse>)]) {
+        match self.format {
+            Format::Json => self.json(Value::Array(
+                views
+                    .iter()
+                    .map(|(address, view)| match view {
+                        Ok(v) => json!({
+                            "address": address, "id": v.id, "role": v.role, "leader_id": v.leader_id,
+                            "leader_address": v.leader_address, "term": v.term,
+                            "last_log_index": v.last_log_index, "applied_index": v.applied_index,
+                            "members": v.members.iter().map(|m| json!({"id": m.id, "address": m.address, "voter": m.voter})).collect::<Vec<_>>(),
+                        }),
+                        Err(e) => json!({"address": address, "error": format!("{e:#}")}),
+                    })
+                    .collect(),
+            )),
+            Format::Table => {
+                table(
+                    &["ADDRESS", "ID", "ROLE", "LEADER", "TERM", "LAST LOG", "APPLIED"],
+                    views
+                        .iter()
+                        .map(|(address, view)| match view {
+                            Ok(v) => vec![
+                                address.clone(),
+                                v.id.to_string(),
+                                v.role.clone(),
+                                if v.leader_id == 0 { "-".into() } else { v.leader_id.to_string() },
+                                v.term.to_string(),
+                                v.last_log_index.to_string(),
+                                v.applied_index.to_string(),
+                            ],
+                            Err(_) => vec![address.clone(), "-".into(), "unreachable".into()],
+                        })
+                        .collect(),
+                );
+                if let Some(v) = views.iter().find_map(|(_, v)| v.as_ref().ok()) {
+                    let members: Vec<String> = v
+                        .members
+                        .iter()
+                        .map(|m| format!("{}={}{}", m.id, m.address, if m.voter { "" } else { " (learner)" }))
+                        .collect();
+                    println!("members: {}", members.join(", "));
+                }
+            }
+        }
+    }
+
     pub fn checkpoints(&self, resp: &ListCheckpointsResponse) {
         match self.format {
             Format::Json => self.json(json!({

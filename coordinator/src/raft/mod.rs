@@ -4,6 +4,7 @@
 //! [`Command`]: crate::meta::Command
 
 mod log_store;
+pub mod membership;
 mod network;
 mod state_machine;
 mod store;

@@ -24,6 +24,9 @@ enum Command {
         /// Task slots per worker.
         #[arg(long, default_value_t = 4)]
         slots: u32,
+        /// Coordinators: 1, or 3 for a Raft group that survives the loss of one.
+        #[arg(long, default_value_t = 1, value_parser = group_size)]
+        coordinators: usize,
         /// Use this Kafka broker instead of starting one.
         #[arg(long)]
         kafka: Option<String>,
@@ -72,12 +75,21 @@ enum Command {
     },
 }
 
+fn group_size(s: &str) -> Result<usize, String> {
+    match s {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        _ => Err(format!("`{s}`: a coordinator group has 1 or 3 members")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up {
             workers,
             slots,
+            coordinators,
             kafka,
             cassandra,
             no_cassandra,
@@ -97,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
                 no_sluice,
                 cluster: ClusterOptions {
                     slots,
+                    coordinators,
                     ..Default::default()
                 },
             };

@@ -10,6 +10,8 @@ use sluice_proto::job_service_client::JobServiceClient;
 use sluice_proto::{CancelJobRequest, GetJobRequest, JobState, SubmitJobRequest};
 use std::time::{Duration, Instant};
 
+mod failover;
+
 #[derive(Parser, Debug)]
 #[command(version, about = "Sluice benchmarks; each prints its figures")]
 struct Cli {
@@ -33,6 +35,17 @@ enum Bench {
         #[arg(long)]
         kafka: Option<String>,
     },
+    /// Coordinator failover: three coordinators and two workers run an
+    /// exactly-once job while the leader is SIGKILLed, again and again; prints
+    /// how long until a new leader, and until the job's next checkpoint completed.
+    Failover {
+        /// Leaders to kill, one after the other (each restarted after).
+        #[arg(long, default_value_t = 5)]
+        kills: usize,
+        /// Use this broker instead of starting Kafka.
+        #[arg(long)]
+        kafka: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -44,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
             parallelism,
             kafka,
         } => checkpoints(records, workers, parallelism, kafka).await,
+        Bench::Failover { kills, kafka } => failover::run(kills, kafka).await,
     }
 }
 
