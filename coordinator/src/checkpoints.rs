@@ -97,7 +97,8 @@ impl CheckpointCoordinator {
     /// again later starts as any new leader does, past what others ran.
     /// Waiting savepoint requests are answered with a failure.
     pub fn clear(&self) {
-        let reply: SavepointReply = Err("this coordinator lost the lead; ask the new leader".into());
+        let reply: SavepointReply =
+            Err("this coordinator lost the lead; ask the new leader".into());
         for (_, progress) in self.lock().drain() {
             if let Some((_, waiters)) = progress.requested {
                 for w in waiters {

@@ -48,6 +48,10 @@ struct Args {
     /// with the same directory keeps every job and checkpoint.
     #[arg(long, env = "SLUICE_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
+    /// Log entries between two snapshots of the state machine; after each,
+    /// the log is compacted, and a member too far behind gets the snapshot.
+    #[arg(long, env = "SLUICE_SNAPSHOT_EVERY", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    snapshot_every: u64,
     /// How often workers send heartbeats.
     #[arg(long, value_parser = humantime_arg, default_value = "500ms")]
     heartbeat_interval: Duration,
@@ -115,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let store = raft::RaftStore::start(args.id, members, &data_dir)
+    let store = raft::RaftStore::start(args.id, members, &data_dir, args.snapshot_every)
         .await
         .with_context(|| {
             format!(

@@ -235,8 +235,11 @@ impl SluiceCluster {
         format!("127.0.0.1:{}", self.coordinator_ports[index])
     }
 
-    /// The index of the coordinator that says it leads, if one does.
+    /// The index of the coordinator that leads: of those that say they do,
+    /// the one of the highest term, since a restarted former leader may
+    /// claim its old term for a moment.
     pub async fn leader(&self) -> Option<usize> {
+        let mut best: Option<(u64, usize)> = None;
         for index in 0..self.coordinator_ports.len() {
             if self.coordinators[index].is_none() {
                 continue;
@@ -252,13 +255,14 @@ impl SluiceCluster {
                 c.cluster_info(ClusterInfoRequest {}),
             )
             .await;
-            if let Ok(Ok(info)) = answer
-                && info.into_inner().role == "leader"
-            {
-                return Some(index);
+            if let Ok(Ok(info)) = answer {
+                let info = info.into_inner();
+                if info.role == "leader" && best.is_none_or(|(term, _)| info.term > term) {
+                    best = Some((info.term, index));
+                }
             }
         }
-        None
+        best.map(|(_, index)| index)
     }
 
     /// Starts one more worker; returns its index.

@@ -279,9 +279,25 @@ async fn a_coordinator_cut_off_from_the_others_accepts_no_writes() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_coordinator_is_replaced_by_a_new_member() -> anyhow::Result<()> {
     let dir = test_dir("ha-replace");
-    let mut cluster = SluiceCluster::start(&dir, 1, options()).await?;
+    // Frequent snapshots: the log is compacted before the new member joins,
+    // so it must catch up from a snapshot sent over RaftService.
+    let options = ClusterOptions {
+        env: vec![("SLUICE_SNAPSHOT_EVERY".into(), "20".into())],
+        ..options()
+    };
+    let mut cluster = SluiceCluster::start(&dir, 1, options).await?;
     let (job, _input, _output) = start_job(&cluster, &dir).await?;
     let leader = wait_leader(&cluster).await?;
+    let purged = wait_for("a compacted log", Duration::from_secs(60), || {
+        let c = cluster.coordinator_address_of(leader);
+        async move {
+            let views = jobctl_json(&c, &["cluster"])?;
+            let purged = views[0]["purged_index"].as_u64().unwrap_or(0);
+            Ok((purged > 0).then_some(purged))
+        }
+    })
+    .await?;
+    println!("the leader's log is purged up to {purged}");
     // The member with the highest id that does not lead: its machine is lost.
     let lost = (0..3).rev().find(|i| *i != leader).unwrap_or(2);
     cluster.kill_coordinator(lost);
@@ -308,6 +324,15 @@ async fn a_lost_coordinator_is_replaced_by_a_new_member() -> anyhow::Result<()> 
     let views = jobctl_json(&everyone, &["cluster"])?;
     let views = views.as_array().cloned().unwrap_or_default();
     assert_eq!(views.len(), 3, "{views:?}");
+    let joined = views
+        .iter()
+        .find(|v| v["id"].as_u64() == Some(new as u64 + 1))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        joined["snapshot_index"].as_u64().unwrap_or(0) >= purged,
+        "the new member caught up from a snapshot: {joined}"
+    );
     for v in &views {
         let mut voters: Vec<u64> = v["members"]
             .as_array()

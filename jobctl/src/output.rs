@@ -264,6 +264,7 @@ impl Printer {
                             "address": address, "id": v.id, "role": v.role, "leader_id": v.leader_id,
                             "leader_address": v.leader_address, "term": v.term,
                             "last_log_index": v.last_log_index, "applied_index": v.applied_index,
+                            "snapshot_index": v.snapshot_index, "purged_index": v.purged_index,
                             "members": v.members.iter().map(|m| json!({"id": m.id, "address": m.address, "voter": m.voter})).collect::<Vec<_>>(),
                         }),
                         Err(e) => json!({"address": address, "error": format!("{e:#}")}),
@@ -272,7 +273,7 @@ impl Printer {
             )),
             Format::Table => {
                 table(
-                    &["ADDRESS", "ID", "ROLE", "LEADER", "TERM", "LAST LOG", "APPLIED"],
+                    &["ADDRESS", "ID", "ROLE", "LEADER", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT"],
                     views
                         .iter()
                         .map(|(address, view)| match view {
@@ -284,6 +285,7 @@ impl Printer {
                                 v.term.to_string(),
                                 v.last_log_index.to_string(),
                                 v.applied_index.to_string(),
+                                v.snapshot_index.to_string(),
                             ],
                             Err(_) => vec![address.clone(), "-".into(), "unreachable".into()],
                         })

@@ -40,6 +40,8 @@ pub fn info(raft: &Raft) -> ClusterInfoResponse {
         term: m.current_term,
         last_log_index: m.last_log_index.unwrap_or(0),
         applied_index: m.last_applied.map_or(0, |l| l.index),
+        snapshot_index: m.snapshot.map_or(0, |l| l.index),
+        purged_index: m.purged.map_or(0, |l| l.index),
         members,
     }
 }

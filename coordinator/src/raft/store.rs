@@ -26,6 +26,7 @@ impl RaftStore {
         id: u64,
         members: BTreeMap<u64, String>,
         data_dir: &Path,
+        snapshot_every: u64,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let (log, sm) = super::open(&data_dir.join("raft.redb"))?;
@@ -35,8 +36,9 @@ impl RaftStore {
             heartbeat_interval: 150,
             election_timeout_min: 600,
             election_timeout_max: 1200,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
-            max_in_snapshot_log_to_keep: 200,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
+            // Members a little behind catch up from the log, not a snapshot.
+            max_in_snapshot_log_to_keep: snapshot_every / 5,
             ..Default::default()
         }
         .validate()?;

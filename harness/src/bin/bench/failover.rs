@@ -60,7 +60,8 @@ pub async fn run(kills: usize, kafka: Option<String>) -> anyhow::Result<()> {
         let (brokers, input) = (brokers.clone(), input.clone());
         tokio::spawn(async move {
             // Enough for two minutes per kill: the run ends it sooner.
-            let payloads = (0..RATE * 120 * kills as u64).map(|n| serde_json::json!({"n": n, "k": n % 31}).to_string());
+            let payloads = (0..RATE * 120 * kills as u64)
+                .map(|n| serde_json::json!({"n": n, "k": n % 31}).to_string());
             producer::produce(&brokers, &input, payloads, Some(RATE), 0).await
         })
     };
