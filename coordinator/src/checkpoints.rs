@@ -2,8 +2,9 @@
 //! source subtasks at the job's interval, collects every subtask's ack, and
 //! records the checkpoint as completed once all acked. At most one checkpoint
 //! per job is in flight; one not complete within the job's timeout is
-//! abandoned. In-flight checkpoints are not durable: a new coordinator starts
-//! with the next one.
+//! abandoned. In-flight checkpoints are not durable: a new leader abandons
+//! every id an earlier leader may have handed out (they are reserved through
+//! the Raft log in blocks) and goes on past them.
 
 use crate::meta::{
     Applied, Command, CompletedCheckpoint, MetaStore, Savepoint, SavepointMark, StateRef,
@@ -20,6 +21,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 const TICK: Duration = Duration::from_millis(20);
+/// Checkpoint ids reserved through the log at a time: one log entry per this
+/// many checkpoints, and at most this big a jump in ids at a failover.
+const ID_BLOCK: u64 = 100;
 
 struct Pending {
     id: u64,
@@ -53,7 +57,8 @@ impl Requested {
 struct JobProgress {
     pending: Option<Pending>,
     last_trigger: Option<Instant>,
-    last_id: u64,
+    /// The latest id handed out; `None` until this leader set its floor.
+    last_id: Option<u64>,
     failed: u64,
     /// The latest abandoned checkpoint and its attempt, repeated in heartbeats.
     last_abandoned: Option<(u32, u64)>,
@@ -64,6 +69,8 @@ struct JobProgress {
 #[derive(Default)]
 pub struct CheckpointCoordinator {
     jobs: Mutex<HashMap<JobId, JobProgress>>,
+    /// The leader term the progress above belongs to.
+    term: Mutex<Option<u64>>,
 }
 
 impl CheckpointCoordinator {
@@ -93,10 +100,24 @@ impl CheckpointCoordinator {
         rx
     }
 
-    /// Forgets every job's progress on losing the lead: a member that leads
-    /// again later starts as any new leader does, past what others ran.
-    /// Waiting savepoint requests are answered with a failure.
-    pub fn clear(&self) {
+    /// Called with this member's leader term before every step: when it
+    /// changed, every job's progress is forgotten, so a member that leads
+    /// again starts as any new leader does, past what others ran.
+    fn enter_term(&self, term: Option<u64>) {
+        let mut current = self.term.lock().unwrap_or_else(|p| p.into_inner());
+        if *current == term {
+            return;
+        }
+        if current.is_some() {
+            tracing::info!(from = ?*current, to = ?term, "leader term changed: checkpoints in flight dropped");
+        }
+        *current = term;
+        self.clear();
+    }
+
+    /// Forgets every job's progress; waiting savepoint requests are
+    /// answered with a failure.
+    fn clear(&self) {
         let reply: SavepointReply =
             Err("this coordinator lost the lead; ask the new leader".into());
         for (_, progress) in self.lock().drain() {
@@ -122,8 +143,21 @@ pub async fn run<S: MetaStore>(state: Shared<S>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if state.store.check_leader().is_ok() {
-            step(&state);
+        state.checkpoints.enter_term(state.store.leader_term());
+        if state.store.check_leader().is_err() {
+            continue;
+        }
+        for (job, up_to) in step(&state) {
+            if let Err(e) = state
+                .store
+                .apply(Command::ReserveCheckpointIds {
+                    job: job.clone(),
+                    up_to,
+                })
+                .await
+            {
+                tracing::warn!(job = %job, error = %e, "checkpoint ids not reserved");
+            }
         }
     }
 }
@@ -136,12 +170,15 @@ struct Running {
     interval: Duration,
     timeout: Duration,
     last_completed: u64,
+    reserved: u64,
     tasks: BTreeSet<TaskId>,
     source_workers: BTreeSet<WorkerId>,
     workers: BTreeSet<WorkerId>,
 }
 
-fn step<S: MetaStore>(state: &Shared<S>) {
+/// Triggers, abandons and times out checkpoints; returns the jobs that need
+/// more checkpoint ids reserved before their next trigger, with how far.
+fn step<S: MetaStore>(state: &Shared<S>) -> Vec<(JobId, u64)> {
     let running: Vec<Running> = state.store.read(|m| {
         m.jobs
             .values()
@@ -156,6 +193,7 @@ fn step<S: MetaStore>(state: &Shared<S>) {
                 interval: j.spec.checkpoint.interval,
                 timeout: j.spec.checkpoint.timeout,
                 last_completed: j.checkpoints.last().map_or(0, |c| c.id),
+                reserved: j.checkpoint_ids_reserved,
                 tasks: j.tasks.iter().map(|t| t.id.clone()).collect(),
                 source_workers: j
                     .tasks
@@ -167,22 +205,40 @@ fn step<S: MetaStore>(state: &Shared<S>) {
             })
             .collect()
     });
+    let live: BTreeSet<JobId> = state.store.read(|m| {
+        m.jobs
+            .values()
+            .filter(|j| j.wants_tasks_running())
+            .map(|j| j.id.clone())
+            .collect()
+    });
     let now = Instant::now();
     let mut triggers = Vec::new();
     let mut abandoned = Vec::new();
+    let mut reservations = Vec::new();
     {
         let mut jobs = state.checkpoints.lock();
+        // A restarting job keeps its ids; an ended one is forgotten.
+        jobs.retain(|id, _| live.contains(id));
         // Savepoints asked of a job that is not running get no checkpoint.
-        jobs.retain(|id, _| running.iter().any(|r| &r.job == id));
+        for (id, progress) in jobs.iter_mut() {
+            if !running.iter().any(|r| &r.job == id) {
+                progress.requested = None;
+                progress.pending = None;
+            }
+        }
         for r in running {
-            // New to this leader (a new attempt, or a new leader): a
-            // checkpoint a previous leader had in flight is abandoned, so
-            // sinks holding it go on, and new ones get ids past it.
-            let progress = jobs.entry(r.job.clone()).or_insert_with(|| JobProgress {
-                last_id: r.last_completed + 1,
-                last_abandoned: Some((r.attempt, r.last_completed + 1)),
-                ..JobProgress::default()
-            });
+            let progress = jobs.entry(r.job.clone()).or_default();
+            if progress.last_id.is_none() {
+                // New to this leader: every id an earlier leader may have
+                // handed out is abandoned, so sinks holding one go on (the
+                // heartbeats repeat it), and new ids start past them.
+                let floor = r.reserved.max(r.last_completed);
+                progress.last_id = Some(floor);
+                if floor > r.last_completed {
+                    progress.last_abandoned = Some((r.attempt, floor));
+                }
+            }
             if let Some(p) = &mut progress.pending {
                 let stale = p.attempt != r.attempt;
                 if stale || now.duration_since(p.started) > r.timeout {
@@ -214,8 +270,17 @@ fn step<S: MetaStore>(state: &Shared<S>) {
             if !due {
                 continue;
             }
-            let id = progress.last_id.max(r.last_completed) + 1;
-            progress.last_id = id;
+            let id = progress.last_id.unwrap_or(0).max(r.last_completed) + 1;
+            if id > r.reserved {
+                reservations.push((r.job.clone(), id - 1 + ID_BLOCK));
+                continue;
+            }
+            // Commands reach a worker only over its stream: after a
+            // failover, wait until every worker of the job subscribed again.
+            if !r.workers.iter().all(|w| state.subscribers.is_open(w)) {
+                continue;
+            }
+            progress.last_id = Some(id);
             progress.last_trigger = Some(now);
             let savepoint = progress.requested.take().map(|(stop, waiters)| Requested {
                 mark: SavepointMark {
@@ -276,6 +341,7 @@ fn step<S: MetaStore>(state: &Shared<S>) {
             send_all(state, &all_workers, Kind::Abandoned(done));
         }
     }
+    reservations
 }
 
 /// Records a subtask's ack; completes the checkpoint when it was the last.

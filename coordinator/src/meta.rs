@@ -123,6 +123,11 @@ pub struct JobRecord {
     pub stopped_with: Option<String>,
     /// The savepoint the job started from, or was last rescaled from.
     pub from_savepoint: Option<String>,
+    /// Checkpoint ids up to this one may have been handed out by a leader:
+    /// a new leader abandons them all and goes on past it, so no id is used
+    /// twice and no sink waits on a checkpoint nobody tracks any more.
+    #[serde(default)]
+    pub checkpoint_ids_reserved: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -172,6 +177,11 @@ pub enum Command {
         state: JobState,
         failure: Option<String>,
     },
+    /// The leader may hand out checkpoint ids up to `up_to`.
+    ReserveCheckpointIds {
+        job: JobId,
+        up_to: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,8 +203,13 @@ pub trait MetaStore: Send + Sync + 'static {
         cmd: Command,
     ) -> impl std::future::Future<Output = Result<Applied, crate::error::CoordinatorError>> + Send;
     fn read<R>(&self, f: impl FnOnce(&ClusterMeta) -> R) -> R;
-    /// `Ok` on the leader; otherwise the error names the leader, if known.
+    /// `Ok` on a leader that may act: one a quorum acknowledged lately, whose
+    /// state machine holds everything committed before its term; otherwise
+    /// the error names the leader, if known.
     fn check_leader(&self) -> Result<(), crate::error::CoordinatorError>;
+    /// This member's term while it is the leader, ready to act or not: what
+    /// it knew of workers and checkpoints belongs to the term it learnt it in.
+    fn leader_term(&self) -> Option<u64>;
 }
 
 impl ClusterMeta {
@@ -237,6 +252,7 @@ impl ClusterMeta {
                         checkpoints: start,
                         stopped_with: None,
                         from_savepoint,
+                        checkpoint_ids_reserved: 0,
                     },
                 );
                 Applied::JobCreated(id)
@@ -348,6 +364,13 @@ impl ClusterMeta {
                         }
                     }
                     j.derive_state(0);
+                    Applied::Done
+                }
+                None => Applied::NotFound,
+            },
+            Command::ReserveCheckpointIds { job, up_to } => match self.jobs.get_mut(&job) {
+                Some(j) => {
+                    j.checkpoint_ids_reserved = j.checkpoint_ids_reserved.max(up_to);
                     Applied::Done
                 }
                 None => Applied::NotFound,

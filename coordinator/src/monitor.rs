@@ -14,15 +14,23 @@ pub async fn run<S: MetaStore>(state: Shared<S>) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leader_since: Option<Instant> = None;
+    let mut led_term: Option<u64> = None;
     loop {
         tick.tick().await;
+        // What this member saw of workers belongs to the term it led in:
+        // they register and subscribe again with whichever member leads.
+        let term = state.store.leader_term();
+        if term != led_term {
+            if led_term.is_some() {
+                tracing::warn!(from = ?led_term, to = ?term, "leader term changed: forgetting workers and their command streams");
+                state.workers.clear();
+                state.subscribers.clear();
+            }
+            led_term = term;
+            leader_since = None;
+        }
         // Only the leader acts; a follower's registry is empty anyway.
         if state.store.check_leader().is_err() {
-            if leader_since.take().is_some() {
-                tracing::warn!("lost the lead: forgetting workers and checkpoints in flight");
-                state.workers.clear();
-                state.checkpoints.clear();
-            }
             continue;
         }
         let since = *leader_since.get_or_insert_with(Instant::now);

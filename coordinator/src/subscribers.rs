@@ -27,6 +27,17 @@ impl Subscribers {
         rx
     }
 
+    /// Whether `worker` has a stream open.
+    pub fn is_open(&self, worker: &WorkerId) -> bool {
+        self.lock().get(worker).is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// Closes every stream: workers open theirs again with whichever
+    /// member leads.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     /// Queues a command; `false` when the worker has no open stream or is
     /// too far behind, which the checkpoint timeout then covers.
     pub fn send(&self, worker: &WorkerId, command: WorkerCommand) -> bool {

@@ -239,6 +239,24 @@ pub fn latest_checkpoint(coordinator: &str, job: &str) -> anyhow::Result<(u64, i
     Ok((cp["checkpoint_id"].as_u64().unwrap_or(0), end))
 }
 
+/// Waits until the job completed a checkpoint past `after` that covers
+/// some input; returns its id.
+pub async fn wait_checkpoint_after(
+    coordinator: &str,
+    job: &str,
+    after: u64,
+) -> anyhow::Result<u64> {
+    wait_for(
+        &format!("{job}: a checkpoint with input past checkpoint {after}"),
+        Duration::from_secs(60),
+        || async move {
+            let (id, end) = latest_checkpoint(coordinator, job)?;
+            Ok((id > after && end > 0).then_some(id))
+        },
+    )
+    .await
+}
+
 /// Waits until a checkpoint covers `records` input records and a later one
 /// completed, so everything read before is committed.
 pub async fn wait_checkpointed(coordinator: &str, job: &str, records: u64) -> anyhow::Result<()> {

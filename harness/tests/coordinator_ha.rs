@@ -7,7 +7,7 @@ use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
 use sluice_harness::testing::{
     count_numbers, infra, jobctl, jobctl_json, latest_checkpoint, submit, test_dir, unique,
-    wait_checkpointed, wait_for, wait_running,
+    wait_checkpoint_after, wait_checkpointed, wait_for, wait_running,
 };
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -87,29 +87,14 @@ async fn the_leader_killed_the_job_runs_on_without_a_restart() -> anyhow::Result
     let c = cluster.coordinator_address.clone();
     let records = 20_000;
     let producing = produce(&input, 0, records);
-    let before = wait_for("a few checkpoints", Duration::from_secs(60), || {
-        let (c, job) = (&c, &job);
-        async move {
-            let (id, end) = latest_checkpoint(c, job)?;
-            Ok((id > 3 && end > 0).then_some(id))
-        }
-    })
-    .await?;
+    let before = wait_checkpoint_after(&c, &job, 3).await?;
     let leader = wait_leader(&cluster).await?;
     let killed = Instant::now();
     cluster.kill_coordinator(leader);
     let next = wait_leader(&cluster).await?;
     let elected = killed.elapsed();
     let (c, job) = (&c, &job);
-    let after = wait_for(
-        "a checkpoint after the failover",
-        Duration::from_secs(60),
-        || async move {
-            let (id, _) = latest_checkpoint(c, job)?;
-            Ok((id > before).then_some(id))
-        },
-    )
-    .await?;
+    let after = wait_checkpoint_after(c, job, before).await?;
     println!(
         "failover: coordinator {} killed after checkpoint {before}; coordinator {} leads after {:.2}s; checkpoint {after} completed {:.2}s after the kill",
         leader + 1,
@@ -373,4 +358,33 @@ async fn a_lost_coordinator_is_replaced_by_a_new_member() -> anyhow::Result<()> 
     let status = jobctl_json(&everyone, &["status", &job])?;
     assert_eq!(status["restarts"], 0, "the job ran on: {status}");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_and_acts_on_nothing_once_resumed() -> anyhow::Result<()> {
+    let dir = test_dir("ha-paused-leader");
+    let cluster = SluiceCluster::start(&dir, 2, options()).await?;
+    let (job, input, output) = start_job(&cluster, &dir).await?;
+    let c = cluster.coordinator_address.clone();
+    let records = 16_000;
+    let producing = produce(&input, 0, records);
+    let before = wait_checkpoint_after(&c, &job, 3).await?;
+    let leader = wait_leader(&cluster).await?;
+    // Paused past the workers' heartbeat timeout: they must have moved on.
+    cluster.pause_coordinator(leader);
+    tokio::time::sleep(options().heartbeat_timeout + Duration::from_secs(2)).await;
+    let (c, job) = (&c, &job);
+    let during = wait_checkpoint_after(c, job, before).await?;
+    cluster.resume_coordinator(leader);
+    let next = wait_leader(&cluster).await?;
+    println!(
+        "coordinator {} paused after checkpoint {before}, checkpoint {during} completed meanwhile; coordinator {} leads",
+        leader + 1,
+        next + 1
+    );
+    producing.await??;
+    wait_checkpointed(c, job, records).await?;
+    let status = jobctl_json(c, &["status", job])?;
+    assert_eq!(status["restarts"], 0, "the job ran on: {status}");
+    check_exactly_once(&output, records).await
 }

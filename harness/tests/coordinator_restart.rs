@@ -7,8 +7,8 @@ use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
 use sluice_harness::testing::{
-    count_numbers, infra, jobctl_json, latest_checkpoint, submit, test_dir, unique,
-    wait_checkpointed, wait_for, wait_running,
+    count_numbers, infra, jobctl_json, submit, test_dir, unique, wait_checkpoint_after,
+    wait_checkpointed, wait_running,
 };
 use std::time::{Duration, Instant};
 
@@ -54,27 +54,12 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
             producer::produce(&brokers, &input, payloads, Some(4_000), 0).await
         })
     };
-    let before = wait_for("a few checkpoints", Duration::from_secs(60), || {
-        let (c, job) = (&c, &job);
-        async move {
-            let (id, end) = latest_checkpoint(c, job)?;
-            Ok((id > 3 && end > 0).then_some(id))
-        }
-    })
-    .await?;
+    let before = wait_checkpoint_after(&c, &job, 3).await?;
     let killed = Instant::now();
     cluster.restart_coordinator()?;
     println!("coordinator SIGKILLed and restarted after checkpoint {before}");
     let (c, job) = (&c, &job);
-    let after = wait_for(
-        "a checkpoint after the restart",
-        Duration::from_secs(60),
-        || async move {
-            let (id, _) = latest_checkpoint(c, job)?;
-            Ok((id > before).then_some(id))
-        },
-    )
-    .await?;
+    let after = wait_checkpoint_after(c, job, before).await?;
     println!(
         "first checkpoint after the restart: {after}, {:.1}s after the kill",
         killed.elapsed().as_secs_f64()

@@ -1,7 +1,9 @@
-//! The coordinators `jobctl` was pointed at: calls go to the leader,
-//! following the address a follower names and moving past members that do
-//! not answer.
+//! The coordinators `jobctl` was pointed at: each call goes to the leader,
+//! found by asking the members with a short timeout (so a paused or cut-off
+//! member costs seconds, not the call's whole timeout), and follows the
+//! leader a member names.
 
+use sluice_proto::ClusterInfoRequest;
 use sluice_proto::job_service_client::JobServiceClient;
 use std::future::Future;
 use std::time::Duration;
@@ -12,72 +14,106 @@ pub struct Coordinators {
     timeout: Duration,
 }
 
-/// Rounds over every address before giving up, with a pause between them
-/// for an election to finish.
+/// Rounds of finding the leader and calling it before giving up, with a
+/// pause between them for an election to finish.
 const ROUNDS: usize = 4;
 const ROUND_PAUSE: Duration = Duration::from_millis(500);
+/// How long a member may take to say who leads.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Coordinators {
     pub fn new(addresses: Vec<String>, timeout: Duration) -> Self {
         Self { addresses, timeout }
     }
 
-    async fn connect(&self, address: &str) -> anyhow::Result<JobServiceClient<Channel>> {
+    async fn connect(
+        &self,
+        address: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<JobServiceClient<Channel>> {
         let url = sluice_common::http_url(address);
         let channel = Endpoint::from_shared(url.clone())
             .map_err(|_| anyhow::anyhow!("`{address}` is not a valid coordinator address"))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(self.timeout)
+            .connect_timeout(PROBE_TIMEOUT)
+            .timeout(timeout)
             .connect()
             .await
             .map_err(|_| anyhow::anyhow!("coordinator unreachable at {url}: is it running, and is --coordinator / SLUICE_COORDINATOR right?"))?;
         Ok(JobServiceClient::new(channel))
     }
 
-    /// Calls `f` on the leader and returns its answer.
+    /// Whether the member at `address` answers and says it leads, and the
+    /// leader it names otherwise.
+    async fn probe(&self, address: &str) -> Option<(bool, String)> {
+        let mut c = self.connect(address, PROBE_TIMEOUT).await.ok()?;
+        let info = c
+            .cluster_info(ClusterInfoRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        Some((info.role == "leader", info.leader_address))
+    }
+
+    /// The member that leads, as the members tell; when none does, the
+    /// first that answers, whose error then says why.
+    async fn find_leader(&self) -> anyhow::Result<String> {
+        let mut reachable = None;
+        for address in &self.addresses {
+            let Some((leads, named)) = self.probe(address).await else {
+                continue;
+            };
+            if leads {
+                return Ok(address.clone());
+            }
+            reachable.get_or_insert_with(|| address.clone());
+            if !named.is_empty()
+                && named != *address
+                && self.probe(&named).await.is_some_and(|(leads, _)| leads)
+            {
+                return Ok(named);
+            }
+        }
+        reachable.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no coordinator reachable at {}: is it running, and is --coordinator / SLUICE_COORDINATOR right?",
+                self.addresses.join(", ")
+            )
+        })
+    }
+
+    /// Calls `f` on the leader and returns its answer. Only a refusal for
+    /// not leading is tried again: any other error may come after the call
+    /// took effect.
     pub async fn call<T, F, Fut>(&self, mut f: F) -> anyhow::Result<T>
     where
         F: FnMut(JobServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut addresses = self.addresses.clone();
-        let mut at = 0;
         let mut last: Option<anyhow::Error> = None;
-        for attempt in 0..ROUNDS * addresses.len().max(1) {
-            if attempt > 0 && at % addresses.len() == 0 {
+        for round in 0..ROUNDS {
+            if round > 0 {
                 tokio::time::sleep(ROUND_PAUSE).await;
             }
-            let address = addresses[at % addresses.len()].clone();
-            let client = match self.connect(&address).await {
-                Ok(c) => c,
+            let client = match self.find_leader().await {
+                Ok(address) => match self.connect(&address, self.timeout).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                },
                 Err(e) => {
                     last = Some(e);
-                    at += 1;
                     continue;
                 }
             };
             match f(client).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => {
-                    let leader = status
-                        .metadata()
-                        .get(sluice_common::LEADER_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    let retry = leader.is_some() || status.code() == tonic::Code::Unavailable;
-                    if let Some(leader) = leader {
-                        at = match addresses.iter().position(|a| *a == leader) {
-                            Some(i) => i,
-                            None => {
-                                addresses.push(leader);
-                                addresses.len() - 1
-                            }
-                        };
-                    } else {
-                        at += 1;
-                    }
+                    let not_leading = status.code() == tonic::Code::Unavailable
+                        && status.message().contains("not the leader");
                     last = Some(status.into());
-                    if !retry {
+                    if !not_leading {
                         break;
                     }
                 }
@@ -86,7 +122,8 @@ impl Coordinators {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator address given")))
     }
 
-    /// Asks every member it knows for its own view, skipping those that do not answer.
+    /// Asks every member it was given for its own view, skipping those that
+    /// do not answer in time.
     pub async fn each<T, F, Fut>(&self, mut f: F) -> Vec<(String, anyhow::Result<T>)>
     where
         F: FnMut(JobServiceClient<Channel>) -> Fut,
@@ -94,7 +131,7 @@ impl Coordinators {
     {
         let mut out = Vec::new();
         for address in &self.addresses {
-            let answer = match self.connect(address).await {
+            let answer = match self.connect(address, PROBE_TIMEOUT).await {
                 Ok(c) => f(c).await.map(|r| r.into_inner()).map_err(Into::into),
                 Err(e) => Err(e),
             };

@@ -17,10 +17,15 @@ struct Inner {
     current: usize,
 }
 
+/// Well under any heartbeat timeout: a worker whose coordinator hangs (a
+/// paused or cut-off leader) turns to another one while its tasks may still
+/// run, instead of waiting out the timeout on one call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn client(address: &str) -> anyhow::Result<ClusterServiceClient<Channel>> {
     let channel = Endpoint::from_shared(sluice_common::http_url(address))?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
+        .timeout(CALL_TIMEOUT)
         .connect_lazy();
     Ok(ClusterServiceClient::new(channel))
 }
@@ -67,8 +72,10 @@ impl Coordinators {
                     Err(_) => return,
                 },
             },
+            // A call that timed out ends `Cancelled`.
             None if status.code() == tonic::Code::Unavailable
                 || status.code() == tonic::Code::Unknown
+                || status.code() == tonic::Code::Cancelled
                 || status.code() == tonic::Code::DeadlineExceeded =>
             {
                 (inner.current + 1) % inner.known.len()

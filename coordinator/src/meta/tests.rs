@@ -209,3 +209,26 @@ fn state_and_commands_survive_serialisation() {
         }
     ));
 }
+
+#[test]
+fn reserved_checkpoint_ids_only_grow_and_survive_a_restart_of_the_job() {
+    let (mut meta, job) = submitted(3);
+    let reserve = |meta: &mut ClusterMeta, up_to| {
+        meta.apply(Command::ReserveCheckpointIds {
+            job: job.clone(),
+            up_to,
+        })
+    };
+    assert_eq!(reserve(&mut meta, 100), Applied::Done);
+    // A late entry of an older leader lowers nothing.
+    assert_eq!(reserve(&mut meta, 40), Applied::Done);
+    assert_eq!(meta.jobs[&job].checkpoint_ids_reserved, 100);
+    set(&mut meta, &job, 0, TaskState::Failed, Some("boom"));
+    assert_eq!(meta.jobs[&job].attempt, 1);
+    assert_eq!(meta.jobs[&job].checkpoint_ids_reserved, 100);
+    let unknown = meta.apply(Command::ReserveCheckpointIds {
+        job: JobId::from_seq(99),
+        up_to: 1,
+    });
+    assert_eq!(unknown, Applied::NotFound);
+}

@@ -4,12 +4,15 @@ use super::{StateMachine, TypeConfig};
 use crate::error::CoordinatorError;
 use crate::meta::{Applied, ClusterMeta, Command, MetaStore};
 use openraft::async_runtime::WatchReceiver;
-use openraft::{BasicNode, SnapshotPolicy};
+use openraft::{BasicNode, Instant as _, SnapshotPolicy};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+const ELECTION_TIMEOUT_MIN_MS: u64 = 600;
 
 /// The coordinator's durable state as a Raft group member: writes go
 /// through the leader's log, reads see what this member applied.
@@ -34,7 +37,7 @@ impl RaftStore {
         let config = openraft::Config {
             cluster_name: "sluice".into(),
             heartbeat_interval: 150,
-            election_timeout_min: 600,
+            election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max: 1200,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
             // Members a little behind catch up from the log, not a snapshot.
@@ -68,8 +71,25 @@ impl RaftStore {
             .map(|n| n.addr.clone())
     }
 
+    /// Whether this member leads and may act now (see [`MetaStore::check_leader`]).
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow_watched().state.is_leader()
+        let m = self.raft.metrics().borrow_watched().clone();
+        if !m.state.is_leader() {
+            return false;
+        }
+        // Its own first entry applied: everything earlier leaders committed
+        // is in the state machine, so it acts on no stale view.
+        let applied_term = m.last_applied.map(|l| l.committed_leader_id().term);
+        if applied_term != Some(m.current_term) {
+            return false;
+        }
+        // A leader cut off from the others keeps its role until it hears of
+        // a higher term; it stops acting once no quorum answered for longer
+        // than a follower waits before it elects another.
+        let alone = m.membership_config.membership().voter_ids().count() <= 1;
+        alone
+            || m.last_quorum_acked
+                .is_some_and(|at| at.elapsed() < Duration::from_millis(ELECTION_TIMEOUT_MIN_MS))
     }
 }
 
@@ -90,10 +110,19 @@ impl MetaStore for RaftStore {
         if self.is_leader() {
             Ok(())
         } else {
-            Err(CoordinatorError::NotLeader {
-                leader: self.leader_address(),
-            })
+            // A member that is the leader but not ready names no one: the
+            // client tries again, here or elsewhere.
+            let leader = self
+                .leader_address()
+                .filter(|_| self.leader_term().is_none());
+            Err(CoordinatorError::NotLeader { leader })
         }
+    }
+
+    fn leader_term(&self) -> Option<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.state.is_leader().then_some(m.current_term)
     }
 
     fn read<R>(&self, f: impl FnOnce(&ClusterMeta) -> R) -> R {

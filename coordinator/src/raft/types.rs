@@ -19,6 +19,7 @@ impl fmt::Display for Command {
             Self::CheckpointCompleted { job, .. } => ("checkpoint completed", job.as_str()),
             Self::Rescale { job, .. } => ("rescale", job.as_str()),
             Self::SetJobState { job, .. } => ("job state", job.as_str()),
+            Self::ReserveCheckpointIds { job, .. } => ("reserve checkpoint ids", job.as_str()),
         };
         write!(f, "{what} ({job})")
     }
