@@ -75,7 +75,7 @@ impl Coordinators {
         }
         reachable.ok_or_else(|| {
             anyhow::anyhow!(
-                "no coordinator reachable at {}: is it running, and is --coordinator / SLUICE_COORDINATOR right?",
+                "coordinator unreachable at {}: is it running, and is --coordinator / SLUICE_COORDINATOR right?",
                 self.addresses.join(", ")
             )
         })
