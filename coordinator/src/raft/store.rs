@@ -12,7 +12,11 @@ use std::time::Duration;
 
 pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
-const ELECTION_TIMEOUT_MIN_MS: u64 = 600;
+/// A follower that heard nothing for a random time between these two
+/// stands for election; followers also refuse to vote while the leader's
+/// lease (the longer one) runs, so a failover takes about their sum.
+const ELECTION_TIMEOUT_MIN_MS: u64 = 500;
+const ELECTION_TIMEOUT_MAX_MS: u64 = 900;
 
 /// The coordinator's durable state as a Raft group member: writes go
 /// through the leader's log, reads see what this member applied.
@@ -36,9 +40,9 @@ impl RaftStore {
         let state = sm.shared();
         let config = openraft::Config {
             cluster_name: "sluice".into(),
-            heartbeat_interval: 150,
+            heartbeat_interval: 100,
             election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
-            election_timeout_max: 1200,
+            election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
             // Members a little behind catch up from the log, not a snapshot.
             max_in_snapshot_log_to_keep: snapshot_every / 5,
