@@ -120,7 +120,13 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
         request: Request<CheckpointAck>,
     ) -> Result<Response<AckCheckpointResponse>, Status> {
         self.state.store.check_leader()?;
-        crate::checkpoints::ack(&self.state, request.into_inner()).await;
+        // The last ack records the checkpoint and answers savepoint waiters:
+        // a caller that gives up must not cut that short.
+        let state = self.state.clone();
+        let _ = tokio::spawn(async move {
+            crate::checkpoints::ack(&state, request.into_inner()).await;
+        })
+        .await;
         Ok(Response::new(AckCheckpointResponse {}))
     }
 

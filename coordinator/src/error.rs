@@ -64,7 +64,8 @@ impl From<CoordinatorError> for tonic::Status {
                 }
                 status
             }
-            Raft(_) => tonic::Status::unavailable(message),
+            // Unknown whether the change took effect: a retry could apply it twice.
+            Raft(_) => tonic::Status::aborted(message),
         }
     }
 }

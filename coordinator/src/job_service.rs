@@ -17,6 +17,10 @@ pub struct JobApi<S> {
 }
 
 impl<S: MetaStore> JobApi<S> {
+    fn cluster_view(&self) -> ClusterInfoResponse {
+        membership::info(&self.raft, self.state.store.check_leader().is_ok())
+    }
+
     /// Checks what only the running systems can tell: that the topics exist.
     /// Returns the source topic's partition count.
     async fn check_topics(spec: &JobSpec) -> Result<i32, CoordinatorError> {
@@ -349,7 +353,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         _request: Request<ClusterInfoRequest>,
     ) -> Result<Response<ClusterInfoResponse>, Status> {
-        Ok(Response::new(membership::info(&self.raft)))
+        Ok(Response::new(self.cluster_view()))
     }
 
     async fn add_learner(
@@ -360,7 +364,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         let request = request.into_inner();
         membership::add_learner(&self.raft, request.id, &request.address).await?;
         tracing::info!(member = request.id, address = %request.address, "learner added");
-        Ok(Response::new(membership::info(&self.raft)))
+        Ok(Response::new(self.cluster_view()))
     }
 
     async fn promote_member(
@@ -371,7 +375,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         let id = request.into_inner().id;
         membership::promote(&self.raft, id).await?;
         tracing::info!(member = id, "member promoted to voter");
-        Ok(Response::new(membership::info(&self.raft)))
+        Ok(Response::new(self.cluster_view()))
     }
 
     async fn remove_member(
@@ -382,7 +386,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         let id = request.into_inner().id;
         membership::remove(&self.raft, id).await?;
         tracing::info!(member = id, "member removed");
-        Ok(Response::new(membership::info(&self.raft)))
+        Ok(Response::new(self.cluster_view()))
     }
 
     async fn list_workers(

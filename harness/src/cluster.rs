@@ -235,9 +235,8 @@ impl SluiceCluster {
         format!("127.0.0.1:{}", self.coordinator_ports[index])
     }
 
-    /// The index of the coordinator that leads: of those that say they do,
-    /// the one of the highest term, since a restarted former leader may
-    /// claim its old term for a moment.
+    /// The index of the coordinator that serves as the leader: of those that
+    /// say they do, the one of the highest term.
     pub async fn leader(&self) -> Option<usize> {
         let mut best: Option<(u64, usize)> = None;
         for index in 0..self.coordinator_ports.len() {
@@ -257,7 +256,7 @@ impl SluiceCluster {
             .await;
             if let Ok(Ok(info)) = answer {
                 let info = info.into_inner();
-                if info.role == "leader" && best.is_none_or(|(term, _)| info.term > term) {
+                if info.serving && best.is_none_or(|(term, _)| info.term > term) {
                     best = Some((info.term, index));
                 }
             }

@@ -12,6 +12,10 @@ use sluice_harness::testing::{
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// One group of three at a time: several at once on a small machine starve
+/// each other's heartbeats, which is not what these tests are about.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn options() -> ClusterOptions {
     ClusterOptions {
         coordinators: 3,
@@ -81,6 +85,7 @@ async fn check_exactly_once(output: &str, records: u64) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_killed_the_job_runs_on_without_a_restart() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = test_dir("ha-failover");
     let mut cluster = SluiceCluster::start(&dir, 2, options()).await?;
     let (job, input, output) = start_job(&cluster, &dir).await?;
@@ -111,6 +116,7 @@ async fn the_leader_killed_the_job_runs_on_without_a_restart() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaders_killed_in_turn_and_restarted_converge() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = test_dir("ha-converge");
     let mut cluster = SluiceCluster::start(&dir, 1, options()).await?;
     let (job, _input, _output) = start_job(&cluster, &dir).await?;
@@ -182,6 +188,7 @@ async fn leaders_killed_in_turn_and_restarted_converge() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_group_stopped_and_started_keeps_jobs_and_checkpoints() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = test_dir("ha-full-restart");
     let mut cluster = SluiceCluster::start(&dir, 2, options()).await?;
     let (job, input, output) = start_job(&cluster, &dir).await?;
@@ -216,6 +223,7 @@ async fn the_whole_group_stopped_and_started_keeps_jobs_and_checkpoints() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_cut_off_from_the_others_accepts_no_writes() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = test_dir("ha-isolated");
     let cluster = SluiceCluster::start(&dir, 1, options()).await?;
     let leader = wait_leader(&cluster).await?;
@@ -263,6 +271,7 @@ async fn a_coordinator_cut_off_from_the_others_accepts_no_writes() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_coordinator_is_replaced_by_a_new_member() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = test_dir("ha-replace");
     // Frequent snapshots: the log is compacted before the new member joins,
     // so it must catch up from a snapshot sent over RaftService.
@@ -362,6 +371,7 @@ async fn a_lost_coordinator_is_replaced_by_a_new_member() -> anyhow::Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_is_replaced_and_acts_on_nothing_once_resumed() -> anyhow::Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = test_dir("ha-paused-leader");
     let cluster = SluiceCluster::start(&dir, 2, options()).await?;
     let (job, input, output) = start_job(&cluster, &dir).await?;

@@ -42,8 +42,8 @@ impl Coordinators {
         Ok(JobServiceClient::new(channel))
     }
 
-    /// Whether the member at `address` answers and says it leads, and the
-    /// leader it names otherwise.
+    /// Whether the member at `address` answers and serves as the leader,
+    /// and the leader it names otherwise.
     async fn probe(&self, address: &str) -> Option<(bool, String)> {
         let mut c = self.connect(address, PROBE_TIMEOUT).await.ok()?;
         let info = c
@@ -51,7 +51,7 @@ impl Coordinators {
             .await
             .ok()?
             .into_inner();
-        Some((info.role == "leader", info.leader_address))
+        Some((info.serving, info.leader_address))
     }
 
     /// The member that leads, as the members tell; when none does, the

@@ -265,6 +265,7 @@ impl Printer {
                             "leader_address": v.leader_address, "term": v.term,
                             "last_log_index": v.last_log_index, "applied_index": v.applied_index,
                             "snapshot_index": v.snapshot_index, "purged_index": v.purged_index,
+                            "serving": v.serving,
                             "members": v.members.iter().map(|m| json!({"id": m.id, "address": m.address, "voter": m.voter})).collect::<Vec<_>>(),
                         }),
                         Err(e) => json!({"address": address, "error": format!("{e:#}")}),
@@ -280,7 +281,11 @@ impl Printer {
                             Ok(v) => vec![
                                 address.clone(),
                                 v.id.to_string(),
-                                v.role.clone(),
+                                if v.role == "leader" && !v.serving {
+                                    "leader (not serving)".into()
+                                } else {
+                                    v.role.clone()
+                                },
                                 if v.leader_id == 0 { "-".into() } else { v.leader_id.to_string() },
                                 v.term.to_string(),
                                 v.last_log_index.to_string(),

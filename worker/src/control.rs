@@ -17,6 +17,27 @@ pub struct Control {
     pub tasks: Arc<TaskManager>,
 }
 
+/// Tries an ack this many times, a pause apart, following the leader: a
+/// checkpoint whose ack is lost waits for its timeout with its sinks held.
+const ACK_ATTEMPTS: u32 = 20;
+const ACK_PAUSE: Duration = Duration::from_millis(250);
+
+/// Sends a checkpoint ack until the leader took it. Acks are idempotent for
+/// the coordinator, and one for a checkpoint it moved past is ignored.
+async fn deliver_ack(coordinators: Coordinators, ack: sluice_proto::CheckpointAck) {
+    for attempt in 1..=ACK_ATTEMPTS {
+        match coordinators.client().ack_checkpoint(ack.clone()).await {
+            Ok(_) => return,
+            Err(status) => {
+                coordinators.failed(&status);
+                tracing::warn!(job = %ack.job_id, task = %ack.task_id, checkpoint = ack.checkpoint_id, attempt, error = %status.message(), "checkpoint ack not delivered; trying again");
+            }
+        }
+        tokio::time::sleep(ACK_PAUSE).await;
+    }
+    tracing::warn!(job = %ack.job_id, task = %ack.task_id, checkpoint = ack.checkpoint_id, "checkpoint ack given up; the checkpoint times out");
+}
+
 impl Control {
     async fn register(&mut self, previous: Option<&str>) -> (String, Duration, Duration) {
         let mut backoff = Duration::from_millis(100);
@@ -192,11 +213,7 @@ impl Control {
             }
             Outbound::Ack(mut ack) => {
                 ack.worker_id = worker_id.to_string();
-                // A lost ack fails the checkpoint by its timeout; the next one covers it.
-                if let Err(status) = self.coordinators.client().ack_checkpoint(ack).await {
-                    self.coordinators.failed(&status);
-                    tracing::warn!(error = %status.message(), "checkpoint ack not delivered");
-                }
+                tokio::spawn(deliver_ack(self.coordinators.clone(), ack));
             }
         }
     }

@@ -7,8 +7,9 @@ use openraft::{BasicNode, ServerState};
 use sluice_proto::{ClusterInfoResponse, ClusterMember};
 use std::collections::BTreeSet;
 
-/// The group as `raft` sees it.
-pub fn info(raft: &Raft) -> ClusterInfoResponse {
+/// The group as `raft` sees it; `serving` says whether this member acts as
+/// the leader now.
+pub fn info(raft: &Raft, serving: bool) -> ClusterInfoResponse {
     let m = raft.metrics().borrow_watched().clone();
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -42,6 +43,7 @@ pub fn info(raft: &Raft) -> ClusterInfoResponse {
         applied_index: m.last_applied.map_or(0, |l| l.index),
         snapshot_index: m.snapshot.map_or(0, |l| l.index),
         purged_index: m.purged.map_or(0, |l| l.index),
+        serving,
         members,
     }
 }

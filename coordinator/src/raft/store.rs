@@ -4,6 +4,7 @@ use super::{StateMachine, TypeConfig};
 use crate::error::CoordinatorError;
 use crate::meta::{Applied, ClusterMeta, Command, MetaStore};
 use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Instant as _, SnapshotPolicy};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +17,9 @@ pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 /// stands for election; followers also refuse to vote while the leader's
 /// lease (the longer one) runs, so a failover takes about their sum.
 const ELECTION_TIMEOUT_MIN_MS: u64 = 500;
-const ELECTION_TIMEOUT_MAX_MS: u64 = 900;
+const ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
+/// Also the time a Raft RPC (a follower's durable append included) may take.
+const HEARTBEAT_INTERVAL_MS: u64 = 150;
 
 /// The coordinator's durable state as a Raft group member: writes go
 /// through the leader's log, reads see what this member applied.
@@ -40,7 +43,7 @@ impl RaftStore {
         let state = sm.shared();
         let config = openraft::Config {
             cluster_name: "sluice".into(),
-            heartbeat_interval: 100,
+            heartbeat_interval: HEARTBEAT_INTERVAL_MS,
             election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
@@ -101,12 +104,15 @@ impl MetaStore for RaftStore {
     async fn apply(&self, cmd: Command) -> Result<Applied, CoordinatorError> {
         match self.raft.client_write(cmd).await {
             Ok(response) => Ok(response.data),
-            Err(e) => Err(match e.forward_to_leader() {
-                Some(forward) => CoordinatorError::NotLeader {
+            // Only a proposal refused before it was appended is safe to send
+            // elsewhere; a discarded entry may still commit, so it is an
+            // error no client retries.
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(CoordinatorError::NotLeader {
                     leader: forward.leader_node.as_ref().map(|n| n.addr.clone()),
-                },
-                None => CoordinatorError::Raft(e.to_string()),
-            }),
+                })
+            }
+            Err(e) => Err(CoordinatorError::Raft(e.to_string())),
         }
     }
 

@@ -17,7 +17,7 @@ const STEP_LIMIT: Duration = Duration::from_secs(60);
 /// Input records per second while leaders die.
 const RATE: u64 = 500;
 
-pub async fn run(kills: usize, kafka: Option<String>) -> anyhow::Result<()> {
+pub async fn run(kills: u64, kafka: Option<String>) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(unique("sluice-bench-failover"));
     let mut stack = DevStack::start(
         dir.clone(),
@@ -60,7 +60,7 @@ pub async fn run(kills: usize, kafka: Option<String>) -> anyhow::Result<()> {
         let (brokers, input) = (brokers.clone(), input.clone());
         tokio::spawn(async move {
             // Enough for two minutes per kill: the run ends it sooner.
-            let payloads = (0..RATE * 120 * kills as u64)
+            let payloads = (0..RATE * 120 * kills)
                 .map(|n| serde_json::json!({"n": n, "k": n % 31}).to_string());
             producer::produce(&brokers, &input, payloads, Some(RATE), 0).await
         })
