@@ -55,14 +55,11 @@ impl<S: MetaStore> ClusterApi<S> {
                         .collect();
                     let restored = job.checkpoints.last();
                     let start_offsets = restored
-                        .map(|c| {
-                            c.source_offsets
-                                .iter()
-                                .filter(|(p, _)| t.partitions.contains(p))
-                                .map(|(p, o)| (*p, *o))
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                        .map_or(&job.start_offsets, |c| &c.source_offsets)
+                        .iter()
+                        .filter(|(p, _)| t.partitions.contains(p))
+                        .map(|(p, o)| (*p, *o))
+                        .collect();
                     out.push(TaskDeployment {
                         task_id: t.id.to_string(),
                         job_id: job.id.to_string(),

@@ -5,7 +5,7 @@ use crate::kafka_meta;
 use crate::meta::{Applied, Command, MetaStore, Savepoint};
 use crate::raft::membership;
 use crate::state::Shared;
-use sluice_common::spec::{MAX_PARALLELISM, SinkSpec, SourceSpec};
+use sluice_common::spec::{MAX_PARALLELISM, SinkSpec, SourceSpec, StartFrom};
 use sluice_common::{JobId, JobSpec, SpecError, SpecProblem};
 use sluice_proto::job_service_server::JobService;
 use sluice_proto::*;
@@ -180,6 +180,12 @@ impl<S: MetaStore> JobService for JobApi<S> {
             }
         }
         let source_partitions = Self::check_topics(&spec).await?;
+        let SourceSpec::Kafka(source) = &spec.source;
+        let start_offsets = if from_savepoint.is_none() && source.start_from == StartFrom::Latest {
+            kafka_meta::end_offsets(&source.brokers, &source.topic, source_partitions).await?
+        } else {
+            Default::default()
+        };
         let name = spec.name.clone();
         let applied = self
             .state
@@ -190,6 +196,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
                 source_partitions,
                 submitted_at_ms: now_ms(),
                 from_savepoint: from_savepoint.clone(),
+                start_offsets,
             })
             .await?;
         let Applied::JobCreated(id) = applied else {

@@ -3,10 +3,16 @@
 use crate::error::CoordinatorError;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Number of partitions of `topic`; an error names the topic when it does not exist.
-pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, CoordinatorError> {
+/// Runs `query` with a consumer of `brokers` on a blocking thread; an error
+/// names the brokers and `topic`.
+async fn with_consumer<T: Send + 'static>(
+    brokers: &str,
+    topic: &str,
+    query: impl FnOnce(BaseConsumer, String) -> Result<T, String> + Send + 'static,
+) -> Result<T, CoordinatorError> {
     let (b, t) = (brokers.to_string(), topic.to_string());
     let err = |reason: String| CoordinatorError::KafkaMetadata {
         brokers: brokers.to_string(),
@@ -19,6 +25,16 @@ pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, Coordina
             .set("allow.auto.create.topics", "false")
             .create()
             .map_err(|e| e.to_string())?;
+        query(consumer, t)
+    })
+    .await
+    .map_err(|e| err(e.to_string()))?
+    .map_err(err)
+}
+
+/// Number of partitions of `topic`; an error names the topic when it does not exist.
+pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, CoordinatorError> {
+    with_consumer(brokers, topic, |consumer, t| {
         let md = consumer
             .fetch_metadata(Some(&t), Duration::from_secs(10))
             .map_err(|e| e.to_string())?;
@@ -33,6 +49,24 @@ pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, Coordina
         Ok(topic.partitions().len() as i32)
     })
     .await
-    .map_err(|e| err(e.to_string()))?
-    .map_err(err)
+}
+
+/// The next offset of every partition of `topic` now: where a source that
+/// starts from `latest` begins.
+pub async fn end_offsets(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<BTreeMap<i32, i64>, CoordinatorError> {
+    with_consumer(brokers, topic, move |consumer, t| {
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&t, p, Duration::from_secs(10))
+                    .map(|(_, high)| (p, high))
+                    .map_err(|e| format!("offsets of partition {p}: {e}"))
+            })
+            .collect()
+    })
+    .await
 }

@@ -128,6 +128,11 @@ pub struct JobRecord {
     /// twice and no sink waits on a checkpoint nobody tracks any more.
     #[serde(default)]
     pub checkpoint_ids_reserved: u64,
+    /// Where sources start while the job has no checkpoint: `start_from:
+    /// latest` resolved once, at submission, so a restart before the first
+    /// checkpoint does not skip what arrived since. Empty for `earliest`.
+    #[serde(default)]
+    pub start_offsets: BTreeMap<i32, i64>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -147,6 +152,9 @@ pub enum Command {
         submitted_at_ms: i64,
         /// Starts from this savepoint's offsets and keyed state.
         from_savepoint: Option<String>,
+        /// Where sources start until a checkpoint exists (see [`JobRecord`]).
+        #[serde(default)]
+        start_offsets: BTreeMap<i32, i64>,
     },
     AssignTasks {
         job: JobId,
@@ -222,6 +230,7 @@ impl ClusterMeta {
                 source_partitions,
                 submitted_at_ms,
                 from_savepoint,
+                start_offsets,
             } => {
                 let start = match &from_savepoint {
                     Some(id) => match self.savepoints.get(id) {
@@ -253,6 +262,7 @@ impl ClusterMeta {
                         stopped_with: None,
                         from_savepoint,
                         checkpoint_ids_reserved: 0,
+                        start_offsets,
                     },
                 );
                 Applied::JobCreated(id)

@@ -110,6 +110,7 @@ mod tests {
             source_partitions: 3,
             submitted_at_ms: 0,
             from_savepoint: None,
+            start_offsets: BTreeMap::new(),
         }) else {
             panic!("not created");
         };

@@ -239,6 +239,19 @@ pub fn latest_checkpoint(coordinator: &str, job: &str) -> anyhow::Result<(u64, i
     Ok((cp["checkpoint_id"].as_u64().unwrap_or(0), end))
 }
 
+/// Waits until the job restarted at least once and runs again; returns its status.
+pub async fn wait_restarted(coordinator: &str, job: &str) -> anyhow::Result<serde_json::Value> {
+    wait_for(
+        &format!("{job} restarted and running"),
+        Duration::from_secs(60),
+        || async move {
+            let s = jobctl_json(coordinator, &["status", job])?;
+            Ok((s["restarts"].as_u64().unwrap_or(0) >= 1 && s["state"] == "RUNNING").then_some(s))
+        },
+    )
+    .await
+}
+
 /// Waits until the job completed a checkpoint past `after` that covers
 /// some input; returns its id.
 pub async fn wait_checkpoint_after(

@@ -5,7 +5,7 @@ use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
 use sluice_harness::testing::{
-    infra, jobctl_json, submit, test_dir, unique, wait_for, wait_running,
+    infra, jobctl_json, submit, test_dir, unique, wait_for, wait_restarted, wait_running,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -69,14 +69,7 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     cluster.kill_worker(1);
     println!("killed worker process {victim_pid:?}");
 
-    let status = wait_for("job restarted and running", Duration::from_secs(60), || {
-        let (c, j) = (&coordinator, &job);
-        async move {
-            let s = jobctl_json(c, &["status", j])?;
-            Ok((s["restarts"].as_u64().unwrap_or(0) >= 1 && s["state"] == "RUNNING").then_some(s))
-        }
-    })
-    .await?;
+    let status = wait_restarted(&coordinator, &job).await?;
     println!(
         "restarts: {}, last failure: {}",
         status["restarts"], status["last_failure"]
@@ -174,5 +167,84 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     )
     .await?;
     println!("consumer group {group} committed {committed:?}");
+    Ok(())
+}
+
+/// `start_from: latest` is where the topic ended when the job was submitted:
+/// a restart with no checkpoint to restore (here checkpoints are off) starts
+/// there again, so what arrived in between is not skipped, and what came
+/// before submission is not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_from_latest_restarted_before_its_first_checkpoint_skips_nothing()
+-> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("recovery-latest");
+    let options = ClusterOptions {
+        heartbeat_interval: Duration::from_millis(250),
+        heartbeat_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let mut cluster = SluiceCluster::start(&dir, 2, options).await?;
+    let coordinator = cluster.coordinator_address.clone();
+    let (input, output) = (unique("latest-in"), unique("latest-out"));
+    admin::create_topic(&infra.kafka, &input, 2).await?;
+    admin::create_topic(&infra.kafka, &output, 2).await?;
+    let numbers = |from: usize, to: usize| {
+        (from..to).map(|n| serde_json::json!({"n": n, "k": n % 7}).to_string())
+    };
+    // Before submission: not to be read.
+    producer::produce(&infra.kafka, &input, numbers(0, 500), None, 0).await?;
+    let job = submit(
+        &coordinator,
+        &dir,
+        &format!(
+            r#"
+name: from-latest
+parallelism: 2
+checkpoint: off
+restart: {{ backoff: 200ms }}
+source: {{ kafka: {{ brokers: "{k}", topic: {input}, start_from: latest }} }}
+transforms:
+  - key_by: [k]
+sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
+"#,
+            k = infra.kafka
+        ),
+        &[],
+    )?;
+    wait_running(&coordinator, &job).await?;
+    // After submission: every one must come out.
+    producer::produce(&infra.kafka, &input, numbers(500, 1_500), None, 0).await?;
+    cluster.kill_worker(1);
+    let status = wait_restarted(&coordinator, &job).await?;
+    assert_eq!(status["last_checkpoint_id"], 0, "no checkpoint: {status}");
+    let out = admin::read_topic(
+        &infra.kafka,
+        &output,
+        usize::MAX,
+        Duration::from_secs(10),
+        Duration::from_secs(120),
+        "read_uncommitted",
+    )
+    .await?;
+    let seen: std::collections::BTreeSet<i64> = out
+        .iter()
+        .filter_map(|m| serde_json::from_str::<serde_json::Value>(&m.payload).ok())
+        .filter_map(|v| v["n"].as_i64())
+        .collect();
+    let before: Vec<&i64> = seen.iter().filter(|n| **n < 500).take(5).collect();
+    let missing: Vec<i64> = (500..1_500).filter(|n| !seen.contains(n)).collect();
+    println!(
+        "from latest: {} records out, {} from before submission, {} of 1000 after it missing",
+        out.len(),
+        seen.iter().filter(|n| **n < 500).count(),
+        missing.len()
+    );
+    assert!(before.is_empty(), "read from before submission: {before:?}");
+    assert!(
+        missing.is_empty(),
+        "skipped after the restart: {:?}",
+        &missing[..missing.len().min(10)]
+    );
     Ok(())
 }

@@ -30,6 +30,7 @@ fn submitted(max_restarts: u32) -> (ClusterMeta, JobId) {
         source_partitions: 2,
         submitted_at_ms: 0,
         from_savepoint: None,
+        start_offsets: BTreeMap::new(),
     }) else {
         panic!("job not created");
     };
