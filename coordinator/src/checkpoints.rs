@@ -69,8 +69,6 @@ struct JobProgress {
 #[derive(Default)]
 pub struct CheckpointCoordinator {
     jobs: Mutex<HashMap<JobId, JobProgress>>,
-    /// The leader term the progress above belongs to.
-    term: Mutex<Option<u64>>,
 }
 
 impl CheckpointCoordinator {
@@ -100,24 +98,9 @@ impl CheckpointCoordinator {
         rx
     }
 
-    /// Called with this member's leader term before every step: when it
-    /// changed, every job's progress is forgotten, so a member that leads
-    /// again starts as any new leader does, past what others ran.
-    fn enter_term(&self, term: Option<u64>) {
-        let mut current = self.term.lock().unwrap_or_else(|p| p.into_inner());
-        if *current == term {
-            return;
-        }
-        if current.is_some() {
-            tracing::info!(from = ?*current, to = ?term, "leader term changed: checkpoints in flight dropped");
-        }
-        *current = term;
-        self.clear();
-    }
-
-    /// Forgets every job's progress; waiting savepoint requests are
-    /// answered with a failure.
-    fn clear(&self) {
+    /// Forgets every job's progress when the leader term changes; waiting
+    /// savepoint requests are answered with a failure.
+    pub fn clear(&self) {
         let reply: SavepointReply =
             Err("this coordinator lost the lead; ask the new leader".into());
         for (_, progress) in self.lock().drain() {
@@ -143,8 +126,7 @@ pub async fn run<S: MetaStore>(state: Shared<S>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        state.checkpoints.enter_term(state.store.leader_term());
-        if state.store.check_leader().is_err() {
+        if state.enter_term().is_none() || state.store.check_leader().is_err() {
             continue;
         }
         for (job, up_to) in step(&state) {
@@ -179,8 +161,15 @@ struct Running {
 /// Triggers, abandons and times out checkpoints; returns the jobs that need
 /// more checkpoint ids reserved before their next trigger, with how far.
 fn step<S: MetaStore>(state: &Shared<S>) -> Vec<(JobId, u64)> {
-    let running: Vec<Running> = state.store.read(|m| {
-        m.jobs
+    let (running, live): (Vec<Running>, BTreeSet<JobId>) = state.store.read(|m| {
+        let live = m
+            .jobs
+            .values()
+            .filter(|j| j.wants_tasks_running())
+            .map(|j| j.id.clone())
+            .collect();
+        let running = m
+            .jobs
             .values()
             .filter(|j| j.state == JobState::Running && j.spec.checkpoint.enabled)
             .filter(|j| {
@@ -203,14 +192,8 @@ fn step<S: MetaStore>(state: &Shared<S>) -> Vec<(JobId, u64)> {
                     .collect(),
                 workers: j.tasks.iter().map(|t| t.worker.clone()).collect(),
             })
-            .collect()
-    });
-    let live: BTreeSet<JobId> = state.store.read(|m| {
-        m.jobs
-            .values()
-            .filter(|j| j.wants_tasks_running())
-            .map(|j| j.id.clone())
-            .collect()
+            .collect();
+        (running, live)
     });
     let now = Instant::now();
     let mut triggers = Vec::new();

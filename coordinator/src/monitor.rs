@@ -7,33 +7,21 @@ use crate::state::Shared;
 use sluice_common::WorkerId;
 use sluice_proto::{JobState, TaskState};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub async fn run<S: MetaStore>(state: Shared<S>) {
     let period = (state.timing.heartbeat_interval / 2).max(Duration::from_millis(50));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut leader_since: Option<Instant> = None;
-    let mut led_term: Option<u64> = None;
     loop {
         tick.tick().await;
-        // What this member saw of workers belongs to the term it led in:
-        // they register and subscribe again with whichever member leads.
-        let term = state.store.leader_term();
-        if term != led_term {
-            if led_term.is_some() {
-                tracing::warn!(from = ?led_term, to = ?term, "leader term changed: forgetting workers and their command streams");
-                state.workers.clear();
-                state.subscribers.clear();
-            }
-            led_term = term;
-            leader_since = None;
-        }
         // Only the leader acts; a follower's registry is empty anyway.
+        let Some(since) = state.enter_term() else {
+            continue;
+        };
         if state.store.check_leader().is_err() {
             continue;
         }
-        let since = *leader_since.get_or_insert_with(Instant::now);
         expire_workers(&state).await;
         // Workers had a heartbeat timeout to find a new leader and report.
         if since.elapsed() > state.timing.heartbeat_timeout {

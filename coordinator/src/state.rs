@@ -8,8 +8,8 @@ use crate::subscribers::Subscribers;
 use sluice_common::store::CheckpointStore;
 use sluice_common::{JobId, TaskId};
 use sluice_proto::{JobState, JobStatus, TaskState, TaskStatus};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct Timing {
@@ -25,6 +25,9 @@ pub struct Coordinator<S> {
     pub checkpoints: CheckpointCoordinator,
     /// Where workers upload state snapshots; old ones are deleted from here.
     pub checkpoint_store: CheckpointStore,
+    /// The leader term what this member knows of workers, their command
+    /// streams and checkpoints in flight belongs to, and when it began.
+    term: Mutex<Option<(u64, Instant)>>,
 }
 
 pub type Shared<S> = Arc<Coordinator<S>>;
@@ -38,7 +41,29 @@ impl<S: MetaStore> Coordinator<S> {
             subscribers: Subscribers::default(),
             checkpoints: CheckpointCoordinator::default(),
             checkpoint_store,
+            term: Mutex::new(None),
         })
+    }
+
+    /// Called by every periodic loop before it acts. When this member's
+    /// leader term changed, what it knew of workers, their command streams
+    /// and checkpoints in flight is dropped: workers register and subscribe
+    /// again with whichever member leads, and a member that leads again
+    /// starts as any new leader does. Returns when the current term began,
+    /// while this member leads.
+    pub fn enter_term(&self) -> Option<Instant> {
+        let term = self.store.leader_term();
+        let mut current = self.term.lock().unwrap_or_else(|p| p.into_inner());
+        if current.map(|(t, _)| t) != term {
+            if let Some((from, _)) = *current {
+                tracing::warn!(from, to = ?term, "leader term changed: forgetting workers, their command streams and checkpoints in flight");
+                self.workers.clear();
+                self.subscribers.clear();
+                self.checkpoints.clear();
+            }
+            *current = term.map(|t| (t, Instant::now()));
+        }
+        current.map(|(_, since)| since)
     }
 
     pub fn job_status(&self, job: &JobRecord) -> JobStatus {

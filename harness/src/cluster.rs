@@ -292,6 +292,19 @@ impl SluiceCluster {
         Ok(index)
     }
 
+    /// Waits until a coordinator serves as the leader; returns its index.
+    /// Polls often, so the time it took is a fair measure of an election.
+    pub async fn wait_leader(&self, within: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(leader) = self.leader().await {
+                return Ok(leader);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no leader within {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A client of the leading coordinator.
     pub async fn client(&self) -> anyhow::Result<JobServiceClient<tonic::transport::Channel>> {
         let leader = self.leader().await.context("no coordinator leads")?;

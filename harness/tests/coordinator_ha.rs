@@ -69,10 +69,7 @@ fn produce(input: &str, from: u64, count: u64) -> tokio::task::JoinHandle<anyhow
 }
 
 async fn wait_leader(cluster: &SluiceCluster) -> anyhow::Result<usize> {
-    wait_for("a leader", Duration::from_secs(30), || async {
-        Ok(cluster.leader().await)
-    })
-    .await
+    cluster.wait_leader(Duration::from_secs(30)).await
 }
 
 async fn check_exactly_once(output: &str, records: u64) -> anyhow::Result<()> {

@@ -26,51 +26,49 @@ impl Coordinators {
         Self { addresses, timeout }
     }
 
-    async fn connect(
-        &self,
-        address: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<JobServiceClient<Channel>> {
+    /// A client of the member at `address`, its calls limited to the
+    /// command's timeout.
+    async fn connect(&self, address: &str) -> anyhow::Result<JobServiceClient<Channel>> {
         let url = sluice_common::http_url(address);
         let channel = Endpoint::from_shared(url.clone())
             .map_err(|_| anyhow::anyhow!("`{address}` is not a valid coordinator address"))?
             .connect_timeout(PROBE_TIMEOUT)
-            .timeout(timeout)
+            .timeout(self.timeout)
             .connect()
             .await
             .map_err(|_| anyhow::anyhow!("coordinator unreachable at {url}: is it running, and is --coordinator / SLUICE_COORDINATOR right?"))?;
         Ok(JobServiceClient::new(channel))
     }
 
-    /// Whether the member at `address` answers and serves as the leader,
-    /// and the leader it names otherwise.
-    async fn probe(&self, address: &str) -> Option<(bool, String)> {
-        let mut c = self.connect(address, PROBE_TIMEOUT).await.ok()?;
-        let info = c
-            .cluster_info(ClusterInfoRequest {})
+    /// The member at `address`, if it answers in time: its client, whether
+    /// it serves as the leader, and the leader it names otherwise.
+    async fn probe(&self, address: &str) -> Option<(JobServiceClient<Channel>, bool, String)> {
+        let mut c = self.connect(address).await.ok()?;
+        let info = tokio::time::timeout(PROBE_TIMEOUT, c.cluster_info(ClusterInfoRequest {}))
             .await
             .ok()?
+            .ok()?
             .into_inner();
-        Some((info.serving, info.leader_address))
+        Some((c, info.serving, info.leader_address))
     }
 
-    /// The member that leads, as the members tell; when none does, the
-    /// first that answers, whose error then says why.
-    async fn find_leader(&self) -> anyhow::Result<String> {
+    /// A client of the member that leads, as the members tell; when none
+    /// does, of the first that answers, whose error then says why.
+    async fn find_leader(&self) -> anyhow::Result<JobServiceClient<Channel>> {
         let mut reachable = None;
         for address in &self.addresses {
-            let Some((leads, named)) = self.probe(address).await else {
+            let Some((client, leads, named)) = self.probe(address).await else {
                 continue;
             };
             if leads {
-                return Ok(address.clone());
+                return Ok(client);
             }
-            reachable.get_or_insert_with(|| address.clone());
+            reachable.get_or_insert(client);
             if !named.is_empty()
                 && named != *address
-                && self.probe(&named).await.is_some_and(|(leads, _)| leads)
+                && let Some((client, true, _)) = self.probe(&named).await
             {
-                return Ok(named);
+                return Ok(client);
             }
         }
         reachable.ok_or_else(|| {
@@ -95,13 +93,7 @@ impl Coordinators {
                 tokio::time::sleep(ROUND_PAUSE).await;
             }
             let client = match self.find_leader().await {
-                Ok(address) => match self.connect(&address, self.timeout).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        last = Some(e);
-                        continue;
-                    }
-                },
+                Ok(c) => c,
                 Err(e) => {
                     last = Some(e);
                     continue;
@@ -122,8 +114,8 @@ impl Coordinators {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator address given")))
     }
 
-    /// Asks every member it was given for its own view, skipping those that
-    /// do not answer in time.
+    /// Asks every member it was given for its own view; one that does not
+    /// answer in time is reported so.
     pub async fn each<T, F, Fut>(&self, mut f: F) -> Vec<(String, anyhow::Result<T>)>
     where
         F: FnMut(JobServiceClient<Channel>) -> Fut,
@@ -131,8 +123,11 @@ impl Coordinators {
     {
         let mut out = Vec::new();
         for address in &self.addresses {
-            let answer = match self.connect(address, PROBE_TIMEOUT).await {
-                Ok(c) => f(c).await.map(|r| r.into_inner()).map_err(Into::into),
+            let answer = match self.connect(address).await {
+                Ok(c) => match tokio::time::timeout(PROBE_TIMEOUT, f(c)).await {
+                    Ok(answer) => answer.map(|r| r.into_inner()).map_err(Into::into),
+                    Err(_) => Err(anyhow::anyhow!("no answer within {PROBE_TIMEOUT:?}")),
+                },
                 Err(e) => Err(e),
             };
             out.push((address.clone(), answer));

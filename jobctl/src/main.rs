@@ -100,7 +100,7 @@ enum Command {
         job: String,
     },
     /// Show the coordinator group (each member's view: role, leader, term,
-    /// last log index, applied index), or change its membership.
+    /// last log index, applied index, snapshot index), or change its membership.
     Cluster {
         #[command(subcommand)]
         change: Option<ClusterChange>,

@@ -80,7 +80,8 @@ impl RaftStore {
 
     /// Whether this member leads and may act now (see [`MetaStore::check_leader`]).
     pub fn is_leader(&self) -> bool {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
         if !m.state.is_leader() {
             return false;
         }

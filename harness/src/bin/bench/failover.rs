@@ -81,11 +81,11 @@ pub async fn run(kills: u64, kafka: Option<String>) -> anyhow::Result<()> {
     );
     let mut recoveries = Vec::new();
     for kill in 1..=kills {
-        let leader = wait_leader(cluster).await?;
+        let leader = cluster.wait_leader(STEP_LIMIT).await?;
         let before = status(cluster, &job).await?;
         let killed_at = Instant::now();
         cluster.kill_coordinator(leader);
-        let next = wait_leader(cluster).await?;
+        let next = cluster.wait_leader(STEP_LIMIT).await?;
         let elected = killed_at.elapsed();
         let after = wait_status(cluster, &job, |s| {
             s.last_checkpoint_id > before.last_checkpoint_id
@@ -126,17 +126,6 @@ pub async fn run(kills: u64, kafka: Option<String>) -> anyhow::Result<()> {
     println!("job restarts over the whole run: {restarts}");
     drop(stack);
     Ok(())
-}
-
-async fn wait_leader(cluster: &SluiceCluster) -> anyhow::Result<usize> {
-    let deadline = Instant::now() + STEP_LIMIT;
-    loop {
-        if let Some(leader) = cluster.leader().await {
-            return Ok(leader);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "no leader within {STEP_LIMIT:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn status(cluster: &SluiceCluster, job: &str) -> anyhow::Result<JobStatus> {
