@@ -193,15 +193,26 @@ pub async fn read_objects(
     store: &dyn object_store::ObjectStore,
     prefix: &str,
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
+    let mut out = Vec::new();
+    for key in list_objects(store, prefix).await? {
+        let path = object_store::path::Path::parse(&key)?;
+        let body = store.get(&path).await?.bytes().await?;
+        out.push((key, body.to_vec()));
+    }
+    Ok(out)
+}
+
+/// The keys under `prefix`, sorted; for a store a running job still changes,
+/// where an object listed may be gone by the time it would be read.
+pub async fn list_objects(
+    store: &dyn object_store::ObjectStore,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    use futures::TryStreamExt;
     let prefix = object_store::path::Path::from(prefix);
     let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
-    let mut out = Vec::with_capacity(metas.len());
-    for meta in metas {
-        let body = store.get(&meta.location).await?.bytes().await?;
-        out.push((meta.location.to_string(), body.to_vec()));
-    }
-    out.sort();
-    Ok(out)
+    let mut keys: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+    keys.sort();
+    Ok(keys)
 }
