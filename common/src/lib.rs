@@ -3,6 +3,7 @@
 
 pub mod env;
 pub mod error;
+pub mod fault;
 pub mod ids;
 pub mod keys;
 #[cfg(feature = "process")]
@@ -14,6 +15,7 @@ pub mod store;
 pub mod vrl_program;
 
 pub use error::{SpecError, SpecProblem};
+pub use fault::Fault;
 pub use ids::{JobId, TaskId, WorkerId};
 pub use spec::JobSpec;
 

@@ -32,6 +32,7 @@ impl<S: MetaStore> ClusterApi<S> {
                     &TaskId::new(report.task_id.clone()),
                     state,
                     error,
+                    report.fault().to_common(),
                 )
                 .await;
         }

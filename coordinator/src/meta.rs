@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_common::spec::SourceSpec;
-use sluice_common::{JobId, JobSpec, TaskId, WorkerId};
+use sluice_common::{Fault, JobId, JobSpec, TaskId, WorkerId};
 use sluice_proto::{JobState, StateHandle, TaskState};
 use std::collections::BTreeMap;
 
@@ -18,6 +18,9 @@ pub struct TaskRecord {
     #[serde(with = "codec::task_state")]
     pub state: TaskState,
     pub error: Option<String>,
+    /// Whose fault `error` is; a spec fault fails the job without restarts.
+    #[serde(default)]
+    pub fault: Option<Fault>,
 }
 
 /// Where a subtask's keyed state snapshot lies in the checkpoint store, and
@@ -166,6 +169,9 @@ pub enum Command {
         #[serde(with = "codec::task_state")]
         state: TaskState,
         error: Option<String>,
+        /// Whose fault `error` is, when the worker said.
+        #[serde(default)]
+        fault: Option<Fault>,
         /// When the leader saw it; dates a restart's backoff.
         at_ms: i64,
     },
@@ -281,6 +287,7 @@ impl ClusterMeta {
                 task,
                 state,
                 error,
+                fault,
                 at_ms,
             } => {
                 let Some(j) = self.jobs.get_mut(&job) else {
@@ -292,6 +299,7 @@ impl ClusterMeta {
                 t.state = state;
                 if error.is_some() {
                     t.error = error;
+                    t.fault = fault;
                 }
                 j.derive_state(at_ms);
                 Applied::Done
@@ -433,7 +441,15 @@ impl JobRecord {
                             failed.error.as_deref().unwrap_or("no reason given")
                         ),
                     };
-                    if self.restarts < self.spec.restart.max_attempts {
+                    let retriable = failed.fault.is_none_or(Fault::retriable);
+                    if !retriable {
+                        // Restarting into the same spec cannot help.
+                        self.state = JobState::Failed;
+                        self.failure = Some(format!(
+                            "{reason} ({}: not restarted)",
+                            failed.fault.unwrap_or(Fault::Spec)
+                        ));
+                    } else if self.restarts < self.spec.restart.max_attempts {
                         self.restart(reason, at_ms);
                     } else {
                         self.state = JobState::Failed;

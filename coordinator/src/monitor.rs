@@ -4,7 +4,7 @@
 use crate::meta::{Command, MetaStore};
 use crate::scheduler;
 use crate::state::Shared;
-use sluice_common::WorkerId;
+use sluice_common::{Fault, WorkerId};
 use sluice_proto::{JobState, TaskState};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -50,7 +50,13 @@ async fn fail_tasks_of_unknown_workers<S: MetaStore>(state: &Shared<S>) {
     for (job, task, worker) in orphaned {
         let reason = format!("worker {worker} did not report to the new leader");
         state
-            .set_task_state(&job, &task, TaskState::Failed, Some(reason))
+            .set_task_state(
+                &job,
+                &task,
+                TaskState::Failed,
+                Some(reason),
+                Some(Fault::External),
+            )
             .await;
     }
 }
@@ -76,7 +82,13 @@ async fn expire_workers<S: MetaStore>(state: &Shared<S>) {
         });
         for (job, task) in orphaned {
             state
-                .set_task_state(&job, &task, TaskState::Failed, Some(reason.clone()))
+                .set_task_state(
+                    &job,
+                    &task,
+                    TaskState::Failed,
+                    Some(reason.clone()),
+                    Some(Fault::External),
+                )
                 .await;
         }
     }

@@ -83,6 +83,7 @@ pub fn place(
                 partitions,
                 state: TaskState::Deploying,
                 error: None,
+                fault: None,
             });
         }
     }

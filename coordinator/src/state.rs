@@ -84,6 +84,7 @@ impl<S: MetaStore> Coordinator<S> {
                     partitions: t.partitions.clone(),
                     error: t.error.clone().unwrap_or_default(),
                     metrics: self.workers.metrics(&t.id),
+                    fault: t.fault.map_or(sluice_proto::Fault::Unspecified, Into::into) as i32,
                 })
                 .collect(),
             failure: job.failure.clone().unwrap_or_default(),
@@ -107,6 +108,7 @@ impl<S: MetaStore> Coordinator<S> {
         task: &TaskId,
         state: TaskState,
         error: Option<String>,
+        fault: Option<sluice_common::Fault>,
     ) {
         let job_state = |m: &crate::meta::ClusterMeta| m.jobs.get(job).map(|j| j.state);
         let changed = self.store.read(|m| {
@@ -127,6 +129,7 @@ impl<S: MetaStore> Coordinator<S> {
                 task: task.clone(),
                 state,
                 error,
+                fault,
                 at_ms: crate::job_service::now_ms(),
             })
             .await;

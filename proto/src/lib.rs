@@ -24,3 +24,27 @@ impl TaskState {
         matches!(self, Self::Finished | Self::Failed | Self::Cancelled)
     }
 }
+
+impl From<sluice_common::Fault> for Fault {
+    fn from(f: sluice_common::Fault) -> Self {
+        match f {
+            sluice_common::Fault::Record => Self::Record,
+            sluice_common::Fault::Spec => Self::Spec,
+            sluice_common::Fault::External => Self::External,
+            sluice_common::Fault::Internal => Self::Internal,
+        }
+    }
+}
+
+impl Fault {
+    /// `None` when unspecified (a report from a worker that does not say).
+    pub fn to_common(self) -> Option<sluice_common::Fault> {
+        match self {
+            Self::Unspecified => None,
+            Self::Record => Some(sluice_common::Fault::Record),
+            Self::Spec => Some(sluice_common::Fault::Spec),
+            Self::External => Some(sluice_common::Fault::External),
+            Self::Internal => Some(sluice_common::Fault::Internal),
+        }
+    }
+}

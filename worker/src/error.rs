@@ -1,4 +1,4 @@
-use sluice_common::TaskId;
+use sluice_common::{Fault, TaskId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -39,6 +39,21 @@ pub enum WorkerError {
 }
 
 impl WorkerError {
+    /// Whose fault this is, which decides whether restarting the job can help.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::Kafka { source, .. } => kafka_fault(source),
+            Self::Spec { .. } => Fault::Spec,
+            Self::Restore { .. } | Self::InDoubt { .. } => Fault::Internal,
+            Self::Unacknowledged { .. }
+            | Self::Cassandra { .. }
+            | Self::Exchange { .. }
+            | Self::S3 { .. }
+            | Self::Store(_)
+            | Self::DeadLetter { .. } => Fault::External,
+        }
+    }
+
     /// The peer worker this error could not reach, if that is what it is.
     pub fn unreachable_peer(&self) -> Option<&str> {
         match self {
@@ -49,3 +64,23 @@ impl WorkerError {
 }
 
 pub type Result<T, E = WorkerError> = std::result::Result<T, E>;
+
+/// Kafka errors no retry can cure are the spec's (a setting the broker
+/// refuses, an authorisation it lacks); the rest are the broker's, for a while.
+fn kafka_fault(e: &rdkafka::error::KafkaError) -> Fault {
+    use rdkafka::types::RDKafkaErrorCode::*;
+    match e.rdkafka_error_code() {
+        Some(
+            InvalidTransactionTimeout
+            | TopicAuthorizationFailed
+            | GroupAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | TransactionalIdAuthorizationFailed
+            | SaslAuthenticationFailed
+            | InvalidConfig
+            | InvalidArgument
+            | UnsupportedVersion,
+        ) => Fault::Spec,
+        _ => Fault::External,
+    }
+}

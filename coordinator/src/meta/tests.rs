@@ -19,6 +19,7 @@ fn task(job: &JobId, index: u32) -> TaskRecord {
         partitions: vec![index as i32],
         state: TaskState::Deploying,
         error: None,
+        fault: None,
     }
 }
 
@@ -47,6 +48,7 @@ fn set(meta: &mut ClusterMeta, job: &JobId, index: u32, state: TaskState, error:
         task: TaskId::for_subtask(job, 0, index, 0),
         state,
         error: error.map(String::from),
+        fault: None,
         at_ms: 10_000,
     });
 }
@@ -102,6 +104,41 @@ fn a_failed_task_restarts_the_job_as_a_new_attempt_after_its_backoff() {
             .unwrap_or("")
             .contains("worker worker-1 lost")
     );
+}
+
+#[test]
+fn a_spec_fault_fails_the_job_at_once_whatever_restarts_are_left() {
+    let (mut meta, job) = submitted(10);
+    set(&mut meta, &job, 0, TaskState::Running, None);
+    meta.apply(Command::SetTaskState {
+        job: job.clone(),
+        task: TaskId::for_subtask(&job, 0, 1, 0),
+        state: TaskState::Failed,
+        error: Some("table ks.t does not exist".into()),
+        fault: Some(Fault::Spec),
+        at_ms: 10_000,
+    });
+    let j = &meta.jobs[&job];
+    assert_eq!(j.state, JobState::Failed);
+    assert_eq!(j.restarts, 0);
+    let failure = j.failure.as_deref().unwrap_or("");
+    assert!(failure.contains("ks.t does not exist"), "{failure}");
+    assert!(failure.contains("not restarted"), "{failure}");
+}
+
+#[test]
+fn an_external_fault_restarts_the_job() {
+    let (mut meta, job) = submitted(10);
+    meta.apply(Command::SetTaskState {
+        job: job.clone(),
+        task: TaskId::for_subtask(&job, 0, 1, 0),
+        state: TaskState::Failed,
+        error: Some("broker unreachable".into()),
+        fault: Some(Fault::External),
+        at_ms: 10_000,
+    });
+    assert_eq!(meta.jobs[&job].state, JobState::Scheduling);
+    assert_eq!(meta.jobs[&job].restarts, 1);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use super::subtask::{AckParts, Acker, TaskCommand};
 use super::{Metrics, RuntimeContext, run_subtask};
 use sluice_common::TaskId;
-use sluice_proto::{CheckpointAck, TaskDeployment, TaskReport, TaskState};
+use sluice_proto::{CheckpointAck, Fault, TaskDeployment, TaskReport, TaskState};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ pub enum Outbound {
 struct Status {
     state: TaskState,
     error: String,
+    fault: Fault,
     ended_at: Option<Instant>,
 }
 
@@ -86,6 +87,7 @@ impl TaskManager {
         let status = Arc::new(Mutex::new(Status {
             state: TaskState::Deploying,
             error: String::new(),
+            fault: Fault::Unspecified,
             ended_at: None,
         }));
         let metrics = Arc::new(Metrics::default());
@@ -128,40 +130,66 @@ impl TaskManager {
                 });
             })
         };
-        let report =
-            move |state: TaskState, error: String, unreachable_peer: String, metrics: &Metrics| {
-                let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
-                s.state = state;
-                s.error = error.clone();
-                if state.is_terminal() {
-                    s.ended_at = Some(Instant::now());
-                }
-                let _ = changes.send(Outbound::Report(TaskReport {
-                    worker_id: String::new(),
-                    task_id: id.to_string(),
-                    state: state as i32,
-                    error,
-                    metrics: Some(metrics.snapshot()),
-                    job_id: job_id.clone(),
-                    unreachable_peer,
-                }));
-            };
+        let report = move |state: TaskState,
+                           error: String,
+                           unreachable_peer: String,
+                           fault: Fault,
+                           metrics: &Metrics| {
+            let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+            s.state = state;
+            s.error = error.clone();
+            s.fault = fault;
+            if state.is_terminal() {
+                s.ended_at = Some(Instant::now());
+            }
+            let _ = changes.send(Outbound::Report(TaskReport {
+                worker_id: String::new(),
+                task_id: id.to_string(),
+                state: state as i32,
+                error,
+                metrics: Some(metrics.snapshot()),
+                job_id: job_id.clone(),
+                unreachable_peer,
+                fault: fault as i32,
+            }));
+        };
         tokio::spawn(async move {
             let running = {
                 let report = report.clone();
                 let metrics = metrics.clone();
-                move || report(TaskState::Running, String::new(), String::new(), &metrics)
+                move || {
+                    report(
+                        TaskState::Running,
+                        String::new(),
+                        String::new(),
+                        Fault::Unspecified,
+                        &metrics,
+                    )
+                }
             };
             let outcome = tokio::select! {
                 r = run_subtask(dep, ctx, metrics.clone(), running, commands_rx, ack) => r.map(|()| TaskState::Finished),
                 _ = cancel_rx => Ok(TaskState::Cancelled),
             };
             match outcome {
-                Ok(state) => report(state, String::new(), String::new(), &metrics),
+                Ok(state) => report(
+                    state,
+                    String::new(),
+                    String::new(),
+                    Fault::Unspecified,
+                    &metrics,
+                ),
                 Err(e) => {
-                    tracing::error!(error = %e, "subtask failed");
+                    let fault = e.fault();
+                    tracing::error!(error = %e, fault = fault.as_str(), "subtask failed");
                     let peer = e.unreachable_peer().unwrap_or_default().to_string();
-                    report(TaskState::Failed, e.to_string(), peer, &metrics);
+                    report(
+                        TaskState::Failed,
+                        e.to_string(),
+                        peer,
+                        fault.into(),
+                        &metrics,
+                    );
                 }
             }
         });
@@ -209,6 +237,7 @@ impl TaskManager {
                     metrics: Some(e.metrics.snapshot()),
                     job_id: e.job_id.clone(),
                     unreachable_peer: String::new(),
+                    fault: s.fault as i32,
                 }
             })
             .collect()
