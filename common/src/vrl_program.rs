@@ -41,11 +41,13 @@ impl VrlProgram {
             .any(|p| p.prefix == vrl::path::PathPrefix::Metadata)
     }
 
-    pub fn runner(&self) -> VrlRunner {
+    /// A runner whose zone-less times are in `timezone` (the job's), never
+    /// in the machine's local zone.
+    pub fn runner(&self, timezone: chrono_tz::Tz) -> VrlRunner {
         VrlRunner {
             program: self.program.clone(),
             runtime: Runtime::new(RuntimeState::default()),
-            timezone: TimeZone::default(),
+            timezone: TimeZone::Named(timezone),
         }
     }
 }
@@ -125,9 +127,41 @@ mod tests {
     }
 
     #[test]
+    fn zone_less_times_are_in_the_runner_zone_not_the_machine_zone() {
+        let program = VrlProgram::compile(
+            ".ts = parse_timestamp!(.t, \"%Y-%m-%d %H:%M:%S\")\n.day = format_timestamp!(.ts, \"%F %H:%M\")",
+        )
+        .expect("valid program");
+        let run = |tz: chrono_tz::Tz| {
+            let input = Value::from(serde_json::json!({"t": "2024-12-31 23:30:00"}));
+            let (out, _) = program
+                .runner(tz)
+                .run(input, Value::Object(Default::default()))
+                .expect("runs");
+            let Value::Object(map) = out else {
+                panic!("object")
+            };
+            (map["ts"].clone(), map["day"].to_string_lossy().into_owned())
+        };
+        let (utc, day) = run(chrono_tz::UTC);
+        assert_eq!(
+            utc,
+            Value::Timestamp("2024-12-31T23:30:00Z".parse().expect("time"))
+        );
+        assert_eq!(day, "2024-12-31 23:30");
+        let (ny, day) = run(chrono_tz::America::New_York);
+        assert_eq!(
+            ny,
+            Value::Timestamp("2025-01-01T04:30:00Z".parse().expect("time"))
+        );
+        // format_timestamp writes UTC unless given its own `timezone:`.
+        assert_eq!(day, "2025-01-01 04:30");
+    }
+
+    #[test]
     fn runs_remap() {
         let program = VrlProgram::compile(".b = upcase!(.a)").expect("valid program");
-        let mut runner = program.runner();
+        let mut runner = program.runner(chrono_tz::UTC);
         let input = Value::from(serde_json::json!({"a": "x"}));
         let (out, _) = runner
             .run(input, Value::Object(Default::default()))

@@ -95,6 +95,15 @@ pub struct JobSpec {
     pub sink: SinkSpec,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetterSpec>,
+    /// The zone of times written without an offset (`2024-12-31 23:30:00`):
+    /// where VRL programs parse and format them, and sinks read them. UTC
+    /// unless the spec names an IANA zone; never the worker's own zone.
+    #[serde(serialize_with = "serialize_tz")]
+    pub timezone: chrono_tz::Tz,
+}
+
+fn serialize_tz<S: serde::Serializer>(tz: &chrono_tz::Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
 }
 
 pub(crate) fn serialize_duration<S: serde::Serializer>(
@@ -242,6 +251,21 @@ fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
     let dead_letter = job
         .get("dead_letter")
         .and_then(|v| DeadLetterSpec::read("dead_letter", v, p));
+    let timezone = match job.opt_string("timezone", p) {
+        None => Some(chrono_tz::UTC),
+        Some(name) => match name.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                p.push(
+                    "timezone",
+                    format!(
+                        "unknown time zone `{name}` (expected an IANA name such as `UTC` or `America/New_York`)"
+                    ),
+                );
+                None
+            }
+        },
+    };
     job.finish(p);
     if let (Some(Delivery::ExactlyOnce), Some(cp)) = (&delivery, &checkpoint)
         && !cp.enabled
@@ -261,6 +285,7 @@ fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
         transforms: transforms?,
         sink: sink?,
         dead_letter,
+        timezone: timezone?,
     })
 }
 

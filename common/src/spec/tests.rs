@@ -57,6 +57,21 @@ fn parses_the_design_example() {
 }
 
 #[test]
+fn timezone_is_utc_unless_named_and_an_unknown_zone_is_refused() {
+    let spec = JobSpec::parse(VALID, &env).expect("valid spec");
+    assert_eq!(spec.timezone, chrono_tz::UTC);
+    let named = format!("{VALID}timezone: America/New_York\n");
+    let spec = JobSpec::parse(&named, &env).expect("valid spec");
+    assert_eq!(spec.timezone, chrono_tz::America::New_York);
+    let again = JobSpec::parse_resolved(&spec.to_json()).expect("round trip");
+    assert_eq!(again.timezone, chrono_tz::America::New_York);
+    for bad in ["Mars/Olympus", "local"] {
+        let p = problems(&format!("{VALID}timezone: {bad}\n"));
+        assert!(has(&p, "timezone", "unknown time zone"), "{p:?}");
+    }
+}
+
+#[test]
 fn canonical_json_round_trips() {
     let spec = JobSpec::parse(VALID, &env).expect("valid spec");
     let again = JobSpec::parse_resolved(&spec.to_json()).expect("canonical form parses");

@@ -28,13 +28,27 @@ pub trait Operator: Send {
     }
 }
 
-/// Which subtask an operator runs in, for `%sluice` metadata.
-#[derive(Debug, Clone, Default)]
+/// Which subtask an operator runs in, for `%sluice` metadata, and the
+/// job's time zone.
+#[derive(Debug, Clone)]
 pub struct TaskInfo {
     pub job: String,
     pub task: String,
     pub stage: u32,
     pub subtask: u32,
+    pub timezone: chrono_tz::Tz,
+}
+
+impl Default for TaskInfo {
+    fn default() -> Self {
+        Self {
+            job: String::new(),
+            task: String::new(),
+            stage: 0,
+            subtask: 0,
+            timezone: chrono_tz::UTC,
+        }
+    }
 }
 
 /// The operators of one stage, applied in order.

@@ -31,7 +31,7 @@ impl VrlOperator {
             Value::Object(m)
         });
         Self {
-            runner: program.runner(),
+            runner: program.runner(task.timezone),
             keep_on_true,
             task_meta,
         }

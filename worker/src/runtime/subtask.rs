@@ -118,6 +118,7 @@ pub async fn run_subtask(
         task: dep.task_id.clone(),
         stage: dep.stage,
         subtask: dep.index,
+        timezone: spec.timezone,
     };
     let incoming_key = dep.stage.checked_sub(1).and_then(|s| spec.stage_plan(s).1);
     let mut chain =
