@@ -36,11 +36,11 @@ impl Dedup {
 
     /// `true` when the record is the first of its dedup key within the TTL.
     fn first_seen(&mut self, record: &Record, now: i64) -> Result<bool, String> {
-        let key = key_of(&record.value, &self.key_fields)?;
+        let key = key_of(record, &self.key_fields)?;
         let dedup_key = if self.fields.is_empty() {
             String::new()
         } else {
-            key_of(&record.value, &self.fields)?
+            key_of(record, &self.fields)?
         };
         let seen = self.seen.get_mut_or_default(&key);
         let fresh = seen
@@ -103,14 +103,14 @@ mod tests {
     }
 
     fn rec(uuid: &str, offset: i64) -> Record {
-        Record {
-            value: Value::from(serde_json::json!({"uuid": uuid})),
-            origin: Origin {
+        Record::new(
+            Value::from(serde_json::json!({"uuid": uuid})),
+            Origin {
                 topic: "random_users".into(),
                 partition: 0,
                 offset,
             },
-        }
+        )
     }
 
     #[test]
@@ -127,14 +127,14 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].origin.offset, 4);
         let missing = restored.process(
-            vec![Record {
-                value: Value::from(serde_json::json!({"x": 1})),
-                origin: Origin {
+            vec![Record::new(
+                Value::from(serde_json::json!({"x": 1})),
+                Origin {
                     topic: "random_users".into(),
                     partition: 0,
                     offset: 5,
                 },
-            }],
+            )],
             &mut failures,
         );
         assert!(missing.is_empty());

@@ -131,13 +131,15 @@ mod tests {
         let (transforms, key) = spec.stage_plan(0);
         assert_eq!(key, Some(&["user_id".to_string()][..]));
         let mut chain = Chain::build(&transforms, &TaskInfo::default(), None).expect("compiles");
-        let record = |time: &str| Record {
-            value: Value::from(serde_json::json!({"user_id": "u", "event_time": time})),
-            origin: Origin {
-                topic: "user-events".into(),
-                partition: 0,
-                offset: 1,
-            },
+        let record = |time: &str| {
+            Record::new(
+                Value::from(serde_json::json!({"user_id": "u", "event_time": time})),
+                Origin {
+                    topic: "user-events".into(),
+                    partition: 0,
+                    offset: 1,
+                },
+            )
         };
         let mut failures = Vec::new();
         let out = chain.process(
@@ -181,13 +183,15 @@ mod tests {
         let records = input
             .into_iter()
             .enumerate()
-            .map(|(i, v)| Record {
-                value: Value::from(v),
-                origin: Origin {
-                    topic: "t".into(),
-                    partition: 0,
-                    offset: i as i64,
-                },
+            .map(|(i, v)| {
+                Record::new(
+                    Value::from(v),
+                    Origin {
+                        topic: "t".into(),
+                        partition: 0,
+                        offset: i as i64,
+                    },
+                )
             })
             .collect();
         let mut failures = Vec::new();
@@ -211,7 +215,7 @@ mod tests {
         assert_eq!(out[1], serde_json::json!({"number": 3, "pair": 3}));
         assert_eq!(out[2], serde_json::json!({"number": 12, "pair": 0}));
         assert_eq!(failures.len(), 1);
-        assert!(failures[0].payload.contains("abc"));
+        assert!(String::from_utf8_lossy(failures[0].payload.bytes()).contains("abc"));
     }
 
     #[test]

@@ -55,40 +55,38 @@ impl VrlOperator {
 impl super::Operator for VrlOperator {
     fn process(&mut self, records: Vec<Record>, failures: &mut Vec<Failure>) -> Vec<Record> {
         let mut out = Vec::with_capacity(records.len());
-        for record in records {
-            let origin = record.origin.clone();
+        for mut record in records {
+            // The record as it was, for its dead letter or for `filter` to pass on.
             let kept = record.value.clone();
-            let metadata = self.metadata(&origin);
-            match self.runner.run(record.value, metadata) {
-                Ok((value, result)) => {
-                    if !self.keep_on_true {
-                        out.push(Record { value, origin });
-                        continue;
+            let metadata = self.metadata(&record.origin);
+            let input = std::mem::replace(&mut record.value, Value::Null);
+            match self.runner.run(input, metadata) {
+                Ok((value, _)) if !self.keep_on_true => {
+                    record.value = value;
+                    if let Some(exact) = &mut record.exact {
+                        exact.retain_in(&record.value);
+                        if exact.is_empty() {
+                            record.exact = None;
+                        }
                     }
+                    out.push(record);
+                }
+                Ok((_, result)) => {
+                    record.value = kept;
                     match result {
-                        Value::Boolean(true) => out.push(Record {
-                            value: kept,
-                            origin,
-                        }),
+                        Value::Boolean(true) => out.push(record),
                         Value::Boolean(false) => {}
                         other => failures.push(Failure::of(
-                            &Record {
-                                value: kept,
-                                origin,
-                            },
+                            &record,
                             FailedAt::Transform,
                             format!("filter returned {}, not a boolean", other.kind_str()),
                         )),
                     }
                 }
-                Err(error) => failures.push(Failure::of(
-                    &Record {
-                        value: kept,
-                        origin,
-                    },
-                    FailedAt::Transform,
-                    error,
-                )),
+                Err(error) => {
+                    record.value = kept;
+                    failures.push(Failure::of(&record, FailedAt::Transform, error));
+                }
             }
         }
         out
@@ -101,14 +99,14 @@ mod tests {
     use crate::operators::Operator;
 
     fn rec(v: serde_json::Value) -> Record {
-        Record {
-            value: Value::from(v),
-            origin: Origin {
+        Record::new(
+            Value::from(v),
+            Origin {
                 topic: "t".into(),
                 partition: 0,
                 offset: 7,
             },
-        }
+        )
     }
 
     #[test]
@@ -142,7 +140,11 @@ mod tests {
         let out = op.process(vec![rec(serde_json::json!({"s": "nope"}))], &mut failures);
         assert!(out.is_empty());
         assert_eq!(failures[0].at, FailedAt::Transform);
-        assert!(failures[0].payload.contains("nope"));
+        assert!(
+            String::from_utf8_lossy(failures[0].payload.bytes()).contains("nope"),
+            "{:?}",
+            failures[0].payload
+        );
     }
 }
 
@@ -160,14 +162,14 @@ mod metadata_tests {
             ..TaskInfo::default()
         };
         let mut op = VrlOperator::remap(program, &task);
-        let record = Record {
-            value: Value::from(serde_json::json!({})),
-            origin: Origin {
+        let record = Record::new(
+            Value::from(serde_json::json!({})),
+            Origin {
                 topic: "t".into(),
                 partition: 1,
                 offset: 42,
             },
-        };
+        );
         let out = op.process(vec![record], &mut Vec::new());
         assert_eq!(
             out[0].value,

@@ -5,7 +5,7 @@ use crate::connectors::sink::SinkIdentity;
 use crate::error::{Result, WorkerError};
 use crate::exchange::{AlignedInput, Event, InboxKey, Inboxes, Peers, Route, Router};
 use crate::operators::{Chain, TaskInfo};
-use crate::record::{FailedAt, Failure, Origin, Record};
+use crate::record::{FailedAt, Failure, Origin, Payload, Record, json};
 use crate::state::{SnapshotTarget, SnapshotUpload, restore_chain_state};
 use sluice_common::spec::{SourceFormat, SourceSpec};
 use sluice_common::store::CheckpointStore;
@@ -171,11 +171,10 @@ pub async fn run_subtask(
             },
         }
     };
-    let dead_letter = spec
-        .dead_letter
-        .as_ref()
-        .map(|dl| DeadLetterWriter::build(dl, &source_spec.brokers, job.as_str()))
-        .transpose()?;
+    let dead_letter = match &spec.dead_letter {
+        Some(dl) => Some(DeadLetterWriter::build(dl, &source_spec.brokers, job.as_str()).await?),
+        None => None,
+    };
     let mut output = match key_fields {
         Some(fields) => {
             let route = Route {
@@ -504,26 +503,42 @@ fn decode(
             partition: m.partition,
             offset: m.offset,
         };
-        let payload = m.payload.unwrap_or_default();
+        let Some(payload) = m.payload else {
+            failures.push(Failure {
+                origin,
+                at: FailedAt::Decode,
+                error: "the message has no value (a tombstone)".into(),
+                payload: Payload::Tombstone,
+                key: m.key,
+                headers: m.headers,
+            });
+            continue;
+        };
         let decoded = match format {
-            SourceFormat::Json => {
-                serde_json::from_slice::<Value>(&payload).map_err(|e| format!("not JSON: {e}"))
-            }
+            SourceFormat::Json => json::decode(&payload),
             SourceFormat::Text => std::str::from_utf8(&payload)
                 .map(|s| {
                     let mut map = vrl::value::ObjectMap::new();
                     map.insert("message".into(), Value::from(s));
-                    Value::Object(map)
+                    (Value::Object(map), None)
                 })
                 .map_err(|e| format!("not UTF-8: {e}")),
         };
         match decoded {
-            Ok(value) => out.push(Record { value, origin }),
+            Ok((value, exact)) => out.push(Record {
+                value,
+                origin,
+                key: m.key,
+                headers: m.headers,
+                exact,
+            }),
             Err(error) => failures.push(Failure {
                 origin,
                 at: FailedAt::Decode,
                 error,
-                payload: String::from_utf8_lossy(&payload).into_owned(),
+                payload: Payload::Raw(payload),
+                key: m.key,
+                headers: m.headers,
             }),
         }
     }

@@ -3,7 +3,10 @@
 
 use super::{client_config, kafka_err};
 use crate::error::Result;
+use crate::record::Headers;
+use bytes::Bytes;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Headers as _;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_common::spec::{KafkaSourceSpec, StartFrom};
@@ -25,7 +28,10 @@ pub struct RawMessage {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
-    pub payload: Option<Vec<u8>>,
+    /// `None` for a tombstone (no value at all), unlike an empty value.
+    pub payload: Option<Bytes>,
+    pub key: Option<Bytes>,
+    pub headers: Option<Arc<Headers>>,
 }
 
 impl KafkaSource {
@@ -200,7 +206,15 @@ impl KafkaSource {
             topic: self.topic.clone(),
             partition: m.partition(),
             offset: m.offset(),
-            payload: m.payload().map(<[u8]>::to_vec),
+            payload: m.payload().map(Bytes::copy_from_slice),
+            key: m.key().map(Bytes::copy_from_slice),
+            headers: m.headers().map(|hs| {
+                Arc::new(
+                    hs.iter()
+                        .map(|h| (h.key.to_string(), h.value.map(Bytes::copy_from_slice)))
+                        .collect(),
+                )
+            }),
         }
     }
 }

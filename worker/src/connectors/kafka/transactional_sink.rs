@@ -12,7 +12,7 @@
 
 use super::deliveries::Deliveries;
 use super::in_doubt::{InDoubt, commit_open_transaction};
-use super::{client_config, kafka_err};
+use super::{client_config, kafka_err, message_limit, with_limit};
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
 use rdkafka::producer::{FutureProducer, Producer};
@@ -101,6 +101,10 @@ impl TransactionalKafkaSink {
                 );
             }
         }
+        let limit = message_limit(&spec.brokers, &spec.properties, &spec.topic)
+            .await
+            .to_string();
+        let properties = with_limit(&spec.properties, &limit);
         let make = |id: &str| -> Result<FutureProducer> {
             client_config(
                 &spec.brokers,
@@ -109,7 +113,7 @@ impl TransactionalKafkaSink {
                     ("transaction.timeout.ms", TRANSACTION_TIMEOUT),
                     ("linger.ms", "5"),
                 ],
-                &spec.properties,
+                &properties,
             )
             .create()
             .map_err(kafka_err(

@@ -1,6 +1,6 @@
 use crate::connectors::sink::SinkIdentity;
 use crate::error::{Result, WorkerError};
-use crate::record::{FailedAt, Failure, Record};
+use crate::record::{FailedAt, Failure, Record, json};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -208,9 +208,8 @@ impl S3Sink {
                 Ok(dir) => {
                     let line = self.open.entry(dir).or_default();
                     let before = line.len();
-                    if serde_json::to_writer(&mut *line, &record.value).is_ok() {
-                        line.push(b'\n');
-                    }
+                    json::write(line, &record.value, record.exact.as_deref());
+                    line.push(b'\n');
                     self.open_bytes += line.len() - before;
                 }
                 Err(e) => failures.push(Failure::of(&record, FailedAt::Sink, e)),
@@ -320,14 +319,14 @@ mod tests {
     }
 
     fn rec(v: serde_json::Value, offset: i64) -> Record {
-        Record {
-            value: serde_json::from_value(v).expect("value"),
-            origin: Origin {
+        Record::new(
+            serde_json::from_value(v).expect("value"),
+            Origin {
                 topic: "cdc_events".into(),
                 partition: 0,
                 offset,
             },
-        }
+        )
     }
 
     #[tokio::test]
