@@ -15,13 +15,27 @@ use std::time::{Duration, Instant};
 
 /// Creates `topic` with `partitions` partitions; an existing topic is fine.
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    create_topic_with(brokers, topic, partitions, &[]).await
+}
+
+/// Creates `topic` with topic-level `config` (such as `max.message.bytes`).
+pub async fn create_topic_with(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .context("cannot create Kafka admin client")?;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in config {
+        new = new.set(k, v);
+    }
     let results = admin
         .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &[new],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         )
         .await
@@ -64,6 +78,58 @@ pub async fn run_cql(session: &Session, text: &str) -> anyhow::Result<usize> {
         n += 1;
     }
     Ok(n)
+}
+
+/// A message to produce as it is: `None` as value is a tombstone (no value
+/// at all), unlike an empty value.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Produces `records` in order with one producer and one flush, so they
+/// land in one fetch; waits until every one is acknowledged.
+pub async fn produce_raw(brokers: &str, topic: &str, records: &[RawRecord]) -> anyhow::Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "500")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .context("cannot create producer")?;
+    let mut deliveries = Vec::new();
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in &r.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: value.as_deref(),
+            });
+        }
+        let mut msg = FutureRecord::<[u8], [u8]>::to(topic)
+            .partition(r.partition)
+            .headers(headers);
+        if let Some(k) = &r.key {
+            msg = msg.key(k);
+        }
+        if let Some(v) = &r.value {
+            msg = msg.payload(v);
+        }
+        let delivery = producer
+            .send_result(msg)
+            .map_err(|(e, _)| anyhow::anyhow!("cannot produce to {topic}: {e}"))?;
+        deliveries.push(delivery);
+    }
+    for d in deliveries {
+        d.await
+            .context("producer dropped a message")?
+            .map_err(|(e, _)| anyhow::anyhow!("{topic} refused a message: {e}"))?;
+    }
+    Ok(())
 }
 
 /// A message read back from a topic.

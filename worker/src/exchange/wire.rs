@@ -3,7 +3,7 @@
 //! headers, so a record that crossed to another worker is the same record.
 
 use super::value_codec;
-use crate::record::{ExactNumbers, Origin, Record};
+use crate::record::{ExactNumbers, Origin, Record, json};
 use bytes::Bytes;
 use sluice_proto::{Header, RecordBatch, WireRecord};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ pub fn to_batches(records: &[Record], max_bytes: usize) -> Vec<RecordBatch> {
             bytes = 0;
         }
         let w = to_wire(r);
-        bytes += w.value.len() + w.key.as_ref().map_or(0, Vec::len) + 16;
+        bytes += w.value.len() + w.json.len() + w.key.as_ref().map_or(0, Vec::len) + 16;
         if let Some(batch) = out.last_mut() {
             batch.records.push(w);
         }
@@ -31,9 +31,13 @@ pub fn to_batches(records: &[Record], max_bytes: usize) -> Vec<RecordBatch> {
 }
 
 fn to_wire(r: &Record) -> WireRecord {
-    let mut value = Vec::with_capacity(64);
-    value_codec::encode(&r.value, r.exact.as_deref(), &mut value);
+    let mut value = Vec::new();
+    if r.raw.is_none() {
+        value.reserve(64);
+        value_codec::encode(&r.value, r.exact.as_deref(), &mut value);
+    }
     WireRecord {
+        json: r.raw.as_ref().map_or_else(Vec::new, |j| j.to_vec()),
         value,
         partition: r.origin.partition,
         offset: r.origin.offset,
@@ -61,13 +65,20 @@ pub fn from_batch(batch: RecordBatch) -> Result<Vec<Record>, String> {
 }
 
 fn from_wire(topic: &Arc<str>, w: WireRecord) -> Result<Record, String> {
-    let mut exact = ExactNumbers::default();
-    let value = value_codec::decode(&w.value, &mut exact).map_err(|e| {
+    let damaged = |e: String| {
         format!(
             "record {topic}/{}/{} arrived damaged: {e}",
             w.partition, w.offset
         )
-    })?;
+    };
+    let (value, exact, raw) = if w.json.is_empty() {
+        let mut exact = ExactNumbers::default();
+        let value = value_codec::decode(&w.value, &mut exact).map_err(damaged)?;
+        (value, (!exact.is_empty()).then(|| Box::new(exact)), None)
+    } else {
+        let (value, exact) = json::decode(&w.json).map_err(damaged)?;
+        (value, exact, Some(Bytes::from(w.json)))
+    };
     Ok(Record {
         value,
         origin: Origin {
@@ -84,7 +95,8 @@ fn from_wire(topic: &Arc<str>, w: WireRecord) -> Result<Record, String> {
                     .collect(),
             )
         }),
-        exact: (!exact.is_empty()).then(|| Box::new(exact)),
+        exact,
+        raw,
     })
 }
 
@@ -92,6 +104,25 @@ fn from_wire(topic: &Arc<str>, w: WireRecord) -> Result<Record, String> {
 mod tests {
     use super::*;
     use crate::record::json;
+
+    #[test]
+    fn an_unchanged_record_crosses_as_the_json_it_was_read_as() {
+        let raw = Bytes::from_static(br#"{"z":1, "a":18446744073709551615,"a":2}"#);
+        let (value, exact) = json::decode(&raw).expect("decodes");
+        let mut record = Record::new(
+            value,
+            Origin {
+                topic: "in".into(),
+                partition: 0,
+                offset: 1,
+            },
+        );
+        record.exact = exact;
+        record.raw = Some(raw.clone());
+        let back = from_batch(to_batches(&[record.clone()], 1 << 20).remove(0)).expect("decodes");
+        assert_eq!(back[0].raw, Some(raw));
+        assert_eq!(back[0].value, record.value);
+    }
 
     #[test]
     fn a_record_that_crossed_workers_is_the_same_record() {

@@ -62,13 +62,7 @@ impl super::Operator for VrlOperator {
             let input = std::mem::replace(&mut record.value, Value::Null);
             match self.runner.run(input, metadata) {
                 Ok((value, _)) if !self.keep_on_true => {
-                    record.value = value;
-                    if let Some(exact) = &mut record.exact {
-                        exact.retain_in(&record.value);
-                        if exact.is_empty() {
-                            record.exact = None;
-                        }
-                    }
+                    record.set_value(value);
                     out.push(record);
                 }
                 Ok((_, result)) => {

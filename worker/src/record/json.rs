@@ -11,6 +11,15 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// is kept as VRL's integer or float without a second look.
 const SAFE_DIGITS: usize = 15;
 
+/// The message without a UTF-8 byte order mark, which JSON does not allow.
+pub fn without_bom(bytes: &Bytes) -> Bytes {
+    if bytes.starts_with(BOM) {
+        bytes.slice(BOM.len()..)
+    } else {
+        bytes.clone()
+    }
+}
+
 /// Decodes one message. A UTF-8 byte order mark is skipped; the error says
 /// what is wrong (not UTF-8 and where, empty, not JSON and where).
 pub fn decode(bytes: &[u8]) -> Result<(Value, Option<Box<ExactNumbers>>), String> {

@@ -30,6 +30,9 @@ pub struct Record {
     pub headers: Option<Arc<Headers>>,
     /// Which strings of `value` are numbers no VRL type holds exactly.
     pub exact: Option<Box<ExactNumbers>>,
+    /// The JSON the record was read as, while no step changed its value:
+    /// sinks write these bytes as they came (field order, spacing and all).
+    pub raw: Option<Bytes>,
 }
 
 impl Record {
@@ -41,12 +44,37 @@ impl Record {
             key: None,
             headers: None,
             exact: None,
+            raw: None,
         }
     }
 
-    /// The record's value as JSON, exact numbers as numbers.
+    /// The record's value as JSON: as it was read when no step changed it,
+    /// else written from the value, exact numbers as numbers.
     pub fn to_json(&self) -> Vec<u8> {
-        json::to_vec(&self.value, self.exact.as_deref())
+        match &self.raw {
+            Some(raw) => raw.to_vec(),
+            None => json::to_vec(&self.value, self.exact.as_deref()),
+        }
+    }
+
+    /// Appends the record's JSON to `out` (see [`Record::to_json`]).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match &self.raw {
+            Some(raw) => out.extend_from_slice(raw),
+            None => json::write(out, &self.value, self.exact.as_deref()),
+        }
+    }
+
+    /// The value was rewritten: what was read no longer stands for it.
+    pub fn set_value(&mut self, value: Value) {
+        self.value = value;
+        self.raw = None;
+        if let Some(exact) = &mut self.exact {
+            exact.retain_in(&self.value);
+            if exact.is_empty() {
+                self.exact = None;
+            }
+        }
     }
 }
 

@@ -515,22 +515,24 @@ fn decode(
             continue;
         };
         let decoded = match format {
-            SourceFormat::Json => json::decode(&payload),
+            SourceFormat::Json => json::decode(&payload)
+                .map(|(value, exact)| (value, exact, Some(json::without_bom(&payload)))),
             SourceFormat::Text => std::str::from_utf8(&payload)
                 .map(|s| {
                     let mut map = vrl::value::ObjectMap::new();
                     map.insert("message".into(), Value::from(s));
-                    (Value::Object(map), None)
+                    (Value::Object(map), None, None)
                 })
                 .map_err(|e| format!("not UTF-8: {e}")),
         };
         match decoded {
-            Ok((value, exact)) => out.push(Record {
+            Ok((value, exact, raw)) => out.push(Record {
                 value,
                 origin,
                 key: m.key,
                 headers: m.headers,
                 exact,
+                raw,
             }),
             Err(error) => failures.push(Failure {
                 origin,

@@ -42,12 +42,19 @@ impl Deliveries {
         let mut failures = Vec::new();
         let topic = self.topic.clone();
         for record in batch {
-            let payload = record.to_json();
+            let written;
+            let payload: &[u8] = match &record.raw {
+                Some(raw) => raw,
+                None => {
+                    written = record.to_json();
+                    &written
+                }
+            };
             let key = self
                 .key_field
                 .as_deref()
                 .and_then(|f| message_key(record, f));
-            let mut msg = FutureRecord::to(&topic).payload(&payload);
+            let mut msg = FutureRecord::to(&topic).payload(payload);
             if let Some(k) = &key {
                 msg = msg.key(k.as_slice());
             }

@@ -1,6 +1,6 @@
 use crate::connectors::sink::SinkIdentity;
 use crate::error::{Result, WorkerError};
-use crate::record::{FailedAt, Failure, Record, json};
+use crate::record::{FailedAt, Failure, Record};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -208,7 +208,7 @@ impl S3Sink {
                 Ok(dir) => {
                     let line = self.open.entry(dir).or_default();
                     let before = line.len();
-                    json::write(line, &record.value, record.exact.as_deref());
+                    record.write_json(line);
                     line.push(b'\n');
                     self.open_bytes += line.len() - before;
                 }
