@@ -651,3 +651,112 @@ async fn records_too_large_for_the_output_and_dead_letter_topics_stop_nothing() 
     assert_running_without_restarts(&c, &job).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_000_runs_on_when_oversized_events_are_mixed_into_its_input() -> anyhow::Result<()> {
+    use sluice_harness::datagen::user_events::UserEvents;
+    let infra = infra()?;
+    let dir = test_dir("seed-000-oversized");
+    let cluster = SluiceCluster::start(&dir, 2, ClusterOptions::default()).await?;
+    let c = cluster.coordinator_address.clone();
+    let (source, dlq) = (unique("user-events"), unique("user-events-dlq"));
+    let keyspace = format!("seed000_{}", uuid::Uuid::new_v4().simple());
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/jobs/user-events-to-cassandra.yaml"
+    ))?;
+    let spec = shipped
+        .replace("topic: user-events-dlq", &format!("topic: {dlq}"))
+        .replace("topic: user-events\n", &format!("topic: {source}\n"))
+        .replace(
+            "keyspace: event_streaming",
+            &format!("keyspace: {keyspace}"),
+        )
+        + "checkpoint: { interval: 500ms }\n";
+    let cql = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/cql/user_events.cql"
+    ))?
+    .replace("event_streaming", &keyspace);
+    let session = admin::cassandra_session(&infra.cassandra).await?;
+    admin::run_cql(&session, &cql).await?;
+    admin::create_topic_with(
+        &infra.kafka,
+        &source,
+        2,
+        &[("max.message.bytes", "4194304")],
+    )
+    .await?;
+    admin::create_topic(&infra.kafka, &dlq, 1).await?;
+    let job = submit(
+        &c,
+        &dir,
+        &spec,
+        &[
+            ("KAFKA_BROKER", &infra.kafka),
+            ("CASSANDRA_HOST", &infra.cassandra),
+        ],
+    )?;
+    // 200 events; every 50th is 1.5 MB: a valid event with a large metadata
+    // value (a legal row), then one whose event_time does not parse (a dead
+    // letter larger than the dead-letter topic takes), in turn.
+    let mut valid = BTreeSet::new();
+    let mut bad = BTreeSet::new();
+    let records: Vec<RawRecord> = UserEvents::new(3, 20, None)
+        .take(200)
+        .enumerate()
+        .map(|(i, g)| {
+            let mut event: Json = serde_json::from_str(&g.payload).expect("JSON");
+            let id = event["event_id"].as_str().expect("event_id").to_string();
+            if i % 50 == 25 {
+                event["metadata"]["blob"] = "b".repeat(1_500_000).into();
+            }
+            if i % 50 == 49 {
+                event["event_time"] = format!("not a time {}", "t".repeat(1_500_000)).into();
+                bad.insert(i);
+            } else {
+                valid.insert(id);
+            }
+            RawRecord {
+                partition: (i % 2) as i32,
+                key: Some(format!("e{i}").into_bytes()),
+                value: Some(event.to_string().into_bytes()),
+                headers: Vec::new(),
+            }
+        })
+        .collect();
+    admin::produce_raw(&infra.kafka, &source, &records).await?;
+    wait_offset(&c, &job, 200).await?;
+    let rows = session
+        .query_unpaged(
+            format!("SELECT event_id, metadata FROM {keyspace}.user_events"),
+            (),
+        )
+        .await?
+        .into_rows_result()?;
+    let mut written = BTreeSet::new();
+    let mut large = 0;
+    for row in rows.rows::<(uuid::Uuid, BTreeMap<String, String>)>()? {
+        let (id, metadata) = row?;
+        large += usize::from(metadata.get("blob").is_some_and(|b| b.len() == 1_500_000));
+        written.insert(id.to_string());
+    }
+    assert_eq!(written, valid, "every valid event is one row");
+    assert_eq!(large, 4, "the 1.5 MB metadata values are written whole");
+    let dead = read_all(&infra, &dlq, "read_uncommitted").await?;
+    assert_eq!(dead.len(), bad.len());
+    for m in &dead {
+        assert!(m.payload.len() < 1_000_000);
+        let letter: Json = serde_json::from_str(&m.payload)?;
+        assert_eq!(letter["failed_at"], "transform", "{}", &m.payload[..300]);
+        assert_eq!(letter["truncated"], true);
+        assert!(
+            letter["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not a time")
+        );
+    }
+    assert_running_without_restarts(&c, &job).await?;
+    Ok(())
+}

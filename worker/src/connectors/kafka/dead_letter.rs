@@ -179,13 +179,27 @@ fn letter(job: &str, f: &Failure, limit: usize) -> (Option<Vec<u8>>, String) {
 fn envelope(job: &str, f: &Failure) -> Map<String, Json> {
     let mut body = Map::new();
     body.insert("job".into(), job.into());
-    body.insert("error".into(), f.error.clone().into());
+    body.insert("error".into(), cut_error(&f.error).into());
     body.insert("fault".into(), sluice_common::Fault::Record.as_str().into());
     body.insert("failed_at".into(), f.at.as_str().into());
     body.insert("topic".into(), (*f.origin.topic).into());
     body.insert("partition".into(), f.origin.partition.into());
     body.insert("offset".into(), f.origin.offset.into());
     body
+}
+
+/// Errors may quote the whole value that failed: a few KiB of one say why.
+const ERROR_BYTES: usize = 4096;
+
+fn cut_error(error: &str) -> String {
+    if error.len() <= ERROR_BYTES {
+        return error.to_string();
+    }
+    let mut end = ERROR_BYTES;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &error[..end], error.len() - end)
 }
 
 /// The body with at most `keep` bytes of the payload: text as `payload`,
@@ -279,6 +293,19 @@ mod tests {
         assert_eq!(tomb["payload"], Json::Null);
         assert_eq!(empty["payload"], "");
         assert_eq!(empty.get("tombstone"), None);
+    }
+
+    #[test]
+    fn an_error_quoting_a_huge_value_is_cut() {
+        let mut f = failure(Payload::Json(b"{}".to_vec()));
+        f.error = format!("invalid timestamp \"{}\"", "é".repeat(1_000_000));
+        let (_, v) = body(&f, 100_000);
+        let error = v["error"].as_str().expect("error");
+        assert!(
+            error.len() < 5000 && error.ends_with("more bytes)"),
+            "{}",
+            &error[..100]
+        );
     }
 
     #[test]
