@@ -95,8 +95,18 @@ fn task_json(t: &TaskStatus) -> Value {
     json!({
         "task_id": t.task_id, "stage": t.stage, "index": t.index, "worker_id": t.worker_id,
         "state": task_state(t.state), "partitions": t.partitions, "error": t.error,
+        "fault": fault(t.fault),
         "records_in": m.records_in, "records_out": m.records_out, "dead_lettered": m.dead_lettered,
     })
+}
+
+/// Whose fault a task's error is (`record`, `spec`, `external`, `internal`);
+/// null when it did not fail.
+fn fault(f: i32) -> Value {
+    sluice_proto::Fault::try_from(f)
+        .ok()
+        .and_then(sluice_proto::Fault::to_common)
+        .map_or(Value::Null, |f| f.as_str().into())
 }
 
 fn job_json(j: &JobStatus) -> Value {
@@ -201,7 +211,12 @@ impl Printer {
                                 m.records_in.to_string(),
                                 m.records_out.to_string(),
                                 m.dead_lettered.to_string(),
-                                t.error.clone(),
+                                match fault(t.fault) {
+                                    Value::Null => t.error.clone(),
+                                    f => {
+                                        format!("[{}] {}", f.as_str().unwrap_or_default(), t.error)
+                                    }
+                                },
                             ]
                         })
                         .collect(),
