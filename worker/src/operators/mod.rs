@@ -74,7 +74,7 @@ impl Chain {
                     task,
                 ))),
                 TransformSpec::Filter(src) => ops.push(Box::new(VrlOperator::filter(
-                    VrlProgram::compile(src).map_err(|e| e.to_string())?,
+                    VrlProgram::compile_condition(src).map_err(|e| e.to_string())?,
                     task,
                 ))),
                 TransformSpec::PairSum(spec) => ops.push(Box::new(PairSum::new(spec, keyed()?))),

@@ -56,8 +56,10 @@ impl super::Operator for VrlOperator {
     fn process(&mut self, records: Vec<Record>, failures: &mut Vec<Failure>) -> Vec<Record> {
         let mut out = Vec::with_capacity(records.len());
         for mut record in records {
-            // The record as it was, for its dead letter or for `filter` to pass on.
-            let kept = record.value.clone();
+            // A condition cannot change the record, and a record read as JSON
+            // that failed is dead-lettered as read: only a rewritten one needs
+            // a copy for its dead letter.
+            let kept = (!self.keep_on_true && record.raw.is_none()).then(|| record.value.clone());
             let metadata = self.metadata(&record.origin);
             let input = std::mem::replace(&mut record.value, Value::Null);
             match self.runner.run(input, metadata) {
@@ -65,8 +67,8 @@ impl super::Operator for VrlOperator {
                     record.set_value(value);
                     out.push(record);
                 }
-                Ok((_, result)) => {
-                    record.value = kept;
+                Ok((value, result)) => {
+                    record.value = value;
                     match result {
                         Value::Boolean(true) => out.push(record),
                         Value::Boolean(false) => {}
@@ -78,7 +80,9 @@ impl super::Operator for VrlOperator {
                     }
                 }
                 Err(error) => {
-                    record.value = kept;
+                    if let Some(kept) = kept {
+                        record.value = kept;
+                    }
                     failures.push(Failure::of(&record, FailedAt::Transform, error));
                 }
             }
@@ -105,7 +109,7 @@ mod tests {
 
     #[test]
     fn filter_keeps_true_drops_false_and_reports_non_booleans() {
-        let program = VrlProgram::compile(".n").expect("compiles");
+        let program = VrlProgram::compile_condition(".n").expect("compiles");
         let mut op = VrlOperator::filter(program, &TaskInfo::default());
         let mut failures = Vec::new();
         let out = op.process(
