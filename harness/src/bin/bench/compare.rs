@@ -26,6 +26,8 @@ pub struct Settings {
     pub checkpoint_ms: u64,
     pub kafka: Option<String>,
     pub no_flink: bool,
+    /// Where to write a `perf` profile of the workers during Sluice's large runs.
+    pub profile: Option<PathBuf>,
 }
 
 const PARTITIONS: i32 = 4;
@@ -101,6 +103,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         systems.insert(1, System::Flink);
     }
     let mut client = cluster.client().await?;
+    let worker_pids: Vec<u32> = (0..s.parallelism as usize)
+        .filter_map(|i| cluster.worker_pid(i))
+        .collect();
     let run = Run {
         brokers: &brokers,
         parallelism: s.parallelism,
@@ -118,7 +123,19 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
                 let outcome = match system {
                     System::BareLoop => run.bare_loop(input, size).await?,
                     System::Flink => run.flink(input, size).await?,
-                    System::Sluice => run.sluice(&mut client, input, size).await?,
+                    System::Sluice => {
+                        let profiler = match &s.profile {
+                            Some(dir) if size == s.large => {
+                                Some(Profiler::start(dir, &worker_pids, round)?)
+                            }
+                            _ => None,
+                        };
+                        let outcome = run.sluice(&mut client, input, size).await?;
+                        if let Some(p) = profiler {
+                            p.finish()?;
+                        }
+                        outcome
+                    }
                 };
                 eprintln!(
                     "round {round}: {} over {size} records: {:.2}s",
@@ -180,6 +197,68 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     }
     drop(stack);
     Ok(())
+}
+
+/// `perf record` (CPU clock samples, no hardware counters needed) of the
+/// workers during one run; at the end, the functions that took most of
+/// their time, into `report-<round>.txt` beside the data.
+struct Profiler {
+    child: Child,
+    data: PathBuf,
+    report: PathBuf,
+}
+
+impl Profiler {
+    fn start(dir: &Path, pids: &[u32], round: u32) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let data = dir.join(format!("perf-{round}.data"));
+        let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "999",
+                "-g",
+                "--call-graph",
+                "dwarf,16384",
+            ])
+            .args(["-p", &pids.join(","), "-o"])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot run perf (Debian's linux-perf)")?;
+        Ok(Self {
+            child,
+            data,
+            report: dir.join(format!("report-{round}.txt")),
+        })
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        // perf writes its data when interrupted.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        self.child.wait()?;
+        let report = Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--percent-limit",
+                "0.5",
+            ])
+            .args(["--sort", "dso,symbol", "-g", "none", "-i"])
+            .arg(&self.data)
+            .output()
+            .context("cannot run perf report")?;
+        std::fs::write(&self.report, &report.stdout)?;
+        eprintln!("profile of the workers: {}", self.report.display());
+        Ok(())
+    }
 }
 
 fn median(mut runs: Vec<f64>) -> f64 {

@@ -57,6 +57,10 @@ enum Bench {
         /// Leave Flink out (its jars come from Maven Central on first use).
         #[arg(long)]
         no_flink: bool,
+        /// Profile the workers with `perf` during Sluice's large runs and
+        /// write the data and a report of the top costs into this directory.
+        #[arg(long)]
+        profile: Option<std::path::PathBuf>,
     },
     /// One process of the bare rdkafka loop `compare` runs (started by it).
     #[command(hide = true)]
@@ -115,8 +119,10 @@ async fn main() -> anyhow::Result<()> {
             checkpoint_ms,
             kafka,
             no_flink,
+            profile,
         } => {
             compare::run(compare::Settings {
+                profile,
                 small,
                 large,
                 rounds,
