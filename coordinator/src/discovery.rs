@@ -24,6 +24,8 @@ struct Due {
     known: i32,
 }
 
+/// Checks, while this member leads, each live job's source topic at the
+/// job's interval; runs until the process ends.
 pub async fn run<S: MetaStore>(state: Shared<S>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -64,6 +64,8 @@ pub struct MetadataClient {
 }
 
 impl MetadataClient {
+    /// A client of `brokers` (`host:port`, comma-separated); it connects on
+    /// its first query. Fails only when librdkafka refuses the settings.
     pub fn new(brokers: &str) -> Result<Self, CoordinatorError> {
         let consumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -83,15 +85,19 @@ impl MetadataClient {
     /// Number of partitions of `topic` now, asked of the brokers.
     pub async fn partition_count(&self, topic: &str) -> Result<i32, CoordinatorError> {
         let (consumer, t) = (self.consumer.clone(), topic.to_string());
-        tokio::task::spawn_blocking(move || count_partitions(&consumer, &t))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r)
-            .map_err(|reason| CoordinatorError::KafkaMetadata {
-                brokers: self.brokers.clone(),
-                topic: topic.to_string(),
-                reason,
-            })
+        tokio::task::spawn_blocking(move || {
+            // Nothing is assigned, but client errors queue up until polled.
+            while consumer.poll(Duration::ZERO).is_some() {}
+            count_partitions(&consumer, &t)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(|reason| CoordinatorError::KafkaMetadata {
+            brokers: self.brokers.clone(),
+            topic: topic.to_string(),
+            reason,
+        })
     }
 }
 

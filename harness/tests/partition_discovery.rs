@@ -193,6 +193,26 @@ async fn partitions_added_while_running_are_read_and_kept_across_rescale_and_a_k
     );
     cluster.kill_worker(extra);
     wait_restarted(&c, &job).await?;
+    let events = jobctl_json(&c, &["events", &job])?;
+    let of = |kind: &str| -> Vec<serde_json::Value> {
+        events
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["kind"] == kind)
+            .cloned()
+            .collect()
+    };
+    let failed = of("task_failed");
+    assert!(
+        failed.iter().any(|e| e["fault"] == "external"
+            && e["error"].as_str().unwrap_or_default().contains("lost")),
+        "the lost worker's task failure is an event: {events}"
+    );
+    assert!(
+        !of("restarted").is_empty(),
+        "the restart is an event: {events}"
+    );
 
     // E: 100 more to each of the four partitions.
     produce(

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub records_in: AtomicU64,
     pub records_out: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Offsets a source went past unread: its partition no longer held them.
     pub offsets_skipped: AtomicU64,
     resets: Mutex<Resets>,
 }

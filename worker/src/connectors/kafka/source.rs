@@ -273,6 +273,7 @@ impl KafkaSource {
         }
     }
 
+    /// The source topic's name.
     pub fn topic(&self) -> &str {
         &self.topic
     }
