@@ -21,9 +21,17 @@ fn options() -> ClusterOptions {
     }
 }
 
-/// An exactly-once job copying `input` to `output`, checking for new
-/// partitions every second.
-fn spec(name: &str, kafka: &str, input: &str, output: &str, start_from: &str) -> String {
+/// An exactly-once job copying `input` to `output`; `discovery` is extra
+/// source settings, such as how often to look for new partitions (the
+/// default is on).
+fn spec(
+    name: &str,
+    kafka: &str,
+    input: &str,
+    output: &str,
+    start_from: &str,
+    discovery: &str,
+) -> String {
     format!(
         r#"
 name: {name}
@@ -31,7 +39,7 @@ parallelism: 2
 delivery: exactly_once
 checkpoint: {{ interval: 500ms }}
 restart: {{ backoff: 200ms }}
-source: {{ kafka: {{ brokers: "{kafka}", topic: {input}, start_from: {start_from}, partition_discovery: 1s }} }}
+source: {{ kafka: {{ brokers: "{kafka}", topic: {input}, start_from: {start_from}{discovery} }} }}
 sink: {{ kafka: {{ brokers: "{kafka}", topic: {output} }} }}
 "#
     )
@@ -125,7 +133,14 @@ async fn partitions_added_while_running_are_read_and_kept_across_rescale_and_a_k
     let job = submit(
         &c,
         &dir,
-        &spec("grow", &infra.kafka, &input, &output, "earliest"),
+        &spec(
+            "grow",
+            &infra.kafka,
+            &input,
+            &output,
+            "earliest",
+            ", partition_discovery: 1s",
+        ),
         &[],
     )?;
     wait_running(&c, &job).await?;
@@ -256,7 +271,7 @@ async fn a_job_from_latest_reads_partitions_added_later_from_their_beginning() -
     let job = submit(
         &c,
         &dir,
-        &spec("latest-grow", &infra.kafka, &input, &output, "latest"),
+        &spec("latest-grow", &infra.kafka, &input, &output, "latest", ""),
         &[],
     )?;
     wait_running(&c, &job).await?;
@@ -277,7 +292,7 @@ async fn a_job_from_a_savepoint_reads_partitions_missing_from_it_from_their_begi
     let (input, output) = (unique("sp-grow-in"), unique("sp-grow-out"));
     admin::create_topic(&infra.kafka, &input, 2).await?;
     admin::create_topic(&infra.kafka, &output, 1).await?;
-    let spec = spec("sp-grow", &infra.kafka, &input, &output, "latest");
+    let spec = spec("sp-grow", &infra.kafka, &input, &output, "latest", "");
     let job = submit(&c, &dir, &spec, &[])?;
     wait_running(&c, &job).await?;
     produce(&input, &[(0, 0..10), (1, 10..20)]).await?;
