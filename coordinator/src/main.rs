@@ -3,6 +3,7 @@
 
 mod checkpoints;
 mod cluster_service;
+mod discovery;
 mod error;
 mod job_service;
 mod kafka_meta;
@@ -140,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%addr, id = args.id, data_dir = %data_dir.display(), "coordinator listening");
     tokio::spawn(monitor::run(state.clone()));
     tokio::spawn(checkpoints::run(state.clone()));
+    tokio::spawn(discovery::run(state.clone()));
     tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(job_service::JobApi {
             state: state.clone(),

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -47,6 +47,81 @@ pub async fn create_topic_with(
         }
     }
     Ok(())
+}
+
+fn admin_client(brokers: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("cannot create Kafka admin client")
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
+}
+
+/// Grows `topic` to `partitions` partitions, as operators grow a busy topic.
+pub async fn add_partitions(brokers: &str, topic: &str, partitions: usize) -> anyhow::Result<()> {
+    let results = admin_client(brokers)?
+        .create_partitions(&[NewPartitions::new(topic, partitions)], &admin_options())
+        .await
+        .with_context(|| format!("cannot add partitions to `{topic}`"))?;
+    for r in results {
+        if let Err((t, e)) = r {
+            anyhow::bail!("cannot grow `{t}` to {partitions} partitions: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the records of `topic`'s `partition` before `offset`, as retention does.
+pub async fn delete_records(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    let result = admin_client(brokers)?
+        .delete_records(&tpl, &admin_options())
+        .await
+        .with_context(|| format!("cannot delete records of `{topic}` [{partition}]"))?;
+    for e in result.elements() {
+        if let Err(err) = e.error() {
+            anyhow::bail!("cannot delete records of `{topic}` [{partition}]: {err}");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes `topic` and creates it again with `partitions` partitions, empty;
+/// returns once the new topic exists (the broker refuses the name while
+/// the old topic is being deleted).
+pub async fn recreate_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin = admin_client(brokers)?;
+    for r in admin.delete_topics(&[topic], &admin_options()).await? {
+        if let Err((t, e)) = r {
+            anyhow::bail!("cannot delete topic `{t}`: {e}");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let created = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &admin_options(),
+            )
+            .await?;
+        match created.into_iter().next() {
+            Some(Ok(_)) => return Ok(()),
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Some(Err((t, e))) => anyhow::bail!("cannot create topic `{t}` again: {e}"),
+            None => anyhow::bail!("no answer creating topic `{topic}` again"),
+        }
+    }
 }
 
 pub async fn cassandra_session(host: &str) -> anyhow::Result<Session> {

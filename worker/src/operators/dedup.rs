@@ -86,6 +86,10 @@ impl Operator for Dedup {
     fn restore(&mut self, state: GroupedState) -> Result<(), String> {
         self.seen.restore(state)
     }
+
+    fn on_timer(&mut self, now_ms: i64) {
+        self.sweep(now_ms);
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +147,29 @@ mod tests {
             "{}",
             failures[0].error
         );
+    }
+
+    #[test]
+    fn expired_keys_leave_state_on_the_timer_without_input() {
+        let ttl = Duration::from_secs(3);
+        let mut op = Dedup::new(&spec(&[], ttl), &["uuid".into()]);
+        let mut failures = Vec::new();
+        let ids: Vec<Record> = (0..1000).map(|i| rec(&format!("id-{i}"), i)).collect();
+        let t0 = now_ms();
+        assert_eq!(op.process(ids, &mut failures).len(), 1000);
+        let entries = |op: &Dedup| op.snapshot().map_or(0, |s| s.values().map(Vec::len).sum());
+        assert_eq!(entries(&op), 1000);
+        op.on_timer(t0 + 2_000);
+        assert_eq!(entries(&op), 1000, "within the TTL the keys stay");
+        op.on_timer(t0 + 5_000);
+        assert_eq!(
+            entries(&op),
+            0,
+            "past the TTL the keys are gone without input"
+        );
+        assert_eq!(op.seen.len(), 0);
+        let again = op.process(vec![rec("id-7", 1000)], &mut failures);
+        assert_eq!(again.len(), 1, "an expired id passes again");
     }
 
     #[test]

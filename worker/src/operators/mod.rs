@@ -26,6 +26,11 @@ pub trait Operator: Send {
     fn restore(&mut self, _state: GroupedState) -> Result<(), String> {
         Err("this operator keeps no state".into())
     }
+
+    /// Called about once a second and before each snapshot, with the time in
+    /// ms since the epoch, whether records arrive or not: state that expires
+    /// leaves memory and checkpoints also while the input is idle.
+    fn on_timer(&mut self, _now_ms: i64) {}
 }
 
 /// Which subtask an operator runs in, for `%sluice` metadata, and the
@@ -102,6 +107,13 @@ impl Chain {
             }
         }
         Ok(())
+    }
+
+    /// Lets every operator expire what is due at `now_ms`.
+    pub fn on_timer(&mut self, now_ms: i64) {
+        for op in &mut self.ops {
+            op.on_timer(now_ms);
+        }
     }
 
     pub fn process(

@@ -77,6 +77,10 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedState<V> {
 
     pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
         self.entries.retain(|_, (_, v)| keep(v));
+        // A map mostly emptied (by expiry) gives its memory back.
+        if self.entries.capacity() > 4 * self.entries.len().max(1024) {
+            self.entries.shrink_to_fit();
+        }
     }
 
     #[cfg(test)]

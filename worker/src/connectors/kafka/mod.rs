@@ -9,7 +9,7 @@ mod transactional_sink;
 pub use dead_letter::DeadLetterWriter;
 use detached_drop::DetachedDrop;
 pub use sink::KafkaSink;
-pub use source::{KafkaSource, RawMessage};
+pub use source::{KafkaSource, OutOfRange, Polled, RawMessage};
 pub use transactional_sink::{SinkState, TransactionalKafkaSink};
 
 use crate::error::WorkerError;
