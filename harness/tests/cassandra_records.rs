@@ -24,7 +24,7 @@ const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
 
 /// A cluster of `workers` workers and a Cassandra session, for one test.
 struct Stack {
-    _cluster: SluiceCluster,
+    cluster: SluiceCluster,
     coordinator: String,
     dir: std::path::PathBuf,
     session: scylla::client::session::Session,
@@ -37,7 +37,7 @@ async fn stack(name: &str, workers: usize) -> anyhow::Result<Stack> {
     let cluster = SluiceCluster::start(&dir, workers, ClusterOptions::default()).await?;
     Ok(Stack {
         coordinator: cluster.coordinator_address.clone(),
-        _cluster: cluster,
+        cluster,
         dir,
         session: admin::cassandra_session(&infra.cassandra).await?,
         infra,
@@ -380,6 +380,13 @@ async fn case_010_b_twenty_rows_of_1_1_mb_in_one_partition_are_all_written() -> 
         .collect::<Result<_, _>>()?;
     assert_eq!(blobs, vec![1_100_000; 20], "all 20 rows, each whole");
     assert!(dead_letters(&s.infra.kafka, &dlq).await?.is_empty());
+    // Split by size before sending: Cassandra never had to refuse a batch
+    // of 16 such rows (17.6 MB, over its 16 MiB request limit).
+    let log = std::fs::read_to_string(s.cluster.worker_log(0).unwrap_or_default())?;
+    assert!(
+        !log.contains("cassandra refused a batch"),
+        "a batch was too large"
+    );
     running_without_restarts(&s.coordinator, &job)
 }
 

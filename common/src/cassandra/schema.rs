@@ -140,6 +140,7 @@ impl TableSchema {
         })
     }
 
+    /// The column named `name` (case as the table has it).
     pub fn column(&self, name: &str) -> Option<&ColumnSchema> {
         self.columns.iter().find(|c| c.name == name)
     }

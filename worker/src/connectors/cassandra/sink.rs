@@ -31,6 +31,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// unavailable replicas, broken connections) before the job restarts.
 const WRITE_ATTEMPTS: u32 = 5;
 
+/// Writes records as rows of one table: built from its validated spec with
+/// [`CassandraSink::build`], then [`CassandraSink::write`] per batch.
 pub struct CassandraSink {
     session: Session,
     insert: PreparedStatement,
