@@ -1,6 +1,8 @@
 //! Types shared by every Sluice process: the job spec and its validation, ids,
 //! and the error taxonomy.
 
+#[cfg(feature = "cassandra")]
+pub mod cassandra;
 pub mod env;
 pub mod error;
 pub mod fault;
@@ -11,6 +13,7 @@ pub mod process;
 pub mod spec;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod time;
 #[cfg(feature = "vrl")]
 pub mod vrl_program;
 

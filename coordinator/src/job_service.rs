@@ -1,10 +1,10 @@
 //! JobService: submit, list, inspect and cancel jobs.
 
 use crate::error::CoordinatorError;
-use crate::kafka_meta;
 use crate::meta::{Applied, Command, MetaStore, Savepoint};
 use crate::raft::membership;
 use crate::state::Shared;
+use crate::{cassandra_meta, kafka_meta};
 use sluice_common::spec::{MAX_PARALLELISM, SinkSpec, SourceSpec, StartFrom};
 use sluice_common::{JobId, JobSpec, SpecError, SpecProblem};
 use sluice_proto::job_service_server::JobService;
@@ -179,7 +179,20 @@ impl<S: MetaStore> JobService for JobApi<S> {
                 .into());
             }
         }
-        let source_partitions = Self::check_topics(&spec).await?;
+        // Every problem the running systems show, in one answer.
+        let (topics, table) = tokio::join!(
+            Self::check_topics(&spec),
+            cassandra_meta::sink_table_problems(&spec)
+        );
+        let source_partitions = match topics {
+            Ok(n) if table.is_empty() => n,
+            Ok(_) => return Err(CoordinatorError::from(SpecError::Invalid(table)).into()),
+            Err(CoordinatorError::InvalidSpec(SpecError::Invalid(mut problems))) => {
+                problems.extend(table);
+                return Err(CoordinatorError::from(SpecError::Invalid(problems)).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let SourceSpec::Kafka(source) = &spec.source;
         let start_offsets = if from_savepoint.is_none() && source.start_from == StartFrom::Latest {
             kafka_meta::end_offsets(&source.brokers, &source.topic, source_partitions).await?

@@ -1,6 +1,7 @@
 //! The Sluice coordinator: accepts jobs, keeps the worker registry, places
 //! subtasks on worker slots and tracks their state.
 
+mod cassandra_meta;
 mod checkpoints;
 mod cluster_service;
 mod discovery;

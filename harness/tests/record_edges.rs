@@ -760,3 +760,71 @@ async fn seed_000_runs_on_when_oversized_events_are_mixed_into_its_input() -> an
     assert_running_without_restarts(&c, &job).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_several_megabytes_cross_workers() -> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("large-exchange");
+    let cluster = SluiceCluster::start(
+        &dir,
+        2,
+        ClusterOptions {
+            slots: 1,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let c = cluster.coordinator_address.clone();
+    let (input, out) = (unique("large-in"), unique("large-out"));
+    let large = [("max.message.bytes", "8388608")];
+    admin::create_topic_with(&infra.kafka, &input, 2, &large).await?;
+    admin::create_topic_with(&infra.kafka, &out, 1, &large).await?;
+    let job = submit(
+        &c,
+        &dir,
+        &format!(
+            r#"
+name: large
+parallelism: 2
+checkpoint: {{ interval: 500ms }}
+source: {{ kafka: {{ brokers: "{k}", topic: {input} }} }}
+transforms:
+  - key_by: [k]
+sink: {{ kafka: {{ brokers: "{k}", topic: {out}, properties: {{ message.max.bytes: "8000000" }} }} }}
+"#,
+            k = infra.kafka
+        ),
+        &[],
+    )?;
+    let values: Vec<String> = (0..8)
+        .map(|i| {
+            format!(
+                r#"{{"k":{i},"blob":"{}"}}"#,
+                "b".repeat(if i % 2 == 0 { 5_000_000 } else { 10 })
+            )
+        })
+        .collect();
+    let records: Vec<RawRecord> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| RawRecord {
+            partition: (i % 2) as i32,
+            key: None,
+            value: Some(v.clone().into_bytes()),
+            headers: Vec::new(),
+        })
+        .collect();
+    admin::produce_raw(&infra.kafka, &input, &records).await?;
+    wait_offset(&c, &job, 8).await?;
+    let mut got: Vec<String> = read_all(&infra, &out, "read_uncommitted")
+        .await?
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    got.sort();
+    let mut expected = values;
+    expected.sort();
+    assert!(got == expected, "every record arrives whole");
+    assert_running_without_restarts(&c, &job).await?;
+    Ok(())
+}

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sluice_harness::admin;
 use sluice_harness::cluster::SluiceCluster;
 use sluice_harness::datagen::producer;
-use sluice_harness::datagen::users::{CreatedUsers, GENDERS, RandomUsers};
+use sluice_harness::datagen::users::{CreatedUsers, RandomUsers, seed_003_row};
 use sluice_harness::testing::{infra, submit, test_dir, unique, wait_for, wait_running};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -110,13 +110,6 @@ async fn start_seed(
     })
 }
 
-/// Cassandra's JSON form of a timestamp given as RFC 3339 with milliseconds.
-fn cql_time(rfc3339: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(rfc3339)
-        .map(|t| t.to_utc().format("%Y-%m-%d %H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_001_every_created_user_becomes_one_row_with_every_field() -> anyhow::Result<()> {
     let infra = infra()?;
@@ -174,42 +167,6 @@ async fn seed_001_every_created_user_becomes_one_row_with_every_field() -> anyho
     Ok(())
 }
 
-/// What the shipped seed 003 job makes of a RandomUser result.
-fn expected_row(u: &Value) -> Value {
-    let text = |v: &Value| -> String {
-        let s = match v {
-            Value::String(s) => s.trim().to_string(),
-            Value::Number(n) => n.to_string(),
-            _ => String::new(),
-        };
-        if s.is_empty() { "unknown".into() } else { s }
-    };
-    let gender = GENDERS
-        .iter()
-        .find(|(raw, _)| Some(*raw) == u["gender"].as_str())
-        .map_or("unknown", |(_, clean)| clean);
-    let loc = &u["location"];
-    serde_json::json!({
-        "user_id": u["login"]["uuid"],
-        "first_name": text(&u["name"]["first"]),
-        "last_name": text(&u["name"]["last"]),
-        "gender": gender,
-        "email": text(&u["email"]).to_lowercase(),
-        "username": text(&u["login"]["username"]),
-        "address": format!("{} {}", loc["street"]["number"], loc["street"]["name"].as_str().unwrap_or_default()),
-        "city": text(&loc["city"]),
-        "state": text(&loc["state"]),
-        "country": text(&loc["country"]),
-        "postcode": text(&loc["postcode"]),
-        "latitude": loc["coordinates"]["latitude"].as_str().and_then(|s| s.parse::<f64>().ok()),
-        "longitude": loc["coordinates"]["longitude"].as_str().and_then(|s| s.parse::<f64>().ok()),
-        "date_of_birth": cql_time(u["dob"]["date"].as_str().unwrap_or_default()),
-        "registration_date": cql_time(u["registered"]["date"].as_str().unwrap_or_default()),
-        "phone": text(&u["phone"]),
-        "nationality": text(&u["nat"]),
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_003_one_clean_row_per_login_uuid_without_credentials() -> anyhow::Result<()> {
     let infra = infra()?;
@@ -255,7 +212,7 @@ async fn seed_003_one_clean_row_per_login_uuid_without_credentials() -> anyhow::
         .collect();
     for row in &got {
         let uuid = row["user_id"].as_str().unwrap_or_default();
-        let want = expected_row(first[uuid]);
+        let want = seed_003_row(first[uuid]);
         assert_eq!(row, &want, "row of {uuid}");
         let all = row.to_string();
         assert!(

@@ -13,8 +13,29 @@ pub enum WorkerError {
     Unacknowledged { topic: String, brokers: String },
     #[error("cannot finish the in-doubt transaction of {ids}: {reason}")]
     InDoubt { ids: String, reason: String },
-    #[error("cassandra {what}: {reason}")]
-    Cassandra { what: String, reason: String },
+    #[error(transparent)]
+    CassandraSchema(#[from] sluice_common::cassandra::SchemaError),
+    #[error("cassandra: cannot prepare the INSERT into {table}: {source}")]
+    CassandraPrepare {
+        table: String,
+        #[source]
+        source: Box<scylla::errors::PrepareError>,
+    },
+    #[error("cassandra write to {table}: {source}")]
+    CassandraWrite {
+        table: String,
+        #[source]
+        source: Box<scylla::errors::ExecutionError>,
+    },
+    #[error(
+        "cassandra table {table} changed while the job ran ({change}); a write was refused: {source}"
+    )]
+    CassandraTableChanged {
+        table: String,
+        change: String,
+        #[source]
+        source: Box<scylla::errors::ExecutionError>,
+    },
     #[error("job spec of task {task} does not parse: {reason}")]
     Spec { task: TaskId, reason: String },
     #[error("exchange to {peer} (stage {stage}, subtask {index}): {reason}")]
@@ -43,10 +64,16 @@ impl WorkerError {
     pub fn fault(&self) -> Fault {
         match self {
             Self::Kafka { source, .. } => kafka_fault(source),
-            Self::Spec { .. } => Fault::Spec,
+            Self::Spec { .. } | Self::CassandraTableChanged { .. } => Fault::Spec,
+            Self::CassandraSchema(e) => e.fault(),
+            Self::CassandraPrepare { source, .. } => {
+                crate::connectors::cassandra::prepare_fault(source)
+            }
+            Self::CassandraWrite { source, .. } => {
+                crate::connectors::cassandra::write_fault(source)
+            }
             Self::Restore { .. } | Self::InDoubt { .. } => Fault::Internal,
             Self::Unacknowledged { .. }
-            | Self::Cassandra { .. }
             | Self::Exchange { .. }
             | Self::S3 { .. }
             | Self::Store(_)

@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
         .add_service(
             ExchangeServiceServer::new(ExchangeServer { inboxes })
-                .max_decoding_message_size(4 * exchange::MAX_FRAME_BYTES),
+                .max_decoding_message_size(exchange::MAX_RECEIVED_FRAME_BYTES),
         )
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let control = control::Control {

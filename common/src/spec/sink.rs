@@ -30,10 +30,11 @@ pub struct S3SinkSpec {
     pub target: S3Target,
     /// Key prefix of every file, such as `raw-data/clickstream`.
     pub prefix: String,
-    /// strftime template of the directory below the prefix, from the record's time.
+    /// strftime template of the directory below the prefix, from the record's
+    /// time in the job's zone.
     pub path: String,
-    /// Field with the record's time (epoch milliseconds or RFC 3339); the
-    /// time of writing when absent.
+    /// Field with the record's time, in any form [`crate::time`] reads (epoch
+    /// milliseconds, RFC 3339, ISO 8601 variants); the time of writing when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_field: Option<String>,
     /// Files are rolled at least this often, and at every checkpoint.

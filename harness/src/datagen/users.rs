@@ -171,6 +171,50 @@ impl Iterator for RandomUsers {
     }
 }
 
+/// What the shipped seed 003 job makes of a RandomUser result: its row of
+/// `user_data.users` as Cassandra's `SELECT JSON` shows it.
+pub fn seed_003_row(u: &Value) -> Value {
+    let text = |v: &Value| -> String {
+        let s = match v {
+            Value::String(s) => s.trim().to_string(),
+            Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        if s.is_empty() { "unknown".into() } else { s }
+    };
+    let gender = GENDERS
+        .iter()
+        .find(|(raw, _)| Some(*raw) == u["gender"].as_str())
+        .map_or("unknown", |(_, clean)| clean);
+    let loc = &u["location"];
+    json!({
+        "user_id": u["login"]["uuid"],
+        "first_name": text(&u["name"]["first"]),
+        "last_name": text(&u["name"]["last"]),
+        "gender": gender,
+        "email": text(&u["email"]).to_lowercase(),
+        "username": text(&u["login"]["username"]),
+        "address": format!("{} {}", loc["street"]["number"], loc["street"]["name"].as_str().unwrap_or_default()),
+        "city": text(&loc["city"]),
+        "state": text(&loc["state"]),
+        "country": text(&loc["country"]),
+        "postcode": text(&loc["postcode"]),
+        "latitude": loc["coordinates"]["latitude"].as_str().and_then(|s| s.parse::<f64>().ok()),
+        "longitude": loc["coordinates"]["longitude"].as_str().and_then(|s| s.parse::<f64>().ok()),
+        "date_of_birth": cql_time(u["dob"]["date"].as_str().unwrap_or_default()),
+        "registration_date": cql_time(u["registered"]["date"].as_str().unwrap_or_default()),
+        "phone": text(&u["phone"]),
+        "nationality": text(&u["nat"]),
+    })
+}
+
+/// Cassandra's JSON form of a timestamp given as RFC 3339 with milliseconds.
+fn cql_time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.to_utc().format("%Y-%m-%d %H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,10 +32,11 @@ impl SinkIdentity<'_> {
 
 impl SinkWriter {
     /// `restored` is the subtask's state in the checkpoint the job restarts
-    /// from (JSON, may be empty).
+    /// from (JSON, may be empty); `timezone` is the job's, for zone-less times.
     pub async fn build(
         spec: &SinkSpec,
         delivery: &Delivery,
+        timezone: chrono_tz::Tz,
         id: &SinkIdentity<'_>,
         restored: &str,
     ) -> Result<Self> {
@@ -56,9 +57,11 @@ impl SinkWriter {
             SinkSpec::Kafka(k) => Self::Kafka(KafkaSink::build(k).await?),
             // Every Cassandra write is acknowledged before the next batch, so a
             // barrier finds nothing pending; replays are upserts.
-            SinkSpec::Cassandra(c) => Self::Cassandra(Box::new(CassandraSink::build(c).await?)),
+            SinkSpec::Cassandra(c) => {
+                Self::Cassandra(Box::new(CassandraSink::build(c, timezone).await?))
+            }
             SinkSpec::Blackhole(b) => Self::Blackhole(BlackholeSink::build(b)),
-            SinkSpec::S3(s) => Self::S3(Box::new(S3Sink::build(s, id, restored).await?)),
+            SinkSpec::S3(s) => Self::S3(Box::new(S3Sink::build(s, timezone, id, restored).await?)),
         })
     }
 

@@ -14,8 +14,12 @@ pub use peers::Peers;
 pub use router::{Route, Router};
 pub use server::ExchangeServer;
 
-/// Encoded record bytes per exchange frame, far below gRPC's message limit.
+/// Encoded record bytes per exchange frame: records are batched up to this.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
+
+/// Largest exchange frame a worker takes: one record alone may be as large
+/// as the largest Kafka message it was read from.
+pub const MAX_RECEIVED_FRAME_BYTES: usize = 64 << 20;
 
 /// Batches a receiving subtask queues per sender before that sender waits.
 pub const INBOX_CAPACITY: usize = 8;

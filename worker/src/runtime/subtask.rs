@@ -200,7 +200,15 @@ pub async fn run_subtask(
                 index: dep.index,
                 attempt: dep.attempt,
             };
-            Output::Sink(SinkWriter::build(&spec.sink, &spec.delivery, &id, &dep.sink_state).await?)
+            let sink = SinkWriter::build(
+                &spec.sink,
+                &spec.delivery,
+                spec.timezone,
+                &id,
+                &dep.sink_state,
+            )
+            .await?;
+            Output::Sink(sink)
         }
     };
     on_running();

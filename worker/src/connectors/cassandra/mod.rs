@@ -1,5 +1,10 @@
-mod column_type;
+mod batches;
+mod convert;
+mod duration;
+mod numbers;
+mod refusal;
+mod row;
 mod sink;
 
-pub use column_type::ColumnType;
+pub use refusal::{prepare_fault, write_fault};
 pub use sink::CassandraSink;

@@ -1,7 +1,8 @@
 use crate::connectors::sink::SinkIdentity;
 use crate::error::{Result, WorkerError};
 use crate::record::{FailedAt, Failure, Record};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
+use chrono_tz::Tz;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -9,6 +10,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use sluice_common::spec::{S3SinkSpec, S3Target};
+use sluice_common::time::time_of_value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +44,8 @@ pub struct S3Sink {
     prefix: String,
     template: String,
     time_field: Option<String>,
+    /// The job's zone: of zone-less times, and of the directories' dates and hours.
+    timezone: Tz,
     batch_interval: Duration,
     /// `.sluice-staging/<prefix>/<job uid>/s<stage>-<index>`
     staging: String,
@@ -93,8 +97,13 @@ fn open_store(spec: &S3SinkSpec) -> std::result::Result<(Arc<dyn ObjectStore>, S
 impl S3Sink {
     /// Opens the store, finishes the commit of `restored` (the state of the
     /// checkpoint the job restarts from) and deletes staged files no
-    /// completed checkpoint holds.
-    pub async fn build(spec: &S3SinkSpec, id: &SinkIdentity<'_>, restored: &str) -> Result<Self> {
+    /// completed checkpoint holds. Directories are dated in `timezone`.
+    pub async fn build(
+        spec: &S3SinkSpec,
+        timezone: Tz,
+        id: &SinkIdentity<'_>,
+        restored: &str,
+    ) -> Result<Self> {
         let (store, target) = open_store(spec).map_err(|reason| WorkerError::S3 {
             target: format!("{:?}", spec.target),
             what: "open".into(),
@@ -106,6 +115,7 @@ impl S3Sink {
             prefix: spec.prefix.clone(),
             template: spec.path.clone(),
             time_field: spec.time_field.clone(),
+            timezone,
             batch_interval: spec.batch_interval,
             staging: [STAGING, spec.prefix.as_str(), id.job_uid]
                 .iter()
@@ -166,6 +176,8 @@ impl S3Sink {
         Ok(())
     }
 
+    /// The directory of the record's time (its `time_field`, read as every
+    /// sink reads times; the time of writing without one), in the job's zone.
     fn directory(&self, record: &Record) -> std::result::Result<String, String> {
         let time = match &self.time_field {
             None => Utc::now(),
@@ -173,32 +185,17 @@ impl S3Sink {
                 let Value::Object(map) = &record.value else {
                     return Err("the S3 sink needs object records".into());
                 };
-                match map.get(field.as_str()) {
-                    Some(Value::Integer(ms)) => {
-                        DateTime::from_timestamp_millis(*ms).ok_or_else(|| {
-                            format!("`{field}` {ms} is out of range as epoch milliseconds")
-                        })?
-                    }
-                    Some(Value::Timestamp(t)) => *t,
-                    Some(v @ (Value::Bytes(_) | Value::String(_))) => {
-                        let text = v.to_string_lossy();
-                        DateTime::parse_from_rfc3339(&text)
-                            .map_err(|e| {
-                                format!("`{field}` {text:?} is not an RFC 3339 time: {e}")
-                            })?
-                            .with_timezone(&Utc)
-                    }
-                    Some(other) => {
-                        return Err(format!(
-                            "`{field}` is neither epoch milliseconds nor an RFC 3339 time: {}",
-                            serde_json::to_string(other).unwrap_or_default()
-                        ));
-                    }
-                    None => return Err(format!("time field `{field}` is missing")),
-                }
+                let value = map
+                    .get(field.as_str())
+                    .ok_or_else(|| format!("time field `{field}` is missing"))?;
+                time_of_value(value, self.timezone)
+                    .map_err(|e| format!("time field `{field}`: {e}"))?
             }
         };
-        Ok(time.format(&self.template).to_string())
+        Ok(time
+            .with_timezone(&self.timezone)
+            .format(&self.template)
+            .to_string())
     }
 
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
@@ -338,7 +335,9 @@ mod tests {
             index: 0,
             attempt: 0,
         };
-        let mut sink = S3Sink::build(&spec(&dir), &id, "").await.expect("builds");
+        let mut sink = S3Sink::build(&spec(&dir), chrono_tz::UTC, &id, "")
+            .await
+            .expect("builds");
         let failures = sink
             .write(vec![
                 rec(
@@ -364,7 +363,7 @@ mod tests {
         assert!(!final_dir.exists(), "nothing visible before the commit");
         // A new attempt finishes the commit from the checkpoint's state.
         let retry = SinkIdentity { attempt: 1, ..id };
-        S3Sink::build(&spec(&dir), &retry, &state)
+        S3Sink::build(&spec(&dir), chrono_tz::UTC, &retry, &state)
             .await
             .expect("recovers");
         let day1 = std::fs::read_dir(final_dir.join("dt=2024-03-13/hour=23"))
@@ -376,6 +375,48 @@ mod tests {
         assert_eq!((day1, day2), (1, 1));
         // Committing again finds the files moved and changes nothing.
         sink.commit().await.expect("idempotent");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn time_fields_read_as_every_sink_reads_times_into_the_jobs_zone() {
+        let dir = std::env::temp_dir().join(format!("sluice-s3-zone-{}", std::process::id()));
+        let id = SinkIdentity {
+            job_uid: "u2",
+            stage: 0,
+            index: 0,
+            attempt: 0,
+        };
+        let utc = S3Sink::build(&spec(&dir), chrono_tz::UTC, &id, "")
+            .await
+            .expect("builds");
+        let ten_utc = "dt=2024-05-01/hour=10";
+        for t in [
+            serde_json::json!("2024-05-01 15:30:00.000+0530"),
+            serde_json::json!("2024-05-01T10:00:00+0000"),
+            serde_json::json!("2024-05-01 10:00:00"),
+            serde_json::json!(1_714_557_600_000.5),
+        ] {
+            let record = rec(serde_json::json!({ "timestamp": t }), 0);
+            assert_eq!(utc.directory(&record).as_deref(), Ok(ten_utc), "{t}");
+        }
+        let new_york = S3Sink::build(&spec(&dir), chrono_tz::America::New_York, &id, "")
+            .await
+            .expect("builds");
+        let at = |t: serde_json::Value| {
+            new_york.directory(&rec(serde_json::json!({ "timestamp": t }), 0))
+        };
+        assert_eq!(
+            at(serde_json::json!("2024-05-01T10:00:00Z")).as_deref(),
+            Ok("dt=2024-05-01/hour=06")
+        );
+        assert_eq!(
+            at(serde_json::json!("2024-05-01 10:00:00")).as_deref(),
+            Ok("dt=2024-05-01/hour=10")
+        );
+        let gap = at(serde_json::json!("2024-03-10 02:30:00")).expect_err("skipped hour");
+        assert!(gap.starts_with("time field `timestamp`: "), "{gap}");
+        assert!(gap.contains("does not exist in America/New_York"), "{gap}");
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -1,0 +1,544 @@
+//! Record values into CQL values of a column's type. Every conversion is
+//! exact or refused with the reason, which makes the record a dead letter
+//! naming its column.
+//!
+//! Nulls: a tuple's elements and a user-defined type's fields may be null
+//! (JSON `null` or, for fields, absent). A list, set, map value or vector
+//! element may not, in every kind of collection, frozen or not: Cassandra
+//! stores no null there, and dropping the element would change the data, so
+//! the record is refused naming the element.
+
+use super::{duration, numbers};
+use base64::Engine;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::{DecodePaddingMode, general_purpose};
+use chrono::{NaiveTime, Timelike};
+use chrono_tz::Tz;
+use scylla::value::{CqlDate, CqlTime, CqlTimestamp, CqlTimeuuid, CqlValue};
+use sluice_common::cassandra::{CqlType, UserType};
+use sluice_common::time::{date_of_value, time_of_value};
+use vrl::value::Value;
+
+/// Base64 with or without its `=` padding.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Converts `v` into a value of `ty`; zone-less times are in `zone` (the
+/// job's). The error says what was found and why it does not fit.
+pub fn to_cql(ty: &CqlType, v: &Value, zone: Tz) -> Result<CqlValue, String> {
+    let found = |why: String| format!("{} {why}", describe(v));
+    match ty {
+        CqlType::Frozen(inner) => to_cql(inner, v, zone),
+        CqlType::Text => text(v).map(CqlValue::Text).map_err(found),
+        CqlType::Ascii => {
+            let s = text(v).map_err(found)?;
+            match s.char_indices().find(|(_, c)| !c.is_ascii()) {
+                Some((at, c)) => Err(found(format!(
+                    "is not ASCII (`{c}` at byte {at}), which an ascii column requires"
+                ))),
+                None => Ok(CqlValue::Ascii(s)),
+            }
+        }
+        CqlType::Int => numbers::fixed(v, (i32::MIN, i32::MAX))
+            .map(CqlValue::Int)
+            .map_err(found),
+        CqlType::BigInt => numbers::fixed(v, (i64::MIN, i64::MAX))
+            .map(CqlValue::BigInt)
+            .map_err(found),
+        CqlType::SmallInt => numbers::fixed(v, (i16::MIN, i16::MAX))
+            .map(CqlValue::SmallInt)
+            .map_err(found),
+        CqlType::TinyInt => numbers::fixed(v, (i8::MIN, i8::MAX))
+            .map(CqlValue::TinyInt)
+            .map_err(found),
+        CqlType::Varint => numbers::varint(v).map(CqlValue::Varint).map_err(found),
+        CqlType::Decimal => numbers::decimal(v).map(CqlValue::Decimal).map_err(found),
+        CqlType::Double => numbers::double(v).map(CqlValue::Double).map_err(found),
+        CqlType::Float => numbers::float(v).map(CqlValue::Float).map_err(found),
+        CqlType::Boolean => boolean(v).map(CqlValue::Boolean).map_err(found),
+        CqlType::Uuid => uuid(v).map(CqlValue::Uuid).map_err(found),
+        CqlType::Timeuuid => {
+            let u = uuid(v).map_err(found)?;
+            match u.get_version_num() {
+                1 => Ok(CqlValue::Timeuuid(CqlTimeuuid::from(u))),
+                n => Err(found(format!(
+                    "is a version {n} UUID; a timeuuid column takes version 1 (time-based) UUIDs"
+                ))),
+            }
+        }
+        // Cassandra keeps milliseconds: a finer fraction is cut toward the past.
+        CqlType::Timestamp => {
+            time_of_value(v, zone).map(|t| CqlValue::Timestamp(CqlTimestamp(t.timestamp_millis())))
+        }
+        CqlType::Date => date_of_value(v, zone).map(|d| CqlValue::Date(CqlDate::from(d))),
+        CqlType::Time => time_of_day(v, zone).map(CqlValue::Time).map_err(found),
+        CqlType::Duration => match v.to_str() {
+            Some(s) => duration::parse(s).map(CqlValue::Duration),
+            None => Err(found(
+                "is not a duration (expected text such as `P1DT2H` or `1h30m`)".into(),
+            )),
+        },
+        CqlType::Inet => v
+            .to_str()
+            .and_then(|s| s.trim().parse().ok())
+            .map(CqlValue::Inet)
+            .ok_or_else(|| found("is not an IPv4 or IPv6 address".into())),
+        CqlType::Blob => blob(v).map(CqlValue::Blob).map_err(found),
+        CqlType::List(item) => elements(item, v, zone).map(CqlValue::List),
+        CqlType::Set(item) => elements(item, v, zone).map(CqlValue::Set),
+        CqlType::Vector(item, n) => {
+            let items = elements(item, v, zone)?;
+            if items.len() != usize::from(*n) {
+                return Err(found(format!(
+                    "has {} elements; a vector<{item}, {n}> has exactly {n}",
+                    items.len()
+                )));
+            }
+            Ok(CqlValue::Vector(items))
+        }
+        CqlType::Map(key, value) => map(key, value, v, zone),
+        CqlType::Tuple(types) => tuple(types, v, zone),
+        CqlType::Udt(udt) => user_type(udt, v, zone),
+    }
+}
+
+/// Text as it is; numbers, booleans and timestamps as they read; objects
+/// and arrays as JSON. Bytes that are not UTF-8 are refused, not replaced.
+fn text(v: &Value) -> Result<String, String> {
+    match v {
+        Value::Bytes(_) | Value::String(_) => v
+            .to_str()
+            .map(str::to_string)
+            .ok_or_else(|| "is not UTF-8 text".into()),
+        Value::Object(_) | Value::Array(_) => serde_json::to_string(v).map_err(|e| e.to_string()),
+        Value::Timestamp(t) => Ok(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        other => Ok(other.to_string_lossy().into_owned()),
+    }
+}
+
+fn boolean(v: &Value) -> Result<bool, String> {
+    match v {
+        Value::Boolean(b) => Ok(*b),
+        _ => match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            _ => Err("is not a boolean (true or false)".into()),
+        },
+    }
+}
+
+fn uuid(v: &Value) -> Result<uuid::Uuid, String> {
+    let s = v.to_str().ok_or("is not a UUID")?;
+    uuid::Uuid::parse_str(s.trim()).map_err(|e| format!("is not a UUID: {e}"))
+}
+
+/// `HH:MM[:SS[.fffffffff]]` text, an integer of nanoseconds since midnight
+/// (as CQL reads integers for `time`), or a timestamp's time of day in `zone`.
+fn time_of_day(v: &Value, zone: Tz) -> Result<CqlTime, String> {
+    let expected =
+        "is not a time of day (expected `HH:MM:SS.fffffffff`, or nanoseconds since midnight)";
+    let time = match v {
+        Value::Integer(nanos) if (0..86_400_000_000_000).contains(nanos) => {
+            return Ok(CqlTime(*nanos));
+        }
+        Value::Timestamp(t) => t.with_timezone(&zone).time(),
+        _ => {
+            let s = v.to_str().ok_or(expected)?.trim();
+            NaiveTime::parse_from_str(s, "%H:%M:%S%.f")
+                .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M"))
+                .map_err(|_| expected.to_string())?
+        }
+    };
+    // A leap second has no place in CQL's time of day.
+    let time = time
+        .with_nanosecond(time.nanosecond().min(999_999_999))
+        .unwrap_or(time);
+    CqlTime::try_from(time).map_err(|_| expected.to_string())
+}
+
+/// `0x`-prefixed hex (CQL's blob literal), or else base64.
+fn blob(v: &Value) -> Result<Vec<u8>, String> {
+    let s = v
+        .to_str()
+        .ok_or("is not text of base64 or 0x-prefixed hex")?
+        .trim();
+    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        return hex::decode(hex).map_err(|e| format!("is not 0x-prefixed hex: {e}"));
+    }
+    BASE64
+        .decode(s)
+        .or_else(|_| general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')))
+        .map_err(|e| format!("is neither base64 nor 0x-prefixed hex: {e}"))
+}
+
+/// The elements of a list, set or vector: none may be null.
+fn elements(item: &CqlType, v: &Value, zone: Tz) -> Result<Vec<CqlValue>, String> {
+    let Value::Array(items) = v else {
+        return Err(format!("{} is not an array", describe(v)));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, element)| match element {
+            Value::Null => Err(format!("element {i} is null: {NO_NULL_INSIDE}")),
+            _ => to_cql(item, element, zone).map_err(|e| format!("element {i}: {e}")),
+        })
+        .collect()
+}
+
+const NO_NULL_INSIDE: &str =
+    "Cassandra collections hold no null (leave the element out, or the whole field)";
+
+fn map(key: &CqlType, value: &CqlType, v: &Value, zone: Tz) -> Result<CqlValue, String> {
+    let Value::Object(entries) = v else {
+        return Err(format!("{} is not an object", describe(v)));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (k, item) in entries {
+        let key_value =
+            to_cql(key, &Value::from(k.as_str()), zone).map_err(|e| format!("key `{k}`: {e}"))?;
+        if matches!(item, Value::Null) {
+            return Err(format!("the value of key `{k}` is null: {NO_NULL_INSIDE}"));
+        }
+        let item = to_cql(value, item, zone).map_err(|e| format!("the value of key `{k}`: {e}"))?;
+        out.push((key_value, item));
+    }
+    Ok(CqlValue::Map(out))
+}
+
+/// A JSON array with one element per tuple element; elements may be null.
+fn tuple(types: &[CqlType], v: &Value, zone: Tz) -> Result<CqlValue, String> {
+    let Value::Array(items) = v else {
+        return Err(format!(
+            "{} is not an array (a tuple is written as one)",
+            describe(v)
+        ));
+    };
+    if items.len() != types.len() {
+        return Err(format!(
+            "{} has {} elements; the tuple has {}",
+            describe(v),
+            items.len(),
+            types.len()
+        ));
+    }
+    types
+        .iter()
+        .zip(items)
+        .enumerate()
+        .map(|(i, (ty, item))| match item {
+            Value::Null => Ok(None),
+            _ => to_cql(ty, item, zone)
+                .map(Some)
+                .map_err(|e| format!("element {i}: {e}")),
+        })
+        .collect::<Result<_, _>>()
+        .map(CqlValue::Tuple)
+}
+
+/// A JSON object by field name; absent and null fields are null, a name
+/// the type does not have is refused rather than dropped.
+fn user_type(udt: &UserType, v: &Value, zone: Tz) -> Result<CqlValue, String> {
+    let Value::Object(given) = v else {
+        return Err(format!(
+            "{} is not an object (type `{}` is written as one)",
+            describe(v),
+            udt.name
+        ));
+    };
+    if let Some(unknown) = given
+        .keys()
+        .find(|k| !udt.fields.iter().any(|(name, _)| name == k.as_str()))
+    {
+        let names: Vec<&str> = udt.fields.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(format!(
+            "has field `{unknown}`, which type `{}` does not have (its fields: {})",
+            udt.name,
+            names.join(", ")
+        ));
+    }
+    let mut fields = Vec::with_capacity(udt.fields.len());
+    for (name, ty) in &udt.fields {
+        let value = match given.get(name.as_str()) {
+            None | Some(Value::Null) => None,
+            Some(field) => {
+                Some(to_cql(ty, field, zone).map_err(|e| format!("field `{name}`: {e}"))?)
+            }
+        };
+        fields.push((name.clone(), value));
+    }
+    Ok(CqlValue::UserDefinedType {
+        keyspace: udt.keyspace.clone(),
+        name: udt.name.clone(),
+        fields,
+    })
+}
+
+/// A value as an error shows it: JSON, at most 80 characters.
+fn describe(v: &Value) -> String {
+    let shown = match v {
+        Value::Object(_) | Value::Array(_) => serde_json::to_string(v).unwrap_or_default(),
+        other => other.to_string(),
+    };
+    if shown.chars().count() > 80 {
+        format!("{}…", shown.chars().take(80).collect::<String>())
+    } else {
+        shown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_common::cassandra::UserTypes;
+    use std::collections::HashMap;
+
+    const UTC: Tz = chrono_tz::UTC;
+
+    fn ty(text: &str) -> CqlType {
+        let mut declared = HashMap::new();
+        declared.insert(
+            "address".to_string(),
+            (
+                vec!["street".into(), "zip".into()],
+                vec!["text".into(), "int".into()],
+            ),
+        );
+        CqlType::parse(text, &UserTypes::new("ks", declared)).expect("type")
+    }
+
+    fn json(text: &str) -> Value {
+        Value::from(serde_json::from_str::<serde_json::Value>(text).expect("json"))
+    }
+
+    fn ok(t: &str, v: &Value) -> CqlValue {
+        to_cql(&ty(t), v, UTC).unwrap_or_else(|e| panic!("{t} {v}: {e}"))
+    }
+
+    fn err(t: &str, v: &Value) -> String {
+        to_cql(&ty(t), v, UTC).expect_err(&format!("{t} {v} must not convert"))
+    }
+
+    #[test]
+    fn text_is_kept_and_ascii_refuses_other_characters() {
+        assert_eq!(ok("text", &Value::from("DÉ")), CqlValue::Text("DÉ".into()));
+        assert_eq!(ok("text", &Value::Integer(7)), CqlValue::Text("7".into()));
+        assert_eq!(
+            ok("text", &json(r#"{"a":[1,null]}"#)),
+            CqlValue::Text(r#"{"a":[1,null]}"#.into())
+        );
+        assert_eq!(
+            ok("ascii", &Value::from("plain")),
+            CqlValue::Ascii("plain".into())
+        );
+        let e = err("ascii", &Value::from("DÉ"));
+        assert!(e.contains("is not ASCII (`É` at byte 1)"), "{e}");
+        let e = err("text", &Value::Bytes(vec![0x61, 0xff].into()));
+        assert!(e.contains("is not UTF-8 text"), "{e}");
+    }
+
+    #[test]
+    fn uuids_and_time_uuids_of_version_1_only() {
+        let v4 = "6f1e2d3c-0000-4000-8000-000000000001";
+        let v1 = "d2177dd0-eaa2-11de-a572-001b779c76e3";
+        assert!(matches!(ok("uuid", &Value::from(v4)), CqlValue::Uuid(_)));
+        assert!(matches!(
+            ok("timeuuid", &Value::from(v1)),
+            CqlValue::Timeuuid(_)
+        ));
+        let e = err("timeuuid", &Value::from(v4));
+        assert!(e.contains("is a version 4 UUID"), "{e}");
+        assert!(err("uuid", &Value::from("nope")).contains("is not a UUID"));
+    }
+
+    #[test]
+    fn times_dates_and_times_of_day() {
+        let ms = 1_714_557_600_000;
+        for v in [
+            Value::from("2024-05-01 15:30:00.000+0530"),
+            Value::from("2024-05-01T10:00:00+0000"),
+            Value::Integer(ms),
+            Value::from_f64_or_zero(1_714_557_600_000.75),
+        ] {
+            assert_eq!(
+                ok("timestamp", &v),
+                CqlValue::Timestamp(CqlTimestamp(ms)),
+                "{v}"
+            );
+        }
+        let e = err("timestamp", &Value::from("01/05/2024"));
+        assert!(e.contains("expected RFC 3339"), "{e}");
+        let may1 = chrono::NaiveDate::from_ymd_opt(2024, 5, 1).expect("date");
+        assert_eq!(
+            ok("date", &Value::from("2024-05-01")),
+            CqlValue::Date(CqlDate::from(may1))
+        );
+        assert_eq!(
+            ok("date", &Value::from("2024-05-01T23:00:00-01:00")),
+            CqlValue::Date(CqlDate::from(may1.succ_opt().expect("next")))
+        );
+        assert_eq!(
+            ok("time", &Value::from("10:00:00.5")),
+            CqlValue::Time(CqlTime(36_000_500_000_000))
+        );
+        assert_eq!(
+            ok("time", &Value::from("00:01")),
+            CqlValue::Time(CqlTime(60_000_000_000))
+        );
+        assert_eq!(ok("time", &Value::Integer(5)), CqlValue::Time(CqlTime(5)));
+        assert!(err("time", &Value::from("25:00")).contains("is not a time of day"));
+        assert!(err("time", &Value::Integer(86_400_000_000_000)).contains("is not a time of day"));
+    }
+
+    #[test]
+    fn durations_inets_and_blobs_from_their_text_forms() {
+        assert!(matches!(
+            ok("duration", &Value::from("P1DT2H")),
+            CqlValue::Duration(_)
+        ));
+        assert!(matches!(
+            ok("duration", &Value::from("1h30m")),
+            CqlValue::Duration(_)
+        ));
+        assert!(err("duration", &Value::Integer(5)).contains("is not a duration"));
+        assert_eq!(
+            ok("inet", &Value::from("10.0.0.1")),
+            CqlValue::Inet("10.0.0.1".parse().expect("ip"))
+        );
+        assert_eq!(
+            ok("inet", &Value::from("::1")),
+            CqlValue::Inet("::1".parse().expect("ip"))
+        );
+        assert!(err("inet", &Value::from("10.0.0.256")).contains("is not an IPv4 or IPv6 address"));
+        assert_eq!(
+            ok("blob", &Value::from("0xCAfe00")),
+            CqlValue::Blob(vec![0xca, 0xfe, 0])
+        );
+        assert_eq!(
+            ok("blob", &Value::from("yv4A")),
+            CqlValue::Blob(vec![0xca, 0xfe, 0])
+        );
+        assert_eq!(
+            ok("blob", &Value::from("aGk")),
+            CqlValue::Blob(b"hi".to_vec())
+        );
+        assert_eq!(ok("blob", &Value::from("")), CqlValue::Blob(vec![]));
+        assert!(err("blob", &Value::from("0xabc")).contains("0x-prefixed hex"));
+        assert!(err("blob", &Value::from("not base64!")).contains("neither base64"));
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_with_the_range() {
+        assert_eq!(
+            ok("smallint", &Value::from("-32768")),
+            CqlValue::SmallInt(i16::MIN)
+        );
+        assert_eq!(ok("tinyint", &Value::Integer(127)), CqlValue::TinyInt(127));
+        let e = err("tinyint", &Value::Integer(300));
+        assert_eq!(e, "300 is out of range (-128 to 127)");
+        let e = err("int", &Value::from("2147483648"));
+        assert!(
+            e.contains("out of range (-2147483648 to 2147483647)"),
+            "{e}"
+        );
+        assert!(matches!(
+            ok("varint", &Value::from("123456789012345678901234567890")),
+            CqlValue::Varint(_)
+        ));
+        assert!(matches!(
+            ok("decimal", &Value::from("0.1")),
+            CqlValue::Decimal(_)
+        ));
+        assert_eq!(ok("boolean", &Value::from("TRUE")), CqlValue::Boolean(true));
+        assert!(err("boolean", &Value::Integer(1)).contains("is not a boolean"));
+    }
+
+    #[test]
+    fn a_null_inside_any_collection_is_refused_naming_the_element() {
+        for (t, v, element) in [
+            ("list<text>", r#"["a",null,"b"]"#, "element 1 is null"),
+            ("set<text>", r#"["x",null]"#, "element 1 is null"),
+            ("list<int>", "[1,null,3]", "element 1 is null"),
+            ("list<text>", "[null]", "element 0 is null"),
+            (
+                "frozen<list<uuid>>",
+                r#"["d2177dd0-eaa2-11de-a572-001b779c76e3",null]"#,
+                "element 1 is null",
+            ),
+            (
+                "map<text, text>",
+                r#"{"k":"v","gone":null}"#,
+                "the value of key `gone` is null",
+            ),
+            (
+                "frozen<map<text, frozen<list<int>>>>",
+                r#"{"k":[1,null]}"#,
+                "the value of key `k`: element 1 is null",
+            ),
+            ("vector<float, 2>", "[1.0,null]", "element 1 is null"),
+        ] {
+            let e = err(t, &json(v));
+            assert!(e.starts_with(element), "{t} {v}: {e}");
+            assert!(e.contains("hold no null"), "{t} {v}: {e}");
+        }
+        // The text `<null>` is data like any other.
+        assert_eq!(
+            ok("list<text>", &json(r#"["<null>"]"#)),
+            CqlValue::List(vec![CqlValue::Text("<null>".into())])
+        );
+    }
+
+    #[test]
+    fn collections_tuples_and_user_types_convert_whole() {
+        assert_eq!(
+            ok("set<int>", &json(r#"[1,"2"]"#)),
+            CqlValue::Set(vec![CqlValue::Int(1), CqlValue::Int(2)])
+        );
+        assert_eq!(
+            ok("map<int, boolean>", &json(r#"{"7":true}"#)),
+            CqlValue::Map(vec![(CqlValue::Int(7), CqlValue::Boolean(true))])
+        );
+        assert!(err("map<int, text>", &json(r#"{"x":"y"}"#)).starts_with("key `x`"));
+        assert_eq!(
+            ok(
+                "frozen<tuple<int, text, boolean>>",
+                &json(r#"[1,null,true]"#)
+            ),
+            CqlValue::Tuple(vec![
+                Some(CqlValue::Int(1)),
+                None,
+                Some(CqlValue::Boolean(true))
+            ])
+        );
+        assert!(err("tuple<int, text>", &json("[1]")).contains("has 1 elements; the tuple has 2"));
+        assert!(err("tuple<int, text>", &json(r#"["x","y"]"#)).starts_with("element 0:"));
+        assert_eq!(
+            ok("frozen<address>", &json(r#"{"street":"Main","zip":null}"#)),
+            CqlValue::UserDefinedType {
+                keyspace: "ks".into(),
+                name: "address".into(),
+                fields: vec![
+                    ("street".into(), Some(CqlValue::Text("Main".into()))),
+                    ("zip".into(), None)
+                ],
+            }
+        );
+        let e = err("frozen<address>", &json(r#"{"street":"Main","zipp":1}"#));
+        assert!(
+            e.contains(
+                "has field `zipp`, which type `address` does not have (its fields: street, zip)"
+            ),
+            "{e}"
+        );
+        let e = err("frozen<address>", &json(r#"{"zip":"x"}"#));
+        assert!(e.starts_with("field `zip`: \"x\" is not an integer"), "{e}");
+        assert_eq!(
+            ok("vector<float, 2>", &json("[0.5, 1]")),
+            CqlValue::Vector(vec![CqlValue::Float(0.5), CqlValue::Float(1.0)])
+        );
+        assert!(err("vector<float, 3>", &json("[0.5, 1]")).contains("has exactly 3"));
+        assert!(err("list<int>", &json(r#"{"a":1}"#)).contains("is not an array"));
+    }
+}
