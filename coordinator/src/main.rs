@@ -14,6 +14,7 @@ mod registry;
 mod scheduler;
 mod state;
 mod subscribers;
+mod transactions;
 
 use anyhow::Context;
 use clap::Parser;
@@ -140,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%addr, id = args.id, data_dir = %data_dir.display(), "coordinator listening");
     tokio::spawn(monitor::run(state.clone()));
     tokio::spawn(checkpoints::run(state.clone()));
+    tokio::spawn(transactions::run(state.clone()));
     tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(job_service::JobApi {
             state: state.clone(),

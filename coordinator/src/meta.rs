@@ -136,6 +136,10 @@ pub struct JobRecord {
     /// checkpoint does not skip what arrived since. Empty for `earliest`.
     #[serde(default)]
     pub start_offsets: BTreeMap<i32, i64>,
+    /// Set once this ended job's Kafka transactions were settled (see
+    /// `crate::transactions`): none of them is left open.
+    #[serde(default)]
+    pub transactions_settled: bool,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -195,6 +199,11 @@ pub enum Command {
     ReserveCheckpointIds {
         job: JobId,
         up_to: u64,
+    },
+    /// The Kafka transactions of an ended job are settled: a new leader
+    /// need not settle them again.
+    TransactionsSettled {
+        job: JobId,
     },
 }
 
@@ -269,6 +278,7 @@ impl ClusterMeta {
                         from_savepoint,
                         checkpoint_ids_reserved: 0,
                         start_offsets,
+                        transactions_settled: false,
                     },
                 );
                 Applied::JobCreated(id)
@@ -393,6 +403,14 @@ impl ClusterMeta {
                 }
                 None => Applied::NotFound,
             },
+            Command::TransactionsSettled { job } => match self.jobs.get_mut(&job) {
+                Some(j) if j.ended_with_transactions() => {
+                    j.transactions_settled = true;
+                    Applied::Done
+                }
+                Some(_) => Applied::Stale,
+                None => Applied::NotFound,
+            },
         }
     }
 }
@@ -494,6 +512,21 @@ impl JobRecord {
     /// Whether workers should be running this job's tasks.
     pub fn wants_tasks_running(&self) -> bool {
         matches!(self.state, JobState::Scheduling | JobState::Running)
+    }
+
+    /// An exactly-once job into Kafka that ended for good, cancelled or
+    /// failed, so nothing of it will ever commit its transactions again.
+    /// (A stopped job committed before it stopped, and a rescale resumes
+    /// it under the same transactional ids: it is left alone.)
+    fn ended_with_transactions(&self) -> bool {
+        matches!(self.state, JobState::Cancelled | JobState::Failed)
+            && self.spec.delivery == sluice_common::spec::Delivery::ExactlyOnce
+            && matches!(self.spec.sink, sluice_common::spec::SinkSpec::Kafka(_))
+    }
+
+    /// Whether this job's Kafka transactions wait to be settled.
+    pub fn transactions_to_settle(&self) -> bool {
+        self.ended_with_transactions() && !self.transactions_settled
     }
 }
 

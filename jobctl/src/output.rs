@@ -96,6 +96,7 @@ fn task_json(t: &TaskStatus) -> Value {
         "task_id": t.task_id, "stage": t.stage, "index": t.index, "worker_id": t.worker_id,
         "state": task_state(t.state), "partitions": t.partitions, "error": t.error,
         "records_in": m.records_in, "records_out": m.records_out, "dead_lettered": m.dead_lettered,
+        "open_transaction_age_ms": m.open_transaction_age_ms,
     })
 }
 
@@ -107,6 +108,7 @@ fn job_json(j: &JobStatus) -> Value {
         "attempt": j.attempt, "restarts": j.restarts, "last_failure": j.last_failure,
         "last_checkpoint_id": j.last_checkpoint_id, "last_checkpoint_age_ms": j.last_checkpoint_age_ms,
         "stopped_with_savepoint": j.stopped_with_savepoint, "from_savepoint": j.from_savepoint,
+        "warnings": j.warnings,
         "tasks": j.tasks.iter().map(task_json).collect::<Vec<_>>(),
     })
 }
@@ -172,6 +174,9 @@ impl Printer {
                     );
                 } else {
                     println!("checkpoint:  none yet");
+                }
+                for warning in &j.warnings {
+                    println!("warning:     {warning}");
                 }
                 println!();
                 table(

@@ -13,6 +13,12 @@ pub enum WorkerError {
     Unacknowledged { topic: String, brokers: String },
     #[error("cannot finish the in-doubt transaction of {ids}: {reason}")]
     InDoubt { ids: String, reason: String },
+    #[error("kafka transaction of {ids}: {source}")]
+    Transaction {
+        ids: String,
+        #[source]
+        source: sluice_common::kafka_txn::TxnError,
+    },
     #[error("cassandra {what}: {reason}")]
     Cassandra { what: String, reason: String },
     #[error("job spec of task {task} does not parse: {reason}")]
@@ -45,6 +51,7 @@ impl WorkerError {
             Self::Kafka { source, .. } => kafka_fault(source),
             Self::Spec { .. } => Fault::Spec,
             Self::Restore { .. } | Self::InDoubt { .. } => Fault::Internal,
+            Self::Transaction { source, .. } => transaction_fault(source),
             Self::Unacknowledged { .. }
             | Self::Cassandra { .. }
             | Self::Exchange { .. }
@@ -64,6 +71,18 @@ impl WorkerError {
 }
 
 pub type Result<T, E = WorkerError> = std::result::Result<T, E>;
+
+/// A transaction found in a state Sluice cannot go on from (another
+/// producer's in place of the checkpoint's, or the checkpoint's aborted) is
+/// Sluice's to report loudly; a broker that does not answer in time, or a
+/// transaction aborted before its checkpoint completed, is the broker's.
+fn transaction_fault(e: &sluice_common::kafka_txn::TxnError) -> Fault {
+    use sluice_common::kafka_txn::TxnError::*;
+    match e {
+        NotOurs { .. } | AbortedByBroker { .. } => Fault::Internal,
+        _ => Fault::External,
+    }
+}
 
 /// Kafka errors no retry can cure are the spec's (a setting the broker
 /// refuses, an authorisation it lacks); the rest are the broker's, for a while.
