@@ -68,10 +68,14 @@ struct Ended {
     sink_states: BTreeMap<u32, String>,
 }
 
+/// On the leader, every [`TICK`]: settles each ended job whose transactions
+/// wait for it, one blocking task per job, and records it settled; a job
+/// whose settling failed is tried again after [`RETRY_AFTER`].
 pub async fn run<S: MetaStore>(state: Shared<S>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut settling: JoinSet<(JobId, Result<(), String>)> = JoinSet::new();
+    // Jobs being settled (`None`), or to be tried again from the time given.
     let mut busy: HashMap<JobId, Option<Instant>> = HashMap::new();
     // When this leader term first saw each job ended with a task still live.
     let mut first_seen: HashMap<JobId, Instant> = HashMap::new();
