@@ -1,7 +1,9 @@
 //! VRL programs compiled once per task, with errors that give their line.
 
 use std::sync::Arc;
-use vrl::compiler::{Program, TargetValue, TimeZone, runtime::Runtime, state::RuntimeState};
+use vrl::compiler::{
+    CompileConfig, Program, TargetValue, TimeZone, runtime::Runtime, state::RuntimeState,
+};
 use vrl::diagnostic::{DiagnosticList, Severity};
 use vrl::value::{Secrets, Value};
 
@@ -20,9 +22,23 @@ pub struct VrlCompileError {
 }
 
 impl VrlProgram {
+    /// A program that may rewrite the record (`remap`).
     pub fn compile(source: &str) -> Result<Self, VrlCompileError> {
+        Self::compile_with(source, CompileConfig::default())
+    }
+
+    /// A condition (`filter`): it reads the record and may not change it,
+    /// so a record it keeps passes on as it came.
+    pub fn compile_condition(source: &str) -> Result<Self, VrlCompileError> {
+        let mut config = CompileConfig::default();
+        config.set_read_only();
+        Self::compile_with(source, config)
+    }
+
+    fn compile_with(source: &str, config: CompileConfig) -> Result<Self, VrlCompileError> {
         let functions = vrl::stdlib::all();
-        match vrl::compiler::compile(source, &functions) {
+        let external = vrl::compiler::state::ExternalEnv::default();
+        match vrl::compiler::compile_with_external(source, &functions, &external, config) {
             Ok(result) => Ok(Self {
                 program: Arc::new(result.program),
             }),
@@ -156,6 +172,16 @@ mod tests {
         );
         // format_timestamp writes UTC unless given its own `timezone:`.
         assert_eq!(day, "2025-01-01 04:30");
+    }
+
+    #[test]
+    fn a_condition_may_not_change_the_record() {
+        assert!(VrlProgram::compile_condition(".n == 1").is_ok());
+        let err = VrlProgram::compile_condition(".x = 1\ntrue")
+            .err()
+            .expect("assignment refused");
+        assert!(err.messages[0].contains("line 1"), "{:?}", err.messages);
+        assert!(VrlProgram::compile_condition("del(.x)\ntrue").is_err());
     }
 
     #[test]

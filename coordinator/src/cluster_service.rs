@@ -3,7 +3,7 @@
 //! run but does not report, and cancels those it reports but should not run.
 
 use crate::error::CoordinatorError;
-use crate::meta::MetaStore;
+use crate::meta::{Command, EventKind, JobEvent, MetaStore};
 use crate::state::Shared;
 use sluice_common::{JobId, TaskId, WorkerId};
 use sluice_proto::cluster_service_server::ClusterService;
@@ -20,6 +20,9 @@ impl<S: MetaStore> ClusterApi<S> {
         if !report.unreachable_peer.is_empty() {
             self.state.workers.suspect(&report.unreachable_peer);
         }
+        if !report.offset_resets.is_empty() {
+            self.record_offset_resets(report).await;
+        }
         let state = report.state();
         if matches!(
             state,
@@ -35,6 +38,49 @@ impl<S: MetaStore> ClusterApi<S> {
                     report.fault().to_common(),
                 )
                 .await;
+        }
+    }
+
+    /// Records as job events the offset resets of a source task that are not
+    /// recorded yet: reports repeat them until the task ends.
+    async fn record_offset_resets(&self, report: &TaskReport) {
+        let (job, task) = (
+            JobId::new(report.job_id.clone()),
+            TaskId::new(report.task_id.clone()),
+        );
+        let Some((recorded, attempt)) = self.state.store.read(|m| {
+            let j = m.jobs.get(&job)?;
+            let t = j.tasks.iter().find(|t| t.id == task)?;
+            Some((t.resets_recorded, j.attempt))
+        }) else {
+            return;
+        };
+        let resets: Vec<(u64, JobEvent)> = report
+            .offset_resets
+            .iter()
+            .filter(|r| r.seq > recorded)
+            .map(|r| {
+                let event = JobEvent {
+                    at_ms: r.at_ms,
+                    attempt,
+                    kind: EventKind::offset_reset(&task, r),
+                };
+                (r.seq, event)
+            })
+            .collect();
+        if resets.is_empty() {
+            return;
+        }
+        for (_, e) in &resets {
+            tracing::warn!(job = %job, task = %task, event = %e.to_proto().message, "source offsets out of range");
+        }
+        let recorded = self
+            .state
+            .store
+            .apply(Command::RecordOffsetResets { job, task, resets })
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "offset resets not recorded; the next report repeats them");
         }
     }
 
@@ -55,9 +101,13 @@ impl<S: MetaStore> ClusterApi<S> {
                         .map(|d| registry.data_address(&d.worker).unwrap_or_default())
                         .collect();
                     let restored = job.checkpoints.last();
-                    let start_offsets = restored
-                        .map_or(&job.start_offsets, |c| &c.source_offsets)
+                    // A `start_from: latest` job's partitions of submission
+                    // start at the end they had then, unless the checkpoint
+                    // says otherwise; others start at their earliest offset.
+                    let start_offsets = job
+                        .start_offsets
                         .iter()
+                        .chain(restored.into_iter().flat_map(|c| &c.source_offsets))
                         .filter(|(p, _)| t.partitions.contains(p))
                         .map(|(p, o)| (*p, *o))
                         .collect();
@@ -223,12 +273,25 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
                 })
                 .collect()
         });
+        let source_partitions = self.state.store.read(|m| {
+            m.jobs
+                .values()
+                .filter(|j| j.wants_tasks_running())
+                .flat_map(|j| &j.tasks)
+                .filter(|t| t.worker == worker && t.stage == 0 && !t.state.is_terminal())
+                .map(|t| SourcePartitions {
+                    task_id: t.id.to_string(),
+                    partitions: t.partitions.clone(),
+                })
+                .collect()
+        });
         Ok(Response::new(HeartbeatResponse {
             deploy,
             cancel,
             reregister: false,
             completed,
             abandoned,
+            source_partitions,
         }))
     }
 

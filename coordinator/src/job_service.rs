@@ -400,6 +400,24 @@ impl<S: MetaStore> JobService for JobApi<S> {
         Ok(Response::new(ListSavepointsResponse { savepoints }))
     }
 
+    async fn list_job_events(
+        &self,
+        request: Request<ListJobEventsRequest>,
+    ) -> Result<Response<ListJobEventsResponse>, Status> {
+        self.state.store.check_leader()?;
+        let id = JobId::new(request.into_inner().job_id);
+        let events = self
+            .state
+            .store
+            .read(|m| {
+                m.jobs
+                    .get(&id)
+                    .map(|j| j.events.iter().map(|e| e.to_proto()).collect())
+            })
+            .ok_or(CoordinatorError::UnknownJob(id))?;
+        Ok(Response::new(ListJobEventsResponse { events }))
+    }
+
     async fn cluster_info(
         &self,
         _request: Request<ClusterInfoRequest>,

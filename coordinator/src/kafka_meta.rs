@@ -6,6 +6,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs `query` with a consumer of `brokers` on a blocking thread; an error
@@ -37,20 +38,69 @@ async fn with_consumer<T: Send + 'static>(
 /// Number of partitions of `topic`; an error names the topic when it does not exist.
 pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, CoordinatorError> {
     with_consumer(brokers, topic, |consumer, t| {
-        let md = consumer
-            .fetch_metadata(Some(&t), Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        let topic = md
-            .topics()
-            .iter()
-            .find(|mt| mt.name() == t)
-            .ok_or_else(|| "topic missing from metadata".to_string())?;
-        if let Some(e) = topic.error() {
-            return Err(format!("{:?} (does the topic exist?)", e));
-        }
-        Ok(topic.partitions().len() as i32)
+        count_partitions(&consumer, &t)
     })
     .await
+}
+
+fn count_partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32, String> {
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    let found = md
+        .topics()
+        .iter()
+        .find(|mt| mt.name() == topic)
+        .ok_or_else(|| "topic missing from metadata".to_string())?;
+    if let Some(e) = found.error() {
+        return Err(format!("{:?} (does the topic exist?)", e));
+    }
+    Ok(found.partitions().len() as i32)
+}
+
+/// A metadata client of one Kafka cluster, kept for repeated queries.
+#[derive(Clone)]
+pub struct MetadataClient {
+    brokers: String,
+    consumer: Arc<BaseConsumer>,
+}
+
+impl MetadataClient {
+    /// A client of `brokers` (`host:port`, comma-separated); it connects on
+    /// its first query. Fails only when librdkafka refuses the settings.
+    pub fn new(brokers: &str) -> Result<Self, CoordinatorError> {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .map_err(|e| CoordinatorError::KafkaMetadata {
+                brokers: brokers.to_string(),
+                topic: String::new(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            brokers: brokers.to_string(),
+            consumer: Arc::new(consumer),
+        })
+    }
+
+    /// Number of partitions of `topic` now, asked of the brokers.
+    pub async fn partition_count(&self, topic: &str) -> Result<i32, CoordinatorError> {
+        let (consumer, t) = (self.consumer.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || {
+            // Nothing is assigned, but client errors queue up until polled.
+            while consumer.poll(Duration::ZERO).is_some() {}
+            count_partitions(&consumer, &t)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(|reason| CoordinatorError::KafkaMetadata {
+            brokers: self.brokers.clone(),
+            topic: topic.to_string(),
+            reason,
+        })
+    }
 }
 
 /// The next offset of every partition of `topic` now: where a source that

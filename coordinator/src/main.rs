@@ -3,6 +3,7 @@
 
 mod checkpoints;
 mod cluster_service;
+mod discovery;
 mod error;
 mod job_service;
 mod kafka_meta;
@@ -142,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(monitor::run(state.clone()));
     tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(transactions::run(state.clone()));
+    tokio::spawn(discovery::run(state.clone()));
     tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(job_service::JobApi {
             state: state.clone(),

@@ -2,6 +2,8 @@
 //! change is a [`Command`] applied through a [`MetaStore`], so the store can
 //! become a replicated log without the services changing.
 
+pub use events::{EventKind, JobEvent};
+
 use serde::{Deserialize, Serialize};
 use sluice_common::spec::SourceSpec;
 use sluice_common::{Fault, JobId, JobSpec, TaskId, WorkerId};
@@ -21,6 +23,9 @@ pub struct TaskRecord {
     /// Whose fault `error` is; a spec fault fails the job without restarts.
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// The highest `seq` of the task's offset resets recorded as events.
+    #[serde(default)]
+    pub resets_recorded: u64,
 }
 
 /// Where a subtask's keyed state snapshot lies in the checkpoint store, and
@@ -107,7 +112,8 @@ pub struct JobRecord {
     #[serde(with = "codec::spec")]
     pub spec: JobSpec,
     pub spec_json: String,
-    /// Partition count of the source topic, read at submission.
+    /// Partition count of the source topic: read at submission, raised when
+    /// partition discovery finds partitions added while the job runs.
     pub source_partitions: i32,
     #[serde(with = "codec::job_state")]
     pub state: JobState,
@@ -140,6 +146,12 @@ pub struct JobRecord {
     /// `crate::transactions`): none of them is left open.
     #[serde(default)]
     pub transactions_settled: bool,
+    /// What happened to the job lately, oldest first (the last [`events::MAX_EVENTS`]).
+    #[serde(default)]
+    pub events: Vec<JobEvent>,
+    /// Source offsets the job went past unread since it was submitted.
+    #[serde(default)]
+    pub offsets_skipped: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -204,6 +216,20 @@ pub enum Command {
     /// need not settle them again.
     TransactionsSettled {
         job: JobId,
+    },
+    /// The source topic has `partitions` partitions now, more than the job
+    /// knew: its source tasks read the new ones too (`p mod parallelism`).
+    AddPartitions {
+        job: JobId,
+        partitions: i32,
+        at_ms: i64,
+    },
+    /// Offset resets a source task reported, each with its `seq`; those
+    /// already recorded are ignored.
+    RecordOffsetResets {
+        job: JobId,
+        task: TaskId,
+        resets: Vec<(u64, JobEvent)>,
     },
 }
 
@@ -279,6 +305,8 @@ impl ClusterMeta {
                         checkpoint_ids_reserved: 0,
                         start_offsets,
                         transactions_settled: false,
+                        events: Vec::new(),
+                        offsets_skipped: 0,
                     },
                 );
                 Applied::JobCreated(id)
@@ -411,6 +439,39 @@ impl ClusterMeta {
                 Some(_) => Applied::Stale,
                 None => Applied::NotFound,
             },
+            Command::AddPartitions {
+                job,
+                partitions,
+                at_ms,
+            } => match self.jobs.get_mut(&job) {
+                Some(j) if partitions > j.source_partitions && j.wants_tasks_running() => {
+                    j.add_partitions(partitions, at_ms);
+                    Applied::Done
+                }
+                Some(_) => Applied::Stale,
+                None => Applied::NotFound,
+            },
+            Command::RecordOffsetResets { job, task, resets } => {
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return Applied::NotFound;
+                };
+                let Some(t) = j.tasks.iter_mut().find(|t| t.id == task) else {
+                    return Applied::NotFound;
+                };
+                let recorded = t.resets_recorded;
+                t.resets_recorded = resets.iter().map(|(seq, _)| *seq).fold(recorded, u64::max);
+                for (_, event) in resets.into_iter().filter(|(seq, _)| *seq > recorded) {
+                    // A restart from a checkpoint taken before a skip finds
+                    // the same gap again: the same records, counted once.
+                    if j.events.iter().any(|e| e.kind.repeats(&event.kind)) {
+                        continue;
+                    }
+                    j.offsets_skipped += event.kind.offsets_skipped();
+                    j.events.push(event);
+                }
+                j.trim_events();
+                Applied::Done
+            }
         }
     }
 }
@@ -428,6 +489,37 @@ impl Savepoint {
 }
 
 impl JobRecord {
+    fn push_event(&mut self, at_ms: i64, kind: EventKind) {
+        self.events.push(JobEvent {
+            at_ms,
+            attempt: self.attempt,
+            kind,
+        });
+        self.trim_events();
+    }
+
+    fn trim_events(&mut self) {
+        let drop = self.events.len().saturating_sub(events::MAX_EVENTS);
+        self.events.drain(..drop);
+    }
+
+    /// The source topic grew to `partitions`: the running attempt's source
+    /// tasks take the new ones as placement would have given them.
+    fn add_partitions(&mut self, partitions: i32, at_ms: i64) {
+        let SourceSpec::Kafka(source) = &self.spec.source;
+        let kind = EventKind::PartitionsAdded {
+            topic: source.topic.clone(),
+            from: self.source_partitions,
+            to: partitions,
+        };
+        self.push_event(at_ms, kind);
+        self.source_partitions = partitions;
+        let parallelism = self.spec.parallelism;
+        for t in self.tasks.iter_mut().filter(|t| t.stage == 0) {
+            t.partitions = crate::scheduler::source_partitions(t.index, parallelism, partitions);
+        }
+    }
+
     /// Moves the job along once its tasks say so: running when all run,
     /// restarting (or failed, once its restarts are used up) when one failed,
     /// cancelled once a cancelling job has no live task.
@@ -447,6 +539,15 @@ impl JobRecord {
                     .iter()
                     .find(|t| matches!(t.state, TaskState::Failed | TaskState::Cancelled));
                 if let Some(failed) = gone {
+                    let failure = EventKind::TaskFailed {
+                        task: failed.id.clone(),
+                        worker: failed.worker.clone(),
+                        error: match failed.state {
+                            TaskState::Cancelled => "stopped by its worker".into(),
+                            _ => failed.error.clone().unwrap_or_default(),
+                        },
+                        fault: failed.fault,
+                    };
                     let reason = match failed.state {
                         TaskState::Cancelled => format!(
                             "task {} on {} was stopped by its worker",
@@ -459,13 +560,14 @@ impl JobRecord {
                             failed.error.as_deref().unwrap_or("no reason given")
                         ),
                     };
-                    let retriable = failed.fault.is_none_or(Fault::retriable);
-                    if !retriable {
+                    let fault = failed.fault;
+                    self.push_event(at_ms, failure);
+                    if !fault.is_none_or(Fault::retriable) {
                         // Restarting into the same spec cannot help.
                         self.state = JobState::Failed;
                         self.failure = Some(format!(
                             "{reason} ({}: not restarted)",
-                            failed.fault.unwrap_or(Fault::Spec)
+                            fault.unwrap_or(Fault::Spec)
                         ));
                     } else if self.restarts < self.spec.restart.max_attempts {
                         self.restart(reason, at_ms);
@@ -476,6 +578,10 @@ impl JobRecord {
                         } else {
                             format!("{reason} (after {} restarts)", self.restarts)
                         });
+                    }
+                    if self.state == JobState::Failed {
+                        let reason = self.failure.clone().unwrap_or_default();
+                        self.push_event(at_ms, EventKind::JobFailed { reason });
                     }
                 } else if self.tasks.iter().all(|t| t.state == TaskState::Running) {
                     self.state = JobState::Running;
@@ -497,6 +603,14 @@ impl JobRecord {
     /// Drops the failed attempt's tasks; the scheduler places a new attempt,
     /// restored from the latest completed checkpoint, once the backoff passed.
     fn restart(&mut self, reason: String, at_ms: i64) {
+        let backoff = self.spec.restart.backoff_for(self.restarts + 1);
+        self.push_event(
+            at_ms,
+            EventKind::Restarted {
+                attempt: self.attempt + 1,
+                backoff_ms: backoff.as_millis() as u64,
+            },
+        );
         self.restarts += 1;
         self.attempt += 1;
         // A stop interrupted by a failure: the job runs on from its latest
@@ -505,8 +619,7 @@ impl JobRecord {
         self.last_failure = Some(reason);
         self.tasks.clear();
         self.state = JobState::Scheduling;
-        self.not_before_ms =
-            at_ms + self.spec.restart.backoff_for(self.restarts).as_millis() as i64;
+        self.not_before_ms = at_ms + backoff.as_millis() as i64;
     }
 
     /// Whether workers should be running this job's tasks.
@@ -531,5 +644,6 @@ impl JobRecord {
 }
 
 mod codec;
+mod events;
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,14 @@ pub fn free_slots(meta: &ClusterMeta, workers: &[WorkerEntry]) -> BTreeMap<Worke
         .collect()
 }
 
+/// The partitions of a topic of `count` that source subtask `index` of
+/// `parallelism` reads: partition `p` goes to subtask `p mod parallelism`.
+pub fn source_partitions(index: u32, parallelism: u32, count: i32) -> Vec<i32> {
+    (0..count)
+        .filter(|p| (*p as u32) % parallelism == index)
+        .collect()
+}
+
 pub fn place(
     job: &JobRecord,
     mut free: BTreeMap<WorkerId, u32>,
@@ -69,9 +77,7 @@ pub fn place(
         for (index, worker) in slot_worker.iter().enumerate() {
             let index = index as u32;
             let partitions = if stage == 0 {
-                (0..job.source_partitions)
-                    .filter(|part| (*part as u32) % p == index)
-                    .collect()
+                source_partitions(index, p, job.source_partitions)
             } else {
                 Vec::new()
             };
@@ -84,6 +90,7 @@ pub fn place(
                 state: TaskState::Deploying,
                 error: None,
                 fault: None,
+                resets_recorded: 0,
             });
         }
     }

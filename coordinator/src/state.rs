@@ -34,6 +34,9 @@ pub struct Coordinator<S> {
 
 pub type Shared<S> = Arc<Coordinator<S>>;
 
+/// Events a job's status carries; `ListJobEvents` gives them all.
+const RECENT_EVENTS: usize = 5;
+
 impl<S: MetaStore> Coordinator<S> {
     pub fn new(store: S, timing: Timing, checkpoint_store: CheckpointStore) -> Shared<S> {
         Arc::new(Self {
@@ -105,6 +108,11 @@ impl<S: MetaStore> Coordinator<S> {
             last_checkpoint_age_ms: last_checkpoint_age_ms.unwrap_or(0),
             stopped_with_savepoint: job.stopped_with.clone().unwrap_or_default(),
             from_savepoint: job.from_savepoint.clone().unwrap_or_default(),
+            recent_events: job.events[job.events.len().saturating_sub(RECENT_EVENTS)..]
+                .iter()
+                .map(|e| e.to_proto())
+                .collect(),
+            offsets_skipped: job.offsets_skipped,
         }
     }
 

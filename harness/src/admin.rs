@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -15,13 +15,27 @@ use std::time::{Duration, Instant};
 
 /// Creates `topic` with `partitions` partitions; an existing topic is fine.
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    create_topic_with(brokers, topic, partitions, &[]).await
+}
+
+/// Creates `topic` with topic-level `config` (such as `max.message.bytes`).
+pub async fn create_topic_with(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .context("cannot create Kafka admin client")?;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in config {
+        new = new.set(k, v);
+    }
     let results = admin
         .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &[new],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         )
         .await
@@ -33,6 +47,81 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow
         }
     }
     Ok(())
+}
+
+fn admin_client(brokers: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("cannot create Kafka admin client")
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
+}
+
+/// Grows `topic` to `partitions` partitions, as operators grow a busy topic.
+pub async fn add_partitions(brokers: &str, topic: &str, partitions: usize) -> anyhow::Result<()> {
+    let results = admin_client(brokers)?
+        .create_partitions(&[NewPartitions::new(topic, partitions)], &admin_options())
+        .await
+        .with_context(|| format!("cannot add partitions to `{topic}`"))?;
+    for r in results {
+        if let Err((t, e)) = r {
+            anyhow::bail!("cannot grow `{t}` to {partitions} partitions: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the records of `topic`'s `partition` before `offset`, as retention does.
+pub async fn delete_records(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    let result = admin_client(brokers)?
+        .delete_records(&tpl, &admin_options())
+        .await
+        .with_context(|| format!("cannot delete records of `{topic}` [{partition}]"))?;
+    for e in result.elements() {
+        if let Err(err) = e.error() {
+            anyhow::bail!("cannot delete records of `{topic}` [{partition}]: {err}");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes `topic` and creates it again with `partitions` partitions, empty;
+/// returns once the new topic exists (the broker refuses the name while
+/// the old topic is being deleted).
+pub async fn recreate_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin = admin_client(brokers)?;
+    for r in admin.delete_topics(&[topic], &admin_options()).await? {
+        if let Err((t, e)) = r {
+            anyhow::bail!("cannot delete topic `{t}`: {e}");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let created = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &admin_options(),
+            )
+            .await?;
+        match created.into_iter().next() {
+            Some(Ok(_)) => return Ok(()),
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Some(Err((t, e))) => anyhow::bail!("cannot create topic `{t}` again: {e}"),
+            None => anyhow::bail!("no answer creating topic `{topic}` again"),
+        }
+    }
 }
 
 pub async fn cassandra_session(host: &str) -> anyhow::Result<Session> {
@@ -64,6 +153,58 @@ pub async fn run_cql(session: &Session, text: &str) -> anyhow::Result<usize> {
         n += 1;
     }
     Ok(n)
+}
+
+/// A message to produce as it is: `None` as value is a tombstone (no value
+/// at all), unlike an empty value.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Produces `records` in order with one producer and one flush, so they
+/// land in one fetch; waits until every one is acknowledged.
+pub async fn produce_raw(brokers: &str, topic: &str, records: &[RawRecord]) -> anyhow::Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "500")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .context("cannot create producer")?;
+    let mut deliveries = Vec::new();
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in &r.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: value.as_deref(),
+            });
+        }
+        let mut msg = FutureRecord::<[u8], [u8]>::to(topic)
+            .partition(r.partition)
+            .headers(headers);
+        if let Some(k) = &r.key {
+            msg = msg.key(k);
+        }
+        if let Some(v) = &r.value {
+            msg = msg.payload(v);
+        }
+        let delivery = producer
+            .send_result(msg)
+            .map_err(|(e, _)| anyhow::anyhow!("cannot produce to {topic}: {e}"))?;
+        deliveries.push(delivery);
+    }
+    for d in deliveries {
+        d.await
+            .context("producer dropped a message")?
+            .map_err(|(e, _)| anyhow::anyhow!("{topic} refused a message: {e}"))?;
+    }
+    Ok(())
 }
 
 /// A message read back from a topic.

@@ -29,6 +29,30 @@ pub fn kafka_libs() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// Apache Flink, for `bench compare`: the release line the seeds ran on.
+pub const FLINK_VERSION: &str = "1.20.5";
+const FLINK_KAFKA_CONNECTOR: &str = "3.4.0-1.20";
+
+/// The directory of the jars a Flink job reading and writing Kafka needs in
+/// a local MiniCluster, installing them if needed.
+pub fn flink_libs() -> anyhow::Result<PathBuf> {
+    install(
+        &format!("flink-{FLINK_VERSION}"),
+        "Apache Flink",
+        &[
+            ("org.apache.flink", "flink-streaming-java", FLINK_VERSION),
+            ("org.apache.flink", "flink-clients", FLINK_VERSION),
+            ("org.apache.flink", "flink-connector-base", FLINK_VERSION),
+            (
+                "org.apache.flink",
+                "flink-connector-kafka",
+                FLINK_KAFKA_CONNECTOR,
+            ),
+            ("org.slf4j", "slf4j-simple", "1.7.36"),
+        ],
+    )
+}
+
 /// The directory of Cassandra's jars, installing them if needed.
 pub fn cassandra_libs() -> anyhow::Result<PathBuf> {
     install(

@@ -342,6 +342,13 @@ impl SluiceCluster {
         }
     }
 
+    pub fn coordinator_pid(&self, index: usize) -> Option<u32> {
+        self.coordinators
+            .get(index)?
+            .as_ref()
+            .map(ManagedChild::pid)
+    }
+
     pub fn worker_pid(&self, index: usize) -> Option<u32> {
         self.workers.get(index)?.as_ref().map(ManagedChild::pid)
     }

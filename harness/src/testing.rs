@@ -179,6 +179,17 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
+/// Peak resident memory of a process in bytes (`VmHWM`), from /proc.
+pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc status")?;
+    Ok(kb * 1024)
+}
+
 /// Writes `spec` to a file under `dir`, submits it with `jobctl` (with `env`
 /// for its `${VAR}` references) and returns the job id.
 pub fn submit(

@@ -99,6 +99,15 @@ enum Command {
         /// Job id.
         job: String,
     },
+    /// List what happened to a job lately (its last 100 events), oldest
+    /// first: source offsets skipped because retention deleted them before
+    /// the job read them, or reset after the topic was recreated; partitions
+    /// added to the source topic; task failures, with their error and whose
+    /// fault it was; restarts; the job's final failure.
+    Events {
+        /// Job id.
+        job: String,
+    },
     /// Show the coordinator group (each member's view: role, leader, term,
     /// last log index, applied index, snapshot index), or change its membership.
     Cluster {
@@ -272,6 +281,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
             out.checkpoints(&resp);
+        }
+        Command::Events { job } => {
+            let resp = at(REQUEST_TIMEOUT)
+                .call(|mut c| {
+                    let job_id = job.clone();
+                    async move { c.list_job_events(ListJobEventsRequest { job_id }).await }
+                })
+                .await?;
+            out.events(&resp.events);
         }
         Command::Workers => {
             let resp = at(REQUEST_TIMEOUT)

@@ -95,9 +95,59 @@ fn task_json(t: &TaskStatus) -> Value {
     json!({
         "task_id": t.task_id, "stage": t.stage, "index": t.index, "worker_id": t.worker_id,
         "state": task_state(t.state), "partitions": t.partitions, "error": t.error,
+        "fault": fault(t.fault),
         "records_in": m.records_in, "records_out": m.records_out, "dead_lettered": m.dead_lettered,
         "open_transaction_age_ms": m.open_transaction_age_ms,
+        "offsets_skipped": m.offsets_skipped,
     })
+}
+
+/// Whose fault a task's error is (`record`, `spec`, `external`, `internal`);
+/// null when it did not fail.
+fn fault(f: i32) -> Value {
+    match fault_name(f) {
+        "" => Value::Null,
+        name => name.into(),
+    }
+}
+
+fn fault_name(f: i32) -> &'static str {
+    match Fault::try_from(f).unwrap_or_default() {
+        Fault::Record => "record",
+        Fault::Spec => "spec",
+        Fault::External => "external",
+        Fault::Internal => "internal",
+        Fault::Unspecified => "",
+    }
+}
+
+/// A time in ms since the epoch as RFC 3339 UTC, to the millisecond.
+fn time_text(at_ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// An event with the fields its kind uses.
+fn event_json(e: &JobEvent) -> Value {
+    let mut v = json!({
+        "at_ms": e.at_ms, "at": time_text(e.at_ms), "kind": e.kind, "attempt": e.attempt,
+        "message": e.message,
+    });
+    let fields = match e.kind.as_str() {
+        "offsets_skipped" | "offsets_reset" => json!({
+            "task_id": e.task_id, "topic": e.topic, "partition": e.partition,
+            "from_offset": e.from_offset, "to_offset": e.to_offset, "count": e.count,
+        }),
+        "partitions_added" => json!({ "topic": e.topic, "count": e.count }),
+        "task_failed" => json!({
+            "task_id": e.task_id, "error": e.error, "fault": fault_name(e.fault),
+        }),
+        _ => json!({}),
+    };
+    if let (Some(v), Value::Object(fields)) = (v.as_object_mut(), fields) {
+        v.extend(fields);
+    }
+    v
 }
 
 fn job_json(j: &JobStatus) -> Value {
@@ -109,6 +159,8 @@ fn job_json(j: &JobStatus) -> Value {
         "last_checkpoint_id": j.last_checkpoint_id, "last_checkpoint_age_ms": j.last_checkpoint_age_ms,
         "stopped_with_savepoint": j.stopped_with_savepoint, "from_savepoint": j.from_savepoint,
         "warnings": j.warnings,
+        "offsets_skipped": j.offsets_skipped,
+        "recent_events": j.recent_events.iter().map(event_json).collect::<Vec<_>>(),
         "tasks": j.tasks.iter().map(task_json).collect::<Vec<_>>(),
     })
 }
@@ -178,6 +230,18 @@ impl Printer {
                 for warning in &j.warnings {
                     println!("warning:     {warning}");
                 }
+                if j.offsets_skipped > 0 {
+                    println!(
+                        "offsets skipped: {} (deleted before the job read them; see `jobctl events {}`)",
+                        j.offsets_skipped, j.job_id
+                    );
+                }
+                if !j.recent_events.is_empty() {
+                    println!("recent events:");
+                    for e in &j.recent_events {
+                        println!("  {}  {}", time_text(e.at_ms), e.message);
+                    }
+                }
                 println!();
                 table(
                     &[
@@ -206,7 +270,12 @@ impl Printer {
                                 m.records_in.to_string(),
                                 m.records_out.to_string(),
                                 m.dead_lettered.to_string(),
-                                t.error.clone(),
+                                match fault(t.fault) {
+                                    Value::Null => t.error.clone(),
+                                    f => {
+                                        format!("[{}] {}", f.as_str().unwrap_or_default(), t.error)
+                                    }
+                                },
                             ]
                         })
                         .collect(),
@@ -344,6 +413,26 @@ impl Printer {
                 );
                 println!("abandoned since the coordinator started: {}", resp.failed);
             }
+        }
+    }
+
+    pub fn events(&self, events: &[JobEvent]) {
+        match self.format {
+            Format::Json => self.json(Value::Array(events.iter().map(event_json).collect())),
+            Format::Table => table(
+                &["TIME", "ATTEMPT", "KIND", "EVENT"],
+                events
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            time_text(e.at_ms),
+                            e.attempt.to_string(),
+                            e.kind.clone(),
+                            e.message.clone(),
+                        ]
+                    })
+                    .collect(),
+            ),
         }
     }
 

@@ -178,6 +178,10 @@ impl Control {
                 for dep in resp.deploy {
                     self.tasks.deploy(dep);
                 }
+                for sp in resp.source_partitions {
+                    self.tasks
+                        .assign_partitions(&TaskId::new(sp.task_id), sp.partitions);
+                }
                 // Repeats what the command stream said, in case it was lost:
                 // the latest completed and abandoned checkpoint of each job.
                 let mut settled: std::collections::BTreeMap<(String, u32), (u64, u64)> =

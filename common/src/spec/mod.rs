@@ -9,7 +9,9 @@ pub use sink::{
     BlackholeSinkSpec, CassandraSinkSpec, DEFAULT_S3_PATH, DeadLetterSpec, KafkaDeadLetterSpec,
     KafkaSinkSpec, S3SinkSpec, S3Target, SinkSpec,
 };
-pub use source::{KafkaSourceSpec, SourceFormat, SourceSpec, StartFrom};
+pub use source::{
+    DEFAULT_PARTITION_DISCOVERY, KafkaSourceSpec, SourceFormat, SourceSpec, StartFrom,
+};
 pub use transform::{DedupSpec, PairSumSpec, TransformSpec};
 
 use crate::env::resolve_env;

@@ -97,6 +97,9 @@ pub struct KafkaDeadLetterSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brokers: Option<String>,
     pub topic: String,
+    /// librdkafka producer settings, passed through (security, compression...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
 }
 
 impl SinkSpec {
@@ -211,11 +214,13 @@ impl DeadLetterSpec {
         let mut o = Obj::new(&path, body, p)?;
         let brokers = o.opt_string("brokers", p);
         let topic = o.string("topic", p);
+        let properties = o.opt_string_map("properties", p);
         o.finish(p);
         Some(Self {
             kafka: KafkaDeadLetterSpec {
                 brokers,
                 topic: topic?,
+                properties,
             },
         })
     }

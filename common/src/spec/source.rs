@@ -2,6 +2,13 @@ use super::reader::{Obj, Problems};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How often the coordinator looks for partitions added to a source topic,
+/// unless the spec says otherwise.
+pub const DEFAULT_PARTITION_DISCOVERY: Duration = Duration::from_secs(10);
+/// Each look is a metadata request to the brokers: not more often than this.
+const MIN_PARTITION_DISCOVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -35,6 +42,45 @@ pub struct KafkaSourceSpec {
     /// librdkafka consumer settings passed through unchanged.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, String>,
+    /// How often the coordinator checks the topic's partition count while
+    /// the job runs; partitions added are read from their beginning. `None`
+    /// (`partition_discovery: off`): the partitions of submission only.
+    #[serde(serialize_with = "serialize_discovery")]
+    pub partition_discovery: Option<Duration>,
+}
+
+fn serialize_discovery<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => super::serialize_duration(d, s),
+        None => s.serialize_str("off"),
+    }
+}
+
+/// `partition_discovery`: a duration of at least [`MIN_PARTITION_DISCOVERY`], or `off`.
+fn read_discovery(o: &mut Obj<'_>, p: &mut Problems) -> Option<Option<Duration>> {
+    let path = o.path_of("partition_discovery");
+    match o.get("partition_discovery") {
+        None => return Some(Some(DEFAULT_PARTITION_DISCOVERY)),
+        Some(Value::Bool(false)) => return Some(None),
+        Some(Value::String(s)) if s == "off" => return Some(None),
+        Some(_) => {}
+    }
+    let d = o.opt_duration("partition_discovery", p)?;
+    if d < MIN_PARTITION_DISCOVERY {
+        p.push(
+            &path,
+            format!(
+                "must be at least {} (or `off`), found {}",
+                humantime::format_duration(MIN_PARTITION_DISCOVERY),
+                humantime::format_duration(d)
+            ),
+        );
+        return None;
+    }
+    Some(Some(d))
 }
 
 impl SourceSpec {
@@ -67,6 +113,7 @@ impl SourceSpec {
             }
         };
         let properties = o.opt_string_map("properties", p);
+        let partition_discovery = read_discovery(&mut o, p);
         o.finish(p);
         Some(Self::Kafka(KafkaSourceSpec {
             brokers: brokers?,
@@ -75,6 +122,7 @@ impl SourceSpec {
             format: format?,
             start_from: start_from?,
             properties,
+            partition_discovery: partition_discovery?,
         }))
     }
 }

@@ -183,3 +183,36 @@ fn syntax_errors_are_reported() {
         Err(SpecError::Syntax(_))
     ));
 }
+
+#[test]
+fn partition_discovery_is_on_by_default_can_be_set_or_turned_off() {
+    let with = |discovery: &str| {
+        format!(
+            r#"{{"name": "j", "source": {{"kafka": {{"brokers": "b:1", "topic": "t"{discovery}}}}},
+                "sink": {{"kafka": {{"brokers": "b:1", "topic": "out"}}}}}}"#
+        )
+    };
+    let discovery = |text: &str| {
+        let spec = JobSpec::parse(text, &env).expect("valid spec");
+        let again = JobSpec::parse_resolved(&spec.to_json()).expect("canonical form parses");
+        let SourceSpec::Kafka(k) = &again.source;
+        k.partition_discovery
+    };
+    assert_eq!(discovery(&with("")), Some(DEFAULT_PARTITION_DISCOVERY));
+    assert_eq!(
+        discovery(&with(r#", "partition_discovery": "2s""#)),
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(discovery(&with(r#", "partition_discovery": "off""#)), None);
+    assert_eq!(discovery(&with(r#", "partition_discovery": false"#)), None);
+    let p = problems(&with(r#", "partition_discovery": "100ms""#));
+    assert!(
+        has(&p, "source.kafka.partition_discovery", "at least 1s"),
+        "{p:?}"
+    );
+    let p = problems(&with(r#", "partition_discovery": "often""#));
+    assert!(
+        has(&p, "source.kafka.partition_discovery", "not a duration"),
+        "{p:?}"
+    );
+}

@@ -97,7 +97,7 @@ impl TransformSpec {
                     );
                     return None;
                 };
-                check_vrl(&path, program, p)?;
+                check_vrl(&path, program, kind == "filter", p)?;
                 Some(if kind == "remap" {
                     Self::Remap(program.clone())
                 } else {
@@ -135,8 +135,13 @@ impl TransformSpec {
 }
 
 #[cfg(feature = "vrl")]
-fn check_vrl(path: &str, program: &str, p: &mut Problems) -> Option<()> {
-    match crate::vrl_program::VrlProgram::compile(program) {
+fn check_vrl(path: &str, program: &str, condition: bool, p: &mut Problems) -> Option<()> {
+    let compiled = if condition {
+        crate::vrl_program::VrlProgram::compile_condition(program)
+    } else {
+        crate::vrl_program::VrlProgram::compile(program)
+    };
+    match compiled {
         Ok(_) => Some(()),
         Err(e) => {
             for message in e.messages {
@@ -148,6 +153,6 @@ fn check_vrl(path: &str, program: &str, p: &mut Problems) -> Option<()> {
 }
 
 #[cfg(not(feature = "vrl"))]
-fn check_vrl(_path: &str, _program: &str, _p: &mut Problems) -> Option<()> {
+fn check_vrl(_path: &str, _program: &str, _condition: bool, _p: &mut Problems) -> Option<()> {
     Some(())
 }

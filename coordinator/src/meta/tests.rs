@@ -20,6 +20,7 @@ fn task(job: &JobId, index: u32) -> TaskRecord {
         state: TaskState::Deploying,
         error: None,
         fault: None,
+        resets_recorded: 0,
     }
 }
 
@@ -318,4 +319,167 @@ fn a_cancelled_job_has_transactions_to_settle_and_a_running_one_none() {
     set(&mut meta, &job, 1, TaskState::Cancelled, None);
     assert_eq!(meta.jobs[&job].state, JobState::Cancelled);
     assert!(meta.jobs[&job].transactions_to_settle());
+}
+
+#[test]
+fn partitions_added_to_the_topic_go_to_the_running_source_tasks_and_later_attempts() {
+    let (mut meta, job) = submitted(3);
+    set(&mut meta, &job, 0, TaskState::Running, None);
+    set(&mut meta, &job, 1, TaskState::Running, None);
+    let add = |meta: &mut ClusterMeta, partitions| {
+        meta.apply(Command::AddPartitions {
+            job: job.clone(),
+            partitions,
+            at_ms: 5_000,
+        })
+    };
+    assert_eq!(add(&mut meta, 2), Applied::Stale, "not more than known");
+    assert_eq!(add(&mut meta, 5), Applied::Done);
+    let j = &meta.jobs[&job];
+    assert_eq!(j.source_partitions, 5);
+    let lists: Vec<Vec<i32>> = j.tasks.iter().map(|t| t.partitions.clone()).collect();
+    assert_eq!(lists, vec![vec![0, 2, 4], vec![1, 3]], "p mod parallelism");
+    let added = j.events.last().expect("an event").to_proto();
+    assert_eq!((added.kind.as_str(), added.count), ("partitions_added", 3));
+    assert!(added.message.contains("from 2 to 5"), "{}", added.message);
+    // A restart places the new attempt on the grown topic.
+    set(&mut meta, &job, 0, TaskState::Failed, Some("boom"));
+    let j = &meta.jobs[&job];
+    assert_eq!(j.source_partitions, 5);
+    let free = [(WorkerId::from_seq(1), 4)].into();
+    let placed = crate::scheduler::place(j, free).expect("fits");
+    let sources: Vec<Vec<i32>> = placed
+        .iter()
+        .filter(|t| t.stage == 0)
+        .map(|t| t.partitions.clone())
+        .collect();
+    assert_eq!(sources, vec![vec![0, 2, 4], vec![1, 3]]);
+}
+
+#[test]
+fn failures_and_restarts_are_job_events() {
+    let (mut meta, job) = submitted(1);
+    meta.apply(Command::SetTaskState {
+        job: job.clone(),
+        task: TaskId::for_subtask(&job, 0, 1, 0),
+        state: TaskState::Failed,
+        error: Some("broker unreachable".into()),
+        fault: Some(Fault::External),
+        at_ms: 10_000,
+    });
+    let kinds = |meta: &ClusterMeta| -> Vec<String> {
+        meta.jobs[&job]
+            .events
+            .iter()
+            .map(|e| e.to_proto().kind)
+            .collect()
+    };
+    assert_eq!(kinds(&meta), vec!["task_failed", "restarted"]);
+    let failed = meta.jobs[&job].events[0].to_proto();
+    assert_eq!(failed.error, "broker unreachable");
+    assert_eq!(failed.fault, sluice_proto::Fault::External as i32);
+    assert_eq!(failed.at_ms, 10_000);
+    let restarted = meta.jobs[&job].events[1].to_proto();
+    assert_eq!(restarted.attempt, 0, "dated in the attempt that ended");
+    assert!(
+        restarted.message.contains("attempt 1"),
+        "{}",
+        restarted.message
+    );
+    // The second failure uses up the restarts: the job fails for good.
+    let attempt1 = |index| TaskRecord {
+        id: TaskId::for_subtask(&job, 0, index, 1),
+        ..task(&job, index)
+    };
+    meta.apply(Command::AssignTasks {
+        job: job.clone(),
+        tasks: vec![attempt1(0), attempt1(1)],
+    });
+    meta.apply(Command::SetTaskState {
+        job: job.clone(),
+        task: TaskId::for_subtask(&job, 0, 0, 1),
+        state: TaskState::Failed,
+        error: Some("broker unreachable".into()),
+        fault: Some(Fault::External),
+        at_ms: 20_000,
+    });
+    assert_eq!(
+        kinds(&meta),
+        vec!["task_failed", "restarted", "task_failed", "job_failed"]
+    );
+}
+
+fn out_of_range(job: &JobId, position: i64, low: i64, high: i64) -> JobEvent {
+    JobEvent {
+        at_ms: 1,
+        attempt: 0,
+        kind: EventKind::OffsetsOutOfRange {
+            task: TaskId::for_subtask(job, 0, 0, 0),
+            topic: "t".into(),
+            partition: 0,
+            position,
+            low,
+            high,
+        },
+    }
+}
+
+#[test]
+fn offset_resets_are_recorded_once_and_skipped_offsets_counted() {
+    let (mut meta, job) = submitted(3);
+    let task = TaskId::for_subtask(&job, 0, 0, 0);
+    let record = |meta: &mut ClusterMeta, resets: Vec<(u64, JobEvent)>| {
+        meta.apply(Command::RecordOffsetResets {
+            job: job.clone(),
+            task: task.clone(),
+            resets,
+        })
+    };
+    let first = (1, out_of_range(&job, 100, 150, 200));
+    assert_eq!(record(&mut meta, vec![first.clone()]), Applied::Done);
+    // Every report repeats the task's resets: recorded once.
+    let second = (2, out_of_range(&job, 150, 180, 300));
+    record(&mut meta, vec![first.clone(), second]);
+    let j = &meta.jobs[&job];
+    assert_eq!(j.events.len(), 2);
+    assert_eq!(j.offsets_skipped, 50 + 30);
+    assert_eq!(j.tasks[0].resets_recorded, 2);
+    // A later attempt restored from before the skip finds the same gap.
+    let again = (1, out_of_range(&job, 100, 150, 260));
+    let mut meta2 = meta.clone();
+    meta2.jobs.get_mut(&job).expect("job").tasks[0].resets_recorded = 0;
+    record(&mut meta2, vec![again]);
+    assert_eq!(meta2.jobs[&job].offsets_skipped, 80, "counted once");
+    // A topic recreated under the job: a reset, nothing counted as skipped.
+    record(&mut meta, vec![(3, out_of_range(&job, 300, 0, 20))]);
+    assert_eq!(meta.jobs[&job].offsets_skipped, 80);
+    assert_eq!(
+        meta.jobs[&job].events.last().map(|e| e.to_proto().kind),
+        Some("offsets_reset".into())
+    );
+}
+
+#[test]
+fn a_job_keeps_its_last_hundred_events() {
+    let (mut meta, job) = submitted(3);
+    let resets = (1..=150)
+        .map(|i| {
+            (
+                i,
+                out_of_range(&job, i as i64 * 10, i as i64 * 10 + 1, 10_000),
+            )
+        })
+        .collect();
+    meta.apply(Command::RecordOffsetResets {
+        job: job.clone(),
+        task: TaskId::for_subtask(&job, 0, 0, 0),
+        resets,
+    });
+    let j = &meta.jobs[&job];
+    assert_eq!(j.events.len(), 100);
+    assert_eq!(
+        j.offsets_skipped, 150,
+        "the count keeps what the list dropped"
+    );
+    assert_eq!(j.events[0].to_proto().from_offset, 510);
 }

@@ -21,6 +21,8 @@ impl fmt::Display for Command {
             Self::SetJobState { job, .. } => ("job state", job.as_str()),
             Self::ReserveCheckpointIds { job, .. } => ("reserve checkpoint ids", job.as_str()),
             Self::TransactionsSettled { job } => ("transactions settled", job.as_str()),
+            Self::AddPartitions { job, .. } => ("add partitions", job.as_str()),
+            Self::RecordOffsetResets { job, .. } => ("offset resets", job.as_str()),
         };
         write!(f, "{what} ({job})")
     }

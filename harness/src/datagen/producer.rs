@@ -66,6 +66,34 @@ pub async fn produce_keyed(
     Ok(sent)
 }
 
+/// Produces each payload to the partition it names, in order, and returns
+/// once the broker acknowledged every message.
+pub async fn produce_to_partitions(
+    brokers: &str,
+    topic: &str,
+    messages: impl Iterator<Item = (i32, String)>,
+) -> anyhow::Result<usize> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .context("cannot create Kafka producer")?;
+    let mut pending = Vec::new();
+    for (partition, payload) in messages {
+        let record = FutureRecord::<String, String>::to(topic)
+            .payload(&payload)
+            .partition(partition);
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(e, _)| anyhow::anyhow!("cannot produce to `{topic}` [{partition}]: {e}"))?;
+        pending.push(delivery);
+    }
+    let sent = pending.len();
+    await_all(&mut pending, topic).await?;
+    Ok(sent)
+}
+
 async fn await_all(
     pending: &mut Vec<rdkafka::producer::DeliveryFuture>,
     topic: &str,

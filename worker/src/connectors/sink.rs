@@ -48,7 +48,7 @@ impl SinkWriter {
                     TransactionalKafkaSink::build(k, ids, restored).await?,
                 ))
             }
-            SinkSpec::Kafka(k) => Self::Kafka(KafkaSink::build(k)?),
+            SinkSpec::Kafka(k) => Self::Kafka(KafkaSink::build(k).await?),
             // Every Cassandra write is acknowledged before the next batch, so a
             // barrier finds nothing pending; replays are upserts.
             SinkSpec::Cassandra(c) => Self::Cassandra(Box::new(CassandraSink::build(c).await?)),

@@ -204,14 +204,14 @@ mod tests {
     use crate::record::Origin;
 
     fn rec(n: i64) -> Record {
-        Record {
-            value: vrl::value::Value::from(n),
-            origin: Origin {
+        Record::new(
+            vrl::value::Value::from(n),
+            Origin {
                 topic: "t".into(),
                 partition: 0,
                 offset: n,
             },
-        }
+        )
     }
 
     /// An inbox with two senders.

@@ -6,6 +6,7 @@ mod inbox;
 mod peers;
 mod router;
 mod server;
+mod value_codec;
 mod wire;
 
 pub use inbox::{AlignedInput, Event, InboxKey, Inboxes};

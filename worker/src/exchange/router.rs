@@ -3,7 +3,7 @@
 
 use super::inbox::{Frame, InboxKey, Inboxes};
 use super::peers::Peers;
-use super::wire::to_wire;
+use super::wire::to_batches;
 use crate::error::{Result, WorkerError};
 use crate::record::{FailedAt, Failure, Record};
 use crate::state::{group_of, key_of};
@@ -11,7 +11,7 @@ use sluice_common::JobId;
 use sluice_common::keys::{DEFAULT_MAX_PARALLELISM, subtask_of_group};
 use sluice_proto::exchange_frame::Kind;
 use sluice_proto::exchange_service_client::ExchangeServiceClient;
-use sluice_proto::{ExchangeFrame, ExchangeHeader, RecordBatch};
+use sluice_proto::{ExchangeFrame, ExchangeHeader};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -108,7 +108,7 @@ impl Router {
     }
 
     fn target(&self, record: &Record) -> std::result::Result<u32, String> {
-        let key = key_of(&record.value, &self.key_fields)?;
+        let key = key_of(record, &self.key_fields)?;
         Ok(subtask_of_group(
             group_of(&key),
             DEFAULT_MAX_PARALLELISM,
@@ -178,26 +178,10 @@ fn wire_frames(frame: Frame) -> Vec<ExchangeFrame> {
     let wrap = |kind| ExchangeFrame { kind: Some(kind) };
     match frame_kind(frame) {
         Ok(kind) => vec![wrap(kind)],
-        Err(records) => {
-            let mut out = Vec::new();
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            for r in &records {
-                let w = to_wire(r);
-                bytes += w.value.len() + w.topic.len() + 16;
-                batch.push(w);
-                if bytes >= super::MAX_FRAME_BYTES {
-                    out.push(wrap(Kind::Records(RecordBatch {
-                        records: std::mem::take(&mut batch),
-                    })));
-                    bytes = 0;
-                }
-            }
-            if !batch.is_empty() {
-                out.push(wrap(Kind::Records(RecordBatch { records: batch })));
-            }
-            out
-        }
+        Err(records) => to_batches(&records, super::MAX_FRAME_BYTES)
+            .into_iter()
+            .map(|b| wrap(Kind::Records(b)))
+            .collect(),
     }
 }
 

@@ -1,5 +1,5 @@
 use super::inbox::{Frame, InboxKey, Inboxes};
-use super::wire::from_wire;
+use super::wire::from_batch;
 use sluice_common::JobId;
 use sluice_proto::exchange_frame::Kind;
 use sluice_proto::exchange_service_server::ExchangeService;
@@ -44,14 +44,9 @@ impl ExchangeService for ExchangeServer {
         let gone = || Status::cancelled(format!("subtask {key:?} stopped"));
         while let Some(frame) = stream.message().await? {
             let frame = match frame.kind {
-                Some(Kind::Records(batch)) => Frame::Records(
-                    batch
-                        .records
-                        .into_iter()
-                        .map(from_wire)
-                        .collect::<Result<_, _>>()
-                        .map_err(Status::data_loss)?,
-                ),
+                Some(Kind::Records(batch)) => {
+                    Frame::Records(from_batch(batch).map_err(Status::data_loss)?)
+                }
                 Some(Kind::Barrier(b)) => Frame::Barrier(b.checkpoint_id),
                 Some(Kind::End(_)) => Frame::End,
                 Some(Kind::Header(_)) | None => {

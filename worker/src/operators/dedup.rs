@@ -36,11 +36,11 @@ impl Dedup {
 
     /// `true` when the record is the first of its dedup key within the TTL.
     fn first_seen(&mut self, record: &Record, now: i64) -> Result<bool, String> {
-        let key = key_of(&record.value, &self.key_fields)?;
+        let key = key_of(record, &self.key_fields)?;
         let dedup_key = if self.fields.is_empty() {
             String::new()
         } else {
-            key_of(&record.value, &self.fields)?
+            key_of(record, &self.fields)?
         };
         let seen = self.seen.get_mut_or_default(&key);
         let fresh = seen
@@ -86,6 +86,10 @@ impl Operator for Dedup {
     fn restore(&mut self, state: GroupedState) -> Result<(), String> {
         self.seen.restore(state)
     }
+
+    fn on_timer(&mut self, now_ms: i64) {
+        self.sweep(now_ms);
+    }
 }
 
 #[cfg(test)]
@@ -103,14 +107,14 @@ mod tests {
     }
 
     fn rec(uuid: &str, offset: i64) -> Record {
-        Record {
-            value: Value::from(serde_json::json!({"uuid": uuid})),
-            origin: Origin {
+        Record::new(
+            Value::from(serde_json::json!({"uuid": uuid})),
+            Origin {
                 topic: "random_users".into(),
                 partition: 0,
                 offset,
             },
-        }
+        )
     }
 
     #[test]
@@ -127,14 +131,14 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].origin.offset, 4);
         let missing = restored.process(
-            vec![Record {
-                value: Value::from(serde_json::json!({"x": 1})),
-                origin: Origin {
+            vec![Record::new(
+                Value::from(serde_json::json!({"x": 1})),
+                Origin {
                     topic: "random_users".into(),
                     partition: 0,
                     offset: 5,
                 },
-            }],
+            )],
             &mut failures,
         );
         assert!(missing.is_empty());
@@ -143,6 +147,29 @@ mod tests {
             "{}",
             failures[0].error
         );
+    }
+
+    #[test]
+    fn expired_keys_leave_state_on_the_timer_without_input() {
+        let ttl = Duration::from_secs(3);
+        let mut op = Dedup::new(&spec(&[], ttl), &["uuid".into()]);
+        let mut failures = Vec::new();
+        let ids: Vec<Record> = (0..1000).map(|i| rec(&format!("id-{i}"), i)).collect();
+        let t0 = now_ms();
+        assert_eq!(op.process(ids, &mut failures).len(), 1000);
+        let entries = |op: &Dedup| op.snapshot().map_or(0, |s| s.values().map(Vec::len).sum());
+        assert_eq!(entries(&op), 1000);
+        op.on_timer(t0 + 2_000);
+        assert_eq!(entries(&op), 1000, "within the TTL the keys stay");
+        op.on_timer(t0 + 5_000);
+        assert_eq!(
+            entries(&op),
+            0,
+            "past the TTL the keys are gone without input"
+        );
+        assert_eq!(op.seen.len(), 0);
+        let again = op.process(vec![rec("id-7", 1000)], &mut failures);
+        assert_eq!(again.len(), 1, "an expired id passes again");
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub trait Operator: Send {
     fn restore(&mut self, _state: GroupedState) -> Result<(), String> {
         Err("this operator keeps no state".into())
     }
+
+    /// Called about once a second and before each snapshot, with the time in
+    /// ms since the epoch, whether records arrive or not: state that expires
+    /// leaves memory and checkpoints also while the input is idle.
+    fn on_timer(&mut self, _now_ms: i64) {}
 }
 
 /// Which subtask an operator runs in, for `%sluice` metadata, and the
@@ -74,7 +79,7 @@ impl Chain {
                     task,
                 ))),
                 TransformSpec::Filter(src) => ops.push(Box::new(VrlOperator::filter(
-                    VrlProgram::compile(src).map_err(|e| e.to_string())?,
+                    VrlProgram::compile_condition(src).map_err(|e| e.to_string())?,
                     task,
                 ))),
                 TransformSpec::PairSum(spec) => ops.push(Box::new(PairSum::new(spec, keyed()?))),
@@ -104,6 +109,13 @@ impl Chain {
         Ok(())
     }
 
+    /// Lets every operator expire what is due at `now_ms`.
+    pub fn on_timer(&mut self, now_ms: i64) {
+        for op in &mut self.ops {
+            op.on_timer(now_ms);
+        }
+    }
+
     pub fn process(
         &mut self,
         mut records: Vec<Record>,
@@ -131,13 +143,15 @@ mod tests {
         let (transforms, key) = spec.stage_plan(0);
         assert_eq!(key, Some(&["user_id".to_string()][..]));
         let mut chain = Chain::build(&transforms, &TaskInfo::default(), None).expect("compiles");
-        let record = |time: &str| Record {
-            value: Value::from(serde_json::json!({"user_id": "u", "event_time": time})),
-            origin: Origin {
-                topic: "user-events".into(),
-                partition: 0,
-                offset: 1,
-            },
+        let record = |time: &str| {
+            Record::new(
+                Value::from(serde_json::json!({"user_id": "u", "event_time": time})),
+                Origin {
+                    topic: "user-events".into(),
+                    partition: 0,
+                    offset: 1,
+                },
+            )
         };
         let mut failures = Vec::new();
         let out = chain.process(
@@ -181,13 +195,15 @@ mod tests {
         let records = input
             .into_iter()
             .enumerate()
-            .map(|(i, v)| Record {
-                value: Value::from(v),
-                origin: Origin {
-                    topic: "t".into(),
-                    partition: 0,
-                    offset: i as i64,
-                },
+            .map(|(i, v)| {
+                Record::new(
+                    Value::from(v),
+                    Origin {
+                        topic: "t".into(),
+                        partition: 0,
+                        offset: i as i64,
+                    },
+                )
             })
             .collect();
         let mut failures = Vec::new();
@@ -211,7 +227,7 @@ mod tests {
         assert_eq!(out[1], serde_json::json!({"number": 3, "pair": 3}));
         assert_eq!(out[2], serde_json::json!({"number": 12, "pair": 0}));
         assert_eq!(failures.len(), 1);
-        assert!(failures[0].payload.contains("abc"));
+        assert!(String::from_utf8_lossy(failures[0].payload.bytes()).contains("abc"));
     }
 
     #[test]

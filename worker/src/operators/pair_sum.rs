@@ -1,5 +1,5 @@
 use super::Operator;
-use crate::record::{FailedAt, Failure, Origin, Record};
+use crate::record::{FailedAt, Failure, Record};
 use crate::state::{GroupedState, KeyedState, key_of};
 use serde::{Deserialize, Serialize};
 use sluice_common::spec::PairSumSpec;
@@ -72,7 +72,7 @@ impl PairSum {
     }
 
     fn pair(&mut self, record: &Record) -> Result<Option<Value>, String> {
-        let key = key_of(&record.value, &self.key_fields)?;
+        let key = key_of(record, &self.key_fields)?;
         let number = self.number(&record.value)?;
         let this = Waiting {
             number,
@@ -109,14 +109,7 @@ impl Operator for PairSum {
         let mut out = Vec::new();
         for record in records {
             match self.pair(&record) {
-                Ok(Some(value)) => out.push(Record {
-                    value,
-                    origin: Origin {
-                        topic: record.origin.topic.clone(),
-                        partition: record.origin.partition,
-                        offset: record.origin.offset,
-                    },
-                }),
+                Ok(Some(value)) => out.push(Record::new(value, record.origin.clone())),
                 Ok(None) => {}
                 Err(e) => failures.push(Failure::of(&record, FailedAt::Transform, e)),
             }
@@ -136,17 +129,18 @@ impl Operator for PairSum {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Origin;
 
     fn rec(n: serde_json::Value, offset: i64) -> Record {
         let class = n.as_i64().map_or(-1, |n| n.min(12 - n));
-        Record {
-            value: Value::from(serde_json::json!({"number": n, "pair": class})),
-            origin: Origin {
+        Record::new(
+            Value::from(serde_json::json!({"number": n, "pair": class})),
+            Origin {
                 topic: "raw-topic".into(),
                 partition: 0,
                 offset,
             },
-        }
+        )
     }
 
     fn pairs(out: &[Record]) -> Vec<(i64, i64)> {

@@ -55,40 +55,36 @@ impl VrlOperator {
 impl super::Operator for VrlOperator {
     fn process(&mut self, records: Vec<Record>, failures: &mut Vec<Failure>) -> Vec<Record> {
         let mut out = Vec::with_capacity(records.len());
-        for record in records {
-            let origin = record.origin.clone();
-            let kept = record.value.clone();
-            let metadata = self.metadata(&origin);
-            match self.runner.run(record.value, metadata) {
+        for mut record in records {
+            // A condition cannot change the record, and a record read as JSON
+            // that failed is dead-lettered as read: only a rewritten one needs
+            // a copy for its dead letter.
+            let kept = (!self.keep_on_true && record.raw.is_none()).then(|| record.value.clone());
+            let metadata = self.metadata(&record.origin);
+            let input = std::mem::replace(&mut record.value, Value::Null);
+            match self.runner.run(input, metadata) {
+                Ok((value, _)) if !self.keep_on_true => {
+                    record.set_value(value);
+                    out.push(record);
+                }
                 Ok((value, result)) => {
-                    if !self.keep_on_true {
-                        out.push(Record { value, origin });
-                        continue;
-                    }
+                    record.value = value;
                     match result {
-                        Value::Boolean(true) => out.push(Record {
-                            value: kept,
-                            origin,
-                        }),
+                        Value::Boolean(true) => out.push(record),
                         Value::Boolean(false) => {}
                         other => failures.push(Failure::of(
-                            &Record {
-                                value: kept,
-                                origin,
-                            },
+                            &record,
                             FailedAt::Transform,
                             format!("filter returned {}, not a boolean", other.kind_str()),
                         )),
                     }
                 }
-                Err(error) => failures.push(Failure::of(
-                    &Record {
-                        value: kept,
-                        origin,
-                    },
-                    FailedAt::Transform,
-                    error,
-                )),
+                Err(error) => {
+                    if let Some(kept) = kept {
+                        record.value = kept;
+                    }
+                    failures.push(Failure::of(&record, FailedAt::Transform, error));
+                }
             }
         }
         out
@@ -101,19 +97,19 @@ mod tests {
     use crate::operators::Operator;
 
     fn rec(v: serde_json::Value) -> Record {
-        Record {
-            value: Value::from(v),
-            origin: Origin {
+        Record::new(
+            Value::from(v),
+            Origin {
                 topic: "t".into(),
                 partition: 0,
                 offset: 7,
             },
-        }
+        )
     }
 
     #[test]
     fn filter_keeps_true_drops_false_and_reports_non_booleans() {
-        let program = VrlProgram::compile(".n").expect("compiles");
+        let program = VrlProgram::compile_condition(".n").expect("compiles");
         let mut op = VrlOperator::filter(program, &TaskInfo::default());
         let mut failures = Vec::new();
         let out = op.process(
@@ -142,7 +138,11 @@ mod tests {
         let out = op.process(vec![rec(serde_json::json!({"s": "nope"}))], &mut failures);
         assert!(out.is_empty());
         assert_eq!(failures[0].at, FailedAt::Transform);
-        assert!(failures[0].payload.contains("nope"));
+        assert!(
+            String::from_utf8_lossy(failures[0].payload.bytes()).contains("nope"),
+            "{:?}",
+            failures[0].payload
+        );
     }
 }
 
@@ -160,14 +160,14 @@ mod metadata_tests {
             ..TaskInfo::default()
         };
         let mut op = VrlOperator::remap(program, &task);
-        let record = Record {
-            value: Value::from(serde_json::json!({})),
-            origin: Origin {
+        let record = Record::new(
+            Value::from(serde_json::json!({})),
+            Origin {
                 topic: "t".into(),
                 partition: 1,
                 offset: 42,
             },
-        };
+        );
         let out = op.process(vec![record], &mut Vec::new());
         assert_eq!(
             out[0].value,

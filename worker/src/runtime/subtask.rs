@@ -1,11 +1,11 @@
 use super::Metrics;
 use crate::connectors::SinkWriter;
-use crate::connectors::kafka::{DeadLetterWriter, KafkaSource, RawMessage};
+use crate::connectors::kafka::{DeadLetterWriter, KafkaSource, Polled, RawMessage};
 use crate::connectors::sink::SinkIdentity;
 use crate::error::{Result, WorkerError};
 use crate::exchange::{AlignedInput, Event, InboxKey, Inboxes, Peers, Route, Router};
 use crate::operators::{Chain, TaskInfo};
-use crate::record::{FailedAt, Failure, Origin, Record};
+use crate::record::{FailedAt, Failure, Origin, Payload, Record, json};
 use crate::state::{SnapshotTarget, SnapshotUpload, restore_chain_state};
 use sluice_common::spec::{SourceFormat, SourceSpec};
 use sluice_common::store::CheckpointStore;
@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use vrl::value::Value;
 
 /// What the coordinator asks of a running subtask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskCommand {
     /// Sources: take checkpoint `id` and inject its barrier; with `stop`, end
     /// the input once it completed.
@@ -31,6 +31,9 @@ pub enum TaskCommand {
     /// latest abandoned checkpoints (0: none), read together, so a sink that
     /// missed a command learns how its checkpoint ended.
     Settled { completed: u64, abandoned: u64 },
+    /// Sources: the Kafka partitions to read now; those not read yet were
+    /// added to the topic and are read from their beginning.
+    Partitions(Vec<i32>),
 }
 
 /// This subtask's part of a checkpoint.
@@ -51,6 +54,8 @@ pub type Acker = Arc<dyn Fn(AckParts) + Send + Sync>;
 /// Most records a source hands to its chain at once.
 const SOURCE_BATCH: usize = 512;
 const SOURCE_LINGER: Duration = Duration::from_millis(20);
+/// How often operators may expire state while no record reaches them.
+const TIMER_PERIOD: Duration = Duration::from_secs(1);
 
 /// What every subtask of this worker shares.
 pub struct RuntimeContext {
@@ -75,8 +80,9 @@ enum Input {
 
 enum Step {
     Command(Option<TaskCommand>),
-    Message(RawMessage),
+    Source(Polled),
     Event(Event),
+    Timer,
 }
 
 enum Output {
@@ -171,11 +177,10 @@ pub async fn run_subtask(
             },
         }
     };
-    let dead_letter = spec
-        .dead_letter
-        .as_ref()
-        .map(|dl| DeadLetterWriter::build(dl, &source_spec.brokers, job.as_str()))
-        .transpose()?;
+    let dead_letter = match &spec.dead_letter {
+        Some(dl) => Some(DeadLetterWriter::build(dl, &source_spec.brokers, job.as_str()).await?),
+        None => None,
+    };
     let mut output = match key_fields {
         Some(fields) => {
             let route = Route {
@@ -225,6 +230,8 @@ pub async fn run_subtask(
     // Set while a source waits for its stop checkpoint: no input is read,
     // and the input ends once the checkpoint completed.
     let mut stopping: Option<u64> = None;
+    let mut timer = tokio::time::interval(TIMER_PERIOD);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = match &mut input {
             _ if awaiting_commit.is_some() || stopping.is_some() => {
@@ -233,11 +240,13 @@ pub async fn run_subtask(
             Input::Kafka { source, .. } => tokio::select! {
                 biased;
                 c = commands.recv() => Step::Command(c),
-                m = source.next_message() => Step::Message(m?),
+                _ = timer.tick() => Step::Timer,
+                m = source.next_message() => Step::Source(m?),
             },
             Input::Inbox { input, .. } => tokio::select! {
                 biased;
                 c = commands.recv() => Step::Command(c),
+                _ = timer.tick() => Step::Timer,
                 e = input.next() => Step::Event(e),
             },
         };
@@ -261,6 +270,16 @@ pub async fn run_subtask(
                 }
             }
             (Step::Command(Some(TaskCommand::Trigger { .. })), Input::Inbox { .. }) => {}
+            (
+                Step::Command(Some(TaskCommand::Partitions(partitions))),
+                Input::Kafka { source, .. },
+            ) => {
+                let added = source.add_partitions(&partitions).await?;
+                if !added.is_empty() {
+                    tracing::info!(task = %task, added = ?added, reading = ?source.positions(), "source reads partitions added to the topic from their beginning");
+                }
+            }
+            (Step::Command(Some(TaskCommand::Partitions(_))), Input::Inbox { .. }) => {}
             (Step::Command(Some(TaskCommand::Done(id))), input) => {
                 completed(&mut step, input, &mut awaiting_commit, id).await?;
                 settled.0 = id;
@@ -288,7 +307,16 @@ pub async fn run_subtask(
                 }
                 settled = (done, abandoned);
             }
-            (Step::Message(first), Input::Kafka { source, format, .. }) => {
+            (Step::Source(Polled::OutOfRange), Input::Kafka { source, .. }) => {
+                let at_ms = now_ms();
+                for r in source.recover_out_of_range().await? {
+                    tracing::warn!(task = %task, topic = source.topic(), partition = r.partition, position = r.position,
+                        low = r.low, high = r.high, skipped = (r.low - r.position).max(0),
+                        "source position out of range: going on at the partition's earliest offset");
+                    step.metrics.offset_reset(source.topic(), r, at_ms);
+                }
+            }
+            (Step::Source(Polled::Message(first)), Input::Kafka { source, format, .. }) => {
                 let mut batch = vec![first];
                 source.fill(&mut batch, SOURCE_BATCH, SOURCE_LINGER).await?;
                 let read = batch.len();
@@ -312,7 +340,8 @@ pub async fn run_subtask(
                 step.output.end().await?;
                 return Ok(());
             }
-            (Step::Message(_), Input::Inbox { .. }) => {}
+            (Step::Source(_), Input::Inbox { .. }) => {}
+            (Step::Timer, _) => step.chain.on_timer(now_ms()),
         }
         if let Some(stop) = stopping {
             if settled.0 >= stop {
@@ -395,6 +424,8 @@ impl Stepper<'_> {
     /// once the snapshot is uploaded, which happens while processing goes
     /// on. `true` when a sink now waits for the checkpoint to complete.
     async fn checkpoint(&mut self, id: u64, source_offsets: BTreeMap<i32, i64>) -> Result<bool> {
+        // Expired state stays out of the snapshot, also when idle.
+        self.chain.on_timer(now_ms());
         // Serialised here, before any later record changes the state.
         let upload = SnapshotUpload::prepare(self.store, &self.target, id, self.chain.snapshot());
         let sink_state = self.output.barrier(id).await?;
@@ -517,28 +548,53 @@ fn decode(
             partition: m.partition,
             offset: m.offset,
         };
-        let payload = m.payload.unwrap_or_default();
+        let Some(payload) = m.payload else {
+            failures.push(Failure {
+                origin,
+                at: FailedAt::Decode,
+                error: "the message has no value (a tombstone)".into(),
+                payload: Payload::Tombstone,
+                key: m.key,
+                headers: m.headers,
+            });
+            continue;
+        };
         let decoded = match format {
-            SourceFormat::Json => {
-                serde_json::from_slice::<Value>(&payload).map_err(|e| format!("not JSON: {e}"))
-            }
+            SourceFormat::Json => json::decode(&payload)
+                .map(|(value, exact)| (value, exact, Some(json::without_bom(&payload)))),
             SourceFormat::Text => std::str::from_utf8(&payload)
                 .map(|s| {
                     let mut map = vrl::value::ObjectMap::new();
                     map.insert("message".into(), Value::from(s));
-                    Value::Object(map)
+                    (Value::Object(map), None, None)
                 })
                 .map_err(|e| format!("not UTF-8: {e}")),
         };
         match decoded {
-            Ok(value) => out.push(Record { value, origin }),
+            Ok((value, exact, raw)) => out.push(Record {
+                value,
+                origin,
+                key: m.key,
+                headers: m.headers,
+                exact,
+                raw,
+            }),
             Err(error) => failures.push(Failure {
                 origin,
                 at: FailedAt::Decode,
                 error,
-                payload: String::from_utf8_lossy(&payload).into_owned(),
+                payload: Payload::Raw(payload),
+                key: m.key,
+                headers: m.headers,
             }),
         }
     }
     out
+}
+
+/// Wall-clock time in ms since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -23,6 +23,8 @@ struct Entry {
     metrics: Arc<Metrics>,
     cancel: Option<oneshot::Sender<()>>,
     commands: mpsc::UnboundedSender<TaskCommand>,
+    /// The Kafka partitions a source task reads, as it was last told.
+    partitions: Vec<i32>,
 }
 
 /// What tasks tell the coordinator without waiting for a heartbeat.
@@ -67,8 +69,21 @@ impl TaskManager {
                 && entry.attempt == attempt
                 && (entry.stage == 0 || !matches!(command, TaskCommand::Trigger { .. }));
             if concerned {
-                let _ = entry.commands.send(command);
+                let _ = entry.commands.send(command.clone());
             }
+        }
+    }
+
+    /// Tells a source task which partitions it reads now, when that changed.
+    pub fn assign_partitions(&self, task: &TaskId, partitions: Vec<i32>) {
+        let mut tasks = self.lock();
+        let Some(entry) = tasks.get_mut(task) else {
+            return;
+        };
+        if entry.stage == 0 && entry.partitions != partitions {
+            tracing::info!(task = %task, partitions = ?partitions, "source partitions changed");
+            entry.partitions = partitions.clone();
+            let _ = entry.commands.send(TaskCommand::Partitions(partitions));
         }
     }
 
@@ -104,6 +119,7 @@ impl TaskManager {
                 metrics: metrics.clone(),
                 cancel: Some(cancel_tx),
                 commands: commands_tx,
+                partitions: dep.partitions.clone(),
             },
         );
         drop(tasks);
@@ -151,6 +167,7 @@ impl TaskManager {
                 job_id: job_id.clone(),
                 unreachable_peer,
                 fault: fault as i32,
+                offset_resets: metrics.offset_resets(),
             }));
         };
         tokio::spawn(async move {
@@ -238,6 +255,7 @@ impl TaskManager {
                     job_id: e.job_id.clone(),
                     unreachable_peer: String::new(),
                     fault: s.fault as i32,
+                    offset_resets: e.metrics.offset_resets(),
                 }
             })
             .collect()

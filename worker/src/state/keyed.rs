@@ -1,3 +1,5 @@
+use crate::record::Record;
+use crate::record::exact::{Segment, text_of};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sluice_common::keys::{DEFAULT_MAX_PARALLELISM, key_group, stable_hash};
@@ -9,10 +11,11 @@ use vrl::value::Value;
 pub type GroupedState = BTreeMap<u32, Vec<(String, serde_json::Value)>>;
 
 /// The key of a record under `fields`: the JSON of each field's value, each
-/// followed by a NUL. The exchange routes by the same bytes, so a key's group
+/// followed by a NUL; an exact number is its digits, so ids beyond 2^63 are
+/// keys of their own. The exchange routes by the same bytes, so a key's group
 /// is the one its subtask owns.
-pub fn key_of(value: &Value, fields: &[String]) -> Result<String, String> {
-    let Value::Object(map) = value else {
+pub fn key_of(record: &Record, fields: &[String]) -> Result<String, String> {
+    let Value::Object(map) = &record.value else {
         return Err("a keyed step needs an object record".into());
     };
     let mut key = String::new();
@@ -20,7 +23,15 @@ pub fn key_of(value: &Value, fields: &[String]) -> Result<String, String> {
         match map.get(field.as_str()) {
             None | Some(Value::Null) => return Err(format!("key field `{field}` is missing")),
             Some(v) => {
-                key.push_str(&serde_json::to_string(v).map_err(|e| e.to_string())?);
+                let exact = record
+                    .exact
+                    .as_deref()
+                    .zip(text_of(v))
+                    .filter(|(e, t)| e.is_number_at(&[Segment::Field(field.clone())], t));
+                match exact {
+                    Some((_, digits)) => key.push_str(&String::from_utf8_lossy(digits)),
+                    None => key.push_str(&serde_json::to_string(v).map_err(|e| e.to_string())?),
+                }
                 key.push('\0');
             }
         }
@@ -66,6 +77,10 @@ impl<V: Serialize + DeserializeOwned + Default> KeyedState<V> {
 
     pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
         self.entries.retain(|_, (_, v)| keep(v));
+        // A map mostly emptied (by expiry) gives its memory back.
+        if self.entries.capacity() > 4 * self.entries.len().max(1024) {
+            self.entries.shrink_to_fit();
+        }
     }
 
     #[cfg(test)]
@@ -112,11 +127,36 @@ mod tests {
         assert_eq!(b.get("k2"), Some(&vec![9]));
     }
 
+    fn record(json: &[u8]) -> Record {
+        let (value, exact) = crate::record::json::decode(json).expect("decodes");
+        let mut r = Record::new(
+            value,
+            crate::record::Origin {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+            },
+        );
+        r.exact = exact;
+        r
+    }
+
     #[test]
     fn keys_name_missing_fields() {
-        let v = Value::from(serde_json::json!({"a": 1}));
-        assert_eq!(key_of(&v, &["a".into()]).as_deref(), Ok("1\0"));
-        let err = key_of(&v, &["b".into()]).unwrap_err();
+        let r = record(br#"{"a": 1}"#);
+        assert_eq!(key_of(&r, &["a".into()]).as_deref(), Ok("1\0"));
+        let err = key_of(&r, &["b".into()]).unwrap_err();
         assert!(err.contains("`b`"), "{err}");
+    }
+
+    #[test]
+    fn ids_beyond_i64_are_keys_of_their_own_and_not_their_strings() {
+        let key = |json: &[u8]| key_of(&record(json), &["id".into()]).expect("key");
+        let a = key(br#"{"id": 18446744073709551614}"#);
+        let b = key(br#"{"id": 18446744073709551615}"#);
+        let s = key(br#"{"id": "18446744073709551615"}"#);
+        assert_eq!(b, "18446744073709551615\0");
+        assert_ne!(a, b);
+        assert_ne!(b, s, "a number and a string of the same digits differ");
     }
 }

@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod bare_loop;
 mod checkpoints;
+mod compare;
 mod failover;
 
 #[derive(Parser, Debug)]
@@ -31,6 +33,50 @@ enum Bench {
         /// Use this broker instead of starting Kafka.
         #[arg(long)]
         kafka: Option<String>,
+    },
+    /// The same exactly-once Kafka -> parse JSON, add a field -> Kafka job on
+    /// a bare rdkafka transactional loop, Apache Flink and Sluice, at two
+    /// input sizes; prints records/s, the ratio to the bare loop and peak memory.
+    Compare {
+        /// Records of the small run.
+        #[arg(long, default_value_t = 200_000)]
+        small: usize,
+        /// Records of the large run; records/s are taken between the two.
+        #[arg(long, default_value_t = 1_000_000)]
+        large: usize,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
+        #[arg(long, default_value_t = 2)]
+        parallelism: u32,
+        /// Checkpoint (and transaction) interval of every system, in ms.
+        #[arg(long, default_value_t = 1000)]
+        checkpoint_ms: u64,
+        /// Use this broker instead of starting Kafka.
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Leave Flink out (its jars come from Maven Central on first use).
+        #[arg(long)]
+        no_flink: bool,
+        /// Profile the workers with `perf` during Sluice's large runs and
+        /// write the data and a report of the top costs into this directory.
+        #[arg(long)]
+        profile: Option<std::path::PathBuf>,
+    },
+    /// One process of the bare rdkafka loop `compare` runs (started by it).
+    #[command(hide = true)]
+    BareLoop {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        output: String,
+        #[arg(long, value_delimiter = ',')]
+        partitions: Vec<i32>,
+        #[arg(long)]
+        interval_ms: u64,
+        #[arg(long)]
+        id: String,
     },
     /// Coordinator failover: three coordinators and two workers run an
     /// exactly-once job while the leader is SIGKILLed, again and again; prints
@@ -65,5 +111,46 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Bench::Failover { kills, kafka } => failover::run(kills, kafka).await,
+        Bench::Compare {
+            small,
+            large,
+            rounds,
+            parallelism,
+            checkpoint_ms,
+            kafka,
+            no_flink,
+            profile,
+        } => {
+            compare::run(compare::Settings {
+                profile,
+                small,
+                large,
+                rounds,
+                parallelism,
+                checkpoint_ms,
+                kafka,
+                no_flink,
+            })
+            .await
+        }
+        Bench::BareLoop {
+            brokers,
+            input,
+            output,
+            partitions,
+            interval_ms,
+            id,
+        } => {
+            let bare = bare_loop::BareLoop {
+                brokers,
+                input,
+                output,
+                partitions,
+                interval: std::time::Duration::from_millis(interval_ms),
+                id,
+            };
+            tokio::task::spawn_blocking(move || bare.run()).await??;
+            Ok(())
+        }
     }
 }

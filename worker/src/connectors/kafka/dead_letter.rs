@@ -1,64 +1,84 @@
-use super::{client_config, kafka_err};
+//! The dead-letter topic: one JSON message per failed record, with its
+//! error, the step that failed, where it was read, its Kafka key and headers
+//! and its payload, always small enough for the topic.
+
+use super::{client_config, kafka_err, message_limit};
 use crate::error::{Result, WorkerError};
-use crate::record::Failure;
+use crate::record::{Failure, Payload};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Map, Value as Json, json};
 use sluice_common::spec::DeadLetterSpec;
 use std::time::Duration;
 
-/// Writes failed records to the dead-letter topic as JSON with their error,
-/// the step that failed and where the record was read.
+const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Writes failed records to the dead-letter topic, at least once.
 pub struct DeadLetterWriter {
     producer: super::DetachedDrop<FutureProducer>,
     topic: String,
     brokers: String,
     job: String,
+    /// Largest dead letter the topic takes, in bytes (key and body).
+    limit: usize,
 }
 
 impl DeadLetterWriter {
-    pub fn build(spec: &DeadLetterSpec, default_brokers: &str, job: &str) -> Result<Self> {
-        let brokers = spec
-            .kafka
+    /// Connects to the dead-letter topic's brokers (the source's unless the
+    /// spec names others) and reads how large a message the topic takes.
+    pub async fn build(spec: &DeadLetterSpec, default_brokers: &str, job: &str) -> Result<Self> {
+        let kafka = &spec.kafka;
+        let brokers = kafka
             .brokers
             .clone()
             .unwrap_or_else(|| default_brokers.to_string());
+        let limit = message_limit(&brokers, &kafka.properties, &kafka.topic).await;
         let producer: FutureProducer =
-            client_config(&brokers, &[("linger.ms", "5")], &Default::default())
+            client_config(&brokers, &[("linger.ms", "5")], &kafka.properties)
                 .create()
                 .map_err(kafka_err("create dead-letter producer", &brokers))?;
         Ok(Self {
             producer: super::DetachedDrop::new(producer),
-            topic: spec.kafka.topic.clone(),
+            topic: kafka.topic.clone(),
             brokers,
             job: job.to_string(),
+            limit,
         })
     }
 
+    /// Writes every failure and waits until the broker took them. A dead
+    /// letter refused for its size is written again without its payload;
+    /// only the topic being unavailable is an error.
     pub async fn write(&self, failures: &[Failure]) -> Result<()> {
         let mut pending = Vec::with_capacity(failures.len());
         for f in failures {
-            let body = serde_json::json!({
-                "job": self.job,
-                "error": f.error,
-                "failed_at": f.at.as_str(),
-                "topic": &*f.origin.topic,
-                "partition": f.origin.partition,
-                "offset": f.origin.offset,
-                "payload": f.payload,
-            })
-            .to_string();
-            let key = format!(
-                "{}/{}/{}",
-                f.origin.topic, f.origin.partition, f.origin.offset
-            );
-            let delivery = self
-                .producer
-                .send_result(FutureRecord::to(&self.topic).payload(&body).key(&key))
-                .map_err(|(e, _)| self.unavailable(e.to_string()))?;
-            pending.push(delivery);
+            let (key, body) = letter(&self.job, f, self.limit);
+            let delivery = loop {
+                let mut record = FutureRecord::to(&self.topic).payload(&body);
+                if let Some(k) = &key {
+                    record = record.key(k.as_slice());
+                }
+                match self.producer.send_result(record) {
+                    Ok(d) => break Some(d),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((e, _)) if super::is_record_error(&e) => {
+                        self.write_bare(f, &e).await?;
+                        break None;
+                    }
+                    Err((e, _)) => return Err(self.unavailable(e.to_string())),
+                }
+            };
+            pending.push((f, delivery));
         }
-        for delivery in pending {
-            match tokio::time::timeout(Duration::from_secs(60), delivery).await {
+        for (f, delivery) in pending {
+            let Some(delivery) = delivery else { continue };
+            match tokio::time::timeout(ACK_TIMEOUT, delivery).await {
                 Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err((e, _)))) if super::is_record_error(&e) => self.write_bare(f, &e).await?,
                 Ok(Ok(Err((e, _)))) => return Err(self.unavailable(e.to_string())),
                 Ok(Err(_)) | Err(_) => {
                     return Err(self.unavailable("no acknowledgement within 60s".into()));
@@ -68,10 +88,244 @@ impl DeadLetterWriter {
         Ok(())
     }
 
+    /// The dead letter without payload, key or headers, for when the topic
+    /// refused the full one for its size: the error and where the record was
+    /// read still get recorded. Refused again, it is logged and dropped.
+    async fn write_bare(&self, f: &Failure, refused: &KafkaError) -> Result<()> {
+        let mut body = envelope(&self.job, f);
+        body.insert("payload_size".into(), f.payload.len().into());
+        body.insert("truncated".into(), true.into());
+        body.insert(
+            "note".into(),
+            format!("the topic refused the full dead letter: {refused}").into(),
+        );
+        let body = Json::Object(body).to_string();
+        let sent = self
+            .producer
+            .send(
+                FutureRecord::<(), _>::to(&self.topic).payload(&body),
+                ACK_TIMEOUT,
+            )
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err((e, _)) if super::is_record_error(&e) => {
+                tracing::error!(topic = %self.topic, record_topic = %f.origin.topic, partition = f.origin.partition,
+                    offset = f.origin.offset, error = %e, "dead letter refused even without its payload; dropped");
+                Ok(())
+            }
+            Err((e, _)) => Err(self.unavailable(e.to_string())),
+        }
+    }
+
     fn unavailable(&self, reason: String) -> WorkerError {
         WorkerError::DeadLetter {
             topic: format!("{} ({})", self.topic, self.brokers),
             reason,
         }
+    }
+}
+
+/// The dead letter of `f` as its Kafka key (the record's own) and JSON body,
+/// the payload cut so the whole fits `limit` bytes.
+fn letter(job: &str, f: &Failure, limit: usize) -> (Option<Vec<u8>>, String) {
+    let mut body = envelope(job, f);
+    // A key too large to repeat as the message key still travels in the body.
+    let key = f
+        .key
+        .as_ref()
+        .filter(|k| k.len() <= limit / 4)
+        .map(|k| k.to_vec());
+    if let Some(k) = &f.key {
+        insert_bytes(&mut body, "key", k);
+    }
+    if let Some(headers) = &f.headers {
+        let mut h = Map::new();
+        for (name, value) in headers.iter() {
+            h.insert(
+                name.clone(),
+                match value {
+                    None => Json::Null,
+                    Some(v) => match std::str::from_utf8(v) {
+                        Ok(text) => text.into(),
+                        Err(_) => json!({ "base64": BASE64.encode(v) }),
+                    },
+                },
+            );
+        }
+        body.insert("headers".into(), Json::Object(h));
+    }
+    let budget = limit.saturating_sub(key.as_ref().map_or(0, Vec::len));
+    let full = with_payload(body.clone(), &f.payload, f.payload.len());
+    if full.len() <= budget {
+        return (key, full);
+    }
+    body.insert("truncated".into(), true.into());
+    body.insert("payload_size".into(), f.payload.len().into());
+    let room = budget.saturating_sub(with_payload(body.clone(), &f.payload, 0).len());
+    let binary = std::str::from_utf8(f.payload.bytes()).is_err();
+    let mut keep = if binary { room / 4 * 3 } else { room };
+    loop {
+        let text = with_payload(body.clone(), &f.payload, keep);
+        // Escaping can grow text up to six times: shrink until it fits.
+        if text.len() <= budget || keep == 0 {
+            return (key, text);
+        }
+        keep = keep.saturating_sub((text.len() - budget).max(keep / 8));
+    }
+}
+
+/// What every dead letter says: which job, what went wrong, where.
+fn envelope(job: &str, f: &Failure) -> Map<String, Json> {
+    let mut body = Map::new();
+    body.insert("job".into(), job.into());
+    body.insert("error".into(), cut_error(&f.error).into());
+    body.insert("fault".into(), sluice_common::Fault::Record.as_str().into());
+    body.insert("failed_at".into(), f.at.as_str().into());
+    body.insert("topic".into(), (*f.origin.topic).into());
+    body.insert("partition".into(), f.origin.partition.into());
+    body.insert("offset".into(), f.origin.offset.into());
+    body
+}
+
+/// Errors may quote the whole value that failed: a few KiB of one say why.
+const ERROR_BYTES: usize = 4096;
+
+fn cut_error(error: &str) -> String {
+    if error.len() <= ERROR_BYTES {
+        return error.to_string();
+    }
+    let mut end = ERROR_BYTES;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &error[..end], error.len() - end)
+}
+
+/// The body with at most `keep` bytes of the payload: text as `payload`,
+/// anything not UTF-8 as `payload_base64`, a tombstone as `tombstone: true`
+/// with a null payload.
+fn with_payload(mut body: Map<String, Json>, payload: &Payload, keep: usize) -> String {
+    match payload {
+        Payload::Tombstone => {
+            body.insert("tombstone".into(), true.into());
+            body.insert("payload".into(), Json::Null);
+        }
+        Payload::Raw(_) | Payload::Json(_) => {
+            let bytes = payload.bytes();
+            let cut = &bytes[..keep.min(bytes.len())];
+            if std::str::from_utf8(bytes).is_ok() {
+                let text = match std::str::from_utf8(cut) {
+                    Ok(t) => t,
+                    // Cut inside a character: end before it.
+                    Err(e) => std::str::from_utf8(&cut[..e.valid_up_to()]).unwrap_or_default(),
+                };
+                body.insert("payload".into(), text.into());
+            } else {
+                body.insert("payload_base64".into(), BASE64.encode(cut).into());
+            }
+        }
+    }
+    Json::Object(body).to_string()
+}
+
+/// `name` as text when UTF-8, else `<name>_base64`.
+fn insert_bytes(body: &mut Map<String, Json>, name: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => body.insert(name.into(), text.into()),
+        Err(_) => body.insert(format!("{name}_base64"), BASE64.encode(bytes).into()),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{FailedAt, Origin};
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn failure(payload: Payload) -> Failure {
+        Failure {
+            origin: Origin {
+                topic: "in".into(),
+                partition: 0,
+                offset: 4,
+            },
+            at: FailedAt::Decode,
+            error: "not UTF-8".into(),
+            payload,
+            key: Some(Bytes::from_static(b"k4")),
+            headers: Some(Arc::new(vec![
+                ("trace".into(), Some(Bytes::from_static(b"abc"))),
+                ("bin".into(), Some(Bytes::from_static(b"\xff"))),
+                ("empty".into(), None),
+            ])),
+        }
+    }
+
+    fn body(f: &Failure, limit: usize) -> (Option<Vec<u8>>, Json) {
+        let (key, text) = letter("job-1", f, limit);
+        assert!(text.len() <= limit, "{} > {limit}", text.len());
+        (key, serde_json::from_str(&text).expect("JSON"))
+    }
+
+    #[test]
+    fn raw_bytes_are_recoverable_and_a_tombstone_is_not_an_empty_value() {
+        let raw = Bytes::from_static(b"{\"id\":4,\"name\":\"\xff\xfe\"}");
+        let (key, v) = body(&failure(Payload::Raw(raw.clone())), 1 << 20);
+        assert_eq!(key.as_deref(), Some(&b"k4"[..]));
+        let decoded = BASE64
+            .decode(v["payload_base64"].as_str().expect("base64"))
+            .expect("valid base64");
+        assert_eq!(decoded, raw.as_ref());
+        assert_eq!(v["key"], "k4");
+        assert_eq!(v["headers"]["trace"], "abc");
+        assert_eq!(v["headers"]["bin"]["base64"], "/w==");
+        assert_eq!(v["headers"]["empty"], Json::Null);
+        assert_eq!(
+            (v["offset"].as_i64(), v["failed_at"].as_str()),
+            (Some(4), Some("decode"))
+        );
+
+        let (_, tomb) = body(&failure(Payload::Tombstone), 1 << 20);
+        let (_, empty) = body(&failure(Payload::Raw(Bytes::new())), 1 << 20);
+        assert_eq!(tomb["tombstone"], true);
+        assert_eq!(tomb["payload"], Json::Null);
+        assert_eq!(empty["payload"], "");
+        assert_eq!(empty.get("tombstone"), None);
+    }
+
+    #[test]
+    fn an_error_quoting_a_huge_value_is_cut() {
+        let mut f = failure(Payload::Json(b"{}".to_vec()));
+        f.error = format!("invalid timestamp \"{}\"", "é".repeat(1_000_000));
+        let (_, v) = body(&f, 100_000);
+        let error = v["error"].as_str().expect("error");
+        assert!(
+            error.len() < 5000 && error.ends_with("more bytes)"),
+            "{}",
+            &error[..100]
+        );
+    }
+
+    #[test]
+    fn a_payload_too_large_for_the_topic_is_truncated_and_says_so() {
+        let big = Payload::Json(format!("{{\"blob\":\"{}\"}}", "x".repeat(1_500_000)).into_bytes());
+        let (_, v) = body(&failure(big), 1_000_000 - 1024);
+        assert_eq!(v["truncated"], true);
+        assert_eq!(v["payload_size"], 1_500_011);
+        assert!(
+            v["payload"]
+                .as_str()
+                .expect("text")
+                .starts_with("{\"blob\":\"xxx")
+        );
+        // Escaping grows quotes and control characters: still under the limit.
+        let escaped = Payload::Raw(Bytes::from(vec![b'"'; 300_000]));
+        let (_, v) = body(&failure(escaped), 100_000);
+        assert_eq!(v["truncated"], true);
+        let binary = Payload::Raw(Bytes::from(vec![0xff; 300_000]));
+        let (_, v) = body(&failure(binary), 100_000);
+        assert!(v["payload_base64"].as_str().is_some());
     }
 }

@@ -4,11 +4,12 @@
 
 use super::{is_record_error, kafka_err};
 use crate::error::{Result, WorkerError};
-use crate::record::{FailedAt, Failure, Record};
+use crate::record::{FailedAt, Failure, Record, json};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use std::collections::VecDeque;
 use std::time::Duration;
+use vrl::value::Value;
 
 /// Messages awaiting the broker's acknowledgement before the oldest is awaited.
 const MAX_IN_FLIGHT: usize = 20_000;
@@ -41,22 +42,21 @@ impl Deliveries {
         let mut failures = Vec::new();
         let topic = self.topic.clone();
         for record in batch {
-            let payload = match serde_json::to_vec(&record.value) {
-                Ok(p) => p,
-                Err(e) => {
-                    failures.push(Failure::of(record, FailedAt::Sink, e.to_string()));
-                    continue;
+            let written;
+            let payload: &[u8] = match &record.raw {
+                Some(raw) => raw,
+                None => {
+                    written = record.to_json();
+                    &written
                 }
             };
-            let key = self.key_field.as_deref().and_then(|f| match &record.value {
-                vrl::value::Value::Object(map) => {
-                    map.get(f).map(|v| v.to_string_lossy().into_owned())
-                }
-                _ => None,
-            });
-            let mut msg = FutureRecord::to(&topic).payload(&payload);
+            let key = self
+                .key_field
+                .as_deref()
+                .and_then(|f| message_key(record, f));
+            let mut msg = FutureRecord::to(&topic).payload(payload);
             if let Some(k) = &key {
-                msg = msg.key(k);
+                msg = msg.key(k.as_slice());
             }
             loop {
                 match producer.send_result(msg) {
@@ -72,7 +72,12 @@ impl Deliveries {
                         self.await_oldest().await?;
                     }
                     Err((e, _)) if is_record_error(&e) => {
-                        failures.push(Failure::of(record, FailedAt::Sink, e.to_string()));
+                        let error = format!(
+                            "the record ({} bytes with its key) does not fit topic `{}`: {e}",
+                            payload.len() + key.as_ref().map_or(0, Vec::len),
+                            self.topic
+                        );
+                        failures.push(Failure::of(record, FailedAt::Sink, error));
                         break;
                     }
                     Err((e, _)) => {
@@ -113,5 +118,52 @@ impl Deliveries {
                 brokers: self.brokers.clone(),
             }),
         }
+    }
+}
+
+/// The message key `field` gives a record: its text for strings (bytes as
+/// they are), its digits for numbers, its JSON for other values; no key when
+/// the field is absent or null.
+fn message_key(record: &Record, field: &str) -> Option<Vec<u8>> {
+    let Value::Object(map) = &record.value else {
+        return None;
+    };
+    match map.get(field)? {
+        Value::Null => None,
+        Value::Bytes(b) => Some(b.to_vec()),
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Integer(i) => Some(i.to_string().into_bytes()),
+        other => Some(json::to_vec(other, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Origin;
+
+    fn record(v: serde_json::Value) -> Record {
+        Record::new(
+            Value::from(v),
+            Origin {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn a_null_key_field_gives_no_key_as_an_absent_one_does() {
+        let key = |v| message_key(&record(v), "k");
+        assert_eq!(key(serde_json::json!({"k": null})), None);
+        assert_eq!(key(serde_json::json!({})), None);
+        assert_eq!(key(serde_json::json!({"k": "u-1"})), Some(b"u-1".to_vec()));
+        assert_eq!(key(serde_json::json!({"k": 42})), Some(b"42".to_vec()));
+        assert_eq!(key(serde_json::json!({"k": 1.5})), Some(b"1.5".to_vec()));
+        assert_eq!(
+            key(serde_json::json!({"k": "<null>"})),
+            Some(b"<null>".to_vec())
+        );
     }
 }

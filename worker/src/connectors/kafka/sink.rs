@@ -1,6 +1,6 @@
-use super::client_config;
 use super::deliveries::Deliveries;
 use super::kafka_err;
+use super::{client_config, message_limit, with_limit};
 use crate::error::Result;
 use crate::record::{Failure, Record};
 use rdkafka::producer::FutureProducer;
@@ -14,8 +14,17 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub fn build(spec: &KafkaSinkSpec) -> Result<Self> {
-        let config = client_config(&spec.brokers, &[("linger.ms", "5")], &spec.properties);
+    /// Records larger than the topic takes go to the dead-letter topic
+    /// instead of failing the job.
+    pub async fn build(spec: &KafkaSinkSpec) -> Result<Self> {
+        let limit = message_limit(&spec.brokers, &spec.properties, &spec.topic)
+            .await
+            .to_string();
+        let config = client_config(
+            &spec.brokers,
+            &[("linger.ms", "5")],
+            &with_limit(&spec.properties, &limit),
+        );
         let producer: FutureProducer = config
             .create()
             .map_err(kafka_err("create producer", &spec.brokers))?;

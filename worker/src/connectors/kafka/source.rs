@@ -3,21 +3,31 @@
 
 use super::{client_config, kafka_err};
 use crate::error::Result;
+use crate::record::Headers;
+use bytes::Bytes;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Headers as _;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use sluice_common::spec::{KafkaSourceSpec, StartFrom};
+use sluice_common::spec::KafkaSourceSpec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct KafkaSource {
-    consumer: Option<super::DetachedDrop<StreamConsumer>>,
+    /// `None` while the subtask has no partition to read.
+    consumer: Option<super::DetachedDrop<Arc<StreamConsumer>>>,
+    spec: KafkaSourceSpec,
+    group: String,
     topic: Arc<str>,
-    brokers: String,
     /// Next offset to read of each partition, as far as records were handed on:
     /// the source's state in a checkpoint.
     positions: BTreeMap<i32, i64>,
+    /// The consumer found a partition's position out of range and stopped
+    /// fetching it: [`KafkaSource::recover_out_of_range`] before reading on.
+    out_of_range: bool,
 }
 
 /// A message as read, before decoding.
@@ -25,125 +35,195 @@ pub struct RawMessage {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
-    pub payload: Option<Vec<u8>>,
+    /// `None` for a tombstone (no value at all), unlike an empty value.
+    pub payload: Option<Bytes>,
+    pub key: Option<Bytes>,
+    pub headers: Option<Arc<Headers>>,
 }
 
+/// What waiting on the source gives.
+pub enum Polled {
+    Message(RawMessage),
+    /// A partition's next offset is no longer in the partition: call
+    /// [`KafkaSource::recover_out_of_range`].
+    OutOfRange,
+}
+
+/// A partition whose next offset to read (`position`) was outside what it
+/// holds, `low..=high` (earliest offset, high watermark): retention deleted
+/// records the source had not read (`position < low`), or the topic was
+/// deleted and recreated (`position > high`). The source went on at `low`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfRange {
+    pub partition: i32,
+    pub position: i64,
+    pub low: i64,
+    pub high: i64,
+}
+
+/// How long a watermark query may take.
+const WATERMARKS_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl KafkaSource {
-    /// Reads `partitions`, each from its offset in `start` when it has one,
-    /// else from where the spec's `start_from` says, resolved to an offset
-    /// now so that the first checkpoint already names every partition.
+    /// Reads `partitions`, each from its offset in `start` when it has one
+    /// (the restored checkpoint, or where a `start_from: latest` topic ended
+    /// at submission), else from its earliest offset: a partition without
+    /// one was added to the topic after submission. Resolved to offsets now,
+    /// so the first checkpoint already names every partition.
     pub async fn build(
         spec: &KafkaSourceSpec,
         job_name: &str,
         partitions: &[i32],
         start: &BTreeMap<i32, i64>,
     ) -> Result<Self> {
-        let (spec, job_name, partitions, start) = (
-            spec.clone(),
-            job_name.to_string(),
-            partitions.to_vec(),
-            start.clone(),
-        );
-        let brokers = spec.brokers.clone();
-        tokio::task::spawn_blocking(move || {
-            Self::build_blocking(&spec, &job_name, &partitions, &start)
-        })
-        .await
-        .map_err(|_| kafka_err("create consumer", &brokers)(rdkafka::error::KafkaError::Canceled))?
-    }
-
-    fn build_blocking(
-        spec: &KafkaSourceSpec,
-        job_name: &str,
-        partitions: &[i32],
-        start: &BTreeMap<i32, i64>,
-    ) -> Result<Self> {
-        let topic: Arc<str> = spec.topic.as_str().into();
-        let mut positions: BTreeMap<i32, i64> = start
-            .iter()
-            .filter(|(p, _)| partitions.contains(p))
-            .map(|(p, o)| (*p, *o))
-            .collect();
-        if partitions.is_empty() {
-            // More subtasks than partitions: this one idles.
-            return Ok(Self {
-                consumer: None,
-                topic,
-                brokers: spec.brokers.clone(),
-                positions,
-            });
-        }
         let group = spec
             .group_id
             .clone()
             .unwrap_or_else(|| format!("sluice-{job_name}"));
-        let config = client_config(
-            &spec.brokers,
-            &[
-                ("group.id", &group),
-                ("enable.auto.commit", "false"),
-                ("enable.partition.eof", "false"),
-                // Only when a checkpointed offset has fallen out of retention:
-                // the least loss is to go on from the oldest record kept.
-                ("auto.offset.reset", "earliest"),
-                // Bound what librdkafka prefetches per partition so a slow
-                // pipeline leaves its backlog in Kafka instead of in memory.
-                ("queued.max.messages.kbytes", "2048"),
-                ("queued.min.messages", "2000"),
-            ],
-            &spec.properties,
-        );
-        let consumer: StreamConsumer = config
-            .create()
-            .map_err(kafka_err("create consumer", &spec.brokers))?;
-        let mut tpl = TopicPartitionList::new();
-        for p in partitions {
-            let offset = match positions.get(p) {
-                Some(o) => *o,
-                None => {
-                    let (low, high) = consumer
-                        .fetch_watermarks(&spec.topic, *p, Duration::from_secs(30))
-                        .map_err(kafka_err(
-                            format!("read offsets of partition {p}"),
-                            &spec.brokers,
-                        ))?;
-                    let o = match spec.start_from {
-                        StartFrom::Earliest => low,
-                        StartFrom::Latest => high,
-                    };
-                    positions.insert(*p, o);
-                    o
-                }
-            };
-            tpl.add_partition_offset(&spec.topic, *p, Offset::Offset(offset))
-                .map_err(kafka_err(format!("assign partition {p}"), &spec.brokers))?;
+        let mut source = Self {
+            consumer: None,
+            spec: spec.clone(),
+            group,
+            topic: spec.topic.as_str().into(),
+            positions: BTreeMap::new(),
+            out_of_range: false,
+        };
+        let start: BTreeMap<i32, i64> = start
+            .iter()
+            .filter(|(p, _)| partitions.contains(p))
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        source.assign(partitions, start).await?;
+        Ok(source)
+    }
+
+    /// Adds the partitions of `partitions` the source does not read yet,
+    /// from their earliest offset (they were added to the topic while the
+    /// job ran); their positions go into the next checkpoint. Returns them.
+    pub async fn add_partitions(&mut self, partitions: &[i32]) -> Result<Vec<i32>> {
+        let new: Vec<i32> = partitions
+            .iter()
+            .filter(|p| !self.positions.contains_key(p))
+            .copied()
+            .collect();
+        if !new.is_empty() {
+            self.assign(&new, BTreeMap::new()).await?;
         }
-        consumer
-            .assign(&tpl)
-            .map_err(kafka_err("assign partitions", &spec.brokers))?;
-        Ok(Self {
-            consumer: Some(super::DetachedDrop::new(consumer)),
-            topic,
-            brokers: spec.brokers.clone(),
-            positions,
+        Ok(new)
+    }
+
+    /// Starts reading `partitions` besides those read already, each at its
+    /// offset in `start` or else at its earliest one; creates the consumer
+    /// on first use. On a blocking thread: librdkafka waits for the broker.
+    async fn assign(&mut self, partitions: &[i32], start: BTreeMap<i32, i64>) -> Result<()> {
+        if partitions.is_empty() {
+            // More subtasks than partitions: this one idles.
+            return Ok(());
+        }
+        let consumer = match &self.consumer {
+            Some(c) => Some(Arc::clone(c)),
+            None => None,
+        };
+        let (spec, group, partitions) =
+            (self.spec.clone(), self.group.clone(), partitions.to_vec());
+        let brokers = self.spec.brokers.clone();
+        let (consumer, offsets) = tokio::task::spawn_blocking(move || {
+            let consumer = match consumer {
+                Some(c) => c,
+                None => Arc::new(create_consumer(&spec, &group)?),
+            };
+            let mut offsets = start;
+            let mut tpl = TopicPartitionList::new();
+            for p in &partitions {
+                let offset = match offsets.get(p) {
+                    Some(o) => *o,
+                    None => {
+                        let (low, _) = watermarks(&consumer, &spec.topic, &spec.brokers, *p)?;
+                        offsets.insert(*p, low);
+                        low
+                    }
+                };
+                tpl.add_partition_offset(&spec.topic, *p, Offset::Offset(offset))
+                    .map_err(kafka_err(format!("assign partition {p}"), &spec.brokers))?;
+            }
+            consumer
+                .incremental_assign(&tpl)
+                .map_err(kafka_err("assign partitions", &spec.brokers))?;
+            Ok::<_, crate::error::WorkerError>((consumer, offsets))
         })
+        .await
+        .map_err(|_| kafka_err("assign partitions", &brokers)(KafkaError::Canceled))??;
+        if self.consumer.is_none() {
+            self.consumer = Some(super::DetachedDrop::new(consumer));
+        }
+        self.positions.extend(offsets);
+        Ok(())
+    }
+
+    /// Finds the partitions whose position is outside what they hold now and
+    /// moves each to its earliest offset; every partition then fetches again
+    /// from its position. Returns the partitions moved.
+    pub async fn recover_out_of_range(&mut self) -> Result<Vec<OutOfRange>> {
+        self.out_of_range = false;
+        let Some(consumer) = &self.consumer else {
+            return Ok(Vec::new());
+        };
+        let (consumer, positions) = (Arc::clone(consumer), self.positions.clone());
+        let (topic, brokers) = (self.spec.topic.clone(), self.spec.brokers.clone());
+        let moved = tokio::task::spawn_blocking(move || {
+            let mut moved = Vec::new();
+            let mut tpl = TopicPartitionList::new();
+            for (p, position) in positions {
+                let (low, high) = watermarks(&consumer, &topic, &brokers, p)?;
+                let offset = if position < low || position > high {
+                    moved.push(OutOfRange {
+                        partition: p,
+                        position,
+                        low,
+                        high,
+                    });
+                    low
+                } else {
+                    position
+                };
+                tpl.add_partition_offset(&topic, p, Offset::Offset(offset))
+                    .map_err(kafka_err(format!("assign partition {p}"), &brokers))?;
+            }
+            // librdkafka stopped fetching the partition it found out of
+            // range; assigning everything again restarts it, and drops what
+            // was fetched past the positions.
+            consumer
+                .assign(&tpl)
+                .map_err(kafka_err("assign partitions", &brokers))?;
+            Ok::<_, crate::error::WorkerError>(moved)
+        })
+        .await
+        .map_err(|_| kafka_err("assign partitions", &self.spec.brokers)(KafkaError::Canceled))??;
+        for m in &moved {
+            self.positions.insert(m.partition, m.low);
+        }
+        Ok(moved)
     }
 
     /// Waits for the next message. Cancel-safe: a message is only taken from
     /// the consumer when this returns it.
-    pub async fn next_message(&mut self) -> Result<RawMessage> {
+    pub async fn next_message(&mut self) -> Result<Polled> {
         let Some(consumer) = &self.consumer else {
             return std::future::pending().await;
         };
-        let m = consumer
-            .recv()
-            .await
-            .map_err(kafka_err("receive", &self.brokers))?;
-        Ok(self.raw(&m))
+        if self.out_of_range {
+            return Ok(Polled::OutOfRange);
+        }
+        match consumer.recv().await {
+            Ok(m) => Ok(Polled::Message(self.raw(&m))),
+            Err(e) if is_out_of_range(&e) => Ok(Polled::OutOfRange),
+            Err(e) => Err(kafka_err("receive", &self.spec.brokers)(e)),
+        }
     }
 
-    /// Adds what else arrives within `linger` to `batch`, up to `max` messages.
-    /// Not cancel-safe: run it to completion.
+    /// Adds what else arrives within `linger` to `batch`, up to `max` messages;
+    /// stops early when a partition is out of range. Not cancel-safe: run it
+    /// to completion.
     pub async fn fill(
         &mut self,
         batch: &mut Vec<RawMessage>,
@@ -157,7 +237,11 @@ impl KafkaSource {
         while batch.len() < max {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Ok(Ok(m)) => batch.push(self.raw(&m)),
-                Ok(Err(e)) => return Err(kafka_err("receive", &self.brokers)(e)),
+                Ok(Err(e)) if is_out_of_range(&e) => {
+                    self.out_of_range = true;
+                    break;
+                }
+                Ok(Err(e)) => return Err(kafka_err("receive", &self.spec.brokers)(e)),
                 Err(_) => break,
             }
         }
@@ -195,12 +279,87 @@ impl KafkaSource {
         }
     }
 
+    /// The source topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     fn raw(&self, m: &rdkafka::message::BorrowedMessage<'_>) -> RawMessage {
         RawMessage {
             topic: self.topic.clone(),
             partition: m.partition(),
             offset: m.offset(),
-            payload: m.payload().map(<[u8]>::to_vec),
+            payload: m.payload().map(Bytes::copy_from_slice),
+            key: m.key().map(Bytes::copy_from_slice),
+            headers: m.headers().map(|hs| {
+                Arc::new(
+                    hs.iter()
+                        .map(|h| (h.key.to_string(), h.value.map(Bytes::copy_from_slice)))
+                        .collect(),
+                )
+            }),
         }
     }
+}
+
+/// The consumer of a source: partitions are assigned explicitly, offsets
+/// come from checkpoints.
+fn create_consumer(spec: &KafkaSourceSpec, group: &str) -> Result<StreamConsumer> {
+    client_config(
+        &spec.brokers,
+        &[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "false"),
+            // A position no longer in its partition (retention deleted what
+            // the job had not read, or the topic was recreated) is reported
+            // to the source, which moves on and tells the coordinator.
+            ("auto.offset.reset", "error"),
+            // Bound what librdkafka prefetches per partition so a slow
+            // pipeline leaves its backlog in Kafka instead of in memory.
+            ("queued.max.messages.kbytes", "2048"),
+            ("queued.min.messages", "2000"),
+        ],
+        &spec.properties,
+    )
+    .create()
+    .map_err(kafka_err("create consumer", &spec.brokers))
+}
+
+/// The earliest offset `partition` holds and its high watermark. The
+/// consumer's metadata may not know a partition added to the topic (or a
+/// topic recreated) a moment ago: it is refreshed, and the query tried
+/// again, for a while. Blocks.
+fn watermarks(
+    consumer: &StreamConsumer,
+    topic: &str,
+    brokers: &str,
+    partition: i32,
+) -> Result<(i64, i64)> {
+    let err = || kafka_err(format!("read offsets of partition {partition}"), brokers);
+    let deadline = std::time::Instant::now() + WATERMARKS_TIMEOUT;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, WATERMARKS_TIMEOUT) {
+            Ok(w) => return Ok(w),
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                consumer
+                    .fetch_metadata(Some(topic), WATERMARKS_TIMEOUT)
+                    .map_err(err())?;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(err()(e)),
+        }
+    }
+}
+
+fn is_out_of_range(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange)
+    )
 }

@@ -14,7 +14,7 @@
 //! before anything else touches that id.
 
 use super::deliveries::Deliveries;
-use super::{client_config, kafka_err};
+use super::{client_config, kafka_err, message_limit, with_limit};
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
 use rdkafka::producer::{FutureProducer, Producer};
@@ -87,6 +87,10 @@ impl TransactionalKafkaSink {
             }
         }
         let timeout = DEFAULT_TRANSACTION_TIMEOUT_MS.to_string();
+        let limit = message_limit(&spec.brokers, &spec.properties, &spec.topic)
+            .await
+            .to_string();
+        let properties = with_limit(&spec.properties, &limit);
         let make = |id: &str| -> Result<FutureProducer> {
             client_config(
                 &spec.brokers,
@@ -95,7 +99,7 @@ impl TransactionalKafkaSink {
                     (TRANSACTION_TIMEOUT, &timeout),
                     ("linger.ms", "5"),
                 ],
-                &spec.properties,
+                &properties,
             )
             .create()
             .map_err(kafka_err(

@@ -215,9 +215,8 @@ impl S3Sink {
                 Ok(dir) => {
                     let line = self.open.entry(dir).or_default();
                     let before = line.len();
-                    if serde_json::to_writer(&mut *line, &record.value).is_ok() {
-                        line.push(b'\n');
-                    }
+                    record.write_json(line);
+                    line.push(b'\n');
                     self.open_bytes += line.len() - before;
                 }
                 Err(e) => failures.push(Failure::of(&record, FailedAt::Sink, e)),
@@ -330,14 +329,14 @@ mod tests {
     }
 
     fn rec(v: serde_json::Value, offset: i64) -> Record {
-        Record {
-            value: serde_json::from_value(v).expect("value"),
-            origin: Origin {
+        Record::new(
+            serde_json::from_value(v).expect("value"),
+            Origin {
                 topic: "cdc_events".into(),
                 partition: 0,
                 offset,
             },
-        }
+        )
     }
 
     fn scratch(name: &str) -> std::path::PathBuf {
