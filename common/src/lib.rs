@@ -7,6 +7,8 @@ pub mod env;
 pub mod error;
 pub mod fault;
 pub mod ids;
+#[cfg(feature = "kafka-txn")]
+pub mod kafka_txn;
 pub mod keys;
 #[cfg(feature = "process")]
 pub mod process;

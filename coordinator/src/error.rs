@@ -36,6 +36,12 @@ pub enum CoordinatorError {
         topic: String,
         reason: String,
     },
+    #[error("cannot read broker setting `{name}` from {brokers}: {reason}")]
+    BrokerConfig {
+        brokers: String,
+        name: String,
+        reason: String,
+    },
 }
 
 /// The one place coordinator errors become gRPC statuses.
@@ -48,7 +54,7 @@ impl From<CoordinatorError> for tonic::Status {
             UnknownJob(_) => tonic::Status::not_found(message),
             UnknownWorker(_) => tonic::Status::failed_precondition(message),
             NotCancellable { .. } => tonic::Status::failed_precondition(message),
-            KafkaMetadata { .. } => tonic::Status::unavailable(message),
+            KafkaMetadata { .. } | BrokerConfig { .. } => tonic::Status::unavailable(message),
             UnknownSavepoint(_) => tonic::Status::not_found(message),
             SavepointMismatch { .. } | Parallelism { .. } => {
                 tonic::Status::invalid_argument(message)

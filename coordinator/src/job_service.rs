@@ -5,7 +5,8 @@ use crate::meta::{Applied, Command, MetaStore, Savepoint};
 use crate::raft::membership;
 use crate::state::Shared;
 use crate::{cassandra_meta, kafka_meta};
-use sluice_common::spec::{MAX_PARALLELISM, SinkSpec, SourceSpec, StartFrom};
+use sluice_common::kafka_txn;
+use sluice_common::spec::{Delivery, MAX_PARALLELISM, SinkSpec, SourceSpec, StartFrom};
 use sluice_common::{JobId, JobSpec, SpecError, SpecProblem};
 use sluice_proto::job_service_server::JobService;
 use sluice_proto::*;
@@ -53,10 +54,53 @@ impl<S: MetaStore> JobApi<S> {
             }
         }
         if problems.is_empty() {
+            problems.extend(Self::check_transaction_timeout(spec).await);
+        }
+        if problems.is_empty() {
             Ok(partitions)
         } else {
             Err(SpecError::Invalid(problems).into())
         }
+    }
+
+    /// An exactly-once Kafka sink's transactions must fit the broker's
+    /// `transaction.max.timeout.ms`, or the broker refuses every one of them
+    /// once the job runs. A broker that does not tell its settings (no
+    /// DescribeConfigs permission, say) is given the benefit of the doubt.
+    async fn check_transaction_timeout(spec: &JobSpec) -> Option<SpecProblem> {
+        let SinkSpec::Kafka(sink) = &spec.sink else {
+            return None;
+        };
+        if spec.delivery != Delivery::ExactlyOnce {
+            return None;
+        }
+        let path = format!("sink.kafka.properties.{}", kafka_txn::TRANSACTION_TIMEOUT);
+        let timeout = match kafka_txn::transaction_timeout_ms(&sink.properties) {
+            Ok(ms) => ms,
+            Err(message) => return Some(SpecProblem { path, message }),
+        };
+        let max = match kafka_meta::broker_config(&sink.brokers, &sink.topic, MAX_TIMEOUT).await {
+            Ok(Some(value)) => value.trim().parse::<u64>().ok()?,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "transaction timeout not checked against the broker");
+                return None;
+            }
+        };
+        let whose = if sink.properties.contains_key(kafka_txn::TRANSACTION_TIMEOUT) {
+            "set in the spec"
+        } else {
+            "Sluice's default"
+        };
+        (timeout > max).then(|| SpecProblem {
+            path,
+            message: format!(
+                "transaction.timeout.ms is {timeout} ({whose}), above the broker's {MAX_TIMEOUT} of \
+                 {max}, so the broker would refuse every transaction of the sink: set \
+                 sink.kafka.properties.transaction.timeout.ms to at most {max}, or raise \
+                 {MAX_TIMEOUT} on the brokers"
+            ),
+        })
     }
 
     /// Takes a savepoint of a running job as its next checkpoint and waits
@@ -469,6 +513,8 @@ impl<S: MetaStore> JobService for JobApi<S> {
     }
 }
 
+/// The broker setting that bounds a producer's `transaction.timeout.ms`.
+const MAX_TIMEOUT: &str = "transaction.max.timeout.ms";
 /// How long a stop waits for a job's tasks to finish after its savepoint.
 const STOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Beyond the checkpoint timeout, for the trigger and the acks to travel.

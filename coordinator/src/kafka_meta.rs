@@ -1,7 +1,9 @@
-//! Topic metadata, read through rdkafka on a blocking thread.
+//! Topic metadata and broker settings, read through rdkafka on a blocking thread.
 
 use crate::error::CoordinatorError;
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -119,4 +121,49 @@ pub async fn end_offsets(
             .collect()
     })
     .await
+}
+
+/// The value of the broker setting `name` (such as
+/// `transaction.max.timeout.ms`) on the first broker the metadata of `topic`
+/// lists, through DescribeConfigs; `None` when the broker does not report it.
+pub async fn broker_config(
+    brokers: &str,
+    topic: &str,
+    name: &str,
+) -> Result<Option<String>, CoordinatorError> {
+    let (b, t, n) = (brokers.to_string(), topic.to_string(), name.to_string());
+    let err = |reason: String| CoordinatorError::BrokerConfig {
+        brokers: brokers.to_string(),
+        name: name.to_string(),
+        reason,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .map_err(|e| e.to_string())?;
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(&t), Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let broker = md
+            .brokers()
+            .first()
+            .map(|b| b.id())
+            .ok_or_else(|| "the metadata names no broker".to_string())?;
+        let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+        let described = runtime
+            .block_on(admin.describe_configs(&[ResourceSpecifier::Broker(broker)], &options))
+            .map_err(|e| e.to_string())?;
+        let resource = described
+            .into_iter()
+            .next()
+            .ok_or_else(|| "DescribeConfigs answered nothing".to_string())?
+            .map_err(|code| format!("DescribeConfigs of broker {broker}: {code}"))?;
+        Ok(resource.get(&n).and_then(|entry| entry.value.clone()))
+    })
+    .await
+    .map_err(|e| err(e.to_string()))?
+    .map_err(err)
 }

@@ -16,6 +16,7 @@ mod registry;
 mod scheduler;
 mod state;
 mod subscribers;
+mod transactions;
 
 use anyhow::Context;
 use clap::Parser;
@@ -142,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(%addr, id = args.id, data_dir = %data_dir.display(), "coordinator listening");
     tokio::spawn(monitor::run(state.clone()));
     tokio::spawn(checkpoints::run(state.clone()));
+    tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
     tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(job_service::JobApi {

@@ -142,6 +142,10 @@ pub struct JobRecord {
     /// checkpoint does not skip what arrived since. Empty for `earliest`.
     #[serde(default)]
     pub start_offsets: BTreeMap<i32, i64>,
+    /// Set once this ended job's Kafka transactions were settled (see
+    /// `crate::transactions`): none of them is left open.
+    #[serde(default)]
+    pub transactions_settled: bool,
     /// What happened to the job lately, oldest first (the last [`events::MAX_EVENTS`]).
     #[serde(default)]
     pub events: Vec<JobEvent>,
@@ -207,6 +211,11 @@ pub enum Command {
     ReserveCheckpointIds {
         job: JobId,
         up_to: u64,
+    },
+    /// The Kafka transactions of an ended job are settled: a new leader
+    /// need not settle them again.
+    TransactionsSettled {
+        job: JobId,
     },
     /// The source topic has `partitions` partitions now, more than the job
     /// knew: its source tasks read the new ones too (`p mod parallelism`).
@@ -295,6 +304,7 @@ impl ClusterMeta {
                         from_savepoint,
                         checkpoint_ids_reserved: 0,
                         start_offsets,
+                        transactions_settled: false,
                         events: Vec::new(),
                         offsets_skipped: 0,
                     },
@@ -419,6 +429,14 @@ impl ClusterMeta {
                     j.checkpoint_ids_reserved = j.checkpoint_ids_reserved.max(up_to);
                     Applied::Done
                 }
+                None => Applied::NotFound,
+            },
+            Command::TransactionsSettled { job } => match self.jobs.get_mut(&job) {
+                Some(j) if j.ended_with_transactions() => {
+                    j.transactions_settled = true;
+                    Applied::Done
+                }
+                Some(_) => Applied::Stale,
                 None => Applied::NotFound,
             },
             Command::AddPartitions {
@@ -607,6 +625,21 @@ impl JobRecord {
     /// Whether workers should be running this job's tasks.
     pub fn wants_tasks_running(&self) -> bool {
         matches!(self.state, JobState::Scheduling | JobState::Running)
+    }
+
+    /// An exactly-once job into Kafka that ended for good, cancelled or
+    /// failed, so nothing of it will ever commit its transactions again.
+    /// (A stopped job committed before it stopped, and a rescale resumes
+    /// it under the same transactional ids: it is left alone.)
+    fn ended_with_transactions(&self) -> bool {
+        matches!(self.state, JobState::Cancelled | JobState::Failed)
+            && self.spec.delivery == sluice_common::spec::Delivery::ExactlyOnce
+            && matches!(self.spec.sink, sluice_common::spec::SinkSpec::Kafka(_))
+    }
+
+    /// Whether this job's Kafka transactions wait to be settled.
+    pub fn transactions_to_settle(&self) -> bool {
+        self.ended_with_transactions() && !self.transactions_settled
     }
 }
 

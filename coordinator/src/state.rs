@@ -5,6 +5,8 @@ use crate::checkpoints::CheckpointCoordinator;
 use crate::meta::{Command, JobRecord, MetaStore};
 use crate::registry::WorkerRegistry;
 use crate::subscribers::Subscribers;
+use sluice_common::kafka_txn;
+use sluice_common::spec::{Delivery, SinkSpec};
 use sluice_common::store::CheckpointStore;
 use sluice_common::{JobId, TaskId};
 use sluice_proto::{JobState, JobStatus, TaskState, TaskStatus};
@@ -70,26 +72,32 @@ impl<S: MetaStore> Coordinator<S> {
     }
 
     pub fn job_status(&self, job: &JobRecord) -> JobStatus {
+        let tasks: Vec<TaskStatus> = job
+            .tasks
+            .iter()
+            .map(|t| TaskStatus {
+                task_id: t.id.to_string(),
+                stage: t.stage,
+                index: t.index,
+                worker_id: t.worker.to_string(),
+                state: t.state as i32,
+                partitions: t.partitions.clone(),
+                error: t.error.clone().unwrap_or_default(),
+                metrics: self.workers.metrics(&t.id),
+                fault: t.fault.map_or(sluice_proto::Fault::Unspecified, Into::into) as i32,
+            })
+            .collect();
+        let last_checkpoint_age_ms = job
+            .checkpoints
+            .last()
+            .map(|c| (crate::job_service::now_ms() - c.completed_at_ms).max(0) as u64);
         JobStatus {
             job_id: job.id.to_string(),
             name: job.spec.name.clone(),
             state: job.state as i32,
             parallelism: job.spec.parallelism,
-            tasks: job
-                .tasks
-                .iter()
-                .map(|t| TaskStatus {
-                    task_id: t.id.to_string(),
-                    stage: t.stage,
-                    index: t.index,
-                    worker_id: t.worker.to_string(),
-                    state: t.state as i32,
-                    partitions: t.partitions.clone(),
-                    error: t.error.clone().unwrap_or_default(),
-                    metrics: self.workers.metrics(&t.id),
-                    fault: t.fault.map_or(sluice_proto::Fault::Unspecified, Into::into) as i32,
-                })
-                .collect(),
+            warnings: transaction_warnings(job, &tasks, last_checkpoint_age_ms),
+            tasks,
             failure: job.failure.clone().unwrap_or_default(),
             submitted_at_ms: job.submitted_at_ms,
             spec_json: job.spec_json.clone(),
@@ -97,9 +105,7 @@ impl<S: MetaStore> Coordinator<S> {
             restarts: job.restarts,
             last_failure: job.last_failure.clone().unwrap_or_default(),
             last_checkpoint_id: job.checkpoints.last().map_or(0, |c| c.id),
-            last_checkpoint_age_ms: job.checkpoints.last().map_or(0, |c| {
-                (crate::job_service::now_ms() - c.completed_at_ms).max(0) as u64
-            }),
+            last_checkpoint_age_ms: last_checkpoint_age_ms.unwrap_or(0),
             stopped_with_savepoint: job.stopped_with.clone().unwrap_or_default(),
             from_savepoint: job.from_savepoint.clone().unwrap_or_default(),
             recent_events: job.events[job.events.len().saturating_sub(RECENT_EVENTS)..]
@@ -152,5 +158,77 @@ impl<S: MetaStore> Coordinator<S> {
         if before != Some(after) {
             tracing::info!(job = %job, state = after.as_str_name(), failure = failure.as_deref().unwrap_or(""), "job state");
         }
+    }
+}
+
+/// One warning per sink subtask of a running exactly-once Kafka job whose
+/// open transaction has held records for over half its
+/// `transaction.timeout.ms`: checkpoints stall, and the broker aborts the
+/// transaction at the timeout.
+fn transaction_warnings(
+    job: &JobRecord,
+    tasks: &[TaskStatus],
+    last_checkpoint_age_ms: Option<u64>,
+) -> Vec<String> {
+    let SinkSpec::Kafka(sink) = &job.spec.sink else {
+        return Vec::new();
+    };
+    if job.spec.delivery != Delivery::ExactlyOnce || !job.wants_tasks_running() {
+        return Vec::new();
+    }
+    let timeout_ms = kafka_txn::transaction_timeout_ms(&sink.properties)
+        .unwrap_or(kafka_txn::DEFAULT_TRANSACTION_TIMEOUT_MS);
+    tasks
+        .iter()
+        .filter_map(|t| {
+            let age_ms = t.metrics?.open_transaction_age_ms;
+            transaction_warning(t.index, age_ms, timeout_ms, last_checkpoint_age_ms)
+        })
+        .collect()
+}
+
+fn transaction_warning(
+    index: u32,
+    age_ms: u64,
+    timeout_ms: u64,
+    last_checkpoint_age_ms: Option<u64>,
+) -> Option<String> {
+    if age_ms <= timeout_ms / 2 {
+        return None;
+    }
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    let last = last_checkpoint_age_ms.map_or_else(
+        || "none completed yet".to_string(),
+        |ms| format!("the last completed {:.1}s ago", seconds(ms)),
+    );
+    Some(format!(
+        "sink subtask {index}: its Kafka transaction has held records for {:.1}s, over half its \
+         transaction.timeout.ms ({:.1}s), while checkpoints stall ({last}); the broker aborts it at \
+         the timeout, and if its checkpoint completes after that, its records are lost",
+        seconds(age_ms),
+        seconds(timeout_ms),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transaction_warning;
+
+    #[test]
+    fn warns_past_half_the_transaction_timeout() {
+        assert_eq!(transaction_warning(0, 0, 10_000, Some(100)), None);
+        assert_eq!(transaction_warning(0, 5_000, 10_000, Some(100)), None);
+        let warning = transaction_warning(1, 6_200, 10_000, Some(7_000)).expect("a warning");
+        assert!(
+            warning.starts_with("sink subtask 1: its Kafka transaction has held records for 6.2s"),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("transaction.timeout.ms (10.0s)"),
+            "{warning}"
+        );
+        assert!(warning.contains("the last completed 7.0s ago"), "{warning}");
+        let first = transaction_warning(0, 9_000, 10_000, None).expect("a warning");
+        assert!(first.contains("none completed yet"), "{first}");
     }
 }

@@ -357,3 +357,45 @@ pub async fn list_objects(
     keys.sort();
     Ok(keys)
 }
+
+/// Every JSON line of every file under `prefix`, counted by its `id_field`,
+/// for checking a file sink's output. Each file must lie in
+/// `<prefix>/dt=YYYY-MM-DD/hour=HH/part-*.jsonl` of its lines' own time, read
+/// from their `timestamp` (epoch milliseconds or RFC 3339); an error names
+/// the first line that does not.
+pub async fn events_by_id(
+    store: &dyn object_store::ObjectStore,
+    prefix: &str,
+    id_field: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, u32>> {
+    let mut seen = std::collections::BTreeMap::new();
+    for (key, body) in read_objects(store, prefix).await? {
+        let rest = key.strip_prefix(&format!("{prefix}/")).unwrap_or(&key);
+        let parts: Vec<&str> = rest.split('/').collect();
+        anyhow::ensure!(
+            parts.len() == 3 && parts[2].starts_with("part-") && parts[2].ends_with(".jsonl"),
+            "{key} is not a part file under dt=.../hour=.../"
+        );
+        for line in String::from_utf8(body)?.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let time = match &v["timestamp"] {
+                serde_json::Value::Number(ms) => {
+                    chrono::DateTime::from_timestamp_millis(ms.as_i64().unwrap_or(0))
+                        .unwrap_or_default()
+                }
+                other => chrono::DateTime::parse_from_rfc3339(other.as_str().unwrap_or_default())
+                    .with_context(|| format!("event {v} in {key} has no time"))?
+                    .to_utc(),
+            };
+            let want = time.format("dt=%Y-%m-%d/hour=%H").to_string();
+            anyhow::ensure!(
+                format!("{}/{}", parts[0], parts[1]) == want,
+                "event {v} in {key} belongs under {want}"
+            );
+            *seen
+                .entry(v[id_field].as_str().unwrap_or_default().to_string())
+                .or_default() += 1;
+        }
+    }
+    Ok(seen)
+}

@@ -59,45 +59,15 @@ async fn produce(
     Ok(())
 }
 
-/// Reads every committed file under `prefix` and checks its layout: each
-/// event sits in the directory of its own date and hour. Returns how often
-/// each event id was found.
+/// How often each event id is in the committed files under `prefix`, each
+/// file checked to lie under its events' own date and hour.
 async fn committed_events(
     infra: &Infra,
     prefix: &str,
     id_field: &str,
 ) -> anyhow::Result<BTreeMap<String, u32>> {
     let store = admin::s3_bucket(&infra.s3_endpoint, BUCKET)?;
-    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
-    for (key, body) in admin::read_objects(store.as_ref(), prefix).await? {
-        let rest = key.strip_prefix(&format!("{prefix}/")).unwrap_or(&key);
-        let parts: Vec<&str> = rest.split('/').collect();
-        assert_eq!(parts.len(), 3, "{key} is not under dt=.../hour=.../");
-        assert!(
-            parts[2].starts_with("part-") && parts[2].ends_with(".jsonl"),
-            "{key}"
-        );
-        for line in String::from_utf8(body)?.lines() {
-            let v: serde_json::Value = serde_json::from_str(line)?;
-            let time = match &v["timestamp"] {
-                serde_json::Value::Number(ms) => {
-                    chrono::DateTime::from_timestamp_millis(ms.as_i64().unwrap_or(0))
-                        .unwrap_or_default()
-                }
-                other => chrono::DateTime::parse_from_rfc3339(other.as_str().unwrap_or_default())?
-                    .to_utc(),
-            };
-            assert_eq!(
-                format!("{}/{}", parts[0], parts[1]),
-                time.format("dt=%Y-%m-%d/hour=%H").to_string(),
-                "event {v} in {key}"
-            );
-            *seen
-                .entry(v[id_field].as_str().unwrap_or_default().to_string())
-                .or_default() += 1;
-        }
-    }
-    Ok(seen)
+    admin::events_by_id(store.as_ref(), prefix, id_field).await
 }
 
 fn check_once(kind: &str, seen: &BTreeMap<String, u32>, id_prefix: &str, count: u64) {

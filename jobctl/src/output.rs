@@ -97,6 +97,7 @@ fn task_json(t: &TaskStatus) -> Value {
         "state": task_state(t.state), "partitions": t.partitions, "error": t.error,
         "fault": fault(t.fault),
         "records_in": m.records_in, "records_out": m.records_out, "dead_lettered": m.dead_lettered,
+        "open_transaction_age_ms": m.open_transaction_age_ms,
         "offsets_skipped": m.offsets_skipped,
     })
 }
@@ -157,6 +158,7 @@ fn job_json(j: &JobStatus) -> Value {
         "attempt": j.attempt, "restarts": j.restarts, "last_failure": j.last_failure,
         "last_checkpoint_id": j.last_checkpoint_id, "last_checkpoint_age_ms": j.last_checkpoint_age_ms,
         "stopped_with_savepoint": j.stopped_with_savepoint, "from_savepoint": j.from_savepoint,
+        "warnings": j.warnings,
         "offsets_skipped": j.offsets_skipped,
         "recent_events": j.recent_events.iter().map(event_json).collect::<Vec<_>>(),
         "tasks": j.tasks.iter().map(task_json).collect::<Vec<_>>(),
@@ -224,6 +226,9 @@ impl Printer {
                     );
                 } else {
                     println!("checkpoint:  none yet");
+                }
+                for warning in &j.warnings {
+                    println!("warning:     {warning}");
                 }
                 if j.offsets_skipped > 0 {
                     println!(

@@ -36,6 +36,12 @@ pub enum WorkerError {
         #[source]
         source: Box<scylla::errors::ExecutionError>,
     },
+    #[error("kafka transaction of {ids}: {source}")]
+    Transaction {
+        ids: String,
+        #[source]
+        source: sluice_common::kafka_txn::TxnError,
+    },
     #[error("job spec of task {task} does not parse: {reason}")]
     Spec { task: TaskId, reason: String },
     #[error("exchange to {peer} (stage {stage}, subtask {index}): {reason}")]
@@ -73,6 +79,7 @@ impl WorkerError {
                 crate::connectors::cassandra::write_fault(source)
             }
             Self::Restore { .. } | Self::InDoubt { .. } => Fault::Internal,
+            Self::Transaction { source, .. } => transaction_fault(source),
             Self::Unacknowledged { .. }
             | Self::Exchange { .. }
             | Self::S3 { .. }
@@ -91,6 +98,18 @@ impl WorkerError {
 }
 
 pub type Result<T, E = WorkerError> = std::result::Result<T, E>;
+
+/// A transaction found in a state Sluice cannot go on from (another
+/// producer's in place of the checkpoint's, or the checkpoint's aborted) is
+/// Sluice's to report loudly; a broker that does not answer in time, or a
+/// transaction aborted before its checkpoint completed, is the broker's.
+fn transaction_fault(e: &sluice_common::kafka_txn::TxnError) -> Fault {
+    use sluice_common::kafka_txn::TxnError::*;
+    match e {
+        NotOurs { .. } | AbortedByBroker { .. } => Fault::Internal,
+        _ => Fault::External,
+    }
+}
 
 /// Kafka errors no retry can cure are the spec's (a setting the broker
 /// refuses, an authorisation it lacks); the rest are the broker's, for a while.

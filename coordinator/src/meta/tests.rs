@@ -272,6 +272,55 @@ fn reserved_checkpoint_ids_only_grow_and_survive_a_restart_of_the_job() {
     assert_eq!(unknown, Applied::NotFound);
 }
 
+fn exactly_once(meta: &mut ClusterMeta, job: &JobId) {
+    let j = meta.jobs.get_mut(job).expect("job");
+    j.spec.delivery = sluice_common::spec::Delivery::ExactlyOnce;
+}
+
+#[test]
+fn an_exactly_once_job_that_failed_for_good_has_transactions_to_settle_once() {
+    let (mut meta, job) = second_task_lost(0);
+    assert_eq!(meta.jobs[&job].state, JobState::Failed);
+    assert!(
+        !meta.jobs[&job].transactions_to_settle(),
+        "at least once: no transactions"
+    );
+    exactly_once(&mut meta, &job);
+    assert!(meta.jobs[&job].transactions_to_settle());
+    assert_eq!(
+        meta.apply(Command::TransactionsSettled { job: job.clone() }),
+        Applied::Done
+    );
+    assert!(!meta.jobs[&job].transactions_to_settle());
+}
+
+#[test]
+fn a_cancelled_job_has_transactions_to_settle_and_a_running_one_none() {
+    let (mut meta, job) = submitted(3);
+    exactly_once(&mut meta, &job);
+    set(&mut meta, &job, 0, TaskState::Running, None);
+    set(&mut meta, &job, 1, TaskState::Running, None);
+    assert!(!meta.jobs[&job].transactions_to_settle());
+    assert_eq!(
+        meta.apply(Command::TransactionsSettled { job: job.clone() }),
+        Applied::Stale,
+        "a running job's transactions are its sinks' business"
+    );
+    meta.apply(Command::SetJobState {
+        job: job.clone(),
+        state: JobState::Cancelling,
+        failure: None,
+    });
+    assert!(
+        !meta.jobs[&job].transactions_to_settle(),
+        "its tasks may still write"
+    );
+    set(&mut meta, &job, 0, TaskState::Cancelled, None);
+    set(&mut meta, &job, 1, TaskState::Cancelled, None);
+    assert_eq!(meta.jobs[&job].state, JobState::Cancelled);
+    assert!(meta.jobs[&job].transactions_to_settle());
+}
+
 #[test]
 fn partitions_added_to_the_topic_go_to_the_running_source_tasks_and_later_attempts() {
     let (mut meta, job) = submitted(3);

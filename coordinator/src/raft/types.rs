@@ -20,6 +20,7 @@ impl fmt::Display for Command {
             Self::Rescale { job, .. } => ("rescale", job.as_str()),
             Self::SetJobState { job, .. } => ("job state", job.as_str()),
             Self::ReserveCheckpointIds { job, .. } => ("reserve checkpoint ids", job.as_str()),
+            Self::TransactionsSettled { job } => ("transactions settled", job.as_str()),
             Self::AddPartitions { job, .. } => ("add partitions", job.as_str()),
             Self::RecordOffsetResets { job, .. } => ("offset resets", job.as_str()),
         };

@@ -1,10 +1,12 @@
 use super::blackhole::BlackholeSink;
 use super::cassandra::CassandraSink;
-use super::kafka::{KafkaSink, SinkState, TransactionalKafkaSink};
+use super::kafka::{KafkaSink, TransactionalKafkaSink};
 use super::s3::S3Sink;
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
+use sluice_common::kafka_txn::{TransactionalSinkState, transactional_ids};
 use sluice_common::spec::{Delivery, SinkSpec};
+use std::time::SystemTime;
 
 /// The sink of a job's last stage.
 pub enum SinkWriter {
@@ -23,13 +25,6 @@ pub struct SinkIdentity<'a> {
     pub attempt: u32,
 }
 
-impl SinkIdentity<'_> {
-    /// Names the subtask's Kafka transactional ids.
-    pub fn id_prefix(&self) -> String {
-        format!("sluice-{}-s{}-{}", self.job_uid, self.stage, self.index)
-    }
-}
-
 impl SinkWriter {
     /// `restored` is the subtask's state in the checkpoint the job restarts
     /// from (JSON, may be empty); `timezone` is the job's, for zone-less times.
@@ -40,18 +35,18 @@ impl SinkWriter {
         id: &SinkIdentity<'_>,
         restored: &str,
     ) -> Result<Self> {
-        let id_prefix = &id.id_prefix();
         Ok(match spec {
             SinkSpec::Kafka(k) if *delivery == Delivery::ExactlyOnce => {
+                let ids = transactional_ids(id.job_uid, id.stage, id.index);
                 let restored = (!restored.is_empty())
-                    .then(|| serde_json::from_str::<SinkState>(restored))
+                    .then(|| serde_json::from_str::<TransactionalSinkState>(restored))
                     .transpose()
                     .map_err(|e| WorkerError::InDoubt {
-                        ids: id_prefix.to_string(),
+                        ids: ids.join(", "),
                         reason: format!("restored sink state {restored:?} does not parse: {e}"),
                     })?;
                 Self::TransactionalKafka(Box::new(
-                    TransactionalKafkaSink::build(k, id_prefix, restored).await?,
+                    TransactionalKafkaSink::build(k, ids, restored).await?,
                 ))
             }
             SinkSpec::Kafka(k) => Self::Kafka(KafkaSink::build(k).await?),
@@ -96,6 +91,23 @@ impl SinkWriter {
             Self::TransactionalKafka(s) => s.commit().await,
             Self::S3(s) => s.commit().await,
             Self::Kafka(_) | Self::Cassandra(_) | Self::Blackhole(_) => Ok(()),
+        }
+    }
+
+    /// The input ended after the last checkpoint committed: nothing the
+    /// sink began since is left open.
+    pub async fn end(&mut self) {
+        if let Self::TransactionalKafka(s) = self {
+            s.end().await;
+        }
+    }
+
+    /// Since when the sink's open transaction has held records, for sinks
+    /// whose transactions the broker aborts past a timeout.
+    pub fn open_transaction_since(&self) -> Option<SystemTime> {
+        match self {
+            Self::TransactionalKafka(s) => s.open_transaction_since(),
+            Self::Kafka(_) | Self::Cassandra(_) | Self::Blackhole(_) | Self::S3(_) => None,
         }
     }
 }

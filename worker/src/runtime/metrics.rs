@@ -2,6 +2,7 @@ use crate::connectors::kafka::OutOfRange;
 use sluice_proto::{OffsetReset, TaskMetrics};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Offset resets a task keeps for its reports: the coordinator records each
 /// once, so only those since the last report matter.
@@ -17,6 +18,14 @@ pub struct Metrics {
     /// Offsets a source went past unread: its partition no longer held them.
     pub offsets_skipped: AtomicU64,
     resets: Mutex<Resets>,
+    /// Since when (epoch milliseconds) the sink's open transaction has held
+    /// records; 0 when it holds none.
+    open_transaction_since_ms: AtomicU64,
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[derive(Default, Debug)]
@@ -30,12 +39,23 @@ impl Metrics {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// Records since when the sink's open transaction has held records.
+    pub fn set_open_transaction(&self, since: Option<SystemTime>) {
+        self.open_transaction_since_ms
+            .store(since.map_or(0, epoch_ms), Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> TaskMetrics {
+        let since = self.open_transaction_since_ms.load(Ordering::Relaxed);
         TaskMetrics {
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             offsets_skipped: self.offsets_skipped.load(Ordering::Relaxed),
+            open_transaction_age_ms: match since {
+                0 => 0,
+                since => epoch_ms(SystemTime::now()).saturating_sub(since).max(1),
+            },
         }
     }
 
@@ -64,5 +84,22 @@ impl Metrics {
     pub fn offset_resets(&self) -> Vec<OffsetReset> {
         let resets = self.resets.lock().unwrap_or_else(|p| p.into_inner());
         resets.latest.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn open_transaction_age_runs_from_its_first_record() {
+        let m = Metrics::default();
+        assert_eq!(m.snapshot().open_transaction_age_ms, 0);
+        m.set_open_transaction(Some(SystemTime::now() - Duration::from_secs(30)));
+        let age = m.snapshot().open_transaction_age_ms;
+        assert!((30_000..31_000).contains(&age), "{age}");
+        m.set_open_transaction(None);
+        assert_eq!(m.snapshot().open_transaction_age_ms, 0);
     }
 }

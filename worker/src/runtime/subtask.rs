@@ -407,6 +407,7 @@ async fn completed(
             std::process::abort();
         });
         step.output.commit().await?;
+        step.note_open_transaction();
         *awaiting = None;
     }
     Ok(())
@@ -466,6 +467,14 @@ impl Stepper<'_> {
         Ok(waits)
     }
 
+    /// Publishes since when the sink's open transaction has held records.
+    fn note_open_transaction(&self) {
+        if let Output::Sink(sink) = &*self.output {
+            self.metrics
+                .set_open_transaction(sink.open_transaction_since());
+        }
+    }
+
     async fn process(
         &mut self,
         read: usize,
@@ -480,6 +489,7 @@ impl Stepper<'_> {
             Output::Router(router) => router.send(records, &mut failures).await?,
             Output::Sink(sink) => failures.extend(sink.write(records).await?),
         }
+        self.note_open_transaction();
         Metrics::add(
             &self.metrics.records_out,
             n - (failures.len() - failed_before),
@@ -521,12 +531,15 @@ impl Output {
         }
     }
 
-    /// The input ended: downstream subtasks learn it; a sink has nothing
-    /// left to do, its last checkpoint's commit being done.
+    /// The input ended: downstream subtasks learn it; a sink, whose last
+    /// checkpoint's commit is done, leaves nothing open.
     async fn end(&mut self) -> Result<()> {
         match self {
             Self::Router(router) => router.end().await,
-            Self::Sink(_) => Ok(()),
+            Self::Sink(sink) => {
+                sink.end().await;
+                Ok(())
+            }
         }
     }
 }

@@ -1,7 +1,6 @@
 mod dead_letter;
 mod deliveries;
 mod detached_drop;
-pub mod in_doubt;
 mod sink;
 mod source;
 mod transactional_sink;
@@ -10,7 +9,7 @@ pub use dead_letter::DeadLetterWriter;
 use detached_drop::DetachedDrop;
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, OutOfRange, Polled, RawMessage};
-pub use transactional_sink::{SinkState, TransactionalKafkaSink};
+pub use transactional_sink::TransactionalKafkaSink;
 
 use crate::error::WorkerError;
 use rdkafka::ClientConfig;

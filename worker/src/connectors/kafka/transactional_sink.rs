@@ -3,41 +3,30 @@
 //! Each sink subtask owns two transactional ids, stable across attempts of
 //! the job so a restarted subtask fences its zombie. Transaction `k` runs on
 //! id `k mod 2`. At barrier `n` the sink flushes transaction `k` (pre-commit),
-//! records `k` in the checkpoint and takes no more input until checkpoint `n`
-//! completes (it then commits `k` and opens `k + 1` on the other id) or is
-//! abandoned (it then goes on writing into `k`). So at most one transaction is
-//! open per id, and after a failure the one open on id `k mod 2`, where `k` is
-//! what the restored checkpoint recorded, is exactly the transaction that
-//! checkpoint covers: recovery commits it before anything else touches that id.
+//! records `k` and the producer session holding it in the checkpoint, and
+//! takes no more input until checkpoint `n` completes (it then commits `k`
+//! and opens `k + 1` on the other id) or is abandoned (it then goes on
+//! writing into `k`, which the next checkpoint covers whole). So at most one
+//! transaction is open per id, and after a failure the one open on id
+//! `k mod 2`, where `k` is what the restored checkpoint recorded, is exactly
+//! the transaction that checkpoint covers: recovery commits it, after
+//! checking the broker names the producer session the checkpoint recorded,
+//! before anything else touches that id.
 
 use super::deliveries::Deliveries;
-use super::in_doubt::{InDoubt, commit_open_transaction};
 use super::{client_config, kafka_err, message_limit, with_limit};
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
 use rdkafka::producer::{FutureProducer, Producer};
-use serde::{Deserialize, Serialize};
+use sluice_common::kafka_txn::{
+    self, DEFAULT_TRANSACTION_TIMEOUT_MS, InDoubt, TRANSACTION_TIMEOUT, TransactionalSinkState,
+};
 use sluice_common::spec::KafkaSinkSpec;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-/// Longer than any recovery should take: a transaction open longer is
-/// aborted by the broker. Brokers must allow it (`transaction.max.timeout.ms`,
-/// 15 minutes by default).
-const TRANSACTION_TIMEOUT: &str = "900000";
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The sink's part of a checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SinkState {
-    /// The transaction pre-committed at the checkpoint's barrier.
-    pub txn: u64,
-    /// Records written into it, so recovery can tell an empty transaction
-    /// from one the broker aborted.
-    #[serde(default)]
-    pub records: u64,
-}
 
 pub struct TransactionalKafkaSink {
     producers: [super::DetachedDrop<FutureProducer>; 2],
@@ -46,19 +35,22 @@ pub struct TransactionalKafkaSink {
     txn: u64,
     /// Records written into it.
     txn_records: u64,
+    /// When its first record was written: the broker's transaction timeout
+    /// runs from about then.
+    txn_opened_at: Option<SystemTime>,
     brokers: String,
     deliveries: Deliveries,
 }
 
 impl TransactionalKafkaSink {
-    /// `id_prefix` names the subtask (`sluice-<job>-s<stage>-<index>`);
-    /// `restored` is its state in the checkpoint the job restarts from.
+    /// `ids` are the subtask's two transactional ids
+    /// ([`kafka_txn::transactional_ids`]); `restored` is its state in the
+    /// checkpoint the job restarts from.
     pub async fn build(
         spec: &KafkaSinkSpec,
-        id_prefix: &str,
-        restored: Option<SinkState>,
+        ids: [String; 2],
+        restored: Option<TransactionalSinkState>,
     ) -> Result<Self> {
-        let ids = [format!("{id_prefix}-0"), format!("{id_prefix}-1")];
         // Set when this build is dropped (its subtask cancelled): blocking
         // recovery work still under way must then leave the ids alone.
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -68,11 +60,17 @@ impl TransactionalKafkaSink {
             let brokers = spec.brokers.clone();
             let flag = cancelled.clone();
             let outcome = tokio::task::spawn_blocking(move || {
-                commit_open_transaction(&brokers, &id, CALL_TIMEOUT, &flag)
+                kafka_txn::commit_checkpointed(&brokers, &id, &state, CALL_TIMEOUT, &flag)
             })
             .await
-            .map_err(|e| in_doubt_err(&ids, e.to_string()))?
-            .map_err(|e| in_doubt_err(&ids, e))?;
+            .map_err(|e| WorkerError::InDoubt {
+                ids: ids.join(", "),
+                reason: e.to_string(),
+            })?
+            .map_err(|source| WorkerError::Transaction {
+                ids: ids.join(", "),
+                source,
+            })?;
             tracing::info!(
                 txn = state.txn,
                 ?outcome,
@@ -81,19 +79,6 @@ impl TransactionalKafkaSink {
             fail::fail_point!("sink-recovery-after-in-doubt", |_| {
                 std::process::abort();
             });
-            if let InDoubt::NothingOpen(why) = &outcome
-                && why.contains("CompleteAbort")
-                && state.records > 0
-            {
-                return Err(in_doubt_err(
-                    &ids,
-                    format!(
-                        "transaction {} of the restored checkpoint, holding {} records, was aborted by the broker \
-                         (open past transaction.timeout.ms?): its records are lost",
-                        state.txn, state.records
-                    ),
-                ));
-            }
             if outcome == InDoubt::Committed {
                 tracing::warn!(
                     txn = state.txn,
@@ -101,6 +86,7 @@ impl TransactionalKafkaSink {
                 );
             }
         }
+        let timeout = DEFAULT_TRANSACTION_TIMEOUT_MS.to_string();
         let limit = message_limit(&spec.brokers, &spec.properties, &spec.topic)
             .await
             .to_string();
@@ -110,7 +96,7 @@ impl TransactionalKafkaSink {
                 &spec.brokers,
                 &[
                     ("transactional.id", id),
-                    ("transaction.timeout.ms", TRANSACTION_TIMEOUT),
+                    (TRANSACTION_TIMEOUT, &timeout),
                     ("linger.ms", "5"),
                 ],
                 &properties,
@@ -147,6 +133,7 @@ impl TransactionalKafkaSink {
             ids,
             txn,
             txn_records: 0,
+            txn_opened_at: None,
             brokers: spec.brokers.clone(),
             deliveries: Deliveries::new(&spec.topic, &spec.brokers, spec.key_field.clone()),
         };
@@ -160,19 +147,53 @@ impl TransactionalKafkaSink {
         &self.producers[(self.txn % 2) as usize]
     }
 
+    fn current_id(&self) -> &str {
+        &self.ids[(self.txn % 2) as usize]
+    }
+
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
-        let producer = FutureProducer::clone(&self.producers[(self.txn % 2) as usize]);
+        let producer = FutureProducer::clone(self.current());
+        let sent_at = SystemTime::now();
         let failures = self.deliveries.send(&producer, &batch).await?;
         self.txn_records += (batch.len() - failures.len()) as u64;
+        if self.txn_records > 0 {
+            self.txn_opened_at.get_or_insert(sent_at);
+        }
         Ok(failures)
     }
 
-    /// Flushes the open transaction; its number goes into the checkpoint.
-    pub async fn pre_commit(&mut self) -> Result<SinkState> {
+    /// Since when the open transaction has held records (`None`: it holds
+    /// none, so the broker has not begun it).
+    pub fn open_transaction_since(&self) -> Option<SystemTime> {
+        self.txn_opened_at
+    }
+
+    /// Flushes the open transaction; its number, and the producer session
+    /// holding it when it holds records, go into the checkpoint.
+    pub async fn pre_commit(&mut self) -> Result<TransactionalSinkState> {
         self.deliveries.drain().await?;
-        Ok(SinkState {
+        let producer = if self.txn_records > 0 {
+            let (brokers, id) = (self.brokers.clone(), self.current_id().to_string());
+            let identity = tokio::task::spawn_blocking(move || {
+                kafka_txn::open_producer(&brokers, &id, CALL_TIMEOUT, &AtomicBool::new(false))
+            })
+            .await
+            .map_err(|e| WorkerError::InDoubt {
+                ids: self.ids.join(", "),
+                reason: e.to_string(),
+            })?
+            .map_err(|source| WorkerError::Transaction {
+                ids: self.ids.join(", "),
+                source,
+            })?;
+            Some(identity)
+        } else {
+            None
+        };
+        Ok(TransactionalSinkState {
             txn: self.txn,
             records: self.txn_records,
+            producer,
         })
     }
 
@@ -186,10 +207,7 @@ impl TransactionalKafkaSink {
         blocking(move || p.commit_transaction(CALL_TIMEOUT))
             .await
             .map_err(kafka_err(
-                format!(
-                    "commit transaction on `{}`",
-                    self.ids[(self.txn % 2) as usize]
-                ),
+                format!("commit transaction on `{}`", self.current_id()),
                 &self.brokers,
             ))?;
         fail::fail_point!("sink-after-commit", |_| {
@@ -197,9 +215,35 @@ impl TransactionalKafkaSink {
         });
         self.txn += 1;
         self.txn_records = 0;
+        self.txn_opened_at = None;
         self.current()
             .begin_transaction()
             .map_err(kafka_err("begin transaction", &self.brokers))
+    }
+
+    /// The input ended after the last checkpoint committed (a stop with a
+    /// savepoint): the transaction opened since holds nothing a checkpoint
+    /// covers, and is aborted rather than left begun. The stop's own commit
+    /// is done by then, so a failure here is only reported.
+    pub async fn end(&mut self) {
+        let p = FutureProducer::clone(self.current());
+        let records = self.txn_records;
+        match blocking(move || p.abort_transaction(CALL_TIMEOUT)).await {
+            Ok(()) => tracing::info!(
+                txn = self.txn,
+                records,
+                "input ended: the transaction opened after the last checkpoint is aborted"
+            ),
+            Err(e) => tracing::warn!(
+                txn = self.txn,
+                records,
+                transactional_id = self.current_id(),
+                error = %e,
+                "input ended: the transaction opened after the last checkpoint could not be aborted"
+            ),
+        }
+        self.txn_records = 0;
+        self.txn_opened_at = None;
     }
 }
 
@@ -208,13 +252,6 @@ struct CancelOnDrop(Arc<AtomicBool>);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn in_doubt_err(ids: &[String; 2], reason: String) -> WorkerError {
-    WorkerError::InDoubt {
-        ids: ids.join(", "),
-        reason,
     }
 }
 

@@ -36,8 +36,12 @@ struct S3SinkState {
 
 /// Writes each record as a JSON line into the file of its time's directory;
 /// files roll into staged objects at the batch interval and at each barrier.
-/// A barrier's staged files are the sink's checkpoint state, moved to their
-/// final keys once the checkpoint completed; recovery finishes that move.
+/// Every file staged and not yet committed is in the state of each later
+/// checkpoint, and moves to its final key once one of those completes:
+/// files of a checkpoint that was abandoned carry over to the next one, since
+/// their records' source offsets are past by then and nothing would replay
+/// them. Recovery finishes the move of the restored checkpoint's files and
+/// deletes every other staged file, whose records it replays.
 pub struct S3Sink {
     store: Arc<dyn ObjectStore>,
     target: String,
@@ -58,8 +62,10 @@ pub struct S3Sink {
     last_roll: Instant,
     /// Staged since the last barrier.
     staged: Vec<StagedFile>,
-    /// Pre-committed at the last barrier, made visible at its commit.
-    pre_committed: Vec<StagedFile>,
+    /// Staged before the last barrier and not yet committed, whether that
+    /// barrier's checkpoint is in flight or was abandoned: the next commit
+    /// makes them visible.
+    pending: Vec<StagedFile>,
 }
 
 fn open_store(spec: &S3SinkSpec) -> std::result::Result<(Arc<dyn ObjectStore>, String), String> {
@@ -133,15 +139,16 @@ impl S3Sink {
             open_bytes: 0,
             last_roll: Instant::now(),
             staged: Vec::new(),
-            pre_committed: Vec::new(),
+            pending: Vec::new(),
         };
         if !restored.is_empty() {
             let state: S3SinkState =
                 serde_json::from_str(restored).map_err(|e| sink.err("restore", e.to_string()))?;
-            sink.pre_committed = state.files;
+            let files = state.files.len();
+            sink.pending = state.files;
             sink.commit().await?;
             tracing::info!(
-                files = sink.pre_committed.len(),
+                files,
                 "S3 sink finished the commit of its restored checkpoint"
             );
         }
@@ -244,23 +251,26 @@ impl S3Sink {
     }
 
     /// At a barrier: rolls, and returns the files the checkpoint makes
-    /// visible, or `None` when there are none.
+    /// visible (JSON), or `None` when there are none. These are this
+    /// barrier's files and every earlier one's not committed yet: an earlier
+    /// checkpoint that was abandoned hands its files on to this one.
     pub async fn pre_commit(&mut self) -> Result<Option<String>> {
         self.roll().await?;
-        if self.staged.is_empty() {
+        self.pending.append(&mut self.staged);
+        if self.pending.is_empty() {
             return Ok(None);
         }
-        self.pre_committed = std::mem::take(&mut self.staged);
         let state = S3SinkState {
-            files: self.pre_committed.clone(),
+            files: self.pending.clone(),
         };
         Ok(Some(serde_json::to_string(&state).unwrap_or_default()))
     }
 
-    /// Moves the pre-committed files to their final keys. Idempotent: a
-    /// file already moved is skipped, so recovery can repeat it.
+    /// Moves the files of the last barrier (and of the abandoned ones before
+    /// it) to their final keys. Idempotent: a file already moved is skipped,
+    /// so recovery can repeat it.
     pub async fn commit(&mut self) -> Result<()> {
-        for (i, file) in self.pre_committed.iter().enumerate() {
+        for (i, file) in self.pending.iter().enumerate() {
             if i == 1 {
                 fail::fail_point!("s3-sink-mid-commit", |_| {
                     std::process::abort();
@@ -289,7 +299,7 @@ impl S3Sink {
                 Err(e) => return Err(self.err("delete a committed staged file", e.to_string())),
             }
         }
-        self.pre_committed.clear();
+        self.pending.clear();
         Ok(())
     }
 }
@@ -326,9 +336,131 @@ mod tests {
         )
     }
 
+    fn scratch(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("sluice-s3-sink-{name}-{}", uuid::Uuid::new_v4()))
+    }
+
+    /// Every file under `dir`, relative to it, with its lines' `id`s.
+    fn files_under(dir: &std::path::Path) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    todo.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("readable");
+                let ids = text
+                    .lines()
+                    .map(|l| {
+                        let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+                        v["id"].as_str().unwrap_or_default().to_string()
+                    })
+                    .collect();
+                let rel = path.strip_prefix(dir).expect("below dir");
+                out.insert(rel.to_string_lossy().into_owned(), ids);
+            }
+        }
+        out
+    }
+
+    fn event(id: &str, offset: i64) -> Record {
+        rec(
+            serde_json::json!({"id": id, "timestamp": "2024-03-13T10:00:00.000Z"}),
+            offset,
+        )
+    }
+
+    fn staged_files(state: &str) -> Vec<StagedFile> {
+        serde_json::from_str::<S3SinkState>(state)
+            .expect("sink state")
+            .files
+    }
+
+    #[tokio::test]
+    async fn files_of_an_abandoned_checkpoint_are_committed_with_the_next_one() {
+        let dir = scratch("abandoned");
+        let id = SinkIdentity {
+            job_uid: "u2",
+            stage: 0,
+            index: 1,
+            attempt: 0,
+        };
+        let mut sink = S3Sink::build(&spec(&dir), chrono_tz::UTC, &id, "")
+            .await
+            .expect("builds");
+        sink.write(vec![event("a", 0)]).await.expect("writes");
+        let first = sink
+            .pre_commit()
+            .await
+            .expect("pre-commits")
+            .expect("a file");
+        // Checkpoint abandoned: no commit; input goes on up to the next barrier.
+        sink.write(vec![event("b", 1)]).await.expect("writes");
+        let second = sink
+            .pre_commit()
+            .await
+            .expect("pre-commits")
+            .expect("files");
+        let carried = staged_files(&second);
+        assert_eq!(carried.len(), 2, "{second}");
+        assert!(carried.contains(&staged_files(&first)[0]), "{second}");
+        sink.commit().await.expect("commits");
+        let visible = files_under(&dir.join("raw-data/cdc"));
+        let ids: Vec<&String> = visible.values().flatten().collect();
+        assert_eq!(ids, ["a", "b"], "{visible:?}");
+        assert!(
+            files_under(&dir.join(STAGING)).is_empty(),
+            "staging left empty"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn recovery_commits_the_files_an_abandoned_checkpoint_handed_on() {
+        let dir = scratch("abandoned-recovery");
+        let id = SinkIdentity {
+            job_uid: "u3",
+            stage: 1,
+            index: 0,
+            attempt: 0,
+        };
+        let mut sink = S3Sink::build(&spec(&dir), chrono_tz::UTC, &id, "")
+            .await
+            .expect("builds");
+        sink.write(vec![event("a", 0)]).await.expect("writes");
+        sink.pre_commit().await.expect("pre-commits");
+        sink.write(vec![event("b", 1)]).await.expect("writes");
+        let completed = sink
+            .pre_commit()
+            .await
+            .expect("pre-commits")
+            .expect("files");
+        // Written after the completed checkpoint: replayed after recovery.
+        sink.write(vec![event("c", 2)]).await.expect("writes");
+        sink.pre_commit().await.expect("pre-commits");
+        // The process dies before committing; the next attempt restores the
+        // completed checkpoint.
+        drop(sink);
+        let retry = SinkIdentity { attempt: 1, ..id };
+        S3Sink::build(&spec(&dir), chrono_tz::UTC, &retry, &completed)
+            .await
+            .expect("recovers");
+        let visible = files_under(&dir.join("raw-data/cdc"));
+        let ids: Vec<&String> = visible.values().flatten().collect();
+        assert_eq!(ids, ["a", "b"], "{visible:?}");
+        assert!(
+            files_under(&dir.join(STAGING)).is_empty(),
+            "the file after the checkpoint is deleted as an orphan"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     #[tokio::test]
     async fn files_become_visible_at_commit_and_recovery_repeats_it() {
-        let dir = std::env::temp_dir().join(format!("sluice-s3-sink-{}", std::process::id()));
+        let dir = scratch("commit");
         let id = SinkIdentity {
             job_uid: "u1",
             stage: 0,
