@@ -19,6 +19,10 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+    #[error(
+        "state snapshot `{key}` not stored: the snapshot before it in its chain was not stored"
+    )]
+    Chain { key: String },
 }
 
 /// Opens `location` as an object store rooted at a path: `s3://bucket/prefix`

@@ -335,6 +335,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
                             attempt: c.attempt,
                             source_offsets: c.source_offsets.clone().into_iter().collect(),
                             duration_ms: c.duration_ms,
+                            state_objects: c.state_keys().map(str::to_string).collect(),
                         })
                         .collect()
                 })

@@ -32,9 +32,14 @@ pub struct TaskRecord {
 /// the key groups it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateRef {
+    /// The full snapshot.
     pub key: String,
     pub first_group: u32,
     pub last_group: u32,
+    /// The deltas after it, in order: the subtask's state is the full
+    /// snapshot with each delta applied.
+    #[serde(default)]
+    pub deltas: Vec<String>,
 }
 
 impl From<StateHandle> for StateRef {
@@ -43,6 +48,7 @@ impl From<StateHandle> for StateRef {
             key: h.key,
             first_group: h.first_group,
             last_group: h.last_group,
+            deltas: h.deltas,
         }
     }
 }
@@ -53,6 +59,7 @@ impl From<&StateRef> for StateHandle {
             key: r.key.clone(),
             first_group: r.first_group,
             last_group: r.last_group,
+            deltas: r.deltas.clone(),
         }
     }
 }
@@ -75,10 +82,9 @@ pub struct CompletedCheckpoint {
 impl CompletedCheckpoint {
     /// Every object of the checkpoint store this checkpoint refers to.
     pub fn state_keys(&self) -> impl Iterator<Item = &str> {
-        self.state_handles
-            .values()
-            .flatten()
-            .map(|h| h.key.as_str())
+        self.state_handles.values().flatten().flat_map(|h| {
+            std::iter::once(h.key.as_str()).chain(h.deltas.iter().map(String::as_str))
+        })
     }
 }
 

@@ -390,11 +390,18 @@ impl Printer {
                     "checkpoint_id": c.checkpoint_id, "attempt": c.attempt,
                     "completed_at_ms": c.completed_at_ms, "duration_ms": c.duration_ms,
                     "source_offsets": offsets(c).into_iter().map(|(p, o)| (p.to_string(), json!(o))).collect::<serde_json::Map<_, _>>(),
+                    "state_objects": c.state_objects,
                 })).collect::<Vec<_>>(),
             })),
             Format::Table => {
                 table(
-                    &["CHECKPOINT", "ATTEMPT", "DURATION", "SOURCE OFFSETS"],
+                    &[
+                        "CHECKPOINT",
+                        "ATTEMPT",
+                        "DURATION",
+                        "STATE OBJECTS",
+                        "SOURCE OFFSETS",
+                    ],
                     resp.checkpoints
                         .iter()
                         .map(|c| {
@@ -402,6 +409,7 @@ impl Printer {
                                 c.checkpoint_id.to_string(),
                                 c.attempt.to_string(),
                                 format!("{}ms", c.duration_ms),
+                                c.state_objects.len().to_string(),
                                 offsets(c)
                                     .iter()
                                     .map(|(p, o)| format!("{p}:{o}"))

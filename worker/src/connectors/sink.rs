@@ -17,6 +17,16 @@ pub enum SinkWriter {
     S3(Box<S3Sink>),
 }
 
+/// What a sink's pre-commit at a barrier gives.
+#[derive(Debug, Default)]
+pub struct PreCommit {
+    /// What the checkpoint holds of the sink when it then waits for the
+    /// checkpoint to complete before it commits (JSON).
+    pub state: Option<String>,
+    /// Records the output refused since the last batch, for the dead-letter topic.
+    pub failures: Vec<Failure>,
+}
+
 /// Which sink subtask of which job attempt a sink is.
 pub struct SinkIdentity<'a> {
     pub job_uid: &'a str,
@@ -71,17 +81,25 @@ impl SinkWriter {
         }
     }
 
-    /// At a barrier: pre-commits, and returns the state to put into the
-    /// checkpoint when the sink then waits for the checkpoint to commit.
-    pub async fn pre_commit(&mut self) -> Result<Option<String>> {
+    /// At a barrier: pre-commits everything written before it.
+    pub async fn pre_commit(&mut self) -> Result<PreCommit> {
         match self {
             Self::TransactionalKafka(s) => {
                 let state = s.pre_commit().await?;
-                Ok(Some(serde_json::to_string(&state).unwrap_or_default()))
+                Ok(PreCommit {
+                    state: Some(serde_json::to_string(&state).unwrap_or_default()),
+                    failures: Vec::new(),
+                })
             }
-            Self::Kafka(s) => s.pre_commit().await.map(|()| None),
-            Self::S3(s) => s.pre_commit().await,
-            Self::Cassandra(_) | Self::Blackhole(_) => Ok(None),
+            Self::Kafka(s) => Ok(PreCommit {
+                state: None,
+                failures: s.pre_commit().await?,
+            }),
+            Self::S3(s) => Ok(PreCommit {
+                state: s.pre_commit().await?,
+                failures: Vec::new(),
+            }),
+            Self::Cassandra(_) | Self::Blackhole(_) => Ok(PreCommit::default()),
         }
     }
 

@@ -1,6 +1,6 @@
 use super::Operator;
 use crate::record::{FailedAt, Failure, Record};
-use crate::state::{GroupedState, KeyedState, key_of};
+use crate::state::{GroupedState, KeyedState, Retain, StateSnapshot, key_of};
 use sluice_common::spec::DedupSpec;
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -58,8 +58,13 @@ impl Dedup {
         self.last_sweep_ms = now;
         let ttl = self.ttl_ms;
         self.seen.retain(|keys| {
+            let before = keys.len();
             keys.retain(|_, t| now.saturating_sub(*t) < ttl);
-            !keys.is_empty()
+            match keys.len() {
+                0 => Retain::Drop,
+                n if n < before => Retain::Changed,
+                _ => Retain::Keep,
+            }
         });
     }
 }
@@ -79,8 +84,8 @@ impl Operator for Dedup {
         out
     }
 
-    fn snapshot(&self) -> Option<GroupedState> {
-        Some(self.seen.snapshot())
+    fn snapshot(&mut self, full: bool) -> Option<StateSnapshot> {
+        Some(self.seen.snapshot(full))
     }
 
     fn restore(&mut self, state: GroupedState) -> Result<(), String> {
@@ -125,7 +130,11 @@ mod tests {
         assert_eq!(out.len(), 2);
         let mut restored = Dedup::new(&spec(&[], Duration::from_secs(3600)), &["uuid".into()]);
         restored
-            .restore(op.snapshot().expect("keyed"))
+            .restore(
+                op.snapshot(true)
+                    .and_then(StateSnapshot::into_full)
+                    .expect("keyed"),
+            )
             .expect("restores");
         let out = restored.process(vec![rec("b", 3), rec("c", 4)], &mut failures);
         assert_eq!(out.len(), 1);
@@ -157,13 +166,17 @@ mod tests {
         let ids: Vec<Record> = (0..1000).map(|i| rec(&format!("id-{i}"), i)).collect();
         let t0 = now_ms();
         assert_eq!(op.process(ids, &mut failures).len(), 1000);
-        let entries = |op: &Dedup| op.snapshot().map_or(0, |s| s.values().map(Vec::len).sum());
-        assert_eq!(entries(&op), 1000);
+        let entries = |op: &mut Dedup| {
+            op.snapshot(true)
+                .and_then(StateSnapshot::into_full)
+                .map_or(0, |s| s.values().map(Vec::len).sum::<usize>())
+        };
+        assert_eq!(entries(&mut op), 1000);
         op.on_timer(t0 + 2_000);
-        assert_eq!(entries(&op), 1000, "within the TTL the keys stay");
+        assert_eq!(entries(&mut op), 1000, "within the TTL the keys stay");
         op.on_timer(t0 + 5_000);
         assert_eq!(
-            entries(&op),
+            entries(&mut op),
             0,
             "past the TTL the keys are gone without input"
         );

@@ -9,7 +9,7 @@ pub use pair_sum::PairSum;
 pub use vrl_op::VrlOperator;
 
 use crate::record::{Failure, Record};
-use crate::state::GroupedState;
+use crate::state::{GroupedState, StateSnapshot};
 use sluice_common::spec::TransformSpec;
 use sluice_common::vrl_program::VrlProgram;
 
@@ -18,8 +18,9 @@ use sluice_common::vrl_program::VrlProgram;
 pub trait Operator: Send {
     fn process(&mut self, records: Vec<Record>, failures: &mut Vec<Failure>) -> Vec<Record>;
 
-    /// The operator's keyed state; `None` for a stateless operator.
-    fn snapshot(&self) -> Option<GroupedState> {
+    /// The operator's keyed state, all of it (`full`) or what changed since
+    /// its previous snapshot; `None` for a stateless operator.
+    fn snapshot(&mut self, _full: bool) -> Option<StateSnapshot> {
         None
     }
 
@@ -94,9 +95,10 @@ impl Chain {
         self.ops.len()
     }
 
-    /// Each operator's keyed state, by position; `None` for stateless ones.
-    pub fn snapshot(&self) -> Vec<Option<GroupedState>> {
-        self.ops.iter().map(|op| op.snapshot()).collect()
+    /// Each operator's keyed state, by position, all of it or what changed
+    /// since the previous snapshot; `None` for stateless ones.
+    pub fn snapshot(&mut self, full: bool) -> Vec<Option<StateSnapshot>> {
+        self.ops.iter_mut().map(|op| op.snapshot(full)).collect()
     }
 
     pub fn restore(&mut self, states: Vec<Option<GroupedState>>) -> Result<(), String> {

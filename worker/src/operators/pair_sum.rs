@@ -1,6 +1,6 @@
 use super::Operator;
 use crate::record::{FailedAt, Failure, Record};
-use crate::state::{GroupedState, KeyedState, key_of};
+use crate::state::{GroupedState, KeyedState, StateSnapshot, key_of};
 use serde::{Deserialize, Serialize};
 use sluice_common::spec::PairSumSpec;
 use vrl::value::{ObjectMap, Value};
@@ -117,8 +117,8 @@ impl Operator for PairSum {
         out
     }
 
-    fn snapshot(&self) -> Option<GroupedState> {
-        Some(self.unmatched.snapshot())
+    fn snapshot(&mut self, full: bool) -> Option<StateSnapshot> {
+        Some(self.unmatched.snapshot(full))
     }
 
     fn restore(&mut self, state: GroupedState) -> Result<(), String> {
@@ -200,7 +200,12 @@ mod tests {
         before.process(vec![rec(3.into(), 10)], &mut failures);
         let mut after = PairSum::new(&spec, &["pair".into()]);
         after
-            .restore(before.snapshot().expect("keyed"))
+            .restore(
+                before
+                    .snapshot(true)
+                    .and_then(StateSnapshot::into_full)
+                    .expect("keyed"),
+            )
             .expect("restores");
         let out = after.process(vec![rec(9.into(), 11)], &mut failures);
         assert_eq!(pairs(&out), vec![(10, 11)]);

@@ -1,12 +1,12 @@
 use super::Metrics;
 use crate::connectors::SinkWriter;
 use crate::connectors::kafka::{DeadLetterWriter, KafkaSource, Polled, RawMessage};
-use crate::connectors::sink::SinkIdentity;
+use crate::connectors::sink::{PreCommit, SinkIdentity};
 use crate::error::{Result, WorkerError};
 use crate::exchange::{AlignedInput, Event, InboxKey, Inboxes, Peers, Route, Router};
 use crate::operators::{Chain, TaskInfo};
 use crate::record::{FailedAt, Failure, Origin, Payload, Record, json};
-use crate::state::{SnapshotTarget, SnapshotUpload, restore_chain_state};
+use crate::state::{SnapshotTarget, SnapshotUpload, StateChain, restore_chain_state};
 use sluice_common::spec::{SourceFormat, SourceSpec};
 use sluice_common::store::CheckpointStore;
 use sluice_common::{JobId, JobSpec, TaskId};
@@ -214,9 +214,11 @@ pub async fn run_subtask(
     on_running();
     tracing::info!(task = %task, partitions = ?dep.partitions, restored = dep.restored_checkpoint, "subtask running");
 
+    let mut state_chain = StateChain::default();
     let mut step = Stepper {
         task: &task,
         chain: &mut chain,
+        state_chain: &mut state_chain,
         output: &mut output,
         dead_letter: dead_letter.as_ref(),
         metrics: &metrics,
@@ -423,6 +425,8 @@ struct Stepper<'a> {
     metrics: &'a Metrics,
     store: &'a CheckpointStore,
     target: SnapshotTarget<'a>,
+    /// This subtask's keyed state snapshots so far: a full one and deltas.
+    state_chain: &'a mut StateChain,
     ack: &'a Acker,
 }
 
@@ -435,13 +439,29 @@ impl Stepper<'_> {
         // Expired state stays out of the snapshot, also when idle.
         self.chain.on_timer(now_ms());
         // Serialised here, before any later record changes the state.
-        let upload = SnapshotUpload::prepare(self.store, &self.target, id, self.chain.snapshot());
-        let sink_state = self.output.barrier(id).await?;
-        let waits = sink_state.is_some();
+        let full = self.state_chain.wants_full();
+        let upload = SnapshotUpload::prepare(
+            self.store,
+            &self.target,
+            id,
+            self.chain.snapshot(full),
+            self.state_chain,
+        );
+        let pre_commit = self.output.barrier(id).await?;
+        // Records the broker refused since the last batch are dead letters
+        // before the checkpoint that covers their offsets is acknowledged.
+        if !pre_commit.failures.is_empty() {
+            self.metrics.records_out.fetch_sub(
+                pre_commit.failures.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.dead_letter(pre_commit.failures).await?;
+        }
+        let waits = pre_commit.state.is_some();
         let parts = AckParts {
             checkpoint: id,
             source_offsets,
-            sink_state: sink_state.unwrap_or_default(),
+            sink_state: pre_commit.state.unwrap_or_default(),
             state: None,
         };
         match upload {
@@ -449,19 +469,27 @@ impl Stepper<'_> {
             Some(upload) => {
                 let ack = self.ack.clone();
                 let task = self.task.clone();
-                tokio::spawn(async move {
+                let broken = self.state_chain.failure_flag();
+                let uploading = tokio::spawn(async move {
                     match upload.run().await {
-                        Ok(handle) => ack(AckParts {
-                            state: Some(handle),
-                            ..parts
-                        }),
+                        Ok(handle) => {
+                            ack(AckParts {
+                                state: Some(handle),
+                                ..parts
+                            });
+                            true
+                        }
                         // Unacknowledged, the checkpoint times out and is
-                        // abandoned; the job goes on and tries the next one.
+                        // abandoned; the job goes on, and its next snapshot
+                        // is a full one.
                         Err(e) => {
+                            broken.store(true, std::sync::atomic::Ordering::SeqCst);
                             tracing::warn!(task = %task, checkpoint = id, error = %e, "state snapshot upload failed");
+                            false
                         }
                     }
                 });
+                self.state_chain.uploading(uploading);
             }
         }
         Ok(waits)
@@ -494,6 +522,11 @@ impl Stepper<'_> {
             &self.metrics.records_out,
             n - (failures.len() - failed_before),
         );
+        self.dead_letter(failures).await
+    }
+
+    /// Sends failed records to the dead-letter topic, and counts them.
+    async fn dead_letter(&mut self, failures: Vec<Failure>) -> Result<()> {
         if failures.is_empty() {
             return Ok(());
         }
@@ -516,10 +549,10 @@ impl Output {
     /// Hands barrier `id` on: downstream for a router; for a sink, everything
     /// before it is pre-committed, and the returned state, if any, means the
     /// sink waits for the checkpoint to complete before it takes more input.
-    async fn barrier(&mut self, id: u64) -> Result<Option<String>> {
+    async fn barrier(&mut self, id: u64) -> Result<PreCommit> {
         fail::fail_point!("barrier-before-snapshot");
         match self {
-            Self::Router(router) => router.barrier(id).await.map(|()| None),
+            Self::Router(router) => router.barrier(id).await.map(|()| PreCommit::default()),
             Self::Sink(sink) => sink.pre_commit().await,
         }
     }

@@ -2,8 +2,10 @@
 //! parallelism can be restored at another, and its snapshots in the
 //! checkpoint store.
 
+mod chain;
 mod keyed;
 mod snapshot;
 
-pub use keyed::{GroupedState, KeyedState, group_of, key_of};
+pub use chain::StateChain;
+pub use keyed::{GroupedState, KeyedState, Restoring, Retain, StateSnapshot, group_of, key_of};
 pub use snapshot::{SnapshotTarget, SnapshotUpload, restore_chain_state};

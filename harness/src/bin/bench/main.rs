@@ -6,6 +6,7 @@ mod bare_loop;
 mod checkpoints;
 mod compare;
 mod failover;
+mod state;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Sluice benchmarks; each prints its figures")]
@@ -61,6 +62,22 @@ enum Bench {
         /// write the data and a report of the top costs into this directory.
         #[arg(long)]
         profile: Option<std::path::PathBuf>,
+    },
+    /// What a checkpoint costs against the size of the keyed state: a dedup
+    /// job over N distinct keys, then a trickle of new ones.
+    State {
+        /// Distinct keys loaded before the trickle, one measurement each.
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
+        keys: Vec<usize>,
+        /// New keys per second during the trickle.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds the trickle runs.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Use this broker instead of starting Kafka.
+        #[arg(long)]
+        kafka: Option<String>,
     },
     /// One process of the bare rdkafka loop `compare` runs (started by it).
     #[command(hide = true)]
@@ -130,6 +147,20 @@ async fn main() -> anyhow::Result<()> {
                 checkpoint_ms,
                 kafka,
                 no_flink,
+            })
+            .await
+        }
+        Bench::State {
+            keys,
+            rate,
+            seconds,
+            kafka,
+        } => {
+            state::run(state::Settings {
+                keys,
+                rate,
+                seconds,
+                kafka,
             })
             .await
         }

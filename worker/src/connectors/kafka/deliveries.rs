@@ -1,47 +1,112 @@
-//! Messages in flight to a Kafka topic. Sinks do not wait for the broker
-//! after every batch: they wait when too much is in flight, and for
-//! everything at a barrier, which is all a checkpoint needs.
+//! A sink's producer and the messages it has in flight. Sinks do not wait
+//! for the broker after each record: librdkafka batches and sends, its
+//! delivery reports are served on the sink's own task after each batch, and
+//! a barrier waits until nothing is in flight, which is all a checkpoint
+//! needs. No future, channel or timer is made per message.
 
 use super::{is_record_error, kafka_err};
 use crate::error::{Result, WorkerError};
-use crate::record::{FailedAt, Failure, Record, json};
+use crate::record::{FailedAt, Failure, Origin, Payload, Record, json};
+use bytes::Bytes;
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use std::collections::VecDeque;
-use std::time::Duration;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use vrl::value::Value;
 
-/// Messages awaiting the broker's acknowledgement before the oldest is awaited.
-const MAX_IN_FLIGHT: usize = 20_000;
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Delivery report events served after each batch; each holds the reports
+/// of one produce request, so a few keep the queue short.
+const REPORTS_PER_BATCH: usize = 16;
+
+/// A message the broker refused, with where its record was read.
+struct Refused {
+    partition: i32,
+    offset: i64,
+    error: KafkaError,
+    payload: Option<Bytes>,
+    key: Option<Bytes>,
+}
+
+/// Gathers the deliveries the broker refused; called on the sink's task,
+/// while it polls.
+#[derive(Default)]
+pub struct SinkContext {
+    refused: Mutex<Vec<Refused>>,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ProducerContext for SinkContext {
+    /// The source partition and offset of the record, packed: 16 and 48 bits.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, origin: usize) {
+        if let Err((error, message)) = result {
+            let refused = Refused {
+                partition: (origin >> 48) as i32,
+                offset: (origin & ((1 << 48) - 1)) as i64,
+                error: error.clone(),
+                payload: message.payload().map(Bytes::copy_from_slice),
+                key: message.key().map(Bytes::copy_from_slice),
+            };
+            self.refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(refused);
+        }
+    }
+}
+
+pub type SinkProducer = BaseProducer<SinkContext>;
+
+/// Creates a sink producer from `config`.
+pub fn create(config: &ClientConfig, what: &str, brokers: &str) -> Result<Arc<SinkProducer>> {
+    config
+        .create_with_context(SinkContext::default())
+        .map(Arc::new)
+        .map_err(kafka_err(what.to_string(), brokers))
+}
+
+fn pack(origin: &Origin) -> usize {
+    ((origin.partition as usize & 0xFFFF) << 48) | (origin.offset.max(0) as usize & ((1 << 48) - 1))
+}
 
 pub struct Deliveries {
-    pending: VecDeque<DeliveryFuture>,
     topic: String,
     brokers: String,
     key_field: Option<String>,
+    /// The source topic of the records sent, for the dead letters of refused ones.
+    source_topic: Option<Arc<str>>,
 }
 
 impl Deliveries {
     pub fn new(topic: &str, brokers: &str, key_field: Option<String>) -> Self {
         Self {
-            pending: VecDeque::new(),
             topic: topic.to_string(),
             brokers: brokers.to_string(),
             key_field,
+            source_topic: None,
         }
     }
 
     /// Sends each record as one JSON message; returns the records that are
-    /// themselves at fault (too large, say), for the dead-letter topic.
+    /// themselves at fault (too large, say) and were not sent, for the
+    /// dead-letter topic. Those the broker refuses later come from
+    /// [`Deliveries::refused`].
     pub async fn send(
         &mut self,
-        producer: &FutureProducer,
+        producer: &SinkProducer,
         batch: &[Record],
     ) -> Result<Vec<Failure>> {
         let mut failures = Vec::new();
-        let topic = self.topic.clone();
         for record in batch {
+            if self.source_topic.is_none() {
+                self.source_topic = Some(record.origin.topic.clone());
+            }
             let written;
             let payload: &[u8] = match &record.raw {
                 Some(raw) => raw,
@@ -54,22 +119,20 @@ impl Deliveries {
                 .key_field
                 .as_deref()
                 .and_then(|f| message_key(record, f));
-            let mut msg = FutureRecord::to(&topic).payload(payload);
+            let mut msg =
+                BaseRecord::with_opaque_to(&self.topic, pack(&record.origin)).payload(payload);
             if let Some(k) = &key {
                 msg = msg.key(k.as_slice());
             }
             loop {
-                match producer.send_result(msg) {
-                    Ok(delivery) => {
-                        self.pending.push_back(delivery);
-                        break;
-                    }
-                    // librdkafka's queue is full: make room by awaiting the oldest.
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m))
-                        if !self.pending.is_empty() =>
-                    {
+                match producer.send(msg) {
+                    Ok(()) => break,
+                    // librdkafka's queue is full: serve its delivery reports,
+                    // which makes room as the broker acknowledges.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
                         msg = m;
-                        self.await_oldest().await?;
+                        producer.poll(Duration::ZERO);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                     Err((e, _)) if is_record_error(&e) => {
                         let error = format!(
@@ -88,36 +151,67 @@ impl Deliveries {
                     }
                 }
             }
-            while self.pending.len() > MAX_IN_FLIGHT {
-                self.await_oldest().await?;
-            }
+        }
+        for _ in 0..REPORTS_PER_BATCH {
+            producer.poll(Duration::ZERO);
         }
         Ok(failures)
     }
 
-    /// Waits until the broker acknowledged everything sent.
-    pub async fn drain(&mut self) -> Result<()> {
-        while !self.pending.is_empty() {
-            self.await_oldest().await?;
+    /// Waits until the broker acknowledged everything sent; returns the
+    /// records it refused for their own fault.
+    pub async fn drain(&mut self, producer: &SinkProducer) -> Result<Vec<Failure>> {
+        let start = Instant::now();
+        loop {
+            producer.poll(Duration::ZERO);
+            if producer.in_flight_count() == 0 {
+                break;
+            }
+            if start.elapsed() > ACK_TIMEOUT {
+                return Err(WorkerError::Unacknowledged {
+                    topic: self.topic.clone(),
+                    brokers: self.brokers.clone(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        Ok(())
+        self.refused(producer)
     }
 
-    async fn await_oldest(&mut self) -> Result<()> {
-        let Some(delivery) = self.pending.pop_front() else {
-            return Ok(());
-        };
-        match tokio::time::timeout(ACK_TIMEOUT, delivery).await {
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err((e, _)))) => Err(kafka_err(
-                format!("deliver to `{}`", self.topic),
-                &self.brokers,
-            )(e)),
-            Ok(Err(_)) | Err(_) => Err(WorkerError::Unacknowledged {
-                topic: self.topic.clone(),
-                brokers: self.brokers.clone(),
-            }),
+    /// Deliveries the broker refused so far: a record's own fault becomes a
+    /// dead letter of it; anything else fails the sink.
+    pub fn refused(&self, producer: &SinkProducer) -> Result<Vec<Failure>> {
+        let refused = std::mem::take(
+            &mut *producer
+                .context()
+                .refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let mut failures = Vec::new();
+        for r in refused {
+            if !is_record_error(&r.error) {
+                return Err(kafka_err(
+                    format!("deliver to `{}`", self.topic),
+                    &self.brokers,
+                )(r.error));
+            }
+            failures.push(Failure {
+                origin: Origin {
+                    topic: self.source_topic.clone().unwrap_or_else(|| "".into()),
+                    partition: r.partition,
+                    offset: r.offset,
+                },
+                at: FailedAt::Sink,
+                error: format!("topic `{}` refused the record: {}", self.topic, r.error),
+                payload: r
+                    .payload
+                    .map_or(Payload::Tombstone, |p| Payload::Json(p.to_vec())),
+                key: r.key,
+                headers: None,
+            });
         }
+        Ok(failures)
     }
 }
 
@@ -140,7 +234,6 @@ fn message_key(record: &Record, field: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Origin;
 
     fn record(v: serde_json::Value) -> Record {
         Record::new(
@@ -165,5 +258,17 @@ mod tests {
             key(serde_json::json!({"k": "<null>"})),
             Some(b"<null>".to_vec())
         );
+    }
+
+    #[test]
+    fn origins_travel_packed_in_the_delivery_opaque() {
+        let origin = Origin {
+            topic: "t".into(),
+            partition: 12_345,
+            offset: (1 << 47) + 17,
+        };
+        let packed = pack(&origin);
+        assert_eq!((packed >> 48) as i32, 12_345);
+        assert_eq!((packed & ((1 << 48) - 1)) as i64, (1 << 47) + 17);
     }
 }

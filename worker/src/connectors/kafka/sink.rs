@@ -1,15 +1,14 @@
-use super::deliveries::Deliveries;
-use super::kafka_err;
+use super::deliveries::{self, Deliveries, SinkProducer};
 use super::{client_config, message_limit, with_limit};
 use crate::error::Result;
 use crate::record::{Failure, Record};
-use rdkafka::producer::FutureProducer;
 use sluice_common::spec::KafkaSinkSpec;
+use std::sync::Arc;
 
 /// Writes each record as one JSON message, at least once: everything sent
 /// before a barrier is acknowledged before the barrier is.
 pub struct KafkaSink {
-    producer: super::DetachedDrop<FutureProducer>,
+    producer: super::DetachedDrop<Arc<SinkProducer>>,
     deliveries: Deliveries,
 }
 
@@ -25,9 +24,7 @@ impl KafkaSink {
             &[("linger.ms", "5")],
             &with_limit(&spec.properties, &limit),
         );
-        let producer: FutureProducer = config
-            .create()
-            .map_err(kafka_err("create producer", &spec.brokers))?;
+        let producer = deliveries::create(&config, "create producer", &spec.brokers)?;
         Ok(Self {
             producer: super::DetachedDrop::new(producer),
             deliveries: Deliveries::new(&spec.topic, &spec.brokers, spec.key_field.clone()),
@@ -35,11 +32,14 @@ impl KafkaSink {
     }
 
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
-        self.deliveries.send(&self.producer, &batch).await
+        let mut failures = self.deliveries.send(&self.producer, &batch).await?;
+        failures.extend(self.deliveries.refused(&self.producer)?);
+        Ok(failures)
     }
 
-    /// At a barrier: every message sent so far is acknowledged.
-    pub async fn pre_commit(&mut self) -> Result<()> {
-        self.deliveries.drain().await
+    /// At a barrier: every message sent so far is acknowledged; returns
+    /// the records the broker refused for their own fault.
+    pub async fn pre_commit(&mut self) -> Result<Vec<Failure>> {
+        self.deliveries.drain(&self.producer).await
     }
 }

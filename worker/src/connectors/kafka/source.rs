@@ -222,27 +222,37 @@ impl KafkaSource {
     }
 
     /// Adds what else arrives within `linger` to `batch`, up to `max` messages;
-    /// stops early when a partition is out of range. Not cancel-safe: run it
-    /// to completion.
+    /// stops early when a partition is out of range. What librdkafka has
+    /// fetched already is taken without waiting; only an empty queue is
+    /// waited on. Not cancel-safe: run it to completion.
     pub async fn fill(
         &mut self,
         batch: &mut Vec<RawMessage>,
         max: usize,
         linger: Duration,
     ) -> Result<()> {
+        use futures::{FutureExt, StreamExt};
         let Some(consumer) = &self.consumer else {
             return Ok(());
         };
+        let mut stream = consumer.stream();
         let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < max {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(self.raw(&m)),
-                Ok(Err(e)) if is_out_of_range(&e) => {
+            let next = match stream.next().now_or_never() {
+                Some(next) => next,
+                None => match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            match next {
+                Some(Ok(m)) => batch.push(self.raw(&m)),
+                Some(Err(e)) if is_out_of_range(&e) => {
                     self.out_of_range = true;
                     break;
                 }
-                Ok(Err(e)) => return Err(kafka_err("receive", &self.spec.brokers)(e)),
-                Err(_) => break,
+                Some(Err(e)) => return Err(kafka_err("receive", &self.spec.brokers)(e)),
+                None => break,
             }
         }
         Ok(())

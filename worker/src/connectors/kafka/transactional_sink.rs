@@ -13,11 +13,11 @@
 //! checking the broker names the producer session the checkpoint recorded,
 //! before anything else touches that id.
 
-use super::deliveries::Deliveries;
+use super::deliveries::{self, Deliveries, SinkProducer};
 use super::{client_config, kafka_err, message_limit, with_limit};
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use sluice_common::kafka_txn::{
     self, DEFAULT_TRANSACTION_TIMEOUT_MS, InDoubt, TRANSACTION_TIMEOUT, TransactionalSinkState,
 };
@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct TransactionalKafkaSink {
-    producers: [super::DetachedDrop<FutureProducer>; 2],
+    producers: [super::DetachedDrop<Arc<SinkProducer>>; 2],
     ids: [String; 2],
     /// The open transaction.
     txn: u64,
@@ -91,8 +91,8 @@ impl TransactionalKafkaSink {
             .await
             .to_string();
         let properties = with_limit(&spec.properties, &limit);
-        let make = |id: &str| -> Result<FutureProducer> {
-            client_config(
+        let make = |id: &str| -> Result<Arc<SinkProducer>> {
+            let config = client_config(
                 &spec.brokers,
                 &[
                     ("transactional.id", id),
@@ -100,12 +100,12 @@ impl TransactionalKafkaSink {
                     ("linger.ms", "5"),
                 ],
                 &properties,
-            )
-            .create()
-            .map_err(kafka_err(
-                format!("create transactional producer `{id}`"),
+            );
+            deliveries::create(
+                &config,
+                &format!("create transactional producer `{id}`"),
                 &spec.brokers,
-            ))
+            )
         };
         let producers = [
             super::DetachedDrop::new(make(&ids[0])?),
@@ -113,7 +113,7 @@ impl TransactionalKafkaSink {
         ];
         // Fences older attempts' producers and aborts whatever they left open.
         for (p, id) in producers.iter().zip(&ids) {
-            let p = FutureProducer::clone(p);
+            let p = Arc::clone(p);
             let flag = cancelled.clone();
             blocking(move || {
                 if flag.load(Ordering::SeqCst) {
@@ -143,7 +143,7 @@ impl TransactionalKafkaSink {
         Ok(sink)
     }
 
-    fn current(&self) -> &FutureProducer {
+    fn current(&self) -> &Arc<SinkProducer> {
         &self.producers[(self.txn % 2) as usize]
     }
 
@@ -152,9 +152,15 @@ impl TransactionalKafkaSink {
     }
 
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
-        let producer = FutureProducer::clone(self.current());
+        let producer = Arc::clone(self.current());
         let sent_at = SystemTime::now();
         let failures = self.deliveries.send(&producer, &batch).await?;
+        // A record the broker refused fails the whole transaction: the job
+        // restarts from its checkpoint. librdkafka refuses an oversized
+        // record before sending (the limit is the topic's), so the broker
+        // has little left to refuse a record for.
+        let refused = self.deliveries.refused(&producer)?;
+        self.refuse_doomed(&refused)?;
         self.txn_records += (batch.len() - failures.len()) as u64;
         if self.txn_records > 0 {
             self.txn_opened_at.get_or_insert(sent_at);
@@ -171,7 +177,9 @@ impl TransactionalKafkaSink {
     /// Flushes the open transaction; its number, and the producer session
     /// holding it when it holds records, go into the checkpoint.
     pub async fn pre_commit(&mut self) -> Result<TransactionalSinkState> {
-        self.deliveries.drain().await?;
+        let producer = Arc::clone(self.current());
+        let refused = self.deliveries.drain(&producer).await?;
+        self.refuse_doomed(&refused)?;
         let producer = if self.txn_records > 0 {
             let (brokers, id) = (self.brokers.clone(), self.current_id().to_string());
             let identity = tokio::task::spawn_blocking(move || {
@@ -203,7 +211,7 @@ impl TransactionalKafkaSink {
         fail::fail_point!("sink-before-commit", |_| {
             std::process::abort();
         });
-        let p = FutureProducer::clone(self.current());
+        let p = Arc::clone(self.current());
         blocking(move || p.commit_transaction(CALL_TIMEOUT))
             .await
             .map_err(kafka_err(
@@ -226,7 +234,7 @@ impl TransactionalKafkaSink {
     /// covers, and is aborted rather than left begun. The stop's own commit
     /// is done by then, so a failure here is only reported.
     pub async fn end(&mut self) {
-        let p = FutureProducer::clone(self.current());
+        let p = Arc::clone(self.current());
         let records = self.txn_records;
         match blocking(move || p.abort_transaction(CALL_TIMEOUT)).await {
             Ok(()) => tracing::info!(
@@ -244,6 +252,23 @@ impl TransactionalKafkaSink {
         }
         self.txn_records = 0;
         self.txn_opened_at = None;
+    }
+}
+
+impl TransactionalKafkaSink {
+    /// Records the broker refused after they were sent cannot be taken out
+    /// of the transaction, which then cannot commit.
+    fn refuse_doomed(&self, refused: &[Failure]) -> Result<()> {
+        match refused.first() {
+            Some(f) => Err(WorkerError::InDoubt {
+                ids: self.ids.join(", "),
+                reason: format!(
+                    "transaction {} cannot commit: {} (record {}/{}/{})",
+                    self.txn, f.error, f.origin.topic, f.origin.partition, f.origin.offset
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
