@@ -59,6 +59,27 @@ impl VrlProgram {
 
     /// A runner whose zone-less times are in `timezone` (the job's), never
     /// in the machine's local zone.
+    /// Whether the program sets fields of the record (`.a = ...`) without
+    /// setting the record as a whole (`. = ...`): it then needs an object
+    /// record, and would replace any other (an array, a number) silently.
+    pub fn needs_object(&self) -> bool {
+        let events = self
+            .program
+            .info()
+            .target_assignments
+            .iter()
+            .filter(|p| p.prefix == vrl::path::PathPrefix::Event);
+        let (mut fields, mut root) = (false, false);
+        for p in events {
+            if p.path.is_root() {
+                root = true;
+            } else {
+                fields = true;
+            }
+        }
+        fields && !root
+    }
+
     pub fn runner(&self, timezone: chrono_tz::Tz) -> VrlRunner {
         VrlRunner {
             program: self.program.clone(),
@@ -182,6 +203,14 @@ mod tests {
             .expect("assignment refused");
         assert!(err.messages[0].contains("line 1"), "{:?}", err.messages);
         assert!(VrlProgram::compile_condition("del(.x)\ntrue").is_err());
+    }
+
+    #[test]
+    fn a_program_setting_fields_needs_an_object() {
+        let needs = |src| VrlProgram::compile(src).expect("compiles").needs_object();
+        assert!(needs(".touched = true"));
+        assert!(!needs(". = {\"items\": .}"));
+        assert!(!needs("x = 1"));
     }
 
     #[test]

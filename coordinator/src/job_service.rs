@@ -4,10 +4,9 @@ use crate::error::CoordinatorError;
 use crate::meta::{Applied, Command, MetaStore, Savepoint};
 use crate::raft::membership;
 use crate::state::Shared;
-use crate::{cassandra_meta, kafka_meta};
-use sluice_common::kafka_txn;
-use sluice_common::spec::{Delivery, MAX_PARALLELISM, SinkSpec, SourceSpec, StartFrom};
-use sluice_common::{JobId, JobSpec, SpecError, SpecProblem};
+use crate::{cassandra_meta, kafka_meta, submit_checks};
+use sluice_common::spec::{MAX_PARALLELISM, SourceSpec, StartFrom};
+use sluice_common::{JobId, JobSpec, SpecError};
 use sluice_proto::job_service_server::JobService;
 use sluice_proto::*;
 use tonic::{Request, Response, Status};
@@ -20,87 +19,6 @@ pub struct JobApi<S> {
 impl<S: MetaStore> JobApi<S> {
     fn cluster_view(&self) -> ClusterInfoResponse {
         membership::info(&self.raft, self.state.store.check_leader().is_ok())
-    }
-
-    /// Checks what only the running systems can tell: that the topics exist.
-    /// Returns the source topic's partition count.
-    async fn check_topics(spec: &JobSpec) -> Result<i32, CoordinatorError> {
-        let SourceSpec::Kafka(source) = &spec.source;
-        let mut problems = Vec::new();
-        let partitions = match kafka_meta::partition_count(&source.brokers, &source.topic).await {
-            Ok(n) => n,
-            Err(e) => {
-                problems.push(SpecProblem {
-                    path: "source.kafka.topic".into(),
-                    message: e.to_string(),
-                });
-                0
-            }
-        };
-        let mut outputs = Vec::new();
-        if let SinkSpec::Kafka(k) = &spec.sink {
-            outputs.push(("sink.kafka.topic", k.brokers.clone(), k.topic.clone()));
-        }
-        if let Some(dl) = &spec.dead_letter {
-            let brokers = dl.kafka.brokers.clone().unwrap_or(source.brokers.clone());
-            outputs.push(("dead_letter.kafka.topic", brokers, dl.kafka.topic.clone()));
-        }
-        for (path, brokers, topic) in outputs {
-            if let Err(e) = kafka_meta::partition_count(&brokers, &topic).await {
-                problems.push(SpecProblem {
-                    path: path.into(),
-                    message: e.to_string(),
-                });
-            }
-        }
-        if problems.is_empty() {
-            problems.extend(Self::check_transaction_timeout(spec).await);
-        }
-        if problems.is_empty() {
-            Ok(partitions)
-        } else {
-            Err(SpecError::Invalid(problems).into())
-        }
-    }
-
-    /// An exactly-once Kafka sink's transactions must fit the broker's
-    /// `transaction.max.timeout.ms`, or the broker refuses every one of them
-    /// once the job runs. A broker that does not tell its settings (no
-    /// DescribeConfigs permission, say) is given the benefit of the doubt.
-    async fn check_transaction_timeout(spec: &JobSpec) -> Option<SpecProblem> {
-        let SinkSpec::Kafka(sink) = &spec.sink else {
-            return None;
-        };
-        if spec.delivery != Delivery::ExactlyOnce {
-            return None;
-        }
-        let path = format!("sink.kafka.properties.{}", kafka_txn::TRANSACTION_TIMEOUT);
-        let timeout = match kafka_txn::transaction_timeout_ms(&sink.properties) {
-            Ok(ms) => ms,
-            Err(message) => return Some(SpecProblem { path, message }),
-        };
-        let max = match kafka_meta::broker_config(&sink.brokers, &sink.topic, MAX_TIMEOUT).await {
-            Ok(Some(value)) => value.trim().parse::<u64>().ok()?,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(error = %e, "transaction timeout not checked against the broker");
-                return None;
-            }
-        };
-        let whose = if sink.properties.contains_key(kafka_txn::TRANSACTION_TIMEOUT) {
-            "set in the spec"
-        } else {
-            "Sluice's default"
-        };
-        (timeout > max).then(|| SpecProblem {
-            path,
-            message: format!(
-                "transaction.timeout.ms is {timeout} ({whose}), above the broker's {MAX_TIMEOUT} of \
-                 {max}, so the broker would refuse every transaction of the sink: set \
-                 sink.kafka.properties.transaction.timeout.ms to at most {max}, or raise \
-                 {MAX_TIMEOUT} on the brokers"
-            ),
-        })
     }
 
     /// Takes a savepoint of a running job as its next checkpoint and waits
@@ -225,7 +143,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
         }
         // Every problem the running systems show, in one answer.
         let (topics, table) = tokio::join!(
-            Self::check_topics(&spec),
+            submit_checks::check_topics(&spec),
             cassandra_meta::sink_table_problems(&spec)
         );
         let source_partitions = match topics {
@@ -515,7 +433,6 @@ impl<S: MetaStore> JobService for JobApi<S> {
 }
 
 /// The broker setting that bounds a producer's `transaction.timeout.ms`.
-const MAX_TIMEOUT: &str = "transaction.max.timeout.ms";
 /// How long a stop waits for a job's tasks to finish after its savepoint.
 const STOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Beyond the checkpoint timeout, for the trigger and the acks to travel.

@@ -167,3 +167,78 @@ pub async fn broker_config(
     .map_err(|e| err(e.to_string()))?
     .map_err(err)
 }
+
+/// Which Kafka client a spec's `properties` configure.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientKind {
+    Consumer,
+    Producer,
+}
+
+/// Each of `properties` that librdkafka refuses for a client of `kind`, with
+/// its reason: an unknown name, a value out of range, a feature this build
+/// lacks. Every property is tried on its own, so each refusal names its key.
+/// No connection is made.
+pub async fn refused_properties(
+    brokers: &str,
+    kind: ClientKind,
+    properties: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let (brokers, properties) = (brokers.to_string(), properties.clone());
+    tokio::task::spawn_blocking(move || {
+        properties
+            .iter()
+            .filter_map(|(key, value)| {
+                let mut config = ClientConfig::new();
+                config.set("bootstrap.servers", &brokers).set(key, value);
+                let created = match kind {
+                    ClientKind::Consumer => config
+                        .set("group.id", "sluice-spec-check")
+                        .create::<BaseConsumer>()
+                        .map(drop),
+                    ClientKind::Producer => {
+                        config.create::<rdkafka::producer::BaseProducer>().map(drop)
+                    }
+                };
+                created.err().map(|e| (key.clone(), e.to_string()))
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// The value of topic-level config `name` of `topic` (DescribeConfigs),
+/// on a blocking thread; `None` when the broker does not name it.
+pub async fn topic_config(
+    brokers: &str,
+    topic: &str,
+    name: &str,
+) -> Result<Option<String>, CoordinatorError> {
+    let (b, t, n) = (brokers.to_string(), topic.to_string(), name.to_string());
+    let err = |reason: String| CoordinatorError::BrokerConfig {
+        brokers: brokers.to_string(),
+        name: name.to_string(),
+        reason,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .map_err(|e| e.to_string())?;
+        let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+        let described = runtime
+            .block_on(admin.describe_configs(&[ResourceSpecifier::Topic(&t)], &options))
+            .map_err(|e| e.to_string())?;
+        let resource = described
+            .into_iter()
+            .next()
+            .ok_or_else(|| "DescribeConfigs answered nothing".to_string())?
+            .map_err(|code| format!("DescribeConfigs of topic {t}: {code}"))?;
+        Ok(resource.get(&n).and_then(|entry| entry.value.clone()))
+    })
+    .await
+    .map_err(|e| err(e.to_string()))?
+    .map_err(err)
+}

@@ -15,6 +15,7 @@ mod raft_service;
 mod registry;
 mod scheduler;
 mod state;
+mod submit_checks;
 mod subscribers;
 mod transactions;
 

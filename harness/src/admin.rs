@@ -168,14 +168,27 @@ pub struct RawRecord {
 /// Produces `records` in order with one producer and one flush, so they
 /// land in one fetch; waits until every one is acknowledged.
 pub async fn produce_raw(brokers: &str, topic: &str, records: &[RawRecord]) -> anyhow::Result<()> {
+    produce_raw_with(brokers, topic, records, &[]).await
+}
+
+/// [`produce_raw`] with producer settings, such as `compression.type`.
+pub async fn produce_raw_with(
+    brokers: &str,
+    topic: &str,
+    records: &[RawRecord],
+    settings: &[(&str, &str)],
+) -> anyhow::Result<()> {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "500")
-        .set("message.max.bytes", "10000000")
-        .create()
-        .context("cannot create producer")?;
+        .set("message.max.bytes", "10000000");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let producer: FutureProducer = config.create().context("cannot create producer")?;
     let mut deliveries = Vec::new();
     for r in records {
         let mut headers = OwnedHeaders::new();

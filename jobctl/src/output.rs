@@ -98,7 +98,7 @@ fn task_json(t: &TaskStatus) -> Value {
         "fault": fault(t.fault),
         "records_in": m.records_in, "records_out": m.records_out, "dead_lettered": m.dead_lettered,
         "open_transaction_age_ms": m.open_transaction_age_ms,
-        "offsets_skipped": m.offsets_skipped,
+        "offsets_skipped": m.offsets_skipped, "dead_letters_dropped": m.dead_letters_dropped,
     })
 }
 

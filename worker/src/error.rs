@@ -114,7 +114,13 @@ fn transaction_fault(e: &sluice_common::kafka_txn::TxnError) -> Fault {
 /// Kafka errors no retry can cure are the spec's (a setting the broker
 /// refuses, an authorisation it lacks); the rest are the broker's, for a while.
 fn kafka_fault(e: &rdkafka::error::KafkaError) -> Fault {
+    use rdkafka::error::KafkaError::{ClientConfig, ClientCreation};
     use rdkafka::types::RDKafkaErrorCode::*;
+    // A client the spec's `properties` make impossible (an unknown setting,
+    // a bad value, a feature the build lacks) will not become possible.
+    if matches!(e, ClientConfig(..) | ClientCreation(_)) {
+        return Fault::Spec;
+    }
     match e.rdkafka_error_code() {
         Some(
             InvalidTransactionTimeout

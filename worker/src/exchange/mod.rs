@@ -18,8 +18,9 @@ pub use server::ExchangeServer;
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 
 /// Largest exchange frame a worker takes: one record alone may be as large
-/// as the largest Kafka message it was read from.
-pub const MAX_RECEIVED_FRAME_BYTES: usize = 64 << 20;
+/// as the largest Kafka message it was read from, which librdkafka bounds
+/// by `receive.message.max.bytes` (100 MB by default).
+pub const MAX_RECEIVED_FRAME_BYTES: usize = 256 << 20;
 
 /// Batches a receiving subtask queues per sender before that sender waits.
 pub const INBOX_CAPACITY: usize = 8;

@@ -10,6 +10,9 @@ pub struct VrlOperator {
     keep_on_true: bool,
     /// `%sluice` metadata, present only when the program reads metadata.
     task_meta: Option<Value>,
+    /// The program sets fields: a record that is not an object is refused
+    /// rather than replaced.
+    needs_object: bool,
 }
 
 impl VrlOperator {
@@ -31,6 +34,7 @@ impl VrlOperator {
             Value::Object(m)
         });
         Self {
+            needs_object: !keep_on_true && program.needs_object(),
             runner: program.runner(task.timezone),
             keep_on_true,
             task_meta,
@@ -56,6 +60,15 @@ impl super::Operator for VrlOperator {
     fn process(&mut self, records: Vec<Record>, failures: &mut Vec<Failure>) -> Vec<Record> {
         let mut out = Vec::with_capacity(records.len());
         for mut record in records {
+            if self.needs_object && !matches!(record.value, Value::Object(_)) {
+                let error = format!(
+                    "the program sets fields of the record, which is {} and not a JSON object \
+                     (a program that sets `.` itself can take it)",
+                    describe_kind(&record.value)
+                );
+                failures.push(Failure::of(&record, FailedAt::Transform, error));
+                continue;
+            }
             // A condition cannot change the record, and a record read as JSON
             // that failed is dead-lettered as read: only a rewritten one needs
             // a copy for its dead letter.
@@ -88,6 +101,19 @@ impl super::Operator for VrlOperator {
             }
         }
         out
+    }
+}
+
+/// A value's kind in words, for errors.
+fn describe_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Array(_) => "an array",
+        Value::Null => "null",
+        Value::Boolean(_) => "a boolean",
+        Value::Integer(_) | Value::Float(_) => "a number",
+        Value::Bytes(_) | Value::String(_) | Value::Regex(_) => "a string",
+        Value::Timestamp(_) => "a timestamp",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -128,6 +154,39 @@ mod tests {
             failures[0].error
         );
         assert_eq!(failures[0].origin.offset, 7);
+    }
+
+    #[test]
+    fn a_record_that_is_not_an_object_is_refused_not_replaced() {
+        let program = VrlProgram::compile(".touched = true").expect("compiles");
+        let mut op = VrlOperator::remap(program, &TaskInfo::default());
+        let mut failures = Vec::new();
+        let out = op.process(
+            vec![
+                rec(serde_json::json!([1, 2])),
+                rec(serde_json::json!(5)),
+                rec(serde_json::json!({"a": 1})),
+            ],
+            &mut failures,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(failures.len(), 2);
+        assert!(
+            failures[0].error.contains("an array"),
+            "{}",
+            failures[0].error
+        );
+        assert_eq!(
+            failures[0].payload,
+            crate::record::Payload::Json(b"[1,2]".to_vec())
+        );
+        let whole = VrlProgram::compile(". = {\"items\": .}").expect("compiles");
+        let mut op = VrlOperator::remap(whole, &TaskInfo::default());
+        let out = op.process(vec![rec(serde_json::json!([1, 2]))], &mut failures);
+        assert_eq!(
+            out[0].value,
+            Value::from(serde_json::json!({"items": [1, 2]}))
+        );
     }
 
     #[test]

@@ -57,11 +57,14 @@ impl Record {
         }
     }
 
-    /// Appends the record's JSON to `out` (see [`Record::to_json`]).
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    /// Appends the record's JSON as one line (no line break inside): as it
+    /// was read when that is one line, else written compact from its value.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
         match &self.raw {
-            Some(raw) => out.extend_from_slice(raw),
-            None => json::write(out, &self.value, self.exact.as_deref()),
+            Some(raw) if !raw.iter().any(|b| matches!(b, b'\n' | b'\r')) => {
+                out.extend_from_slice(raw)
+            }
+            _ => json::write(out, &self.value, self.exact.as_deref()),
         }
     }
 
@@ -152,5 +155,38 @@ impl Failure {
             key: record.key.clone(),
             headers: record.headers.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_read_over_several_lines_is_written_as_one() {
+        let raw = Bytes::from_static(b"{\n  \"i\": 18446744073709551616,\r\n  \"t\": \"x\"\n}\n");
+        let (value, exact) = json::decode(&raw).expect("decodes");
+        let mut record = Record::new(
+            value,
+            Origin {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+            },
+        );
+        record.exact = exact;
+        record.raw = Some(raw);
+        let mut line = Vec::new();
+        record.write_json_line(&mut line);
+        assert_eq!(line, br#"{"i":18446744073709551616,"t":"x"}"#);
+        record.raw = Some(Bytes::from_static(
+            br#"{"t":"x",  "i":18446744073709551616}"#,
+        ));
+        line.clear();
+        record.write_json_line(&mut line);
+        assert_eq!(
+            line, br#"{"t":"x",  "i":18446744073709551616}"#,
+            "one line stays as read"
+        );
     }
 }

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub dead_lettered: AtomicU64,
     /// Offsets a source went past unread: its partition no longer held them.
     pub offsets_skipped: AtomicU64,
+    /// Dead letters the dead-letter topic refused even cut down.
+    pub dead_letters_dropped: AtomicU64,
     resets: Mutex<Resets>,
     /// Since when (epoch milliseconds) the sink's open transaction has held
     /// records; 0 when it holds none.
@@ -52,6 +54,7 @@ impl Metrics {
             records_out: self.records_out.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             offsets_skipped: self.offsets_skipped.load(Ordering::Relaxed),
+            dead_letters_dropped: self.dead_letters_dropped.load(Ordering::Relaxed),
             open_transaction_age_ms: match since {
                 0 => 0,
                 since => epoch_ms(SystemTime::now()).saturating_sub(since).max(1),

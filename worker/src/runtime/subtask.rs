@@ -532,7 +532,10 @@ impl Stepper<'_> {
         }
         Metrics::add(&self.metrics.dead_lettered, failures.len());
         match self.dead_letter {
-            Some(dl) => dl.write(&failures).await?,
+            Some(dl) => {
+                let dropped = dl.write(&failures).await?;
+                Metrics::add(&self.metrics.dead_letters_dropped, dropped);
+            }
             None => {
                 for f in &failures {
                     tracing::warn!(task = %self.task, topic = %f.origin.topic, partition = f.origin.partition,

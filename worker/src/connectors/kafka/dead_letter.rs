@@ -2,7 +2,7 @@
 //! error, the step that failed, where it was read, its Kafka key and headers
 //! and its payload, always small enough for the topic.
 
-use super::{client_config, kafka_err, message_limit};
+use super::{client_config, kafka_err, topic_limits};
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Payload};
 use base64::Engine;
@@ -23,6 +23,8 @@ pub struct DeadLetterWriter {
     job: String,
     /// Largest dead letter the topic takes, in bytes (key and body).
     limit: usize,
+    /// The topic is compacted: every dead letter needs a key.
+    compacted: bool,
 }
 
 impl DeadLetterWriter {
@@ -34,7 +36,7 @@ impl DeadLetterWriter {
             .brokers
             .clone()
             .unwrap_or_else(|| default_brokers.to_string());
-        let limit = message_limit(&brokers, &kafka.properties, &kafka.topic).await;
+        let limits = topic_limits(&brokers, &kafka.properties, &kafka.topic).await;
         let producer: FutureProducer =
             client_config(&brokers, &[("linger.ms", "5")], &kafka.properties)
                 .create()
@@ -44,17 +46,30 @@ impl DeadLetterWriter {
             topic: kafka.topic.clone(),
             brokers,
             job: job.to_string(),
-            limit,
+            limit: limits.max_message_bytes,
+            compacted: limits.compacted,
         })
     }
 
-    /// Writes every failure and waits until the broker took them. A dead
-    /// letter refused for its size is written again without its payload;
-    /// only the topic being unavailable is an error.
-    pub async fn write(&self, failures: &[Failure]) -> Result<()> {
+    /// Writes every failure and waits until the broker took them; returns
+    /// how many the topic refused even cut down (logged, and dropped). A
+    /// dead letter refused for its size is written again without its
+    /// payload; only the topic being unavailable is an error.
+    pub async fn write(&self, failures: &[Failure]) -> Result<usize> {
+        let mut dropped = 0;
         let mut pending = Vec::with_capacity(failures.len());
         for f in failures {
-            let (key, body) = letter(&self.job, f, self.limit);
+            let (mut key, body) = letter(&self.job, f, self.limit);
+            if self.compacted && key.is_none() {
+                // Where the record was read names it uniquely.
+                key = Some(
+                    format!(
+                        "{}/{}/{}",
+                        f.origin.topic, f.origin.partition, f.origin.offset
+                    )
+                    .into_bytes(),
+                );
+            }
             let delivery = loop {
                 let mut record = FutureRecord::to(&self.topic).payload(&body);
                 if let Some(k) = &key {
@@ -66,7 +81,7 @@ impl DeadLetterWriter {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                     Err((e, _)) if super::is_record_error(&e) => {
-                        self.write_bare(f, &e).await?;
+                        dropped += usize::from(!self.write_bare(f, &e).await?);
                         break None;
                     }
                     Err((e, _)) => return Err(self.unavailable(e.to_string())),
@@ -78,41 +93,47 @@ impl DeadLetterWriter {
             let Some(delivery) = delivery else { continue };
             match tokio::time::timeout(ACK_TIMEOUT, delivery).await {
                 Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err((e, _)))) if super::is_record_error(&e) => self.write_bare(f, &e).await?,
+                Ok(Ok(Err((e, _)))) if super::is_record_error(&e) => {
+                    dropped += usize::from(!self.write_bare(f, &e).await?);
+                }
                 Ok(Ok(Err((e, _)))) => return Err(self.unavailable(e.to_string())),
                 Ok(Err(_)) | Err(_) => {
                     return Err(self.unavailable("no acknowledgement within 60s".into()));
                 }
             }
         }
-        Ok(())
+        Ok(dropped)
     }
 
     /// The dead letter without payload, key or headers, for when the topic
     /// refused the full one for its size: the error and where the record was
-    /// read still get recorded. Refused again, it is logged and dropped.
-    async fn write_bare(&self, f: &Failure, refused: &KafkaError) -> Result<()> {
+    /// read still get recorded. Refused again, it is logged and dropped:
+    /// `false`.
+    async fn write_bare(&self, f: &Failure, refused: &KafkaError) -> Result<bool> {
         let mut body = envelope(&self.job, f);
         body.insert("payload_size".into(), f.payload.len().into());
         body.insert("truncated".into(), true.into());
+        body.insert("dropped".into(), json!(["payload", "key", "headers"]));
         body.insert(
             "note".into(),
             format!("the topic refused the full dead letter: {refused}").into(),
         );
         let body = Json::Object(body).to_string();
-        let sent = self
-            .producer
-            .send(
-                FutureRecord::<(), _>::to(&self.topic).payload(&body),
-                ACK_TIMEOUT,
-            )
-            .await;
+        let mut record = FutureRecord::to(&self.topic).payload(&body);
+        let key = format!(
+            "{}/{}/{}",
+            f.origin.topic, f.origin.partition, f.origin.offset
+        );
+        if self.compacted {
+            record = record.key(&key);
+        }
+        let sent = self.producer.send(record, ACK_TIMEOUT).await;
         match sent {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err((e, _)) if super::is_record_error(&e) => {
                 tracing::error!(topic = %self.topic, record_topic = %f.origin.topic, partition = f.origin.partition,
                     offset = f.origin.offset, error = %e, "dead letter refused even without its payload; dropped");
-                Ok(())
+                Ok(false)
             }
             Err((e, _)) => Err(self.unavailable(e.to_string())),
         }
@@ -131,7 +152,7 @@ impl DeadLetterWriter {
 fn letter(job: &str, f: &Failure, limit: usize) -> (Option<Vec<u8>>, String) {
     let mut body = envelope(job, f);
     // A key too large to repeat as the message key still travels in the body.
-    let key = f
+    let mut key = f
         .key
         .as_ref()
         .filter(|k| k.len() <= limit / 4)
@@ -140,20 +161,39 @@ fn letter(job: &str, f: &Failure, limit: usize) -> (Option<Vec<u8>>, String) {
         insert_bytes(&mut body, "key", k);
     }
     if let Some(headers) = &f.headers {
-        let mut h = Map::new();
-        for (name, value) in headers.iter() {
-            h.insert(
-                name.clone(),
+        let headers: Vec<Json> = headers
+            .iter()
+            .map(|(name, value)| {
+                let mut h = Map::new();
+                h.insert("name".into(), name.clone().into());
                 match value {
-                    None => Json::Null,
-                    Some(v) => match std::str::from_utf8(v) {
-                        Ok(text) => text.into(),
-                        Err(_) => json!({ "base64": BASE64.encode(v) }),
-                    },
-                },
-            );
-        }
-        body.insert("headers".into(), Json::Object(h));
+                    None => {
+                        h.insert("value".into(), Json::Null);
+                    }
+                    Some(v) => insert_bytes(&mut h, "value", v),
+                }
+                Json::Object(h)
+            })
+            .collect();
+        body.insert("headers".into(), headers.into());
+    }
+    // Headers, then the key, give way when even without its payload the
+    // letter would not fit; the letter says what it lacks.
+    let mut dropped = Vec::new();
+    let without_payload = |body: &Map<String, Json>, key: &Option<Vec<u8>>| {
+        with_payload(body.clone(), &f.payload, 0).len() + key.as_ref().map_or(0, Vec::len)
+    };
+    if without_payload(&body, &key) > limit && body.remove("headers").is_some() {
+        dropped.push("headers");
+    }
+    if without_payload(&body, &key) > limit {
+        body.remove("key");
+        body.remove("key_base64");
+        key = None;
+        dropped.push("key");
+    }
+    if !dropped.is_empty() {
+        body.insert("dropped".into(), dropped.into());
     }
     let budget = limit.saturating_sub(key.as_ref().map_or(0, Vec::len));
     let full = with_payload(body.clone(), &f.payload, f.payload.len());
@@ -259,6 +299,7 @@ mod tests {
                 ("trace".into(), Some(Bytes::from_static(b"abc"))),
                 ("bin".into(), Some(Bytes::from_static(b"\xff"))),
                 ("empty".into(), None),
+                ("trace".into(), Some(Bytes::from_static(b"again"))),
             ])),
         }
     }
@@ -279,9 +320,16 @@ mod tests {
             .expect("valid base64");
         assert_eq!(decoded, raw.as_ref());
         assert_eq!(v["key"], "k4");
-        assert_eq!(v["headers"]["trace"], "abc");
-        assert_eq!(v["headers"]["bin"]["base64"], "/w==");
-        assert_eq!(v["headers"]["empty"], Json::Null);
+        assert_eq!(
+            v["headers"],
+            json!([
+                {"name": "trace", "value": "abc"},
+                {"name": "bin", "value_base64": "/w=="},
+                {"name": "empty", "value": null},
+                {"name": "trace", "value": "again"},
+            ]),
+            "every header in order, repeated names too"
+        );
         assert_eq!(
             (v["offset"].as_i64(), v["failed_at"].as_str()),
             (Some(4), Some("decode"))
@@ -293,6 +341,21 @@ mod tests {
         assert_eq!(tomb["payload"], Json::Null);
         assert_eq!(empty["payload"], "");
         assert_eq!(empty.get("tombstone"), None);
+    }
+
+    #[test]
+    fn a_key_and_headers_too_large_give_way_and_the_letter_says_so() {
+        let mut f = failure(Payload::Raw(Bytes::from_static(b"8 bytes!")));
+        f.key = Some(Bytes::from(vec![0xfe; 900_000]));
+        f.headers = Some(Arc::new(vec![(
+            "big".into(),
+            Some(Bytes::from(vec![b'h'; 900_000])),
+        )]));
+        let (key, v) = body(&f, 100_000);
+        assert_eq!(key, None);
+        assert_eq!(v["dropped"], json!(["headers", "key"]));
+        assert_eq!(v["payload"], "8 bytes!", "the small payload stays whole");
+        assert_eq!(v.get("truncated"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use sluice_common::spec::KafkaSinkSpec;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vrl::value::Value;
@@ -79,16 +80,20 @@ pub struct Deliveries {
     topic: String,
     brokers: String,
     key_field: Option<String>,
+    /// The topic is compacted: a record without a key is refused before it
+    /// is sent, as the broker would refuse it.
+    compacted: bool,
     /// The source topic of the records sent, for the dead letters of refused ones.
     source_topic: Option<Arc<str>>,
 }
 
 impl Deliveries {
-    pub fn new(topic: &str, brokers: &str, key_field: Option<String>) -> Self {
+    pub fn new(spec: &KafkaSinkSpec, compacted: bool) -> Self {
         Self {
-            topic: topic.to_string(),
-            brokers: brokers.to_string(),
-            key_field,
+            topic: spec.topic.clone(),
+            brokers: spec.brokers.clone(),
+            key_field: spec.key_field.clone(),
+            compacted,
             source_topic: None,
         }
     }
@@ -119,6 +124,19 @@ impl Deliveries {
                 .key_field
                 .as_deref()
                 .and_then(|f| message_key(record, f));
+            if self.compacted && key.is_none() {
+                let error = format!(
+                    "topic `{}` is compacted (cleanup.policy=compact) and refuses a message without \
+                     a key; the record has none ({})",
+                    self.topic,
+                    match &self.key_field {
+                        Some(f) => format!("key_field `{f}` is absent or null"),
+                        None => "the sink names no key_field".into(),
+                    }
+                );
+                failures.push(Failure::of(record, FailedAt::Sink, error));
+                continue;
+            }
             let mut msg =
                 BaseRecord::with_opaque_to(&self.topic, pack(&record.origin)).payload(payload);
             if let Some(k) = &key {

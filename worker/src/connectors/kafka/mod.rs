@@ -41,19 +41,36 @@ pub(crate) fn is_record_error(e: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode::*;
     matches!(
         e.rdkafka_error_code(),
-        Some(MessageSizeTooLarge | InvalidRecord | InvalidMessageSize | InvalidMessage)
+        Some(
+            MessageSizeTooLarge
+                | InvalidRecord
+                | InvalidMessageSize
+                | InvalidMessage
+                | InvalidTimestamp
+                | MessageBatchTooLarge
+        )
     )
 }
 
-/// Largest message (key, value and headers) the sink side of a job writes to
-/// a topic: the topic's `max.message.bytes` (read from the broker) and the
-/// client's `message.max.bytes`, less room for the record batch framing.
-/// A topic whose config cannot be read counts as the broker default.
-pub(crate) async fn message_limit(
+/// What a topic takes, as far as a record alone can be refused for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TopicLimits {
+    /// Largest message (key, value and headers) Sluice writes to it: the
+    /// topic's `max.message.bytes` (read from the broker) and the client's
+    /// `message.max.bytes`, less room for the record batch framing.
+    pub max_message_bytes: usize,
+    /// `cleanup.policy` includes `compact`: the broker refuses a message
+    /// without a key.
+    pub compacted: bool,
+}
+
+/// Reads what `topic` takes from the broker. A topic whose config cannot be
+/// read counts as the broker's defaults.
+pub(crate) async fn topic_limits(
     brokers: &str,
     properties: &BTreeMap<String, String>,
     topic: &str,
-) -> usize {
+) -> TopicLimits {
     /// Kafka's default `max.message.bytes` and librdkafka's default `message.max.bytes`.
     const BROKER_DEFAULT: usize = 1_048_588;
     const CLIENT_DEFAULT: usize = 1_000_000;
@@ -65,32 +82,36 @@ pub(crate) async fn message_limit(
         .unwrap_or(CLIENT_DEFAULT);
     let config = client_config(brokers, &[], properties);
     let topic_name = topic.to_string();
-    let lookup = tokio::task::spawn_blocking(move || -> Result<Option<usize>, String> {
+    let lookup = tokio::task::spawn_blocking(move || -> Result<(Option<usize>, bool), String> {
         let admin: AdminClient<DefaultClientContext> =
             config.create().map_err(|e| e.to_string())?;
         let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
         let answer = tokio::runtime::Handle::current()
             .block_on(admin.describe_configs(&[ResourceSpecifier::Topic(&topic_name)], &opts))
             .map_err(|e| e.to_string())?;
-        Ok(answer
-            .into_iter()
-            .flatten()
-            .find_map(|r| r.get("max.message.bytes")?.value.as_deref()?.parse().ok()))
+        let resource = answer.into_iter().flatten().next();
+        let value = |name: &str| resource.as_ref().and_then(|r| r.get(name)?.value.clone());
+        Ok((
+            value("max.message.bytes").and_then(|v| v.parse().ok()),
+            value("cleanup.policy").is_some_and(|p| p.contains("compact")),
+        ))
     })
     .await;
-    let topic_limit = match lookup {
-        Ok(Ok(Some(limit))) => limit,
-        Ok(Ok(None)) => BROKER_DEFAULT,
+    let (topic_limit, compacted) = match lookup {
+        Ok(Ok((limit, compacted))) => (limit.unwrap_or(BROKER_DEFAULT), compacted),
         Ok(Err(reason)) => {
-            tracing::warn!(topic, brokers, %reason, "cannot read the topic's max.message.bytes; assuming the broker default");
-            BROKER_DEFAULT
+            tracing::warn!(topic, brokers, %reason, "cannot read the topic's config; assuming the broker defaults");
+            (BROKER_DEFAULT, false)
         }
         Err(e) => {
-            tracing::warn!(topic, brokers, error = %e, "cannot read the topic's max.message.bytes; assuming the broker default");
-            BROKER_DEFAULT
+            tracing::warn!(topic, brokers, error = %e, "cannot read the topic's config; assuming the broker defaults");
+            (BROKER_DEFAULT, false)
         }
     };
-    client.min(topic_limit).saturating_sub(FRAMING).max(FRAMING)
+    TopicLimits {
+        max_message_bytes: client.min(topic_limit).saturating_sub(FRAMING).max(FRAMING),
+        compacted,
+    }
 }
 
 /// The user's producer `properties` with `message.max.bytes` (and the batch

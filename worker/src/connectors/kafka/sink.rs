@@ -1,5 +1,5 @@
 use super::deliveries::{self, Deliveries, SinkProducer};
-use super::{client_config, message_limit, with_limit};
+use super::{client_config, topic_limits, with_limit};
 use crate::error::Result;
 use crate::record::{Failure, Record};
 use sluice_common::spec::KafkaSinkSpec;
@@ -16,18 +16,16 @@ impl KafkaSink {
     /// Records larger than the topic takes go to the dead-letter topic
     /// instead of failing the job.
     pub async fn build(spec: &KafkaSinkSpec) -> Result<Self> {
-        let limit = message_limit(&spec.brokers, &spec.properties, &spec.topic)
-            .await
-            .to_string();
+        let limits = topic_limits(&spec.brokers, &spec.properties, &spec.topic).await;
         let config = client_config(
             &spec.brokers,
             &[("linger.ms", "5")],
-            &with_limit(&spec.properties, &limit),
+            &with_limit(&spec.properties, &limits.max_message_bytes.to_string()),
         );
         let producer = deliveries::create(&config, "create producer", &spec.brokers)?;
         Ok(Self {
             producer: super::DetachedDrop::new(producer),
-            deliveries: Deliveries::new(&spec.topic, &spec.brokers, spec.key_field.clone()),
+            deliveries: Deliveries::new(spec, limits.compacted),
         })
     }
 

@@ -14,7 +14,7 @@
 //! before anything else touches that id.
 
 use super::deliveries::{self, Deliveries, SinkProducer};
-use super::{client_config, kafka_err, message_limit, with_limit};
+use super::{client_config, kafka_err, topic_limits, with_limit};
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
 use rdkafka::producer::Producer;
@@ -87,10 +87,8 @@ impl TransactionalKafkaSink {
             }
         }
         let timeout = DEFAULT_TRANSACTION_TIMEOUT_MS.to_string();
-        let limit = message_limit(&spec.brokers, &spec.properties, &spec.topic)
-            .await
-            .to_string();
-        let properties = with_limit(&spec.properties, &limit);
+        let limits = topic_limits(&spec.brokers, &spec.properties, &spec.topic).await;
+        let properties = with_limit(&spec.properties, &limits.max_message_bytes.to_string());
         let make = |id: &str| -> Result<Arc<SinkProducer>> {
             let config = client_config(
                 &spec.brokers,
@@ -135,7 +133,7 @@ impl TransactionalKafkaSink {
             txn_records: 0,
             txn_opened_at: None,
             brokers: spec.brokers.clone(),
-            deliveries: Deliveries::new(&spec.topic, &spec.brokers, spec.key_field.clone()),
+            deliveries: Deliveries::new(spec, limits.compacted),
         };
         sink.current()
             .begin_transaction()

@@ -212,7 +212,7 @@ impl S3Sink {
                 Ok(dir) => {
                     let line = self.open.entry(dir).or_default();
                     let before = line.len();
-                    record.write_json(line);
+                    record.write_json_line(line);
                     line.push(b'\n');
                     self.open_bytes += line.len() - before;
                 }

@@ -1,0 +1,158 @@
+//! What a job spec is checked against at submission, beyond its own
+//! validity: what only the running systems can tell (the topics exist, the
+//! broker takes the spec's client settings and transaction timeout, a
+//! compacted output gets keys). Every problem names its field.
+
+use crate::error::CoordinatorError;
+use crate::kafka_meta;
+use sluice_common::kafka_txn;
+use sluice_common::spec::{Delivery, SinkSpec, SourceSpec};
+use sluice_common::{JobSpec, SpecError, SpecProblem};
+
+const MAX_TIMEOUT: &str = "transaction.max.timeout.ms";
+
+/// Checks what only the running systems can tell: that the topics exist.
+/// Returns the source topic's partition count.
+pub async fn check_topics(spec: &JobSpec) -> Result<i32, CoordinatorError> {
+    let SourceSpec::Kafka(source) = &spec.source;
+    let mut problems = Vec::new();
+    let partitions = match kafka_meta::partition_count(&source.brokers, &source.topic).await {
+        Ok(n) => n,
+        Err(e) => {
+            problems.push(SpecProblem {
+                path: "source.kafka.topic".into(),
+                message: e.to_string(),
+            });
+            0
+        }
+    };
+    let mut outputs = Vec::new();
+    if let SinkSpec::Kafka(k) = &spec.sink {
+        outputs.push(("sink.kafka.topic", k.brokers.clone(), k.topic.clone()));
+    }
+    if let Some(dl) = &spec.dead_letter {
+        let brokers = dl.kafka.brokers.clone().unwrap_or(source.brokers.clone());
+        outputs.push(("dead_letter.kafka.topic", brokers, dl.kafka.topic.clone()));
+    }
+    for (path, brokers, topic) in outputs {
+        if let Err(e) = kafka_meta::partition_count(&brokers, &topic).await {
+            problems.push(SpecProblem {
+                path: path.into(),
+                message: e.to_string(),
+            });
+        }
+    }
+    problems.extend(check_client_properties(spec).await);
+    problems.extend(check_keys_for_compaction(spec).await);
+    if problems.is_empty() {
+        problems.extend(check_transaction_timeout(spec).await);
+    }
+    if problems.is_empty() {
+        Ok(partitions)
+    } else {
+        Err(SpecError::Invalid(problems).into())
+    }
+}
+
+/// A compacted output topic refuses every message without a key: a Kafka
+/// sink writing to one must name the field its keys come from.
+async fn check_keys_for_compaction(spec: &JobSpec) -> Option<SpecProblem> {
+    let SinkSpec::Kafka(sink) = &spec.sink else {
+        return None;
+    };
+    if sink.key_field.is_some() {
+        return None;
+    }
+    let policy = kafka_meta::topic_config(&sink.brokers, &sink.topic, "cleanup.policy")
+        .await
+        .ok()
+        .flatten()?;
+    policy.contains("compact").then(|| SpecProblem {
+        path: "sink.kafka.key_field".into(),
+        message: format!(
+            "topic `{}` is compacted (cleanup.policy={policy}) and refuses messages without a \
+             key: name the record field the key comes from",
+            sink.topic
+        ),
+    })
+}
+
+/// Every librdkafka setting the spec passes through is one the client
+/// takes: refused at submit, each at its own path, rather than a job
+/// that cannot create its clients.
+async fn check_client_properties(spec: &JobSpec) -> Vec<SpecProblem> {
+    use kafka_meta::ClientKind::{Consumer, Producer};
+    let SourceSpec::Kafka(source) = &spec.source;
+    let mut clients = vec![(
+        "source.kafka.properties",
+        source.brokers.clone(),
+        Consumer,
+        source.properties.clone(),
+    )];
+    if let SinkSpec::Kafka(k) = &spec.sink {
+        clients.push((
+            "sink.kafka.properties",
+            k.brokers.clone(),
+            Producer,
+            k.properties.clone(),
+        ));
+    }
+    if let Some(dl) = &spec.dead_letter {
+        clients.push((
+            "dead_letter.kafka.properties",
+            dl.kafka.brokers.clone().unwrap_or(source.brokers.clone()),
+            Producer,
+            dl.kafka.properties.clone(),
+        ));
+    }
+    let mut problems = Vec::new();
+    for (path, brokers, kind, properties) in clients {
+        for (key, reason) in kafka_meta::refused_properties(&brokers, kind, &properties).await {
+            problems.push(SpecProblem {
+                path: format!("{path}.{key}"),
+                message: format!("librdkafka refuses it: {reason}"),
+            });
+        }
+    }
+    problems
+}
+
+/// An exactly-once Kafka sink's transactions must fit the broker's
+/// `transaction.max.timeout.ms`, or the broker refuses every one of them
+/// once the job runs. A broker that does not tell its settings (no
+/// DescribeConfigs permission, say) is given the benefit of the doubt.
+async fn check_transaction_timeout(spec: &JobSpec) -> Option<SpecProblem> {
+    let SinkSpec::Kafka(sink) = &spec.sink else {
+        return None;
+    };
+    if spec.delivery != Delivery::ExactlyOnce {
+        return None;
+    }
+    let path = format!("sink.kafka.properties.{}", kafka_txn::TRANSACTION_TIMEOUT);
+    let timeout = match kafka_txn::transaction_timeout_ms(&sink.properties) {
+        Ok(ms) => ms,
+        Err(message) => return Some(SpecProblem { path, message }),
+    };
+    let max = match kafka_meta::broker_config(&sink.brokers, &sink.topic, MAX_TIMEOUT).await {
+        Ok(Some(value)) => value.trim().parse::<u64>().ok()?,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "transaction timeout not checked against the broker");
+            return None;
+        }
+    };
+    let whose = if sink.properties.contains_key(kafka_txn::TRANSACTION_TIMEOUT) {
+        "set in the spec"
+    } else {
+        "Sluice's default"
+    };
+    (timeout > max).then(|| SpecProblem {
+        path,
+        message: format!(
+            "transaction.timeout.ms is {timeout} ({whose}), above the broker's {MAX_TIMEOUT} of \
+             {max}, so the broker would refuse every transaction of the sink: set \
+             sink.kafka.properties.transaction.timeout.ms to at most {max}, or raise \
+             {MAX_TIMEOUT} on the brokers"
+        ),
+    })
+}
