@@ -19,6 +19,11 @@ use sluice_proto::exchange_service_server::ExchangeServiceServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Every record allocates and frees small values (its fields, its JSON);
+/// mimalloc does that at a fraction of the system allocator's cost.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     version,

@@ -56,6 +56,64 @@ struct Outcome {
     seconds: f64,
     /// Peak resident memory of every process of the system, summed, in bytes.
     peak: u64,
+    /// Records/s while the output went from 20% to 80% of the input: the
+    /// steady rate, start and end of the run left out.
+    steady: f64,
+}
+
+/// Watches the output topic's end offsets while a run goes on, to measure
+/// its steady rate.
+struct Progress {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    samples: tokio::task::JoinHandle<Vec<(f64, u64)>>,
+}
+
+impl Progress {
+    fn watch(brokers: &str, output: &str) -> Self {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (brokers, output, flag) = (brokers.to_string(), output.to_string(), stop.clone());
+        let samples = tokio::task::spawn_blocking(move || {
+            let mut samples = Vec::new();
+            let Ok(consumer) = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .create::<BaseConsumer>()
+            else {
+                return samples;
+            };
+            let start = Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let total: i64 = (0..PARTITIONS)
+                    .filter_map(|p| {
+                        consumer
+                            .fetch_watermarks(&output, p, Duration::from_secs(5))
+                            .ok()
+                    })
+                    .map(|(_, high)| high)
+                    .sum();
+                samples.push((start.elapsed().as_secs_f64(), total.max(0) as u64));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            samples
+        });
+        Self { stop, samples }
+    }
+
+    /// Records/s between the outputs reaching 20% and 80% of `size`.
+    async fn steady_rate(self, size: usize) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let samples = self.samples.await.unwrap_or_default();
+        let at = |share: f64| {
+            samples
+                .iter()
+                .find(|(_, n)| *n as f64 >= share * size as f64)
+                .map(|(t, _)| *t)
+        };
+        match (at(0.2), at(0.8)) {
+            (Some(a), Some(b)) if b > a => 0.6 * size as f64 / (b - a),
+            _ => f64::NAN,
+        }
+    }
 }
 
 pub async fn run(s: Settings) -> anyhow::Result<()> {
@@ -115,6 +173,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     // Warms the broker's page cache; not reported.
     run.sluice(&mut client, &inputs[&s.small], s.small).await?;
     let mut seconds: BTreeMap<(System, usize), Vec<f64>> = BTreeMap::new();
+    let mut steady: BTreeMap<System, Vec<f64>> = BTreeMap::new();
     let mut peaks: BTreeMap<System, u64> = BTreeMap::new();
     for round in 1..=s.rounds {
         for size in [s.small, s.large] {
@@ -146,6 +205,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
                     .entry((*system, size))
                     .or_default()
                     .push(outcome.seconds);
+                if size == s.large {
+                    steady.entry(*system).or_default().push(outcome.steady);
+                }
                 let peak = peaks.entry(*system).or_default();
                 *peak = (*peak).max(outcome.peak);
             }
@@ -177,24 +239,39 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         s.rounds
     );
     println!(
-        "{:<22} {:>10} {:>10} {:>12} {:>12} {:>14}",
-        "system", "small (s)", "large (s)", "records/s", "vs bare loop", "peak memory"
+        "{:<22} {:>9} {:>9} {:>11} {:>8} {:>11} {:>8} {:>12}",
+        "system",
+        "small (s)",
+        "large (s)",
+        "records/s",
+        "vs bare",
+        "steady r/s",
+        "vs bare",
+        "peak memory"
     );
     let rate = |system: System| {
         let small = median(seconds.get(&(system, s.small)).cloned().unwrap_or_default());
         let large = median(seconds.get(&(system, s.large)).cloned().unwrap_or_default());
         (small, large, (s.large - s.small) as f64 / (large - small))
     };
+    let steady_of = |system: System| median(steady.get(&system).cloned().unwrap_or_default());
     let (_, _, bare) = rate(System::BareLoop);
+    let bare_steady = steady_of(System::BareLoop);
     for system in &systems {
         let (small, large, r) = rate(*system);
+        let st = steady_of(*system);
         println!(
-            "{:<22} {small:>10.2} {large:>10.2} {r:>12.0} {:>12.2} {:>10} MiB",
+            "{:<22} {small:>9.2} {large:>9.2} {r:>11.0} {:>8.2} {st:>11.0} {:>8.2} {:>8} MiB",
             system.name(),
             r / bare,
+            st / bare_steady,
             peaks.get(system).copied().unwrap_or(0) >> 20
         );
     }
+    println!(
+        "records/s: (large - small) / (its seconds - small's seconds); steady r/s: the large run \
+         while its output went from 20% to 80% of the input (end offsets sampled every 50 ms)"
+    );
     drop(stack);
     Ok(())
 }
@@ -337,6 +414,7 @@ impl Run<'_> {
         let output = self.output_topic().await?;
         let exe = std::env::current_exe()?;
         let run = uuid::Uuid::new_v4().simple().to_string();
+        let progress = Progress::watch(self.brokers, &output);
         let start = Instant::now();
         let children = (0..self.parallelism)
             .map(|i| {
@@ -354,13 +432,19 @@ impl Run<'_> {
             })
             .collect::<anyhow::Result<Vec<Child>>>()?;
         let (seconds, peak) = wait_all(children, start).await?;
+        let steady = progress.steady_rate(size).await;
         verify(self.brokers, &output, size).await?;
-        Ok(Outcome { seconds, peak })
+        Ok(Outcome {
+            seconds,
+            peak,
+            steady,
+        })
     }
 
     async fn flink(&self, input: &str, size: usize) -> anyhow::Result<Outcome> {
         let flink = self.flink.context("Flink is not prepared")?;
         let output = self.output_topic().await?;
+        let progress = Progress::watch(self.brokers, &output);
         let start = Instant::now();
         let child = Command::new(cache::java())
             .args(JAVA_17_OPENS)
@@ -379,8 +463,13 @@ impl Run<'_> {
             .spawn()
             .context("cannot start java")?;
         let (seconds, peak) = wait_all(vec![child], start).await?;
+        let steady = progress.steady_rate(size).await;
         verify(self.brokers, &output, size).await?;
-        Ok(Outcome { seconds, peak })
+        Ok(Outcome {
+            seconds,
+            peak,
+            steady,
+        })
     }
 
     async fn sluice(
@@ -400,6 +489,7 @@ impl Run<'_> {
             ms = self.checkpoint_ms,
             b = self.brokers,
         );
+        let progress = Progress::watch(self.brokers, &output);
         let start = Instant::now();
         let job = client
             .submit_job(SubmitJobRequest {
@@ -442,8 +532,13 @@ impl Run<'_> {
                 job_id: job.clone(),
             })
             .await?;
+        let steady = progress.steady_rate(size).await;
         verify(self.brokers, &output, size).await?;
-        Ok(Outcome { seconds, peak: 0 })
+        Ok(Outcome {
+            seconds,
+            peak: 0,
+            steady,
+        })
     }
 }
 
