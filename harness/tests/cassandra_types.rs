@@ -430,3 +430,73 @@ async fn a_table_the_job_cannot_write_is_refused_at_submit_with_its_field() -> a
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandras_own_keyspaces_are_refused_at_submit_as_what_they_are() -> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("cassandra-system");
+    let cluster = SluiceCluster::start(&dir, 1, ClusterOptions::default()).await?;
+    let c = cluster.coordinator_address.clone();
+    let session = admin::cassandra_session(&infra.cassandra).await?;
+    let topic = unique("system-in");
+    admin::create_topic(&infra.kafka, &topic, 1).await?;
+    let spec = |keyspace: &str, table: &str| {
+        format!(
+            "name: {}\nsource: {{ kafka: {{ brokers: \"{}\", topic: {topic} }} }}\n\
+             sink: {{ cassandra: {{ contact_points: [\"{}\"], keyspace: {keyspace}, table: {table} }} }}\n",
+            unique("system"),
+            infra.kafka,
+            infra.cassandra
+        )
+    };
+    let local = "a Cassandra system keyspace, holding each node's own data";
+    let replicated =
+        "a Cassandra system keyspace, holding data Cassandra replicates for its own use";
+    let virtual_tables = "a keyspace of Cassandra's virtual tables: views of a node's state and \
+                          settings computed when read, not stored data, which cannot be written";
+    for (keyspace, table, what) in [
+        ("system_schema", "tables", local),
+        ("system", "peers_v2", local),
+        ("system", "local", local),
+        ("system_auth", "roles", replicated),
+        ("system_distributed", "repair_history", replicated),
+        ("system_traces", "sessions", replicated),
+        ("system_views", "settings", virtual_tables),
+        ("system_virtual_schema", "tables", virtual_tables),
+        ("system_views", "no_such_table", virtual_tables),
+    ] {
+        let file = dir.join(format!("{}.yaml", unique("spec")));
+        std::fs::write(&file, spec(keyspace, table))?;
+        let out = jobctl(&c, &["submit", file.to_str().unwrap_or_default()], &[])?;
+        assert!(!out.success, "{keyspace}.{table}: accepted");
+        let err = out.stderr.trim();
+        let expected =
+            format!("sink.cassandra.keyspace: {keyspace}.{table} is in {keyspace}, {what}");
+        assert!(err.contains(&expected), "{keyspace}.{table}: {err}");
+        assert!(
+            err.contains(
+                "a job may not write to Cassandra's own keyspaces: name a keyspace of your own"
+            ),
+            "{keyspace}.{table}: {err}"
+        );
+    }
+    let jobs = jobctl_json(&c, &["list"])?;
+    assert_eq!(
+        jobs.as_array().map(Vec::len),
+        Some(0),
+        "nothing was deployed: {jobs}"
+    );
+    // A keyspace of the users' may start with `system`.
+    let own = format!("system_{}", unique_keyspace("own"));
+    admin::run_cql(
+        &session,
+        &format!(
+            "{}CREATE TABLE {own}.t (id int PRIMARY KEY, v text);",
+            create_keyspace(&own)
+        ),
+    )
+    .await?;
+    let job = submit(&c, &dir, &spec(&own, "t"), &[])?;
+    wait_running(&c, &job).await?;
+    Ok(())
+}
