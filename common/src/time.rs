@@ -138,6 +138,32 @@ pub fn date_of_value(v: &vrl::value::Value, zone: Tz) -> Result<NaiveDate, Strin
     time_of_value(v, zone).map(|t| t.with_timezone(&zone).date_naive())
 }
 
+/// A time of day written `HH:MM`, `HH:MM:SS` or `HH:MM:SS.f` with 1 to 9
+/// fraction digits (`,` also separates them), as a time column holds it; the
+/// error says why not. A leap second (`23:59:60`) is refused: a time of day
+/// has no place for it, and no other time of day stands for it.
+pub fn parse_time_of_day(text: &str) -> Result<NaiveTime, String> {
+    let mut c = Cursor {
+        s: text.trim(),
+        pos: 0,
+    };
+    let time = c.time()?;
+    if !c.done() {
+        return Err(format!("unexpected `{}` after the time", shorten(c.rest())));
+    }
+    if is_leap_second(time) {
+        return Err("second 60 is a leap second, which a time of day cannot hold".into());
+    }
+    Ok(time)
+}
+
+/// Whether `time` is within a leap second (chrono keeps it as a nanosecond
+/// count past 1,000,000,000 of second 59).
+pub fn is_leap_second(time: NaiveTime) -> bool {
+    use chrono::Timelike;
+    time.nanosecond() >= 1_000_000_000
+}
+
 /// A zone-less time in `zone`; a time that zone skips or repeats is refused.
 fn in_zone(local: NaiveDateTime, zone: Tz, text: &str) -> Result<DateTime<Utc>, String> {
     match zone.from_local_datetime(&local) {
@@ -534,6 +560,33 @@ mod tests {
         }
         let err = parse_time("1714557600", UTC).expect_err("seconds");
         assert!(err.contains("look like epoch seconds"), "{err}");
+    }
+
+    #[test]
+    fn times_of_day_keep_every_digit_or_are_refused() {
+        let t = |h, m, s, n| NaiveTime::from_hms_nano_opt(h, m, s, n).expect("time");
+        assert_eq!(parse_time_of_day("10:00"), Ok(t(10, 0, 0, 0)));
+        assert_eq!(parse_time_of_day(" 23:59:59 "), Ok(t(23, 59, 59, 0)));
+        assert_eq!(
+            parse_time_of_day("10:00:00.123456789"),
+            Ok(t(10, 0, 0, 123_456_789))
+        );
+        assert_eq!(
+            parse_time_of_day("10:00:00,5"),
+            Ok(t(10, 0, 0, 500_000_000))
+        );
+        for (text, why) in [
+            ("10:00:00.1234567891", "1 to 9 digits"),
+            ("23:59:60", "leap second"),
+            ("23:59:60.5", "leap second"),
+            ("24:00:00", "there is no time 24:00:00"),
+            ("10:00:00Z", "unexpected `Z`"),
+            ("9:30", "expected 2 digits of the hour"),
+            ("10:00:00.", "1 to 9 digits"),
+        ] {
+            let err = parse_time_of_day(text).expect_err(text);
+            assert!(err.contains(why), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -12,11 +12,10 @@ use super::{duration, numbers};
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, general_purpose};
-use chrono::{NaiveTime, Timelike};
 use chrono_tz::Tz;
 use scylla::value::{CqlDate, CqlTime, CqlTimestamp, CqlTimeuuid, CqlValue};
 use sluice_common::cassandra::{CqlType, UserType};
-use sluice_common::time::{date_of_value, time_of_value};
+use sluice_common::time::{date_of_value, is_leap_second, parse_time_of_day, time_of_value};
 use vrl::value::Value;
 
 /// Base64 with or without its `=` padding.
@@ -136,26 +135,30 @@ fn uuid(v: &Value) -> Result<uuid::Uuid, String> {
 
 /// `HH:MM[:SS[.fffffffff]]` text, an integer of nanoseconds since midnight
 /// (as CQL reads integers for `time`), or a timestamp's time of day in `zone`.
+/// Nothing is cut: more than 9 fraction digits and leap seconds are refused.
 fn time_of_day(v: &Value, zone: Tz) -> Result<CqlTime, String> {
-    let expected =
-        "is not a time of day (expected `HH:MM:SS.fffffffff`, or nanoseconds since midnight)";
+    let expected = "(expected `HH:MM[:SS[.fffffffff]]`, or nanoseconds since midnight)";
     let time = match v {
         Value::Integer(nanos) if (0..86_400_000_000_000).contains(nanos) => {
             return Ok(CqlTime(*nanos));
         }
-        Value::Timestamp(t) => t.with_timezone(&zone).time(),
+        Value::Timestamp(t) => {
+            let time = t.with_timezone(&zone).time();
+            if is_leap_second(time) {
+                return Err(
+                    "is in a leap second (23:59:60), which a time of day cannot hold".into(),
+                );
+            }
+            time
+        }
         _ => {
-            let s = v.to_str().ok_or(expected)?.trim();
-            NaiveTime::parse_from_str(s, "%H:%M:%S%.f")
-                .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M"))
-                .map_err(|_| expected.to_string())?
+            let s = v
+                .to_str()
+                .ok_or_else(|| format!("is not a time of day {expected}"))?;
+            parse_time_of_day(s).map_err(|why| format!("is not a time of day: {why} {expected}"))?
         }
     };
-    // A leap second has no place in CQL's time of day.
-    let time = time
-        .with_nanosecond(time.nanosecond().min(999_999_999))
-        .unwrap_or(time);
-    CqlTime::try_from(time).map_err(|_| expected.to_string())
+    CqlTime::try_from(time).map_err(|e| format!("is not a time of day: {e}"))
 }
 
 /// `0x`-prefixed hex (CQL's blob literal), or else base64.
@@ -390,6 +393,29 @@ mod tests {
         assert_eq!(ok("time", &Value::Integer(5)), CqlValue::Time(CqlTime(5)));
         assert!(err("time", &Value::from("25:00")).contains("is not a time of day"));
         assert!(err("time", &Value::Integer(86_400_000_000_000)).contains("is not a time of day"));
+    }
+
+    #[test]
+    fn a_time_of_day_is_never_cut_to_fit() {
+        assert_eq!(
+            ok("time", &Value::from("23:59:59.999999999")),
+            CqlValue::Time(CqlTime(86_399_999_999_999))
+        );
+        let e = err("time", &Value::from("10:00:00.1234567891"));
+        assert!(
+            e.contains("a fraction of a second has 1 to 9 digits"),
+            "{e}"
+        );
+        for leap in ["23:59:60", "23:59:60.25"] {
+            let e = err("time", &Value::from(leap));
+            assert!(e.contains("leap second"), "{leap}: {e}");
+        }
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+            .expect("leap second")
+            .and_utc();
+        let e = err("time", &Value::Timestamp(leap));
+        assert!(e.contains("leap second"), "{e}");
     }
 
     #[test]
