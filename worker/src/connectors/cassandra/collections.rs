@@ -78,11 +78,13 @@ pub(super) fn map(
         return Err(format!("{} is not an object", describe(v)));
     };
     let mut out = Vec::with_capacity(entries.len());
-    let mut keys: HashMap<String, &str> = HashMap::with_capacity(entries.len());
+    // Text keys are the object's own, which differ already.
+    let text_keys = matches!(key, CqlType::Text | CqlType::Ascii);
+    let mut keys: HashMap<String, &str> = HashMap::new();
     for (k, item) in entries {
         let key_value = to_cql(key, &Value::from(k.as_str()), zone, None)
             .map_err(|e| format!("key `{k}`: {e}"))?;
-        if let Some(first) = keys.insert(identity(&key_value), k.as_str()) {
+        if !text_keys && let Some(first) = keys.insert(identity(&key_value), k.as_str()) {
             return Err(format!(
                 "keys `{first}` and `{k}` are the same {key} key; a map holds one value per key, \
                  so one of their values would be lost"
@@ -105,17 +107,14 @@ pub(super) fn map(
 fn identity(v: &CqlValue) -> String {
     match v {
         CqlValue::Decimal(d) => {
-            let (bytes, mut scale) = d.as_signed_be_bytes_slice_and_exponent();
-            let mut unscaled = BigInt::from_signed_bytes_be(bytes);
-            let ten = BigInt::from(10);
-            while unscaled != BigInt::ZERO && (&unscaled % &ten) == BigInt::ZERO {
-                unscaled /= &ten;
-                scale -= 1;
+            let (bytes, scale) = d.as_signed_be_bytes_slice_and_exponent();
+            let digits = BigInt::from_signed_bytes_be(bytes).to_string();
+            let significant = digits.trim_end_matches('0');
+            if significant.is_empty() || significant == "-" {
+                return "Decimal(0)".into();
             }
-            if unscaled == BigInt::ZERO {
-                scale = 0;
-            }
-            format!("Decimal({unscaled}e{})", -i64::from(scale))
+            let zeros = (digits.len() - significant.len()) as i64;
+            format!("Decimal({significant}e{})", zeros - i64::from(scale))
         }
         other => format!("{other:?}"),
     }
@@ -320,6 +319,13 @@ mod tests {
                 r#"{"1.0":"a","1.00":"b"}"#,
                 "1.0",
                 "1.00",
+            ),
+            ("map<decimal, text>", r#"{"10":"a","1e1":"b"}"#, "10", "1e1"),
+            (
+                "map<decimal, text>",
+                r#"{"-0.00":"a","0":"b"}"#,
+                "-0.00",
+                "0",
             ),
             (
                 "map<date, int>",
