@@ -5,14 +5,22 @@
 //! | value | read as |
 //! |---|---|
 //! | a VRL timestamp | that instant |
-//! | an integer, or text of one (`1714557600000`) | epoch milliseconds |
-//! | a float, or text of one (`1714557600000.25`) | epoch milliseconds with a fraction (to the nanosecond) |
+//! | an integer (a JSON number) | epoch milliseconds, whatever its size or sign |
+//! | a float (a JSON number) | epoch milliseconds with a fraction (to the nanosecond) |
+//! | text of 13 digits, with or without a fraction (`1714557600000`, `1714557600000.25`) | epoch milliseconds (2001-09-09 to 2286-11-20) |
+//! | text of 8 digits (`20240501`) | an ISO 8601 basic date, `2024-05-01` |
+//! | other text of digits only (`1714557600`, `-1000`, `0`) | refused: no guess between seconds, milliseconds and dates |
 //! | `2024-05-01T10:00:00Z`, `…+05:30`, `…+0530`, `…+05`, `…z` | RFC 3339 / ISO 8601 with its offset |
 //! | `T`, `t` or a space between date and time; `HH:MM`, `HH:MM:SS`, a fraction of 1 to 9 digits | the same |
 //! | `2024-05-01 10:00:00.000+0000` (cqlsh, Java), `… +0000`, `… UTC` | the same |
 //! | `2024-05-01T10:00+05:30[Asia/Kolkata]` (Java's `ZonedDateTime`) | the offset decides |
 //! | `2024-05-01 10:00:00`, no offset | in the job's zone (`timezone:`, UTC by default) |
-//! | `2024-05-01` | midnight in the job's zone |
+//! | `2024-05-01`, `20240501` | midnight in the job's zone |
+//!
+//! Digits in text are ambiguous (`20240501` is a date, `1714557600` epoch
+//! seconds, neither epoch milliseconds), so text is read as epoch
+//! milliseconds only with the 13 digits every such time of this century has;
+//! a number is a quantity, and always epoch milliseconds.
 //!
 //! A zone-less time that a daylight-saving change skips (a gap) or repeats
 //! (an overlap) in the job's zone is an error, as VRL's own `parse_timestamp`
@@ -26,7 +34,10 @@ use chrono_tz::Tz;
 
 /// The forms an error message offers, so a user sees what would have worked.
 const EXPECTED: &str = "expected RFC 3339 / ISO 8601 such as `2024-05-01T10:00:00Z`, \
-                        `2024-05-01 10:00:00.000+0000` or `2024-05-01`, or epoch milliseconds";
+                        `2024-05-01 10:00:00.000+0000`, `2024-05-01` or `20240501`, or epoch \
+                        milliseconds (a JSON number, or text of 13 digits)";
+/// Digits of epoch milliseconds in text: 2001-09-09 to 2286-11-20.
+const EPOCH_MILLIS_DIGITS: usize = 13;
 
 /// Reads `text` as a time; zone-less times are in `zone` (the job's).
 pub fn parse_time(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
@@ -35,7 +46,7 @@ pub fn parse_time(text: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
         return Err(format!("empty text is not a time ({EXPECTED})"));
     }
     if is_decimal_number(s) {
-        return epoch_millis_text(s);
+        return digits_text(s, zone);
     }
     let bad = |why: String| format!("`{}` is not a time: {why} ({EXPECTED})", shorten(s));
     let mut c = Cursor { s, pos: 0 };
@@ -106,11 +117,14 @@ pub fn time_of_value(v: &vrl::value::Value, zone: Tz) -> Result<DateTime<Utc>, S
     }
 }
 
-/// A record value as a calendar date: text `YYYY-MM-DD` is that date;
-/// anything else [`time_of_value`] reads gives its date in `zone`.
+/// A record value as a calendar date: text `YYYY-MM-DD` or `YYYYMMDD` is
+/// that date; anything else [`time_of_value`] reads gives its date in `zone`.
 #[cfg(feature = "vrl")]
 pub fn date_of_value(v: &vrl::value::Value, zone: Tz) -> Result<NaiveDate, String> {
     if let Some(text) = v.to_str() {
+        if let Some(date) = basic_date(text.trim()) {
+            return date;
+        }
         let mut c = Cursor {
             s: text.trim(),
             pos: 0,
@@ -122,6 +136,32 @@ pub fn date_of_value(v: &vrl::value::Value, zone: Tz) -> Result<NaiveDate, Strin
         }
     }
     time_of_value(v, zone).map(|t| t.with_timezone(&zone).date_naive())
+}
+
+/// A time of day written `HH:MM`, `HH:MM:SS` or `HH:MM:SS.f` with 1 to 9
+/// fraction digits (`,` also separates them), as a time column holds it; the
+/// error says why not. A leap second (`23:59:60`) is refused: a time of day
+/// has no place for it, and no other time of day stands for it.
+pub fn parse_time_of_day(text: &str) -> Result<NaiveTime, String> {
+    let mut c = Cursor {
+        s: text.trim(),
+        pos: 0,
+    };
+    let time = c.time()?;
+    if !c.done() {
+        return Err(format!("unexpected `{}` after the time", shorten(c.rest())));
+    }
+    if is_leap_second(time) {
+        return Err("second 60 is a leap second, which a time of day cannot hold".into());
+    }
+    Ok(time)
+}
+
+/// Whether `time` is within a leap second (chrono keeps it as a nanosecond
+/// count past 1,000,000,000 of second 59).
+pub fn is_leap_second(time: NaiveTime) -> bool {
+    use chrono::Timelike;
+    time.nanosecond() >= 1_000_000_000
 }
 
 /// A zone-less time in `zone`; a time that zone skips or repeats is refused.
@@ -143,7 +183,7 @@ fn in_zone(local: NaiveDateTime, zone: Tz, text: &str) -> Result<DateTime<Utc>, 
     }
 }
 
-/// `-?digits` or `-?digits.digits`: epoch milliseconds written as text.
+/// `-?digits` or `-?digits.digits`: text of digits only.
 fn is_decimal_number(s: &str) -> bool {
     let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
     let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
@@ -153,24 +193,56 @@ fn is_decimal_number(s: &str) -> bool {
         && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Epoch milliseconds from text, exactly: up to 6 fraction digits (nanoseconds).
-fn epoch_millis_text(s: &str) -> Result<DateTime<Utc>, String> {
-    let out_of_range = || format!("`{}` is out of range as epoch milliseconds", shorten(s));
+/// Text of digits only: 8 digits are a basic ISO 8601 date (midnight in
+/// `zone`), 13 digits (and a fraction of up to 6) epoch milliseconds, exactly;
+/// anything else is refused rather than guessed at.
+fn digits_text(s: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+    if let Some(date) = basic_date(s) {
+        return in_zone(date?.and_time(NaiveTime::MIN), zone, s);
+    }
     let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
-    let ms: i64 = whole.parse().map_err(|_| out_of_range())?;
+    if whole.len() != EPOCH_MILLIS_DIGITS || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        let hint = match whole.trim_start_matches(['-', '+']).len() {
+            10 => " (10 digits look like epoch seconds: multiply them by 1000)",
+            _ => "",
+        };
+        return Err(format!(
+            "`{}` is not a time: text of digits only is epoch milliseconds when it has 13 digits \
+             and a date (`YYYYMMDD`) when it has 8; this has {} digits before any fraction{hint}; \
+             send other epoch milliseconds as a JSON number",
+            shorten(s),
+            whole.trim_start_matches(['-', '+']).len()
+        ));
+    }
+    let ms: i64 = whole
+        .parse()
+        .map_err(|_| format!("`{}` is out of range as epoch milliseconds", shorten(s)))?;
     if fraction.len() > 6 {
         return Err(format!(
             "`{}` has more than 6 fraction digits of epoch milliseconds (finer than nanoseconds)",
             shorten(s)
         ));
     }
-    let mut nanos: i64 = format!("{fraction:0<6}").parse().unwrap_or(0);
-    if whole.starts_with('-') {
-        nanos = -nanos;
-    }
+    let nanos: i64 = format!("{fraction:0<6}").parse().unwrap_or(0);
     DateTime::from_timestamp_millis(ms)
         .and_then(|t| t.checked_add_signed(chrono::Duration::nanoseconds(nanos)))
-        .ok_or_else(out_of_range)
+        .ok_or_else(|| format!("`{}` is out of range as epoch milliseconds", shorten(s)))
+}
+
+/// `YYYYMMDD`, ISO 8601's basic form of a date: `None` unless `s` is 8 digits.
+fn basic_date(s: &str) -> Option<Result<NaiveDate, String>> {
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (year, month, day) = (&s[..4], &s[4..6], &s[6..]);
+    let date = NaiveDate::from_ymd_opt(
+        year.parse().unwrap_or(0),
+        month.parse().unwrap_or(0),
+        day.parse().unwrap_or(0),
+    );
+    Some(date.ok_or_else(|| {
+        format!("`{s}` is not a time: there is no date {year}-{month}-{day} ({EXPECTED})")
+    }))
 }
 
 /// At most 60 characters of a value, for error messages.
@@ -441,7 +513,7 @@ mod tests {
         let t = at("2024-05-01T10:00:00Z");
         assert_eq!(from_epoch_millis(1_714_557_600_000), Ok(t));
         assert_eq!(ok("1714557600000", NEW_YORK), t);
-        assert_eq!(ok("-1000", UTC), at("1969-12-31T23:59:59Z"));
+        assert_eq!(from_epoch_millis(-1000), Ok(at("1969-12-31T23:59:59Z")));
         let frac = from_epoch_millis_f64(1_714_557_600_000.25).expect("float");
         assert_eq!(frac.timestamp_millis(), 1_714_557_600_000);
         assert_eq!(frac.timestamp_subsec_nanos(), 250_000);
@@ -455,10 +527,66 @@ mod tests {
         }
         let err = from_epoch_millis(i64::MAX).expect_err("out of range");
         assert!(err.contains("out of range as epoch milliseconds"), "{err}");
-        let err = parse_time("99999999999999999999999", UTC).expect_err("beyond i64");
-        assert!(err.contains("out of range"), "{err}");
-        let err = parse_time("1.1234567", UTC).expect_err("too fine");
+        let err = parse_time("1714557600000.1234567", UTC).expect_err("too fine");
         assert!(err.contains("finer than nanoseconds"), "{err}");
+    }
+
+    #[test]
+    fn digits_in_text_are_epoch_milliseconds_only_with_13_and_a_date_with_8() {
+        assert_eq!(ok("20240501", UTC), at("2024-05-01T00:00:00Z"));
+        assert_eq!(ok(" 20240501 ", NEW_YORK), at("2024-05-01T04:00:00Z"));
+        assert_eq!(ok("1000000000000", UTC), at("2001-09-09T01:46:40Z"));
+        assert_eq!(ok("9999999999999", UTC), at("2286-11-20T17:46:39.999Z"));
+        let err = parse_time("20241301", UTC).expect_err("no month 13");
+        assert!(err.contains("there is no date 2024-13-01"), "{err}");
+        for (text, digits) in [
+            ("1714557600", 10),
+            ("1714557600.5", 10),
+            ("-1000", 4),
+            ("0", 1),
+            ("999999999999", 12),
+            ("17145576000000", 14),
+            ("202405011030", 12),
+            ("99999999999999999999999", 23),
+        ] {
+            let err = parse_time(text, UTC).expect_err(text);
+            assert!(
+                err.contains(&format!(
+                    "text of digits only is epoch milliseconds when it has 13 digits and a date \
+                     (`YYYYMMDD`) when it has 8; this has {digits} digits"
+                )),
+                "{text}: {err}"
+            );
+        }
+        let err = parse_time("1714557600", UTC).expect_err("seconds");
+        assert!(err.contains("look like epoch seconds"), "{err}");
+    }
+
+    #[test]
+    fn times_of_day_keep_every_digit_or_are_refused() {
+        let t = |h, m, s, n| NaiveTime::from_hms_nano_opt(h, m, s, n).expect("time");
+        assert_eq!(parse_time_of_day("10:00"), Ok(t(10, 0, 0, 0)));
+        assert_eq!(parse_time_of_day(" 23:59:59 "), Ok(t(23, 59, 59, 0)));
+        assert_eq!(
+            parse_time_of_day("10:00:00.123456789"),
+            Ok(t(10, 0, 0, 123_456_789))
+        );
+        assert_eq!(
+            parse_time_of_day("10:00:00,5"),
+            Ok(t(10, 0, 0, 500_000_000))
+        );
+        for (text, why) in [
+            ("10:00:00.1234567891", "1 to 9 digits"),
+            ("23:59:60", "leap second"),
+            ("23:59:60.5", "leap second"),
+            ("24:00:00", "there is no time 24:00:00"),
+            ("10:00:00Z", "unexpected `Z`"),
+            ("9:30", "expected 2 digits of the hour"),
+            ("10:00:00.", "1 to 9 digits"),
+        ] {
+            let err = parse_time_of_day(text).expect_err(text);
+            assert!(err.contains(why), "{text}: {err}");
+        }
     }
 
     #[test]
@@ -533,5 +661,14 @@ mod tests {
             Ok(may1)
         );
         assert_eq!(date_of_value(&Value::Timestamp(t), UTC), Ok(may1));
+        // The basic form is the date as written, whatever the zone.
+        assert_eq!(date_of_value(&Value::from("20240501"), NEW_YORK), Ok(may1));
+        let err = date_of_value(&Value::from("1714557600"), UTC).expect_err("seconds");
+        assert!(err.contains("look like epoch seconds"), "{err}");
+        // Numbers are epoch milliseconds, as in every sink.
+        assert_eq!(
+            date_of_value(&Value::Integer(1_714_557_600_000), NEW_YORK),
+            Ok(may1)
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The Cassandra sink's table, checked at submit against the cluster the
-//! job names: it exists, Sluice can write every one of its column types, and
+//! job names: it is not in one of Cassandra's own keyspaces, it exists,
+//! Sluice can write every one of its column types, and
 //! `sink.cassandra.columns` names only its columns.
 
 use sluice_common::cassandra;

@@ -501,3 +501,192 @@ async fn a_table_dropped_under_a_running_job_fails_it_at_once() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_arrive_as_sent_or_are_dead_letters_never_silently_changed() -> anyhow::Result<()> {
+    use scylla::value::{CqlDate, CqlTime, CqlTimestamp, CqlValue, Row};
+    let s = stack("cassandra-values", 1).await?;
+    let (source, dlq, ks) = (
+        unique("values-in"),
+        unique("values-dlq"),
+        unique_keyspace("values"),
+    );
+    admin::create_topic(&s.infra.kafka, &source, 1).await?;
+    admin::create_topic(&s.infra.kafka, &dlq, 1).await?;
+    admin::run_cql(
+        &s.session,
+        &format!(
+            "CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}};
+             CREATE TABLE {ks}.t (id int PRIMARY KEY, doc text, n text, m map<int, text>,
+               mt map<timestamp, text>, s set<int>, d double, f float, tm time, dt date, ts timestamp);"
+        ),
+    )
+    .await?;
+    let job = s.run(&cassandra_job(&source, &ks, "t", &dlq)).await?;
+    // Written by hand: each literal reaches the job as it is here.
+    let records = [
+        r#"{"id":0,"doc":{"order_id":18446744073709551616,"b":[1,2.5]},"n":1.50}"#,
+        r#"{"id":1,"n":1E+2,"s":["1","01",2]}"#,
+        r#"{"id":2,"m":{"1":"a","01":"b"}}"#,
+        r#"{"id":3,"mt":{"2024-05-01T10:00:00Z":"a","2024-05-01T12:00:00+02:00":"b"}}"#,
+        r#"{"id":4,"d":"1e400"}"#,
+        r#"{"id":5,"d":"1e-400"}"#,
+        r#"{"id":6,"f":1e39}"#,
+        r#"{"id":7,"tm":"10:00:00.1234567891"}"#,
+        r#"{"id":8,"tm":"23:59:60"}"#,
+        r#"{"id":9,"dt":"20240501","ts":"20240501"}"#,
+        r#"{"id":10,"ts":"1714557600"}"#,
+        r#"{"id":11,"dt":"1714557600000","m":{"1":"a","2":"b"},"d":"2.5","f":"0.5","tm":"23:59:59.999999999","mt":{"1714557600000":"x"}}"#,
+        r#"{"id":12,"n":1e21,"doc":[18446744073709551616,"x"]}"#,
+    ];
+    producer::produce(
+        &s.infra.kafka,
+        &source,
+        records.iter().map(|r| r.to_string()),
+        None,
+        0,
+    )
+    .await?;
+    wait_checkpointed(&s.coordinator, &job, records.len() as u64).await?;
+
+    let letters = dead_letters(&s.infra.kafka, &dlq).await?;
+    let got: Vec<(i64, String)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l["offset"].as_i64().unwrap_or(-1),
+                l["error"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        (
+            2,
+            "column `m` (map<int, text>): keys `01` and `1` are the same int key",
+        ),
+        (
+            3,
+            "column `mt` (map<timestamp, text>): keys `2024-05-01T10:00:00Z` and \
+             `2024-05-01T12:00:00+02:00` are the same timestamp key",
+        ),
+        (
+            4,
+            "column `d` (double): \"1e400\" is out of range for double",
+        ),
+        (
+            5,
+            "column `d` (double): \"1e-400\" is too small for double: it would be 0",
+        ),
+        (6, "column `f` (float): "),
+        (
+            7,
+            "column `tm` (time): \"10:00:00.1234567891\" is not a time of day: a fraction of a \
+             second has 1 to 9 digits",
+        ),
+        (
+            8,
+            "column `tm` (time): \"23:59:60\" is not a time of day: second 60 is a leap second",
+        ),
+        (
+            10,
+            "column `ts` (timestamp): `1714557600` is not a time: text of digits only is epoch \
+             milliseconds when it has 13 digits",
+        ),
+    ];
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+    for ((offset, error), (want_offset, want)) in got.iter().zip(expected) {
+        assert_eq!(*offset, want_offset, "{error}");
+        assert!(error.starts_with(want), "offset {offset}: {error}");
+    }
+    assert!(got[4].1.contains("is out of range for float"), "{got:?}");
+
+    let result = s
+        .session
+        .query_unpaged(
+            format!("SELECT id, doc, n, m, mt, s, d, f, tm, dt, ts FROM {ks}.t"),
+            (),
+        )
+        .await?
+        .into_rows_result()?;
+    let mut rows: Vec<Vec<Option<CqlValue>>> = result
+        .rows::<Row>()?
+        .map(|r| r.map(|r| r.columns))
+        .collect::<Result<_, _>>()?;
+    rows.sort_by_key(|r| match r[0] {
+        Some(CqlValue::Int(id)) => id,
+        _ => -1,
+    });
+    let text = |s: &str| Some(CqlValue::Text(s.into()));
+    let may1 = Some(CqlValue::Date(CqlDate::from(
+        chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap_or_default(),
+    )));
+    let row = |id: i32, columns: &[(usize, Option<CqlValue>)]| {
+        let mut row = vec![None; 11];
+        row[0] = Some(CqlValue::Int(id));
+        for (i, v) in columns {
+            row[*i] = v.clone();
+        }
+        row
+    };
+    let expected_rows = vec![
+        row(
+            0,
+            &[
+                (1, text(r#"{"b":[1,2.5],"order_id":18446744073709551616}"#)),
+                (2, text("1.5")),
+            ],
+        ),
+        row(
+            1,
+            &[
+                (2, text("100.0")),
+                (
+                    5,
+                    Some(CqlValue::Set(vec![CqlValue::Int(1), CqlValue::Int(2)])),
+                ),
+            ],
+        ),
+        row(
+            9,
+            &[
+                (9, may1.clone()),
+                (
+                    10,
+                    Some(CqlValue::Timestamp(CqlTimestamp(1_714_521_600_000))),
+                ),
+            ],
+        ),
+        row(
+            11,
+            &[
+                (
+                    3,
+                    Some(CqlValue::Map(vec![
+                        (CqlValue::Int(1), CqlValue::Text("a".into())),
+                        (CqlValue::Int(2), CqlValue::Text("b".into())),
+                    ])),
+                ),
+                (
+                    4,
+                    Some(CqlValue::Map(vec![(
+                        CqlValue::Timestamp(CqlTimestamp(1_714_557_600_000)),
+                        CqlValue::Text("x".into()),
+                    )])),
+                ),
+                (6, Some(CqlValue::Double(2.5))),
+                (7, Some(CqlValue::Float(0.5))),
+                (8, Some(CqlValue::Time(CqlTime(86_399_999_999_999)))),
+                (9, may1),
+            ],
+        ),
+        row(
+            12,
+            &[
+                (1, text(r#"[18446744073709551616,"x"]"#)),
+                (2, text("1e+21")),
+            ],
+        ),
+    ];
+    assert_eq!(rows, expected_rows);
+    running_without_restarts(&s.coordinator, &job)
+}

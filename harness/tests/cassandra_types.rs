@@ -430,3 +430,233 @@ async fn a_table_the_job_cannot_write_is_refused_at_submit_with_its_field() -> a
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandras_own_keyspaces_are_refused_at_submit_as_what_they_are() -> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("cassandra-system");
+    let cluster = SluiceCluster::start(&dir, 1, ClusterOptions::default()).await?;
+    let c = cluster.coordinator_address.clone();
+    let session = admin::cassandra_session(&infra.cassandra).await?;
+    let topic = unique("system-in");
+    admin::create_topic(&infra.kafka, &topic, 1).await?;
+    let spec = |keyspace: &str, table: &str| {
+        format!(
+            "name: {}\nsource: {{ kafka: {{ brokers: \"{}\", topic: {topic} }} }}\n\
+             sink: {{ cassandra: {{ contact_points: [\"{}\"], keyspace: {keyspace}, table: {table} }} }}\n",
+            unique("system"),
+            infra.kafka,
+            infra.cassandra
+        )
+    };
+    let local = "a Cassandra system keyspace, holding each node's own data";
+    let replicated =
+        "a Cassandra system keyspace, holding data Cassandra replicates for its own use";
+    let virtual_tables = "a keyspace of Cassandra's virtual tables: views of a node's state and \
+                          settings computed when read, not stored data, which cannot be written";
+    for (keyspace, table, what) in [
+        ("system_schema", "tables", local),
+        ("system", "peers_v2", local),
+        ("system", "local", local),
+        ("system_auth", "roles", replicated),
+        ("system_distributed", "repair_history", replicated),
+        ("system_traces", "sessions", replicated),
+        ("system_views", "settings", virtual_tables),
+        ("system_virtual_schema", "tables", virtual_tables),
+        ("system_views", "no_such_table", virtual_tables),
+    ] {
+        let file = dir.join(format!("{}.yaml", unique("spec")));
+        std::fs::write(&file, spec(keyspace, table))?;
+        let out = jobctl(&c, &["submit", file.to_str().unwrap_or_default()], &[])?;
+        assert!(!out.success, "{keyspace}.{table}: accepted");
+        let err = out.stderr.trim();
+        let expected =
+            format!("sink.cassandra.keyspace: {keyspace}.{table} is in {keyspace}, {what}");
+        assert!(err.contains(&expected), "{keyspace}.{table}: {err}");
+        assert!(
+            err.contains(
+                "a job may not write to Cassandra's own keyspaces: name a keyspace of your own"
+            ),
+            "{keyspace}.{table}: {err}"
+        );
+    }
+    let jobs = jobctl_json(&c, &["list"])?;
+    assert_eq!(
+        jobs.as_array().map(Vec::len),
+        Some(0),
+        "nothing was deployed: {jobs}"
+    );
+    // A keyspace of the users' may start with `system`.
+    let own = format!("system_{}", unique_keyspace("own"));
+    admin::run_cql(
+        &session,
+        &format!(
+            "{}CREATE TABLE {own}.t (id int PRIMARY KEY, v text);",
+            create_keyspace(&own)
+        ),
+    )
+    .await?;
+    let job = submit(&c, &dir, &spec(&own, "t"), &[])?;
+    wait_running(&c, &job).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digits_in_text_are_a_date_or_epoch_milliseconds_or_refused_alike_by_both_sinks()
+-> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("digit-times");
+    let cluster = SluiceCluster::start(&dir, 1, ClusterOptions::default()).await?;
+    let c = cluster.coordinator_address.clone();
+    let session = admin::cassandra_session(&infra.cassandra).await?;
+    let (source, cassandra_dlq, s3_dlq, ks) = (
+        unique("digits-in"),
+        unique("digits-cassandra-dlq"),
+        unique("digits-s3-dlq"),
+        unique_keyspace("digits"),
+    );
+    for topic in [&source, &cassandra_dlq, &s3_dlq] {
+        admin::create_topic(&infra.kafka, topic, 1).await?;
+    }
+    admin::run_cql(
+        &session,
+        &format!(
+            "{}CREATE TABLE {ks}.events (id int PRIMARY KEY, ts timestamp, day date);",
+            create_keyspace(&ks)
+        ),
+    )
+    .await?;
+    // A basic ISO date, epoch seconds, epoch milliseconds, an eight-digit
+    // date that does not exist, and epoch milliseconds from before 2001.
+    let times = [
+        "20240501",
+        "1714557600",
+        "1714557600000",
+        "20241301",
+        "986000000000",
+    ];
+    let records: Vec<String> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"id": i, "ts": t, "day": t}).to_string())
+        .collect();
+    let files = dir.join("s3");
+    let job = |sink: String, dlq: &str| {
+        format!(
+            "name: {}\ncheckpoint: {{ interval: 500ms }}\n\
+             source: {{ kafka: {{ brokers: \"{}\", topic: {source}, group_id: {}, format: json }} }}\n\
+             sink: {sink}\ndead_letter: {{ kafka: {{ topic: {dlq} }} }}\n",
+            unique("digits"),
+            infra.kafka,
+            unique("digits-group")
+        )
+    };
+    let cassandra = submit(
+        &c,
+        &dir,
+        &job(
+            format!(
+                "{{ cassandra: {{ contact_points: [\"{}\"], keyspace: {ks}, table: events }} }}",
+                infra.cassandra
+            ),
+            &cassandra_dlq,
+        ),
+        &[],
+    )?;
+    let s3 = submit(
+        &c,
+        &dir,
+        &job(
+            format!(
+                "{{ s3: {{ dir: \"{}\", prefix: out, time_field: ts, batch_interval: 300ms }} }}",
+                files.display()
+            ),
+            &s3_dlq,
+        ),
+        &[],
+    )?;
+    wait_running(&c, &cassandra).await?;
+    wait_running(&c, &s3).await?;
+    producer::produce(&infra.kafka, &source, records.into_iter(), None, 0).await?;
+    wait_checkpointed(&c, &cassandra, 5).await?;
+    wait_checkpointed(&c, &s3, 5).await?;
+
+    // The same records refused by both sinks, each saying why.
+    for (dlq, field) in [
+        (&cassandra_dlq, "column `day` (date): "),
+        (&s3_dlq, "time field `ts`: "),
+    ] {
+        let letters = dead_letters(&infra.kafka, dlq).await?;
+        let got: Vec<(i64, String)> = letters
+            .iter()
+            .map(|l| {
+                (
+                    l["offset"].as_i64().unwrap_or(-1),
+                    l["error"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            [1, 3, 4],
+            "{got:?}"
+        );
+        for ((_, error), why) in got.iter().zip([
+            "`1714557600` is not a time: text of digits only is epoch milliseconds when it has 13 \
+             digits and a date (`YYYYMMDD`) when it has 8; this has 10 digits",
+            "`20241301` is not a time: there is no date 2024-13-01",
+            "`986000000000` is not a time: text of digits only is epoch milliseconds when it has \
+             13 digits and a date (`YYYYMMDD`) when it has 8; this has 12 digits",
+        ]) {
+            assert!(error.starts_with(field), "{error}");
+            assert!(error.contains(why), "{error}");
+        }
+    }
+
+    let rows = session
+        .query_unpaged(format!("SELECT id, ts, day FROM {ks}.events"), ())
+        .await?
+        .into_rows_result()?;
+    let mut got: Vec<(i32, CqlTimestamp, CqlDate)> = rows
+        .rows::<(i32, CqlTimestamp, CqlDate)>()?
+        .collect::<Result<_, _>>()?;
+    got.sort_by_key(|r| r.0);
+    let may1 = CqlDate::from(chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap_or_default());
+    assert_eq!(
+        got,
+        [
+            (0, CqlTimestamp(1_714_521_600_000), may1),
+            (2, CqlTimestamp(1_714_557_600_000), may1),
+        ]
+    );
+    // The S3 sink files them by the same times: midnight and 10:00 of 1 May.
+    let day = files.join("out/dt=2024-05-01");
+    let placed = wait_for("S3 files of both events", Duration::from_secs(60), || {
+        let day = day.clone();
+        async move {
+            let mut placed = Vec::new();
+            for hour in std::fs::read_dir(&day)? {
+                let hour = hour?;
+                for file in std::fs::read_dir(hour.path())? {
+                    for line in std::fs::read_to_string(file?.path())?.lines() {
+                        let id = serde_json::from_str::<Value>(line)?["id"]
+                            .as_i64()
+                            .unwrap_or(-1);
+                        placed.push((hour.file_name().to_string_lossy().into_owned(), id));
+                    }
+                }
+            }
+            placed.sort();
+            Ok((placed.len() >= 2).then_some(placed))
+        }
+    })
+    .await?;
+    assert_eq!(
+        placed,
+        [("hour=00".to_string(), 0), ("hour=10".to_string(), 2)]
+    );
+    let days: Vec<_> = std::fs::read_dir(files.join("out"))?.collect();
+    assert_eq!(days.len(), 1, "one day directory: {days:?}");
+    running_without_restarts(&c, &cassandra)?;
+    running_without_restarts(&c, &s3)
+}

@@ -646,7 +646,10 @@ async fn records_too_large_for_the_output_and_dead_letter_topics_stop_nothing() 
     for (offset, letter) in &dead {
         assert_eq!(letter["truncated"], true);
         assert_eq!(letter["key"], format!("m{offset}"));
-        assert_eq!(letter["headers"]["trace-id"], format!("t{offset}"));
+        assert_eq!(
+            letter["headers"],
+            serde_json::json!([{"name": "trace-id", "value": format!("t{offset}")}])
+        );
     }
     assert_running_without_restarts(&c, &job).await?;
     Ok(())

@@ -4,9 +4,11 @@
 
 pub mod cql_type;
 pub mod schema;
+pub mod system;
 
 pub use cql_type::{CqlType, Unsupported, UserType, UserTypes};
 pub use schema::{ColumnKind, ColumnSchema, TableSchema};
+pub use system::SystemKeyspace;
 
 use crate::Fault;
 use crate::error::SpecProblem;
@@ -38,6 +40,15 @@ pub enum SchemaError {
     },
     #[error("table {keyspace}.{table} does not exist")]
     NoTable { keyspace: String, table: String },
+    #[error(
+        "{keyspace}.{table} is in {keyspace}, {}; a job may not write to Cassandra's own \
+         keyspaces: name a keyspace of your own", .kind.describe()
+    )]
+    SystemKeyspace {
+        keyspace: String,
+        table: String,
+        kind: SystemKeyspace,
+    },
     #[error("table {keyspace}.{table} cannot take this job's records: {}", join(.problems))]
     Unwritable {
         keyspace: String,
@@ -52,18 +63,24 @@ impl SchemaError {
     pub fn fault(&self) -> Fault {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } | Self::Read { .. } => Fault::External,
-            Self::NoTable { .. } | Self::Unwritable { .. } => Fault::Spec,
+            Self::NoTable { .. } | Self::SystemKeyspace { .. } | Self::Unwritable { .. } => {
+                Fault::Spec
+            }
         }
     }
 
     /// The problems of a job spec this error stands for, each with its field
-    /// path (`sink.cassandra.contact_points`, `sink.cassandra.table`,
-    /// `sink.cassandra.columns.<name>`).
+    /// path (`sink.cassandra.contact_points`, `sink.cassandra.keyspace`,
+    /// `sink.cassandra.table`, `sink.cassandra.columns.<name>`).
     pub fn problems(&self) -> Vec<SpecProblem> {
         match self {
             Self::Unwritable { problems, .. } => problems.clone(),
             Self::NoTable { .. } => vec![SpecProblem {
                 path: "sink.cassandra.table".into(),
+                message: self.to_string(),
+            }],
+            Self::SystemKeyspace { .. } => vec![SpecProblem {
+                path: "sink.cassandra.keyspace".into(),
                 message: self.to_string(),
             }],
             Self::Connect { .. } | Self::Timeout { .. } | Self::Read { .. } => {
@@ -105,14 +122,24 @@ pub async fn connect(contact_points: &[String], timeout: Duration) -> Result<Ses
 }
 
 /// The sink table's schema, once it is known that the job can write it: the
-/// table exists, every column has a type Sluice writes, and every column of
-/// `sink.cassandra.columns` exists.
+/// keyspace is not one of Cassandra's own, the table exists, every column has
+/// a type Sluice writes, and every column of `sink.cassandra.columns` exists.
 pub async fn writable_schema(
     session: &Session,
     spec: &CassandraSinkSpec,
     timeout: Duration,
 ) -> Result<TableSchema, SchemaError> {
-    let read = TableSchema::read(session, &spec.keyspace, &spec.table);
+    let (keyspace, table) = (spec.keyspace.as_str(), spec.table.as_str());
+    let read = async {
+        if let Some(kind) = SystemKeyspace::read(session, keyspace, table).await? {
+            return Err(SchemaError::SystemKeyspace {
+                keyspace: keyspace.to_string(),
+                table: table.to_string(),
+                kind,
+            });
+        }
+        TableSchema::read(session, keyspace, table).await
+    };
     let schema =
         tokio::time::timeout(timeout, read)
             .await

@@ -36,6 +36,18 @@ impl ExactNumbers {
             .any(|(p, t)| p.as_slice() == path && t.as_ref() == text)
     }
 
+    /// The entries inside the value at `prefix`, with their paths from that
+    /// value: what a sink writing only that value needs. `None` when there
+    /// are none.
+    pub fn under(&self, prefix: &[Segment]) -> Option<ExactNumbers> {
+        let entries: Vec<_> = self
+            .entries
+            .iter()
+            .filter_map(|(path, text)| Some((path.strip_prefix(prefix)?.to_vec(), text.clone())))
+            .collect();
+        (!entries.is_empty()).then_some(ExactNumbers { entries })
+    }
+
     /// Keeps the entries `value` still holds unchanged, after a program
     /// rewrote the record: a number it moved or changed is a plain string now.
     pub fn retain_in(&mut self, value: &Value) {
@@ -155,6 +167,29 @@ mod tests {
             assert_eq!(classify(text), Ok(Number::Float(f)), "{text}");
         }
         assert!(classify("1e400").is_err());
+    }
+
+    #[test]
+    fn the_exact_numbers_under_a_path_are_found_from_there() {
+        let field = |f: &str| Segment::Field(f.into());
+        let mut exact = ExactNumbers::default();
+        let big = Bytes::from_static(b"18446744073709551616");
+        exact.push(vec![field("doc"), field("order_id")], big.clone());
+        exact.push(
+            vec![field("doc"), field("lines"), Segment::Index(1)],
+            big.clone(),
+        );
+        exact.push(vec![field("other")], big.clone());
+        let doc = exact.under(&[field("doc")]).expect("two under doc");
+        assert!(doc.is_number_at(&[field("order_id")], &big));
+        assert!(doc.is_number_at(&[field("lines"), Segment::Index(1)], &big));
+        assert!(!doc.is_number_at(&[field("other")], &big));
+        let line = doc
+            .under(&[field("lines"), Segment::Index(1)])
+            .expect("the line itself");
+        assert!(line.is_number_at(&[], &big));
+        assert!(exact.under(&[field("none")]).is_none());
+        assert_eq!(exact.under(&[]), Some(exact.clone()));
     }
 
     #[test]

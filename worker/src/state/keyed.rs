@@ -13,7 +13,8 @@ pub type GroupedState = BTreeMap<u32, Vec<(String, serde_json::Value)>>;
 /// The key of a record under `fields`: the JSON of each field's value, each
 /// followed by a NUL; an exact number is its digits, so ids beyond 2^63 are
 /// keys of their own. The exchange routes by the same bytes, so a key's group
-/// is the one its subtask owns.
+/// is the one its subtask owns. An error when the record is not an object,
+/// or a key field is absent (`is missing`) or null (`is null`).
 pub fn key_of(record: &Record, fields: &[String]) -> Result<String, String> {
     let Value::Object(map) = &record.value else {
         return Err("a keyed step needs an object record".into());
@@ -21,7 +22,8 @@ pub fn key_of(record: &Record, fields: &[String]) -> Result<String, String> {
     let mut key = String::new();
     for field in fields {
         match map.get(field.as_str()) {
-            None | Some(Value::Null) => return Err(format!("key field `{field}` is missing")),
+            None => return Err(format!("key field `{field}` is missing")),
+            Some(Value::Null) => return Err(format!("key field `{field}` is null")),
             Some(v) => {
                 let exact = record
                     .exact
@@ -335,7 +337,14 @@ mod tests {
         let r = record(br#"{"a": 1}"#);
         assert_eq!(key_of(&r, &["a".into()]).as_deref(), Ok("1\0"));
         let err = key_of(&r, &["b".into()]).unwrap_err();
-        assert!(err.contains("`b`"), "{err}");
+        assert_eq!(err, "key field `b` is missing");
+    }
+
+    #[test]
+    fn a_null_key_field_is_called_null_not_missing() {
+        let r = record(br#"{"a": 1, "b": null}"#);
+        let err = key_of(&r, &["a".into(), "b".into()]).unwrap_err();
+        assert_eq!(err, "key field `b` is null");
     }
 
     #[test]

@@ -1,22 +1,18 @@
 //! Record values into CQL values of a column's type. Every conversion is
-//! exact or refused with the reason, which makes the record a dead letter
-//! naming its column.
-//!
-//! Nulls: a tuple's elements and a user-defined type's fields may be null
-//! (JSON `null` or, for fields, absent). A list, set, map value or vector
-//! element may not, in every kind of collection, frozen or not: Cassandra
-//! stores no null there, and dropping the element would change the data, so
-//! the record is refused naming the element.
+//! exact, or changes the value only as the column's type documents it
+//! (rounding to a float, milliseconds of a timestamp), or is refused with the
+//! reason, which makes the record a dead letter naming its column.
 
+use super::collections::{distinct, elements, map, tuple, user_type};
 use super::{duration, numbers};
+use crate::record::ExactNumbers;
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, general_purpose};
-use chrono::{NaiveTime, Timelike};
 use chrono_tz::Tz;
 use scylla::value::{CqlDate, CqlTime, CqlTimestamp, CqlTimeuuid, CqlValue};
-use sluice_common::cassandra::{CqlType, UserType};
-use sluice_common::time::{date_of_value, time_of_value};
+use sluice_common::cassandra::CqlType;
+use sluice_common::time::{date_of_value, is_leap_second, parse_time_of_day, time_of_value};
 use vrl::value::Value;
 
 /// Base64 with or without its `=` padding.
@@ -26,14 +22,21 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// Converts `v` into a value of `ty`; zone-less times are in `zone` (the
-/// job's). The error says what was found and why it does not fit.
-pub fn to_cql(ty: &CqlType, v: &Value, zone: Tz) -> Result<CqlValue, String> {
+/// job's), and `exact` holds the exact numbers inside `v` (paths from `v`),
+/// written as numbers where `v` becomes JSON text. The error says what was
+/// found and why it does not fit.
+pub fn to_cql(
+    ty: &CqlType,
+    v: &Value,
+    zone: Tz,
+    exact: Option<&ExactNumbers>,
+) -> Result<CqlValue, String> {
     let found = |why: String| format!("{} {why}", describe(v));
     match ty {
-        CqlType::Frozen(inner) => to_cql(inner, v, zone),
-        CqlType::Text => text(v).map(CqlValue::Text).map_err(found),
+        CqlType::Frozen(inner) => to_cql(inner, v, zone, exact),
+        CqlType::Text => text(v, exact).map(CqlValue::Text).map_err(found),
         CqlType::Ascii => {
-            let s = text(v).map_err(found)?;
+            let s = text(v, exact).map_err(found)?;
             match s.char_indices().find(|(_, c)| !c.is_ascii()) {
                 Some((at, c)) => Err(found(format!(
                     "is not ASCII (`{c}` at byte {at}), which an ascii column requires"
@@ -86,10 +89,12 @@ pub fn to_cql(ty: &CqlType, v: &Value, zone: Tz) -> Result<CqlValue, String> {
             .map(CqlValue::Inet)
             .ok_or_else(|| found("is not an IPv4 or IPv6 address".into())),
         CqlType::Blob => blob(v).map(CqlValue::Blob).map_err(found),
-        CqlType::List(item) => elements(item, v, zone).map(CqlValue::List),
-        CqlType::Set(item) => elements(item, v, zone).map(CqlValue::Set),
+        CqlType::List(item) => elements(item, v, zone, exact).map(CqlValue::List),
+        CqlType::Set(item) => elements(item, v, zone, exact)
+            .map(distinct)
+            .map(CqlValue::Set),
         CqlType::Vector(item, n) => {
-            let items = elements(item, v, zone)?;
+            let items = elements(item, v, zone, exact)?;
             if items.len() != usize::from(*n) {
                 return Err(found(format!(
                     "has {} elements; a vector<{item}, {n}> has exactly {n}",
@@ -98,23 +103,68 @@ pub fn to_cql(ty: &CqlType, v: &Value, zone: Tz) -> Result<CqlValue, String> {
             }
             Ok(CqlValue::Vector(items))
         }
-        CqlType::Map(key, value) => map(key, value, v, zone),
-        CqlType::Tuple(types) => tuple(types, v, zone),
-        CqlType::Udt(udt) => user_type(udt, v, zone),
+        CqlType::Map(key, value) => map(key, value, v, zone, exact),
+        CqlType::Tuple(types) => tuple(types, v, zone, exact),
+        CqlType::Udt(udt) => user_type(udt, v, zone, exact),
     }
 }
 
-/// Text as it is; numbers, booleans and timestamps as they read; objects
-/// and arrays as JSON. Bytes that are not UTF-8 are refused, not replaced.
-fn text(v: &Value) -> Result<String, String> {
+/// Text as it is; a timestamp as RFC 3339; numbers, booleans, objects and
+/// arrays as JSON writes them: integers and exact numbers with their digits,
+/// other numbers as the shortest text that reads back as the same double
+/// (`1.50` is `1.5`, `1E+2` is `100.0`, `1e21` is `1e+21`), object keys in
+/// sorted order. Text that is not UTF-8, anywhere in the value, is refused
+/// rather than replaced, as is a number JSON cannot write (infinity) inside
+/// an object or array.
+fn text(v: &Value, exact: Option<&ExactNumbers>) -> Result<String, String> {
     match v {
         Value::Bytes(_) | Value::String(_) => v
             .to_str()
             .map(str::to_string)
             .ok_or_else(|| "is not UTF-8 text".into()),
-        Value::Object(_) | Value::Array(_) => serde_json::to_string(v).map_err(|e| e.to_string()),
         Value::Timestamp(t) => Ok(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        Value::Float(f) if !f.is_finite() => Ok(f.to_string()),
+        Value::Object(_) | Value::Array(_) => {
+            if let Some(why) = not_json(v, &mut Vec::new()) {
+                return Err(why);
+            }
+            String::from_utf8(crate::record::json::to_vec(v, exact))
+                .map_err(|_| "is not UTF-8 text".into())
+        }
+        Value::Integer(_) | Value::Float(_) | Value::Boolean(_) => {
+            serde_json::to_string(v).map_err(|e| e.to_string())
+        }
         other => Ok(other.to_string_lossy().into_owned()),
+    }
+}
+
+/// What inside an object or array JSON cannot write as it is: text that is
+/// not UTF-8, an infinite number. Names where it is (`path`, from `v`).
+fn not_json(v: &Value, path: &mut Vec<String>) -> Option<String> {
+    let at = |path: &[String]| match path {
+        [] => String::new(),
+        _ => format!(" at `{}`", path.join(".")),
+    };
+    match v {
+        Value::Bytes(b) if std::str::from_utf8(b).is_err() => {
+            Some(format!("holds text that is not UTF-8{}", at(path)))
+        }
+        Value::Float(f) if !f.is_finite() => {
+            Some(format!("holds {f}{}, which JSON cannot write", at(path)))
+        }
+        Value::Object(fields) => fields.iter().find_map(|(k, item)| {
+            path.push(k.to_string());
+            let why = not_json(item, path);
+            path.pop();
+            why
+        }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path.push(i.to_string());
+            let why = not_json(item, path);
+            path.pop();
+            why
+        }),
+        _ => None,
     }
 }
 
@@ -136,26 +186,30 @@ fn uuid(v: &Value) -> Result<uuid::Uuid, String> {
 
 /// `HH:MM[:SS[.fffffffff]]` text, an integer of nanoseconds since midnight
 /// (as CQL reads integers for `time`), or a timestamp's time of day in `zone`.
+/// Nothing is cut: more than 9 fraction digits and leap seconds are refused.
 fn time_of_day(v: &Value, zone: Tz) -> Result<CqlTime, String> {
-    let expected =
-        "is not a time of day (expected `HH:MM:SS.fffffffff`, or nanoseconds since midnight)";
+    let expected = "(expected `HH:MM[:SS[.fffffffff]]`, or nanoseconds since midnight)";
     let time = match v {
         Value::Integer(nanos) if (0..86_400_000_000_000).contains(nanos) => {
             return Ok(CqlTime(*nanos));
         }
-        Value::Timestamp(t) => t.with_timezone(&zone).time(),
+        Value::Timestamp(t) => {
+            let time = t.with_timezone(&zone).time();
+            if is_leap_second(time) {
+                return Err(
+                    "is in a leap second (23:59:60), which a time of day cannot hold".into(),
+                );
+            }
+            time
+        }
         _ => {
-            let s = v.to_str().ok_or(expected)?.trim();
-            NaiveTime::parse_from_str(s, "%H:%M:%S%.f")
-                .or_else(|_| NaiveTime::parse_from_str(s, "%H:%M"))
-                .map_err(|_| expected.to_string())?
+            let s = v
+                .to_str()
+                .ok_or_else(|| format!("is not a time of day {expected}"))?;
+            parse_time_of_day(s).map_err(|why| format!("is not a time of day: {why} {expected}"))?
         }
     };
-    // A leap second has no place in CQL's time of day.
-    let time = time
-        .with_nanosecond(time.nanosecond().min(999_999_999))
-        .unwrap_or(time);
-    CqlTime::try_from(time).map_err(|_| expected.to_string())
+    CqlTime::try_from(time).map_err(|e| format!("is not a time of day: {e}"))
 }
 
 /// `0x`-prefixed hex (CQL's blob literal), or else base64.
@@ -173,111 +227,8 @@ fn blob(v: &Value) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("is neither base64 nor 0x-prefixed hex: {e}"))
 }
 
-/// The elements of a list, set or vector: none may be null.
-fn elements(item: &CqlType, v: &Value, zone: Tz) -> Result<Vec<CqlValue>, String> {
-    let Value::Array(items) = v else {
-        return Err(format!("{} is not an array", describe(v)));
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, element)| match element {
-            Value::Null => Err(format!("element {i} is null: {NO_NULL_INSIDE}")),
-            _ => to_cql(item, element, zone).map_err(|e| format!("element {i}: {e}")),
-        })
-        .collect()
-}
-
-const NO_NULL_INSIDE: &str =
-    "Cassandra collections hold no null (leave the element out, or the whole field)";
-
-fn map(key: &CqlType, value: &CqlType, v: &Value, zone: Tz) -> Result<CqlValue, String> {
-    let Value::Object(entries) = v else {
-        return Err(format!("{} is not an object", describe(v)));
-    };
-    let mut out = Vec::with_capacity(entries.len());
-    for (k, item) in entries {
-        let key_value =
-            to_cql(key, &Value::from(k.as_str()), zone).map_err(|e| format!("key `{k}`: {e}"))?;
-        if matches!(item, Value::Null) {
-            return Err(format!("the value of key `{k}` is null: {NO_NULL_INSIDE}"));
-        }
-        let item = to_cql(value, item, zone).map_err(|e| format!("the value of key `{k}`: {e}"))?;
-        out.push((key_value, item));
-    }
-    Ok(CqlValue::Map(out))
-}
-
-/// A JSON array with one element per tuple element; elements may be null.
-fn tuple(types: &[CqlType], v: &Value, zone: Tz) -> Result<CqlValue, String> {
-    let Value::Array(items) = v else {
-        return Err(format!(
-            "{} is not an array (a tuple is written as one)",
-            describe(v)
-        ));
-    };
-    if items.len() != types.len() {
-        return Err(format!(
-            "{} has {} elements; the tuple has {}",
-            describe(v),
-            items.len(),
-            types.len()
-        ));
-    }
-    types
-        .iter()
-        .zip(items)
-        .enumerate()
-        .map(|(i, (ty, item))| match item {
-            Value::Null => Ok(None),
-            _ => to_cql(ty, item, zone)
-                .map(Some)
-                .map_err(|e| format!("element {i}: {e}")),
-        })
-        .collect::<Result<_, _>>()
-        .map(CqlValue::Tuple)
-}
-
-/// A JSON object by field name; absent and null fields are null, a name
-/// the type does not have is refused rather than dropped.
-fn user_type(udt: &UserType, v: &Value, zone: Tz) -> Result<CqlValue, String> {
-    let Value::Object(given) = v else {
-        return Err(format!(
-            "{} is not an object (type `{}` is written as one)",
-            describe(v),
-            udt.name
-        ));
-    };
-    if let Some(unknown) = given
-        .keys()
-        .find(|k| !udt.fields.iter().any(|(name, _)| name == k.as_str()))
-    {
-        let names: Vec<&str> = udt.fields.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(format!(
-            "has field `{unknown}`, which type `{}` does not have (its fields: {})",
-            udt.name,
-            names.join(", ")
-        ));
-    }
-    let mut fields = Vec::with_capacity(udt.fields.len());
-    for (name, ty) in &udt.fields {
-        let value = match given.get(name.as_str()) {
-            None | Some(Value::Null) => None,
-            Some(field) => {
-                Some(to_cql(ty, field, zone).map_err(|e| format!("field `{name}`: {e}"))?)
-            }
-        };
-        fields.push((name.clone(), value));
-    }
-    Ok(CqlValue::UserDefinedType {
-        keyspace: udt.keyspace.clone(),
-        name: udt.name.clone(),
-        fields,
-    })
-}
-
 /// A value as an error shows it: JSON, at most 80 characters.
-fn describe(v: &Value) -> String {
+pub(super) fn describe(v: &Value) -> String {
     let shown = match v {
         Value::Object(_) | Value::Array(_) => serde_json::to_string(v).unwrap_or_default(),
         other => other.to_string(),
@@ -290,14 +241,15 @@ fn describe(v: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::record::exact::Segment;
     use sluice_common::cassandra::UserTypes;
     use std::collections::HashMap;
 
     const UTC: Tz = chrono_tz::UTC;
 
-    fn ty(text: &str) -> CqlType {
+    pub(crate) fn ty(text: &str) -> CqlType {
         let mut declared = HashMap::new();
         declared.insert(
             "address".to_string(),
@@ -309,16 +261,16 @@ mod tests {
         CqlType::parse(text, &UserTypes::new("ks", declared)).expect("type")
     }
 
-    fn json(text: &str) -> Value {
+    pub(crate) fn json(text: &str) -> Value {
         Value::from(serde_json::from_str::<serde_json::Value>(text).expect("json"))
     }
 
-    fn ok(t: &str, v: &Value) -> CqlValue {
-        to_cql(&ty(t), v, UTC).unwrap_or_else(|e| panic!("{t} {v}: {e}"))
+    pub(crate) fn ok(t: &str, v: &Value) -> CqlValue {
+        to_cql(&ty(t), v, UTC, None).unwrap_or_else(|e| panic!("{t} {v}: {e}"))
     }
 
-    fn err(t: &str, v: &Value) -> String {
-        to_cql(&ty(t), v, UTC).expect_err(&format!("{t} {v} must not convert"))
+    pub(crate) fn err(t: &str, v: &Value) -> String {
+        to_cql(&ty(t), v, UTC, None).expect_err(&format!("{t} {v} must not convert"))
     }
 
     #[test]
@@ -393,6 +345,29 @@ mod tests {
     }
 
     #[test]
+    fn a_time_of_day_is_never_cut_to_fit() {
+        assert_eq!(
+            ok("time", &Value::from("23:59:59.999999999")),
+            CqlValue::Time(CqlTime(86_399_999_999_999))
+        );
+        let e = err("time", &Value::from("10:00:00.1234567891"));
+        assert!(
+            e.contains("a fraction of a second has 1 to 9 digits"),
+            "{e}"
+        );
+        for leap in ["23:59:60", "23:59:60.25"] {
+            let e = err("time", &Value::from(leap));
+            assert!(e.contains("leap second"), "{leap}: {e}");
+        }
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+            .expect("leap second")
+            .and_utc();
+        let e = err("time", &Value::Timestamp(leap));
+        assert!(e.contains("leap second"), "{e}");
+    }
+
+    #[test]
     fn durations_inets_and_blobs_from_their_text_forms() {
         assert!(matches!(
             ok("duration", &Value::from("P1DT2H")),
@@ -455,90 +430,110 @@ mod tests {
         assert!(err("boolean", &Value::Integer(1)).contains("is not a boolean"));
     }
 
+    /// A record decoded as the Kafka source decodes it: exact numbers and all.
+    fn decoded(text: &str) -> (Value, Option<Box<ExactNumbers>>) {
+        crate::record::json::decode(text.as_bytes()).expect("json")
+    }
+
+    fn ok_exact(t: &str, v: &Value, exact: Option<&ExactNumbers>) -> CqlValue {
+        to_cql(&ty(t), v, UTC, exact).unwrap_or_else(|e| panic!("{t} {v}: {e}"))
+    }
+
     #[test]
-    fn a_null_inside_any_collection_is_refused_naming_the_element() {
-        for (t, v, element) in [
-            ("list<text>", r#"["a",null,"b"]"#, "element 1 is null"),
-            ("set<text>", r#"["x",null]"#, "element 1 is null"),
-            ("list<int>", "[1,null,3]", "element 1 is null"),
-            ("list<text>", "[null]", "element 0 is null"),
-            (
-                "frozen<list<uuid>>",
-                r#"["d2177dd0-eaa2-11de-a572-001b779c76e3",null]"#,
-                "element 1 is null",
-            ),
-            (
-                "map<text, text>",
-                r#"{"k":"v","gone":null}"#,
-                "the value of key `gone` is null",
-            ),
-            (
-                "frozen<map<text, frozen<list<int>>>>",
-                r#"{"k":[1,null]}"#,
-                "the value of key `k`: element 1 is null",
-            ),
-            ("vector<float, 2>", "[1.0,null]", "element 1 is null"),
-        ] {
-            let e = err(t, &json(v));
-            assert!(e.starts_with(element), "{t} {v}: {e}");
-            assert!(e.contains("hold no null"), "{t} {v}: {e}");
-        }
-        // The text `<null>` is data like any other.
+    fn text_takes_json_with_its_exact_numbers_as_numbers() {
+        let (doc, exact) = decoded(
+            r#"{"order_id":18446744073709551616,"n":1.50,"z":[1,123456789012345678901234567890],"a":"18446744073709551616"}"#,
+        );
+        assert!(exact.is_some());
+        // Keys sorted; exact numbers as numbers, a string of digits a string.
         assert_eq!(
-            ok("list<text>", &json(r#"["<null>"]"#)),
-            CqlValue::List(vec![CqlValue::Text("<null>".into())])
+            ok_exact("text", &doc, exact.as_deref()),
+            CqlValue::Text(
+                r#"{"a":"18446744073709551616","n":1.5,"order_id":18446744073709551616,"z":[1,123456789012345678901234567890]}"#
+                    .into()
+            )
+        );
+        // Inside collections, tuples and user types too.
+        let (v, exact) = decoded(r#"[{"id":99999999999999999999},{"id":1}]"#);
+        assert_eq!(
+            ok_exact("list<text>", &v, exact.as_deref()),
+            CqlValue::List(vec![
+                CqlValue::Text(r#"{"id":99999999999999999999}"#.into()),
+                CqlValue::Text(r#"{"id":1}"#.into()),
+            ])
+        );
+        let (v, exact) = decoded(r#"{"k":{"id":99999999999999999999}}"#);
+        assert_eq!(
+            ok_exact("map<text, text>", &v, exact.as_deref()),
+            CqlValue::Map(vec![(
+                CqlValue::Text("k".into()),
+                CqlValue::Text(r#"{"id":99999999999999999999}"#.into())
+            )])
+        );
+        let (v, exact) = decoded(r#"[1,[99999999999999999999]]"#);
+        assert_eq!(
+            ok_exact("tuple<int, text>", &v, exact.as_deref()),
+            CqlValue::Tuple(vec![
+                Some(CqlValue::Int(1)),
+                Some(CqlValue::Text("[99999999999999999999]".into()))
+            ])
+        );
+        let (v, exact) = decoded(r#"{"street":[99999999999999999999],"zip":1}"#);
+        let CqlValue::UserDefinedType { fields, .. } = ok_exact("address", &v, exact.as_deref())
+        else {
+            panic!("not a user type");
+        };
+        assert_eq!(
+            fields[0].1,
+            Some(CqlValue::Text("[99999999999999999999]".into()))
         );
     }
 
     #[test]
-    fn collections_tuples_and_user_types_convert_whole() {
-        assert_eq!(
-            ok("set<int>", &json(r#"[1,"2"]"#)),
-            CqlValue::Set(vec![CqlValue::Int(1), CqlValue::Int(2)])
+    fn numbers_into_text_are_written_as_json_writes_them() {
+        for (json_number, text) in [
+            ("7", "7"),
+            ("-0", "-0.0"),
+            ("1.50", "1.5"),
+            ("1E+2", "100.0"),
+            ("1e21", "1e+21"),
+            ("0.1", "0.1"),
+            ("1e-7", "1e-7"),
+            ("18446744073709551616", "18446744073709551616"),
+            ("3.141592653589793238462643", "3.141592653589793238462643"),
+            ("true", "true"),
+        ] {
+            let (v, exact) = decoded(&format!(r#"{{"n":{json_number}}}"#));
+            let Value::Object(fields) = &v else {
+                panic!("object");
+            };
+            let n = fields.get("n").expect("n");
+            let exact = exact.and_then(|e| e.under(&[Segment::Field("n".into())]));
+            assert_eq!(
+                ok_exact("text", n, exact.as_ref()),
+                CqlValue::Text(text.into()),
+                "{json_number}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_refuses_json_it_cannot_write_as_it_is() {
+        let mut fields = vrl::value::ObjectMap::new();
+        fields.insert("ok".into(), Value::from("fine"));
+        fields.insert(
+            "raw".into(),
+            Value::Array(vec![Value::Bytes(vec![0x61, 0xff].into())]),
         );
-        assert_eq!(
-            ok("map<int, boolean>", &json(r#"{"7":true}"#)),
-            CqlValue::Map(vec![(CqlValue::Int(7), CqlValue::Boolean(true))])
+        let e = err("text", &Value::Object(fields));
+        assert!(e.contains("holds text that is not UTF-8 at `raw.0`"), "{e}");
+        let e = err(
+            "text",
+            &Value::Array(vec![Value::from_f64_or_zero(f64::INFINITY)]),
         );
-        assert!(err("map<int, text>", &json(r#"{"x":"y"}"#)).starts_with("key `x`"));
-        assert_eq!(
-            ok(
-                "frozen<tuple<int, text, boolean>>",
-                &json(r#"[1,null,true]"#)
-            ),
-            CqlValue::Tuple(vec![
-                Some(CqlValue::Int(1)),
-                None,
-                Some(CqlValue::Boolean(true))
-            ])
-        );
-        assert!(err("tuple<int, text>", &json("[1]")).contains("has 1 elements; the tuple has 2"));
-        assert!(err("tuple<int, text>", &json(r#"["x","y"]"#)).starts_with("element 0:"));
-        assert_eq!(
-            ok("frozen<address>", &json(r#"{"street":"Main","zip":null}"#)),
-            CqlValue::UserDefinedType {
-                keyspace: "ks".into(),
-                name: "address".into(),
-                fields: vec![
-                    ("street".into(), Some(CqlValue::Text("Main".into()))),
-                    ("zip".into(), None)
-                ],
-            }
-        );
-        let e = err("frozen<address>", &json(r#"{"street":"Main","zipp":1}"#));
         assert!(
-            e.contains(
-                "has field `zipp`, which type `address` does not have (its fields: street, zip)"
-            ),
+            e.contains("holds inf at `0`, which JSON cannot write"),
             "{e}"
         );
-        let e = err("frozen<address>", &json(r#"{"zip":"x"}"#));
-        assert!(e.starts_with("field `zip`: \"x\" is not an integer"), "{e}");
-        assert_eq!(
-            ok("vector<float, 2>", &json("[0.5, 1]")),
-            CqlValue::Vector(vec![CqlValue::Float(0.5), CqlValue::Float(1.0)])
-        );
-        assert!(err("vector<float, 3>", &json("[0.5, 1]")).contains("has exactly 3"));
-        assert!(err("list<int>", &json(r#"{"a":1}"#)).contains("is not an array"));
     }
 }

@@ -1,4 +1,5 @@
 mod batches;
+mod collections;
 mod convert;
 mod duration;
 mod numbers;

@@ -96,27 +96,62 @@ fn parse_decimal(text: &str) -> Result<CqlDecimal, String> {
     ))
 }
 
-/// A floating-point number (`double`; `float` checks its range after).
+/// A floating-point number (`double`): the nearest double to the value
+/// (integers beyond 2^53 and numbers with more digits than a double keeps are
+/// rounded to it). Text may name infinity or NaN (`inf`, `-Infinity`,
+/// `NaN`); a number beyond a double's range, or too small to be told from
+/// zero, is refused rather than made infinite or zero.
 pub fn double(v: &Value) -> Result<f64, String> {
+    let (f, written) = nearest(v)?;
+    if let Some(text) = written {
+        fits("double", f, &text, f64::MAX, f64::from_bits(1))?;
+    }
+    Ok(f)
+}
+
+/// A 32-bit floating-point number (`float`): the nearest float to the value
+/// (integers beyond 2^24 round), refused, as for [`double`], when beyond a
+/// float's range or too small to be told from zero.
+pub fn float(v: &Value) -> Result<f32, String> {
+    let (f, written) = nearest(v)?;
+    let narrow = f as f32;
+    if let Some(text) = written {
+        let (max, min) = (f64::from(f32::MAX), f64::from(f32::from_bits(1)));
+        fits("float", f64::from(narrow), &text, max, min)?;
+    }
+    Ok(narrow)
+}
+
+/// The nearest double to the number `v` holds or writes, with the number as
+/// written (`None` for text naming infinity or NaN, which are what they say).
+fn nearest(v: &Value) -> Result<(f64, Option<Cow<'_, str>>), String> {
     match v {
-        Value::Float(f) => Ok(f.into_inner()),
-        Value::Integer(i) => Ok(*i as f64),
-        Value::Bytes(_) | Value::String(_) => v
-            .to_str()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| "is not a number".into()),
+        Value::Float(f) => Ok((f.into_inner(), Some(Cow::Owned(f.to_string())))),
+        Value::Integer(i) => Ok((*i as f64, Some(Cow::Owned(i.to_string())))),
+        Value::Bytes(_) | Value::String(_) => {
+            let text = v.to_str().ok_or("is text that is not UTF-8")?.trim();
+            let f: f64 = text.parse().map_err(|_| "is not a number".to_string())?;
+            let word = text.trim_start_matches(['+', '-']).to_ascii_lowercase();
+            let named = matches!(word.as_str(), "inf" | "infinity" | "nan");
+            Ok((f, (!named).then_some(Cow::Borrowed(text))))
+        }
         _ => Err("is not a number".into()),
     }
 }
 
-/// A number that fits a 32-bit float (`float`).
-pub fn float(v: &Value) -> Result<f32, String> {
-    let f = double(v)?;
-    let narrow = f as f32;
-    if f.is_finite() && !narrow.is_finite() {
-        return Err(format!("is out of range for float (±{:e})", f32::MAX));
+/// Refuses `read`, the nearest value of a type to the number written `text`,
+/// when it became infinite or zero although the number is neither.
+fn fits(ty: &str, read: f64, text: &str, max: f64, min: f64) -> Result<(), String> {
+    if read.is_infinite() {
+        return Err(format!("is out of range for {ty} (±{max:e})"));
     }
-    Ok(narrow)
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    if read == 0.0 && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        return Err(format!(
+            "is too small for {ty}: it would be 0 (the smallest {ty} above 0 is {min:e})"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -239,5 +274,57 @@ mod tests {
         let err = float(&Value::from_f64_or_zero(1e39)).expect_err("beyond f32");
         assert!(err.contains("out of range for float"), "{err}");
         assert!(double(&Value::from("many")).is_err());
+    }
+
+    #[test]
+    fn no_number_becomes_infinite_or_zero_on_the_way() {
+        for text in ["1e400", "-1e400", "1.8e308"] {
+            let err = double(&Value::from(text)).expect_err(text);
+            assert!(err.contains("out of range for double"), "{text}: {err}");
+            let err = float(&Value::from(text)).expect_err(text);
+            assert!(err.contains("out of range for float"), "{text}: {err}");
+        }
+        for text in ["1e-400", "-2.5e-330"] {
+            let err = double(&Value::from(text)).expect_err(text);
+            assert!(
+                err.contains("too small for double: it would be 0"),
+                "{text}: {err}"
+            );
+        }
+        for v in [
+            Value::from("1e39"),
+            Value::from("-3.5e38"),
+            Value::from_f64_or_zero(1e300),
+        ] {
+            let err = float(&v).expect_err("beyond f32");
+            assert!(err.contains("out of range for float"), "{v}: {err}");
+        }
+        for v in [
+            Value::from("1e-50"),
+            Value::from_f64_or_zero(-1e-46),
+            Value::from("1e-320"),
+        ] {
+            let err = float(&v).expect_err("below f32");
+            assert!(
+                err.contains("too small for float: it would be 0"),
+                "{v}: {err}"
+            );
+        }
+        // Zero, infinity and NaN written as such are what they say.
+        for zero in ["0", "-0.0", "0e10", "0.000"] {
+            assert_eq!(double(&Value::from(zero)).map(f64::abs), Ok(0.0), "{zero}");
+            assert_eq!(float(&Value::from(zero)).map(f32::abs), Ok(0.0), "{zero}");
+        }
+        assert_eq!(double(&Value::from("-inf")), Ok(f64::NEG_INFINITY));
+        assert_eq!(float(&Value::from("Infinity")), Ok(f32::INFINITY));
+        assert!(double(&Value::from("NaN")).is_ok_and(f64::is_nan));
+        // Rounding to the nearest value of the type is what the type does.
+        assert_eq!(double(&Value::from("4.9e-324")), Ok(f64::from_bits(1)));
+        assert_eq!(float(&Value::from("1e-45")), Ok(f32::from_bits(1)));
+        assert_eq!(float(&Value::Integer(16_777_217)), Ok(16_777_216.0));
+        assert_eq!(
+            double(&Value::from("3.141592653589793238462643")),
+            Ok(std::f64::consts::PI)
+        );
     }
 }

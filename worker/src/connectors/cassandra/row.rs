@@ -5,6 +5,7 @@
 use super::batches::Row;
 use super::convert::to_cql;
 use crate::record::Record;
+use crate::record::exact::Segment;
 use chrono_tz::Tz;
 use scylla::frame::response::result::ColumnSpec;
 use scylla::serialize::value::SerializeValue;
@@ -34,6 +35,11 @@ pub struct Column {
 impl Column {
     fn is_primary_key(&self) -> bool {
         matches!(self.kind, ColumnKind::PartitionKey | ColumnKind::Clustering)
+    }
+
+    /// The path of the column's field, as exact numbers name their places.
+    fn segments(&self) -> Vec<Segment> {
+        self.field.iter().cloned().map(Segment::Field).collect()
     }
 }
 
@@ -73,8 +79,11 @@ impl RowBuilder {
                     values.push(MaybeUnset::Unset);
                     continue;
                 }
-                Some(v) => to_cql(&c.ty, v, self.timezone)
-                    .map_err(|e| format!("column `{}` ({}): {e}", c.name, c.type_text))?,
+                Some(v) => {
+                    let exact = record.exact.as_deref().and_then(|e| e.under(&c.segments()));
+                    to_cql(&c.ty, v, self.timezone, exact.as_ref())
+                        .map_err(|e| format!("column `{}` ({}): {e}", c.name, c.type_text))?
+                }
             };
             let mut encoded = Vec::new();
             value
@@ -318,5 +327,45 @@ mod tests {
             .expect("row");
         assert!(matches!(row.values[1], MaybeUnset::Unset));
         assert_eq!(row.size, 3 + 4);
+    }
+
+    #[test]
+    fn a_text_column_takes_the_exact_numbers_under_its_field() {
+        let (value, exact) = crate::record::json::decode(
+            br#"{"id":"a","payload":{"doc":{"order_id":18446744073709551616,"n":1}},"order_id":18446744073709551617}"#,
+        )
+        .expect("json");
+        let mut r = record(serde_json::Value::Null);
+        r.value = value;
+        r.exact = exact;
+        let mut doc = column("doc", ColumnKind::Regular, CqlType::Text);
+        doc.field = vec!["payload".into(), "doc".into()];
+        let builder = RowBuilder {
+            columns: vec![
+                column("id", ColumnKind::PartitionKey, CqlType::Text),
+                doc,
+                column("order_id", ColumnKind::Regular, CqlType::Text),
+            ],
+            single_partition_key: true,
+            timezone: chrono_tz::UTC,
+        };
+        let specs = ["id", "doc", "order_id"].map(|n| spec(n, NativeType::Text));
+        let row = builder.row(0, &r, &specs).expect("row");
+        let written: Vec<Option<String>> = row
+            .values
+            .iter()
+            .map(|v| match v {
+                MaybeUnset::Set(scylla::value::CqlValue::Text(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            written,
+            [
+                Some("a".to_string()),
+                Some(r#"{"n":1,"order_id":18446744073709551616}"#.to_string()),
+                Some("18446744073709551617".to_string()),
+            ]
+        );
     }
 }
