@@ -39,6 +39,9 @@ enum System {
     BareLoop,
     Flink,
     Sluice,
+    /// The same job with a `key_by` after the remap: records cross between
+    /// the two workers (the `bench checkpoints` job).
+    SluiceKeyed,
 }
 
 impl System {
@@ -47,6 +50,7 @@ impl System {
             Self::BareLoop => "bare rdkafka loop".into(),
             Self::Flink => format!("Apache Flink {}", cache::FLINK_VERSION),
             Self::Sluice => "Sluice".into(),
+            Self::SluiceKeyed => "Sluice, key_by".into(),
         }
     }
 }
@@ -156,7 +160,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     } else {
         Some(prepare_flink(&dir)?)
     };
-    let mut systems = vec![System::BareLoop, System::Sluice];
+    let mut systems = vec![System::BareLoop, System::Sluice, System::SluiceKeyed];
     if flink.is_some() {
         systems.insert(1, System::Flink);
     }
@@ -171,7 +175,8 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         flink: flink.as_ref(),
     };
     // Warms the broker's page cache; not reported.
-    run.sluice(&mut client, &inputs[&s.small], s.small).await?;
+    run.sluice(&mut client, &inputs[&s.small], s.small, false)
+        .await?;
     let mut seconds: BTreeMap<(System, usize), Vec<f64>> = BTreeMap::new();
     let mut steady: BTreeMap<System, Vec<f64>> = BTreeMap::new();
     let mut peaks: BTreeMap<System, u64> = BTreeMap::new();
@@ -182,6 +187,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
                 let outcome = match system {
                     System::BareLoop => run.bare_loop(input, size).await?,
                     System::Flink => run.flink(input, size).await?,
+                    System::SluiceKeyed => run.sluice(&mut client, input, size, true).await?,
                     System::Sluice => {
                         let profiler = match &s.profile {
                             Some(dir) if size == s.large => {
@@ -189,7 +195,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
                             }
                             _ => None,
                         };
-                        let outcome = run.sluice(&mut client, input, size).await?;
+                        let outcome = run.sluice(&mut client, input, size, false).await?;
                         if let Some(p) = profiler {
                             p.finish()?;
                         }
@@ -477,13 +483,15 @@ impl Run<'_> {
         client: &mut JobServiceClient<Channel>,
         input: &str,
         size: usize,
+        keyed: bool,
     ) -> anyhow::Result<Outcome> {
         let output = self.output_topic().await?;
+        let key_by = if keyed { r#", {"key_by": ["k"]}"# } else { "" };
         let spec = format!(
             r#"{{"name": "compare", "parallelism": {p}, "delivery": "exactly_once",
                 "checkpoint": {{"interval": "{ms}ms"}},
                 "source": {{"kafka": {{"brokers": "{b}", "topic": "{input}"}}}},
-                "transforms": [{{"remap": ".n2 = int!(.n) + 1"}}],
+                "transforms": [{{"remap": ".n2 = int!(.n) + 1"}}{key_by}],
                 "sink": {{"kafka": {{"brokers": "{b}", "topic": "{output}"}}}}}}"#,
             p = self.parallelism,
             ms = self.checkpoint_ms,
@@ -515,9 +523,11 @@ impl Run<'_> {
                 "job {job} failed: {}",
                 status.failure
             );
+            let last_stage = status.tasks.iter().map(|t| t.stage).max().unwrap_or(0);
             let written: u64 = status
                 .tasks
                 .iter()
+                .filter(|t| t.stage == last_stage)
                 .filter_map(|t| t.metrics.map(|m| m.records_out))
                 .sum();
             match written_at {

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bare_loop;
+mod cassandra;
 mod checkpoints;
 mod compare;
 mod failover;
@@ -78,6 +79,36 @@ enum Bench {
         /// Use this broker instead of starting Kafka.
         #[arg(long)]
         kafka: Option<String>,
+    },
+    /// Seed 000's Kafka -> Cassandra job on Sluice against a bare scylla
+    /// driver loop writing the same rows, at two input sizes.
+    Cassandra {
+        #[arg(long, default_value_t = 100_000)]
+        small: usize,
+        #[arg(long, default_value_t = 400_000)]
+        large: usize,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
+        /// Use this broker instead of starting Kafka.
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Use this Cassandra (host:port) instead of starting one.
+        #[arg(long)]
+        cassandra: Option<String>,
+    },
+    /// One process of the bare Cassandra loop `cassandra` runs (started by it).
+    #[command(hide = true)]
+    BareCassandra {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        cassandra: String,
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        keyspace: String,
+        #[arg(long, value_delimiter = ',')]
+        partitions: Vec<i32>,
     },
     /// One process of the bare rdkafka loop `compare` runs (started by it).
     #[command(hide = true)]
@@ -164,6 +195,29 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Bench::Cassandra {
+            small,
+            large,
+            rounds,
+            kafka,
+            cassandra,
+        } => {
+            cassandra::run(cassandra::Settings {
+                small,
+                large,
+                rounds,
+                kafka,
+                cassandra,
+            })
+            .await
+        }
+        Bench::BareCassandra {
+            brokers,
+            cassandra,
+            input,
+            keyspace,
+            partitions,
+        } => cassandra::bare_process(&brokers, &cassandra, &input, &keyspace, &partitions).await,
         Bench::BareLoop {
             brokers,
             input,
