@@ -150,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
         .add_service(JobServiceServer::new(job_service::JobApi {
             state: state.clone(),
             raft: raft_handle.clone(),
+            http_address: None,
         }))
         .add_service(ClusterServiceServer::new(cluster_service::ClusterApi {
             state,

@@ -88,6 +88,18 @@ impl WorkerError {
         }
     }
 
+    /// The errors under this one, outermost first, each as it describes
+    /// itself: what the coordinator shows as the failure's causes.
+    pub fn causes(&self) -> Vec<String> {
+        let mut causes = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            causes.push(e.to_string());
+            next = e.source();
+        }
+        causes
+    }
+
     /// The peer worker this error could not reach, if that is what it is.
     pub fn unreachable_peer(&self) -> Option<&str> {
         match self {
