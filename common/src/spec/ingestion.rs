@@ -198,28 +198,7 @@ mod tests {
     use std::time::Duration;
 
     /// The job configuration example of seed 004's README, as written there.
-    const SEED: &str = r#"{
-    "jobId": "kafka-to-s3-job-001",
-    "mode": "STREAMING",
-    "source": {
-        "type": "KAFKA",
-        "bootstrapServers": "localhost:9092",
-        "kafkaIngestionUnit": {
-            "topic": "clickstream_data",
-            "groupId": "flink-consumer-group-1"
-        }
-    },
-    "sink": {
-        "type": "S3",
-        "bucketName": "clickstream",
-        "s3DeliveryUnit": {
-            "region": "us-east-1",
-            "endpoint": "http://localhost:4566",
-            "pathPrefix": "raw-data/",
-            "batchInterval": "60"
-        }
-    }
-}"#;
+    const SEED: &str = include_str!("../../../deploy/jobs/kafka-to-s3-job-001.json");
 
     fn problems(text: &str) -> Vec<(String, String)> {
         match JobSpec::parse_resolved(text) {
