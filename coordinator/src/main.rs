@@ -6,6 +6,7 @@ mod checkpoints;
 mod cluster_service;
 mod discovery;
 mod error;
+mod http;
 mod job_service;
 mod kafka_meta;
 mod meta;
@@ -67,6 +68,14 @@ struct Args {
     /// are deleted from here. Workers must name the same place.
     #[arg(long, env = "SLUICE_CHECKPOINT_STORE", default_value_t = sluice_common::store::default_location())]
     checkpoint_store: String,
+    /// Address to serve the HTTP API (`/api/...`, its OpenAPI document at
+    /// `/api/openapi.json`) on, such as 127.0.0.1:7480; none by default.
+    #[arg(long, env = "SLUICE_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// Address HTTP clients reach this coordinator's API at, where followers
+    /// send them on to the leader; --http-listen by default.
+    #[arg(long, env = "SLUICE_HTTP_ADVERTISE", requires = "http_listen")]
+    http_advertise: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -142,16 +151,43 @@ async fn main() -> anyhow::Result<()> {
     );
     let addr = listener.local_addr()?;
     tracing::info!(%addr, id = args.id, data_dir = %data_dir.display(), "coordinator listening");
+    let http_listener = match args.http_listen {
+        Some(http) => Some(
+            tokio::net::TcpListener::bind(http)
+                .await
+                .with_context(|| format!("cannot listen on {http} (--http-listen)"))?,
+        ),
+        None => None,
+    };
+    let http_address = match &http_listener {
+        Some(l) => Some(match args.http_advertise.clone() {
+            Some(a) => a,
+            None => l.local_addr()?.to_string(),
+        }),
+        None => None,
+    };
+    let job_api = job_service::JobApi {
+        state: state.clone(),
+        raft: raft_handle.clone(),
+        http_address: http_address.clone(),
+    };
+    if let (Some(listener), Some(http_address)) = (http_listener, http_address) {
+        tracing::info!(addr = %http_address, "HTTP API listening");
+        let api = job_api.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                http::serve(listener, api, sluice_common::process::shutdown_signal()).await
+            {
+                tracing::error!(error = %e, "HTTP API stopped");
+            }
+        });
+    }
     tokio::spawn(monitor::run(state.clone()));
     tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
     tonic::transport::Server::builder()
-        .add_service(JobServiceServer::new(job_service::JobApi {
-            state: state.clone(),
-            raft: raft_handle.clone(),
-            http_address: None,
-        }))
+        .add_service(JobServiceServer::new(job_api))
         .add_service(ClusterServiceServer::new(cluster_service::ClusterApi {
             state,
         }))
