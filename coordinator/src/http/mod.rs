@@ -2,7 +2,8 @@
 //! `jobctl` does over gRPC, described by an OpenAPI document at
 //! `/api/openapi.json`. Every call but `/api/cluster` is the leader's: a
 //! follower answers 307 with the leader's HTTP address in `Location`.
-//! Errors are [`ApiError`] documents.
+//! Errors are [`ApiError`] documents. `/` serves the dashboard, a page
+//! that polls the API.
 
 mod cluster;
 pub mod error;
@@ -17,7 +18,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use error::ApiError;
@@ -60,6 +61,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The API's routes over `api`.
 pub fn router(api: Api) -> Router {
     Router::new()
+        .route("/", get(dashboard))
         .route("/api/openapi.json", get(|| async { Json(openapi()) }))
         .route("/api/jobs", get(jobs::list).post(jobs::submit))
         .route("/api/jobs/{job_id}", get(jobs::get))
@@ -94,6 +96,13 @@ pub async fn serve(
     axum::serve(listener, router(api))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The dashboard: one page of HTML, CSS and JavaScript that polls this API
+/// and shows jobs, a job's stages, checkpoints and failures, workers and
+/// coordinators.
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard/index.html"))
 }
 
 /// The job id of a path, or a 400 for a path that cannot be one.
