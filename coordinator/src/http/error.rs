@@ -15,7 +15,7 @@ pub struct ApiError {
     pub status: u16,
     /// What went wrong, for programs: `invalid_spec`, `malformed_spec`,
     /// `bad_request`, `job_not_found`, `savepoint_not_found`, `not_found`,
-    /// `method_not_allowed`, `not_cancellable`, `not_running`,
+    /// `unknown_worker`, `method_not_allowed`, `not_cancellable`, `not_running`,
     /// `checkpoints_off`, `savepoint_mismatch`, `invalid_parallelism`,
     /// `savepoint_failed`, `no_leader`, `not_recorded` or `unavailable`.
     pub code: String,
@@ -31,10 +31,13 @@ pub struct Problem {
     /// The field's path, such as `source.kafka.topic` or `transforms[1].remap`;
     /// empty for the spec as a whole.
     pub path: String,
+    /// What is wrong there, such as `is required`.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error answered with `status`, its `code` one of those listed on
+    /// [`ApiError::code`].
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
             status: status.as_u16(),
