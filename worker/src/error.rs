@@ -156,3 +156,27 @@ fn kafka_fault(e: &rdkafka::error::KafkaError) -> Fault {
         _ => Fault::External,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+
+    #[test]
+    fn causes_are_the_errors_under_this_one_outermost_first() {
+        let e = WorkerError::Kafka {
+            what: "producer".into(),
+            brokers: "b:9092".into(),
+            source: Box::new(KafkaError::ClientCreation("no such setting".into())),
+        };
+        assert_eq!(
+            e.causes(),
+            [KafkaError::ClientCreation("no such setting".into()).to_string()]
+        );
+        let e = WorkerError::Spec {
+            task: TaskId::new("job-1/s0/0@0"),
+            reason: "not YAML".into(),
+        };
+        assert!(e.causes().is_empty());
+    }
+}
