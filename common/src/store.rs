@@ -119,15 +119,6 @@ impl CheckpointStore {
         Ok(bytes.to_vec())
     }
 
-    /// The size of object `key` in bytes.
-    pub async fn size(&self, key: &str) -> Result<u64, StoreError> {
-        self.inner
-            .head(&self.path(key))
-            .await
-            .map(|meta| meta.size)
-            .map_err(|e| self.io_err("size", key, e))
-    }
-
     /// Deletes `key`; one already gone is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self.inner.delete(&self.path(key)).await {
@@ -153,7 +144,6 @@ mod tests {
             store.get("job/chk-1-a0/s1-0.json").await.expect("get"),
             b"{}"
         );
-        assert_eq!(store.size("job/chk-1-a0/s1-0.json").await.expect("size"), 2);
         store
             .delete("job/chk-1-a0/s1-0.json")
             .await
