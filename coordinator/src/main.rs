@@ -42,7 +42,8 @@ struct Args {
     id: u64,
     /// Every member of the group as ID=HOST:PORT, comma-separated, this one
     /// included, such as `1=10.0.0.1:7400,2=10.0.0.2:7400,3=10.0.0.3:7400`.
-    /// Empty: a group of one, at --advertise. The lowest id bootstraps a new group.
+    /// Empty: a group of one, at --advertise. The lowest id initialises a new
+    /// group once every other member answered that it belongs to none.
     #[arg(long, env = "SLUICE_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
     /// Address the others reach this coordinator at; --listen by default.
@@ -123,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let store = raft::RaftStore::start(args.id, members, &data_dir, args.snapshot_every)
+    let store = raft::RaftStore::start(args.id, &data_dir, args.snapshot_every)
         .await
         .with_context(|| {
             format!(
@@ -131,6 +132,8 @@ async fn main() -> anyhow::Result<()> {
                 data_dir.display()
             )
         })?;
+    raft::bootstrap::join_or_initialize(&store.raft, args.id, &members, &advertise, &data_dir)
+        .await?;
     let raft_handle = store.raft.clone();
     let state = state::Coordinator::new(
         store,
