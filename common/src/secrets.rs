@@ -300,7 +300,10 @@ sink:
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["sink.s3.secret_access_key", "source.kafka.properties.sasl.password"]
+            [
+                "sink.s3.secret_access_key",
+                "source.kafka.properties.sasl.password"
+            ]
         );
         assert!(problems[1].message.contains("`${SASL_PASSWORD}`"));
         assert!(!problems[1].message.contains("hunter2"));
@@ -312,8 +315,11 @@ sink:
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join("SLUICE_T_S3"), "from-dir\n").expect("write");
         let file = dir.join("secrets.env");
-        std::fs::write(&file, "# comment\nSLUICE_T_SASL=a=b\nSLUICE_T_S3=from-file\n")
-            .expect("write");
+        std::fs::write(
+            &file,
+            "# comment\nSLUICE_T_SASL=a=b\nSLUICE_T_S3=from-file\n",
+        )
+        .expect("write");
         let spec = JobSpec::parse(SPEC, &client_env).expect("valid");
         let secrets = Secrets {
             dir: Some(dir.clone()),

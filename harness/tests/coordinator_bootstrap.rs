@@ -7,8 +7,17 @@ use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::testing::{jobctl, jobctl_json, test_dir, wait_for};
 use std::time::Duration;
 
-/// Each member's (id, leader, term, sorted voters), from `jobctl cluster`.
-fn views(addresses: &str) -> anyhow::Result<Vec<(u64, u64, u64, Vec<u64>)>> {
+/// One member's view of its group, from `jobctl cluster`.
+#[derive(Debug)]
+struct View {
+    leader: u64,
+    term: u64,
+    /// Sorted ids of the voters.
+    voters: Vec<u64>,
+}
+
+/// Each member's view of its group.
+fn views(addresses: &str) -> anyhow::Result<Vec<View>> {
     let views = jobctl_json(addresses, &["cluster"])?;
     Ok(views
         .as_array()
@@ -23,28 +32,28 @@ fn views(addresses: &str) -> anyhow::Result<Vec<(u64, u64, u64, Vec<u64>)>> {
                 .filter_map(|m| m["id"].as_u64())
                 .collect();
             voters.sort();
-            (
-                v["id"].as_u64().unwrap_or(0),
-                v["leader_id"].as_u64().unwrap_or(0),
-                v["term"].as_u64().unwrap_or(0),
+            View {
+                leader: v["leader_id"].as_u64().unwrap_or(0),
+                term: v["term"].as_u64().unwrap_or(0),
                 voters,
-            )
+            }
         })
         .collect())
 }
 
 /// Whether every view names the same leader and term and the voters `voters`.
-fn one_group(views: &[(u64, u64, u64, Vec<u64>)], voters: &[u64]) -> bool {
-    let first = &views[0];
-    first.1 != 0
+fn one_group(views: &[View], voters: &[u64]) -> bool {
+    let Some(first) = views.first() else {
+        return false;
+    };
+    first.leader != 0
         && views
             .iter()
-            .all(|v| v.1 == first.1 && v.2 == first.2 && v.3 == voters)
+            .all(|v| v.leader == first.leader && v.term == first.term && v.voters == voters)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_coordinator_that_lost_its_data_refuses_to_start_a_second_group() -> anyhow::Result<()>
-{
+async fn a_coordinator_that_lost_its_data_refuses_to_start_a_second_group() -> anyhow::Result<()> {
     let dir = test_dir("bootstrap");
     let options = ClusterOptions {
         coordinators: 3,
@@ -53,11 +62,9 @@ async fn a_coordinator_that_lost_its_data_refuses_to_start_a_second_group() -> a
     let mut cluster = SluiceCluster::start(&dir, 0, options).await?;
     cluster.wait_leader(Duration::from_secs(30)).await?;
     let everyone = cluster.coordinator_address.clone();
-    wait_for(
-        "one group of three",
-        Duration::from_secs(30),
-        || async { Ok(one_group(&views(&everyone)?, &[1, 2, 3]).then_some(())) },
-    )
+    wait_for("one group of three", Duration::from_secs(30), || async {
+        Ok(one_group(&views(&everyone)?, &[1, 2, 3]).then_some(()))
+    })
     .await?;
 
     // Coordinator 1, the lowest id, which initialised the group, loses its disk.
