@@ -37,9 +37,11 @@ struct Args {
     /// Address to serve JobService, ClusterService and RaftService on.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7400")]
     listen: SocketAddr,
-    /// This coordinator's number in its group.
-    #[arg(long, env = "SLUICE_COORDINATOR_ID", default_value_t = 1)]
-    id: u64,
+    /// This coordinator's number in its group (1 or more). By default the
+    /// id --peers gives this coordinator's --advertise address (so members
+    /// of a Kubernetes StatefulSet need no id of their own), else 1.
+    #[arg(long, env = "SLUICE_COORDINATOR_ID", value_parser = clap::value_parser!(u64).range(1..))]
+    id: Option<u64>,
     /// Every member of the group as ID=HOST:PORT, comma-separated, this one
     /// included, such as `1=10.0.0.1:7400,2=10.0.0.2:7400,3=10.0.0.3:7400`.
     /// Empty: a group of one, at --advertise. The lowest id initialises a new
@@ -109,22 +111,31 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("--peers: `{peer}` is not ID=HOST:PORT"))?;
         members.insert(id, addr);
     }
+    let id = args
+        .id
+        .or_else(|| {
+            members
+                .iter()
+                .find(|(_, address)| **address == advertise)
+                .map(|(id, _)| *id)
+        })
+        .unwrap_or(1);
     if members.is_empty() {
-        members.insert(args.id, advertise.clone());
+        members.insert(id, advertise.clone());
     }
     anyhow::ensure!(
-        members.contains_key(&args.id),
-        "--peers does not name this coordinator's --id {}",
-        args.id
+        members.contains_key(&id),
+        "--peers does not name this coordinator's id {id} (give --id, or an --advertise \
+         address that --peers names)"
     );
     let data_dir = args
         .data_dir
         .clone()
-        .unwrap_or_else(|| default_data_dir(args.id));
+        .unwrap_or_else(|| default_data_dir(id));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let store = raft::RaftStore::start(args.id, &data_dir, args.snapshot_every)
+    let store = raft::RaftStore::start(id, &data_dir, args.snapshot_every)
         .await
         .with_context(|| {
             format!(
@@ -132,8 +143,7 @@ async fn main() -> anyhow::Result<()> {
                 data_dir.display()
             )
         })?;
-    raft::bootstrap::join_or_initialize(&store.raft, args.id, &members, &advertise, &data_dir)
-        .await?;
+    raft::bootstrap::join_or_initialize(&store.raft, id, &members, &advertise, &data_dir).await?;
     let raft_handle = store.raft.clone();
     let state = state::Coordinator::new(
         store,
@@ -144,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
         sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
     );
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, id = args.id, data_dir = %data_dir.display(), "coordinator listening");
+    tracing::info!(%addr, id, data_dir = %data_dir.display(), "coordinator listening");
     tokio::spawn(monitor::run(state.clone()));
     tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(transactions::run(state.clone()));
