@@ -83,6 +83,18 @@ fn default_data_dir(id: u64) -> std::path::PathBuf {
     base.join(format!(".local/share/sluice/coordinator-{id}"))
 }
 
+/// This coordinator's id: `--id`, else the id `members` (from --peers)
+/// give its advertised address, else 1.
+fn own_id(id: Option<u64>, members: &BTreeMap<u64, String>, advertise: &str) -> u64 {
+    id.or_else(|| {
+        members
+            .iter()
+            .find(|(_, address)| address.as_str() == advertise)
+            .map(|(id, _)| *id)
+    })
+    .unwrap_or(1)
+}
+
 fn humantime_arg(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration such as 5s or 500ms: {e}"))
@@ -111,15 +123,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("--peers: `{peer}` is not ID=HOST:PORT"))?;
         members.insert(id, addr);
     }
-    let id = args
-        .id
-        .or_else(|| {
-            members
-                .iter()
-                .find(|(_, address)| **address == advertise)
-                .map(|(id, _)| *id)
-        })
-        .unwrap_or(1);
+    let id = own_id(args.id, &members, &advertise);
     if members.is_empty() {
         members.insert(id, advertise.clone());
     }
@@ -178,4 +182,27 @@ async fn main() -> anyhow::Result<()> {
     let _ = raft_handle.shutdown().await;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_id;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_id_comes_from_the_flag_else_from_the_advertised_address_in_peers() {
+        let members: BTreeMap<u64, String> = (1..=3)
+            .map(|n| (n, format!("sluice-coordinator-{}.sluice:7400", n - 1)))
+            .collect();
+        assert_eq!(
+            own_id(None, &members, "sluice-coordinator-2.sluice:7400"),
+            3
+        );
+        assert_eq!(
+            own_id(Some(2), &members, "sluice-coordinator-2.sluice:7400"),
+            2
+        );
+        assert_eq!(own_id(None, &members, "elsewhere:7400"), 1);
+        assert_eq!(own_id(None, &BTreeMap::new(), "127.0.0.1:7400"), 1);
+    }
 }
