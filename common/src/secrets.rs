@@ -111,6 +111,7 @@ fn suggested_name(path: &str) -> String {
 /// A secret a worker could not look up.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// No place the worker looks in has the name.
     #[error(
         "secret `{name}` referenced at {path} is not set on this worker (looked in {searched})"
     )]
@@ -119,6 +120,7 @@ pub enum SecretError {
         path: String,
         searched: String,
     },
+    /// A file that should hold the name could not be read.
     #[error("secret `{name}` referenced at {path}: cannot read {file}: {source}")]
     Unreadable {
         name: String,
@@ -137,7 +139,9 @@ pub enum SecretError {
 /// after a Secret changed gets the new value.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
+    /// `--secrets-dir`: one file per secret, named by the reference.
     pub dir: Option<PathBuf>,
+    /// `--secrets-file`: `NAME=VALUE` lines.
     pub file: Option<PathBuf>,
 }
 
