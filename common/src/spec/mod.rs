@@ -117,11 +117,14 @@ pub(crate) fn serialize_duration<S: serde::Serializer>(
 
 impl JobSpec {
     /// Parses YAML or JSON text (JSON is YAML), resolving `${VAR}` through
-    /// `lookup`, and validates it. Every problem is reported, each with its path.
+    /// `lookup`, and validates it. Every problem is reported, each with its
+    /// path. Secret fields keep their references (see [`crate::secrets`]) and
+    /// hold nothing else.
     pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SpecError> {
         let mut tree = parse_tree(text)?;
-        let env_problems = resolve_env(&mut tree, lookup);
-        Self::from_tree(&tree, env_problems)
+        let mut problems = resolve_env(&mut tree, lookup);
+        problems.extend(crate::secrets::clear_secrets(&tree));
+        Self::from_tree(&tree, problems)
     }
 
     /// Parses a spec whose `${VAR}` references were already resolved by the
@@ -180,7 +183,8 @@ impl JobSpec {
 
 /// Resolves the `${VAR}` references the client's environment knows and returns
 /// the spec as JSON, ready to submit. Unknown references stay for the
-/// coordinator to report, together with every other problem of the spec.
+/// coordinator to report, together with every other problem of the spec;
+/// references in secret fields stay for the workers to resolve.
 pub fn resolve_client_side(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
