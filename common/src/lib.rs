@@ -12,6 +12,7 @@ pub mod kafka_txn;
 pub mod keys;
 #[cfg(feature = "process")]
 pub mod process;
+pub mod secrets;
 pub mod spec;
 #[cfg(feature = "store")]
 pub mod store;

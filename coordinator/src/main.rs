@@ -38,12 +38,15 @@ struct Args {
     /// Address to serve JobService, ClusterService and RaftService on.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7400")]
     listen: SocketAddr,
-    /// This coordinator's number in its group.
-    #[arg(long, env = "SLUICE_COORDINATOR_ID", default_value_t = 1)]
-    id: u64,
+    /// This coordinator's number in its group (1 or more). By default the
+    /// id --peers gives this coordinator's --advertise address (so members
+    /// of a Kubernetes StatefulSet need no id of their own), else 1.
+    #[arg(long, env = "SLUICE_COORDINATOR_ID", value_parser = clap::value_parser!(u64).range(1..))]
+    id: Option<u64>,
     /// Every member of the group as ID=HOST:PORT, comma-separated, this one
     /// included, such as `1=10.0.0.1:7400,2=10.0.0.2:7400,3=10.0.0.3:7400`.
-    /// Empty: a group of one, at --advertise. The lowest id bootstraps a new group.
+    /// Empty: a group of one, at --advertise. The lowest id initialises a new
+    /// group once every other member answered that it belongs to none.
     #[arg(long, env = "SLUICE_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
     /// Address the others reach this coordinator at; --listen by default.
@@ -89,6 +92,18 @@ fn default_data_dir(id: u64) -> std::path::PathBuf {
     base.join(format!(".local/share/sluice/coordinator-{id}"))
 }
 
+/// This coordinator's id: `--id`, else the id `members` (from --peers)
+/// give its advertised address, else 1.
+fn own_id(id: Option<u64>, members: &BTreeMap<u64, String>, advertise: &str) -> u64 {
+    id.or_else(|| {
+        members
+            .iter()
+            .find(|(_, address)| address.as_str() == advertise)
+            .map(|(id, _)| *id)
+    })
+    .unwrap_or(1)
+}
+
 fn humantime_arg(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration such as 5s or 500ms: {e}"))
@@ -117,22 +132,23 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("--peers: `{peer}` is not ID=HOST:PORT"))?;
         members.insert(id, addr);
     }
+    let id = own_id(args.id, &members, &advertise);
     if members.is_empty() {
-        members.insert(args.id, advertise.clone());
+        members.insert(id, advertise.clone());
     }
     anyhow::ensure!(
-        members.contains_key(&args.id),
-        "--peers does not name this coordinator's --id {}",
-        args.id
+        members.contains_key(&id),
+        "--peers does not name this coordinator's id {id} (give --id, or an --advertise \
+         address that --peers names)"
     );
     let data_dir = args
         .data_dir
         .clone()
-        .unwrap_or_else(|| default_data_dir(args.id));
+        .unwrap_or_else(|| default_data_dir(id));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let store = raft::RaftStore::start(args.id, members, &data_dir, args.snapshot_every)
+    let store = raft::RaftStore::start(id, &data_dir, args.snapshot_every)
         .await
         .with_context(|| {
             format!(
@@ -140,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
                 data_dir.display()
             )
         })?;
+    raft::bootstrap::join_or_initialize(&store.raft, id, &members, &advertise, &data_dir).await?;
     let raft_handle = store.raft.clone();
     let state = state::Coordinator::new(
         store,
@@ -150,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
         sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
     );
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, id = args.id, data_dir = %data_dir.display(), "coordinator listening");
+    tracing::info!(%addr, id, data_dir = %data_dir.display(), "coordinator listening");
     let http_listener = match args.http_listen {
         Some(http) => Some(
             tokio::net::TcpListener::bind(http)
@@ -202,4 +219,27 @@ async fn main() -> anyhow::Result<()> {
     let _ = raft_handle.shutdown().await;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_id;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_id_comes_from_the_flag_else_from_the_advertised_address_in_peers() {
+        let members: BTreeMap<u64, String> = (1..=3)
+            .map(|n| (n, format!("sluice-coordinator-{}.sluice:7400", n - 1)))
+            .collect();
+        assert_eq!(
+            own_id(None, &members, "sluice-coordinator-2.sluice:7400"),
+            3
+        );
+        assert_eq!(
+            own_id(Some(2), &members, "sluice-coordinator-2.sluice:7400"),
+            2
+        );
+        assert_eq!(own_id(None, &members, "elsewhere:7400"), 1);
+        assert_eq!(own_id(None, &BTreeMap::new(), "127.0.0.1:7400"), 1);
+    }
 }

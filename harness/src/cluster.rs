@@ -24,6 +24,8 @@ pub struct ClusterOptions {
     pub checkpoint_store: Option<String>,
     /// Coordinators in the Raft group: 1 or 3.
     pub coordinators: usize,
+    /// Extra arguments of every worker, such as `--secrets-dir DIR`.
+    pub worker_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -36,6 +38,7 @@ impl Default for ClusterOptions {
             env: Vec::new(),
             checkpoint_store: None,
             coordinators: 1,
+            worker_args: Vec::new(),
         }
     }
 }
@@ -204,6 +207,20 @@ impl SluiceCluster {
         Ok(())
     }
 
+    /// An error with the end of its log once coordinator `index` has exited
+    /// (or was stopped here).
+    pub fn check_coordinator(&mut self, index: usize) -> anyhow::Result<()> {
+        match self.coordinators.get_mut(index) {
+            Some(Some(c)) => c.check_alive(),
+            _ => anyhow::bail!("coordinator {} is not running", index + 1),
+        }
+    }
+
+    /// The directory of the cluster's data and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Deletes the data directory of stopped coordinator `index`, as the loss
     /// of its machine would.
     pub fn wipe_coordinator(&mut self, index: usize) -> anyhow::Result<()> {
@@ -297,6 +314,7 @@ impl SluiceCluster {
                     .clone()
                     .unwrap_or_else(|| self.checkpoint_store().to_string_lossy().into_owned()),
             )
+            .args(&self.options.worker_args)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         if let Some(fp) = self.options.failpoints.get(&index) {
             cmd.env("FAILPOINTS", fp);

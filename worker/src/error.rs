@@ -1,4 +1,4 @@
-use sluice_common::{Fault, TaskId};
+use sluice_common::{Fault, JobId, TaskId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -50,6 +50,12 @@ pub enum WorkerError {
     },
     #[error("job spec of task {task} does not parse: {reason}")]
     Spec { task: TaskId, reason: String },
+    #[error("job {job}: {source}")]
+    Secret {
+        job: JobId,
+        #[source]
+        source: sluice_common::secrets::SecretError,
+    },
     #[error("exchange to {peer} (stage {stage}, subtask {index}): {reason}")]
     Exchange {
         peer: String,
@@ -76,7 +82,11 @@ impl WorkerError {
     pub fn fault(&self) -> Fault {
         match self {
             Self::Kafka { source, .. } => kafka_fault(source),
-            Self::Spec { .. } | Self::CassandraTableChanged { .. } => Fault::Spec,
+            // A secret missing on this worker stays missing through restarts
+            // until someone provides it.
+            Self::Spec { .. } | Self::Secret { .. } | Self::CassandraTableChanged { .. } => {
+                Fault::Spec
+            }
             Self::CassandraSchema(e) => e.fault(),
             Self::CassandraPrepare { source, .. } => {
                 crate::connectors::cassandra::prepare_fault(source)

@@ -118,19 +118,23 @@ pub(crate) fn serialize_duration<S: serde::Serializer>(
 
 impl JobSpec {
     /// Parses YAML or JSON text (JSON is YAML), resolving `${VAR}` through
-    /// `lookup`, and validates it. Every problem is reported, each with its path.
+    /// `lookup`, and validates it. Every problem is reported, each with its
+    /// path. Secret fields keep their references (see [`crate::secrets`]) and
+    /// hold nothing else.
     ///
     /// Seed 004's job configuration (`jobId`, `source.kafkaIngestionUnit`,
     /// `sink.s3DeliveryUnit`) is read too, as the
     /// equivalent Sluice job, with problems at its own field paths.
     pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SpecError> {
         let mut tree = parse_tree(text)?;
-        let env_problems = resolve_env(&mut tree, lookup);
+        let mut problems = resolve_env(&mut tree, lookup);
         if !ingestion::is_ingestion_config(&tree) {
-            return Self::from_tree(&tree, env_problems);
+            problems.extend(crate::secrets::clear_secrets(&tree));
+            return Self::from_tree(&tree, problems);
         }
-        let mut p = Problems(env_problems);
+        let mut p = Problems(problems);
         let spec_tree = ingestion::to_spec_tree(&tree, &mut p);
+        p.0.extend(ingestion_paths(crate::secrets::clear_secrets(&spec_tree)));
         match Self::from_tree(&spec_tree, Vec::new()) {
             Ok(spec) if p.0.is_empty() => Ok(spec),
             Ok(_) => Err(SpecError::Invalid(p.0)),
@@ -204,7 +208,8 @@ impl JobSpec {
 
 /// Resolves the `${VAR}` references the client's environment knows and returns
 /// the spec as JSON, ready to submit. Unknown references stay for the
-/// coordinator to report, together with every other problem of the spec.
+/// coordinator to report, together with every other problem of the spec;
+/// references in secret fields stay for the workers to resolve.
 pub fn resolve_client_side(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,

@@ -7,6 +7,7 @@ use crate::exchange::{AlignedInput, Event, InboxKey, Inboxes, Peers, Route, Rout
 use crate::operators::{Chain, TaskInfo};
 use crate::record::{FailedAt, Failure, Origin, Payload, Record, json};
 use crate::state::{SnapshotTarget, SnapshotUpload, StateChain, restore_chain_state};
+use sluice_common::secrets::Secrets;
 use sluice_common::spec::{SourceFormat, SourceSpec};
 use sluice_common::store::CheckpointStore;
 use sluice_common::{JobId, JobSpec, TaskId};
@@ -63,6 +64,8 @@ pub struct RuntimeContext {
     pub peers: Peers,
     pub own_address: String,
     pub store: CheckpointStore,
+    /// Where the secrets job specs refer to are looked up.
+    pub secrets: Secrets,
 }
 
 enum Input {
@@ -114,10 +117,16 @@ pub async fn run_subtask(
 ) -> Result<()> {
     let task = TaskId::new(dep.task_id.clone());
     let job = JobId::new(dep.job_id.clone());
-    let spec = JobSpec::parse_resolved(&dep.spec_json).map_err(|e| WorkerError::Spec {
-        task: task.clone(),
-        reason: e.to_string(),
-    })?;
+    let spec = JobSpec::parse_resolved(&dep.spec_json)
+        .map_err(|e| WorkerError::Spec {
+            task: task.clone(),
+            reason: e.to_string(),
+        })?
+        .with_secrets(&ctx.secrets)
+        .map_err(|source| WorkerError::Secret {
+            job: job.clone(),
+            source,
+        })?;
     let (transforms, key_fields) = spec.stage_plan(dep.stage);
     let info = TaskInfo {
         job: dep.job_id.clone(),
