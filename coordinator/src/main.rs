@@ -6,6 +6,7 @@ mod checkpoints;
 mod cluster_service;
 mod discovery;
 mod error;
+mod exposition;
 mod job_service;
 mod kafka_meta;
 mod meta;
@@ -67,6 +68,10 @@ struct Args {
     /// are deleted from here. Workers must name the same place.
     #[arg(long, env = "SLUICE_CHECKPOINT_STORE", default_value_t = sluice_common::store::default_location())]
     checkpoint_store: String,
+    /// Address to serve Prometheus metrics on (`GET /metrics`); none when
+    /// not given. Port 0 picks a free one, which the log names.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -140,6 +145,16 @@ async fn main() -> anyhow::Result<()> {
         },
         sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
     );
+    if let Some(address) = args.metrics_listen {
+        let metrics = sluice_common::metrics::Metrics::new(exposition::CoordinatorMetrics {
+            state: state.clone(),
+            raft: raft_handle.clone(),
+        });
+        let bound = sluice_common::metrics::start(address, metrics)
+            .await
+            .with_context(|| format!("cannot serve metrics on {address}"))?;
+        tracing::info!(metrics_address = %bound, "serving metrics");
+    }
     let addr = listener.local_addr()?;
     tracing::info!(%addr, id = args.id, data_dir = %data_dir.display(), "coordinator listening");
     tokio::spawn(monitor::run(state.clone()));

@@ -9,7 +9,7 @@ use sluice_common::kafka_txn;
 use sluice_common::spec::{Delivery, SinkSpec};
 use sluice_common::store::CheckpointStore;
 use sluice_common::{JobId, TaskId};
-use sluice_proto::{JobState, JobStatus, TaskState, TaskStatus};
+use sluice_proto::{JobState, JobStatus, SourcePartitionLag, TaskState, TaskStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,6 +87,16 @@ impl<S: MetaStore> Coordinator<S> {
                 fault: t.fault.map_or(sluice_proto::Fault::Unspecified, Into::into) as i32,
             })
             .collect();
+        // Each partition once: a source subtask that just took over a
+        // partition and the one that read it before may both report it.
+        let partition_lag: Vec<SourcePartitionLag> = tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Running as i32)
+            .flat_map(|t| t.metrics.iter().flat_map(|m| m.partition_lag.iter()))
+            .map(|l| ((l.topic.clone(), l.partition), l.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_values()
+            .collect();
         let last_checkpoint_age_ms = job
             .checkpoints
             .last()
@@ -113,6 +123,7 @@ impl<S: MetaStore> Coordinator<S> {
                 .map(|e| e.to_proto())
                 .collect(),
             offsets_skipped: job.offsets_skipped,
+            partition_lag,
         }
     }
 
@@ -181,7 +192,7 @@ fn transaction_warnings(
     tasks
         .iter()
         .filter_map(|t| {
-            let age_ms = t.metrics?.open_transaction_age_ms;
+            let age_ms = t.metrics.as_ref()?.open_transaction_age_ms;
             transaction_warning(t.index, age_ms, timeout_ms, last_checkpoint_age_ms)
         })
         .collect()

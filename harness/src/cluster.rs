@@ -24,6 +24,9 @@ pub struct ClusterOptions {
     pub checkpoint_store: Option<String>,
     /// Coordinators in the Raft group: 1 or 3.
     pub coordinators: usize,
+    /// Every process serves Prometheus metrics on a free port of its own
+    /// (`--metrics-listen`): see [`SluiceCluster::coordinator_metrics_address`].
+    pub metrics: bool,
 }
 
 impl Default for ClusterOptions {
@@ -36,6 +39,7 @@ impl Default for ClusterOptions {
             env: Vec::new(),
             checkpoint_store: None,
             coordinators: 1,
+            metrics: false,
         }
     }
 }
@@ -46,6 +50,10 @@ pub struct SluiceCluster {
     /// By index; `None` while stopped.
     coordinators: Vec<Option<ManagedChild>>,
     coordinator_ports: Vec<u16>,
+    /// Each coordinator's and worker's metrics port, by index, with
+    /// [`ClusterOptions::metrics`].
+    coordinator_metrics_ports: Vec<u16>,
+    worker_metrics_ports: Vec<u16>,
     /// Coordinator starts so far, naming each run's log.
     starts: u32,
     workers: Vec<Option<ManagedChild>>,
@@ -87,6 +95,7 @@ fn spawn_coordinator(
     dir: &Path,
     index: usize,
     ports: &[u16],
+    metrics_port: Option<u16>,
     options: &ClusterOptions,
     log: &str,
 ) -> anyhow::Result<ManagedChild> {
@@ -117,6 +126,9 @@ fn spawn_coordinator(
                 .unwrap_or_else(|| dir.join("checkpoints").to_string_lossy().into_owned()),
         )
         .envs(options.env.iter().map(|(k, v)| (k, v)));
+    if let Some(port) = metrics_port {
+        cmd.arg("--metrics-listen").arg(format!("127.0.0.1:{port}"));
+    }
     let mut coordinator =
         ManagedChild::spawn(&format!("coordinator {}", index + 1), cmd, &dir.join(log))?;
     let addr = format!("127.0.0.1:{port}").parse()?;
@@ -136,10 +148,20 @@ impl SluiceCluster {
         let ports = (0..options.coordinators.max(1))
             .map(|_| free_port())
             .collect::<std::io::Result<Vec<u16>>>()?;
+        let metrics_ports = match options.metrics {
+            true => ports
+                .iter()
+                .map(|_| free_port())
+                .collect::<std::io::Result<Vec<u16>>>()?,
+            false => Vec::new(),
+        };
         let mut coordinators = Vec::new();
         for index in 0..ports.len() {
             let log = format!("coordinator-{}.log", index + 1);
-            coordinators.push(Some(spawn_coordinator(dir, index, &ports, &options, &log)?));
+            let metrics = metrics_ports.get(index).copied();
+            coordinators.push(Some(spawn_coordinator(
+                dir, index, &ports, metrics, &options, &log,
+            )?));
         }
         let mut cluster = Self {
             coordinator_address: ports
@@ -149,6 +171,8 @@ impl SluiceCluster {
                 .join(","),
             coordinators,
             coordinator_ports: ports,
+            coordinator_metrics_ports: metrics_ports,
+            worker_metrics_ports: Vec::new(),
             starts: 0,
             workers: Vec::new(),
             dir: dir.to_path_buf(),
@@ -185,6 +209,7 @@ impl SluiceCluster {
             &self.dir,
             index,
             &self.coordinator_ports,
+            self.coordinator_metrics_ports.get(index).copied(),
             &self.options,
             &log,
         )?;
@@ -212,6 +237,9 @@ impl SluiceCluster {
     pub fn add_coordinator(&mut self) -> anyhow::Result<usize> {
         let index = self.coordinator_ports.len();
         self.coordinator_ports.push(free_port()?);
+        if self.options.metrics {
+            self.coordinator_metrics_ports.push(free_port()?);
+        }
         self.coordinators.push(None);
         self.start_coordinator(index)?;
         Ok(index)
@@ -228,6 +256,18 @@ impl SluiceCluster {
         if let Some(Some(c)) = self.coordinators.get(index) {
             c.signal(libc::SIGCONT);
         }
+    }
+
+    /// Where coordinator `index` serves `/metrics`, with [`ClusterOptions::metrics`].
+    pub fn coordinator_metrics_address(&self, index: usize) -> Option<String> {
+        let port = self.coordinator_metrics_ports.get(index)?;
+        Some(format!("127.0.0.1:{port}"))
+    }
+
+    /// Where worker `index` serves `/metrics`, with [`ClusterOptions::metrics`].
+    pub fn worker_metrics_address(&self, index: usize) -> Option<String> {
+        let port = self.worker_metrics_ports.get(index)?;
+        Some(format!("127.0.0.1:{port}"))
     }
 
     /// The address of coordinator `index`.
@@ -282,6 +322,11 @@ impl SluiceCluster {
             .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         if let Some(fp) = self.options.failpoints.get(&index) {
             cmd.env("FAILPOINTS", fp);
+        }
+        if self.options.metrics {
+            let port = free_port()?;
+            cmd.arg("--metrics-listen").arg(format!("127.0.0.1:{port}"));
+            self.worker_metrics_ports.push(port);
         }
         let log = self.dir.join(format!("worker-{index}.log"));
         self.workers.push(Some(ManagedChild::spawn(
