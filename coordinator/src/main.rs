@@ -16,6 +16,7 @@ mod raft_service;
 mod registry;
 mod scheduler;
 mod state;
+mod stopped_lag;
 mod submit_checks;
 mod subscribers;
 mod transactions;
@@ -161,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
+    tokio::spawn(stopped_lag::run(state.clone()));
     tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(job_service::JobApi {
             state: state.clone(),

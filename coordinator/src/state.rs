@@ -27,6 +27,8 @@ pub struct Coordinator<S> {
     pub checkpoints: CheckpointCoordinator,
     /// Where workers upload state snapshots; old ones are deleted from here.
     pub checkpoint_store: CheckpointStore,
+    /// How far each stopped job is behind its source partitions.
+    pub stopped_lag: crate::stopped_lag::StoppedLag,
     /// The leader term what this member knows of workers, their command
     /// streams and checkpoints in flight belongs to, and when it began.
     term: Mutex<Option<(u64, Instant)>>,
@@ -46,6 +48,7 @@ impl<S: MetaStore> Coordinator<S> {
             subscribers: Subscribers::default(),
             checkpoints: CheckpointCoordinator::default(),
             checkpoint_store,
+            stopped_lag: Default::default(),
             term: Mutex::new(None),
         })
     }
@@ -89,7 +92,7 @@ impl<S: MetaStore> Coordinator<S> {
             .collect();
         // Each partition once: a source subtask that just took over a
         // partition and the one that read it before may both report it.
-        let partition_lag: Vec<SourcePartitionLag> = tasks
+        let live: Vec<SourcePartitionLag> = tasks
             .iter()
             .filter(|t| t.state == TaskState::Running as i32)
             .flat_map(|t| t.metrics.iter().flat_map(|m| m.partition_lag.iter()))
@@ -97,6 +100,10 @@ impl<S: MetaStore> Coordinator<S> {
             .collect::<std::collections::BTreeMap<_, _>>()
             .into_values()
             .collect();
+        let partition_lag = match job.state {
+            JobState::Stopped => self.stopped_lag.of(&job.id),
+            _ => live,
+        };
         let last_checkpoint_age_ms = job
             .checkpoints
             .last()
