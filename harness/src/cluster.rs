@@ -258,6 +258,11 @@ impl SluiceCluster {
         }
     }
 
+    /// Coordinators started in the group so far, running or not.
+    pub fn coordinator_count(&self) -> usize {
+        self.coordinator_ports.len()
+    }
+
     /// Where coordinator `index` serves `/metrics`, with [`ClusterOptions::metrics`].
     pub fn coordinator_metrics_address(&self, index: usize) -> Option<String> {
         let port = self.coordinator_metrics_ports.get(index)?;

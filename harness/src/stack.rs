@@ -106,6 +106,13 @@ impl DevStack {
         }
         if let Some(cl) = &self.cluster {
             out.push(("SLUICE_COORDINATOR".into(), cl.coordinator_address.clone()));
+            let metrics: Vec<String> = (0..cl.coordinator_count())
+                .filter_map(|i| cl.coordinator_metrics_address(i))
+                .chain((0..cl.worker_count()).filter_map(|i| cl.worker_metrics_address(i)))
+                .collect();
+            if !metrics.is_empty() {
+                out.push(("SLUICE_METRICS".into(), metrics.join(",")));
+            }
         }
         out
     }
