@@ -27,6 +27,12 @@ pub enum WorkerError {
         #[source]
         source: Box<scylla::errors::ExecutionError>,
     },
+    #[error("a cassandra write to {table} did not finish: {source}")]
+    CassandraWriteTask {
+        table: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error(
         "cassandra table {table} changed while the job ran ({change}); a write was refused: {source}"
     )]
@@ -78,7 +84,9 @@ impl WorkerError {
             Self::CassandraWrite { source, .. } => {
                 crate::connectors::cassandra::write_fault(source)
             }
-            Self::Restore { .. } | Self::InDoubt { .. } => Fault::Internal,
+            Self::Restore { .. } | Self::InDoubt { .. } | Self::CassandraWriteTask { .. } => {
+                Fault::Internal
+            }
             Self::Transaction { source, .. } => transaction_fault(source),
             Self::Unacknowledged { .. }
             | Self::Exchange { .. }

@@ -60,8 +60,7 @@ impl SinkWriter {
                 ))
             }
             SinkSpec::Kafka(k) => Self::Kafka(KafkaSink::build(k).await?),
-            // Every Cassandra write is acknowledged before the next batch, so a
-            // barrier finds nothing pending; replays are upserts.
+            // Writes in flight are awaited at each barrier; replays are upserts.
             SinkSpec::Cassandra(c) => {
                 Self::Cassandra(Box::new(CassandraSink::build(c, timezone).await?))
             }
@@ -99,7 +98,11 @@ impl SinkWriter {
                 state: s.pre_commit().await?,
                 failures: Vec::new(),
             }),
-            Self::Cassandra(_) | Self::Blackhole(_) => Ok(PreCommit::default()),
+            Self::Cassandra(s) => Ok(PreCommit {
+                state: None,
+                failures: s.drain().await?,
+            }),
+            Self::Blackhole(_) => Ok(PreCommit::default()),
         }
     }
 
@@ -113,10 +116,16 @@ impl SinkWriter {
     }
 
     /// The input ended after the last checkpoint committed: nothing the
-    /// sink began since is left open.
-    pub async fn end(&mut self) {
-        if let Self::TransactionalKafka(s) = self {
-            s.end().await;
+    /// sink began since is left open or in flight. Returns the records the
+    /// output refused since the last batch.
+    pub async fn end(&mut self) -> Result<Vec<Failure>> {
+        match self {
+            Self::TransactionalKafka(s) => {
+                s.end().await;
+                Ok(Vec::new())
+            }
+            Self::Cassandra(s) => s.drain().await,
+            Self::Kafka(_) | Self::Blackhole(_) | Self::S3(_) => Ok(Vec::new()),
         }
     }
 

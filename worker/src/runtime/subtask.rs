@@ -373,7 +373,7 @@ pub async fn run_subtask(
             }
             (Step::Event(Event::End), _) => {
                 tracing::info!(task = %task, "input ended");
-                step.output.end().await?;
+                step.end().await?;
                 return Ok(());
             }
             (Step::Source(_), Input::Inbox { .. }) => {}
@@ -382,7 +382,7 @@ pub async fn run_subtask(
         if let Some(stop) = stopping {
             if settled.0 >= stop {
                 tracing::info!(task = %task, checkpoint = stop, "stop checkpoint completed: input ends");
-                step.output.end().await?;
+                step.end().await?;
                 return Ok(());
             }
             if settled.1 >= stop && settled.0 < stop {
@@ -477,10 +477,7 @@ impl Stepper<'_> {
         // Records the broker refused since the last batch are dead letters
         // before the checkpoint that covers their offsets is acknowledged.
         if !pre_commit.failures.is_empty() {
-            self.metrics.records_out.fetch_sub(
-                pre_commit.failures.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            self.not_out(pre_commit.failures.len());
             self.dead_letter(pre_commit.failures).await?;
         }
         let waits = pre_commit.state.is_some();
@@ -544,7 +541,7 @@ impl Stepper<'_> {
     ) -> Result<()> {
         Metrics::add(&self.metrics.records_in, read);
         let records = self.chain.process(records, &mut failures);
-        let n = records.len();
+        Metrics::add(&self.metrics.records_out, records.len());
         let failed_before = failures.len();
         let handing_on = Instant::now();
         match self.output {
@@ -557,11 +554,25 @@ impl Stepper<'_> {
         self.metrics
             .add_busy(started.elapsed(), handing_on.elapsed());
         self.note_open_transaction();
-        Metrics::add(
-            &self.metrics.records_out,
-            n - (failures.len() - failed_before),
-        );
+        // Refusals may be of records counted out by an earlier batch: a sink
+        // keeps writes in flight.
+        self.not_out(failures.len() - failed_before);
         self.dead_letter(failures).await
+    }
+
+    /// Records counted out that the output then refused.
+    fn not_out(&self, refused: usize) {
+        self.metrics
+            .records_out
+            .fetch_sub(refused as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The input ended: downstream subtasks learn it, a sink leaves nothing
+    /// open or in flight, and what it refused meanwhile is dead-lettered.
+    async fn end(&mut self) -> Result<()> {
+        let refused = self.output.end().await?;
+        self.not_out(refused.len());
+        self.dead_letter(refused).await
     }
 
     /// Sends failed records to the dead-letter topic, and counts them.
@@ -609,14 +620,12 @@ impl Output {
     }
 
     /// The input ended: downstream subtasks learn it; a sink, whose last
-    /// checkpoint's commit is done, leaves nothing open.
-    async fn end(&mut self) -> Result<()> {
+    /// checkpoint's commit is done, leaves nothing open. Returns the records
+    /// the sink refused since its last batch.
+    async fn end(&mut self) -> Result<Vec<Failure>> {
         match self {
-            Self::Router(router) => router.end().await,
-            Self::Sink(sink) => {
-                sink.end().await;
-                Ok(())
-            }
+            Self::Router(router) => router.end().await.map(|()| Vec::new()),
+            Self::Sink(sink) => sink.end().await,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Cassandra sink: the INSERT is prepared once from the table's schema, each
-//! record is converted and checked column by column, and a flush writes one
-//! unlogged batch per partition and size limit, several at a time.
+//! record is converted and checked column by column, and its row goes out in
+//! one unlogged batch per partition and size limit, many writes in flight
+//! while the next input is read; a barrier waits for all of them.
 //!
 //! No record can stop the job: a value that does not convert, a key the
 //! server would refuse, or a row the server refuses goes to the dead-letter
@@ -9,40 +10,37 @@
 //! table that changed under the job fails it at once (the spec's fault);
 //! timeouts and unreachable nodes are retried, then restart the job.
 
-use super::batches::{self, MAX_BATCH_BYTES, MAX_BATCH_ROWS, Row};
-use super::refusal::write_fault;
+use super::batches::{self, MAX_BATCH_BYTES, MAX_BATCH_ROWS};
 use super::row::{Column, RowBuilder};
+use super::writer::RowWriter;
 use crate::error::{Result, WorkerError};
 use crate::record::{FailedAt, Failure, Record};
 use chrono_tz::Tz;
-use futures::StreamExt;
-use scylla::client::session::Session;
-use scylla::errors::ExecutionError;
-use scylla::statement::batch::{Batch, BatchType};
-use scylla::statement::prepared::PreparedStatement;
-use sluice_common::Fault;
-use sluice_common::cassandra::{self, TableSchema};
+use scylla::value::{CqlValue, MaybeUnset};
+use sluice_common::cassandra;
 use sluice_common::spec::CassandraSinkSpec;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinSet;
 
 /// How long connecting and reading the schema may take at sink build.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Tries of a write the cluster could not take for a while (timeouts,
-/// unavailable replicas, broken connections) before the job restarts.
-const WRITE_ATTEMPTS: u32 = 5;
+/// Encoded bytes of a row's write time (a bigint with its length).
+const WRITE_TIME_BYTES: usize = 12;
 
 /// Writes records as rows of one table: built from its validated spec with
-/// [`CassandraSink::build`], then [`CassandraSink::write`] per batch.
+/// [`CassandraSink::build`], then [`CassandraSink::write`] per batch and
+/// [`CassandraSink::drain`] at each barrier.
 pub struct CassandraSink {
-    session: Session,
-    insert: PreparedStatement,
-    /// The table when the INSERT was prepared: a refused write is the
-    /// record's only if the table is still so.
-    schema: TableSchema,
+    writer: Arc<RowWriter>,
     rows: RowBuilder,
+    /// Most writes (statements or batches) in flight at once.
     max_concurrency: usize,
+    /// Records converted and handed to writes together.
     batch_size: usize,
-    table: String,
+    /// Writes in flight, each giving the records the server refused.
+    in_flight: JoinSet<Result<Vec<Failure>>>,
+    write_times: WriteTimes,
 }
 
 impl CassandraSink {
@@ -73,7 +71,7 @@ impl CassandraSink {
             .map(|c| format!("\"{}\"", c.name.replace('"', "\"\"")))
             .collect();
         let cql = format!(
-            "INSERT INTO \"{}\".\"{}\" ({}) VALUES ({})",
+            "INSERT INTO \"{}\".\"{}\" ({}) VALUES ({}) USING TIMESTAMP ?",
             spec.keyspace,
             spec.table,
             names.join(", "),
@@ -90,9 +88,12 @@ impl CassandraSink {
         let single_partition_key = schema.partition_key().count() == 1;
         tracing::info!(table = %table, columns = columns.len(), "cassandra sink prepared");
         Ok(Self {
-            session,
-            insert,
-            schema,
+            writer: Arc::new(RowWriter {
+                session,
+                insert,
+                schema,
+                table,
+            }),
             rows: RowBuilder {
                 columns,
                 single_partition_key,
@@ -100,133 +101,113 @@ impl CassandraSink {
             },
             max_concurrency: spec.max_concurrency,
             batch_size: spec.batch_size,
-            table,
+            in_flight: JoinSet::new(),
+            write_times: WriteTimes::default(),
         })
     }
 
-    /// Writes the batch and returns the records that went to no row, each
-    /// with its error. Returns only once every write is acknowledged.
+    /// Converts the batch into rows and hands them to writes that run while
+    /// the next input is read, at most `max_concurrency` at a time. Returns
+    /// the records that went to no row, and those of earlier batches the
+    /// server refused since the last call, each with its error. Errors are
+    /// the cluster's (writes failed past their retries) or the table's.
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
         let mut failures = Vec::new();
-        for chunk in batch.chunks(self.batch_size) {
+        while let Some(done) = self.in_flight.try_join_next() {
+            failures.extend(self.joined(done)?);
+        }
+        let mut records = batch.into_iter();
+        loop {
+            let chunk: Vec<Record> = records.by_ref().take(self.batch_size).collect();
+            if chunk.is_empty() {
+                return Ok(failures);
+            }
             self.flush(chunk, &mut failures).await?;
+        }
+    }
+
+    /// At a barrier, or when the input ends: waits until every write handed
+    /// out is acknowledged; returns the records the server refused.
+    pub async fn drain(&mut self) -> Result<Vec<Failure>> {
+        let mut failures = Vec::new();
+        while let Some(done) = self.in_flight.join_next().await {
+            failures.extend(self.joined(done)?);
         }
         Ok(failures)
     }
 
-    async fn flush(&self, records: &[Record], failures: &mut Vec<Failure>) -> Result<()> {
-        let specs = self.insert.get_variable_col_specs();
-        let mut rows = Vec::with_capacity(records.len());
-        for (index, record) in records.iter().enumerate() {
+    async fn flush(&mut self, chunk: Vec<Record>, failures: &mut Vec<Failure>) -> Result<()> {
+        let specs = self.writer.insert.get_variable_col_specs();
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (index, record) in chunk.iter().enumerate() {
             match self.rows.row(index, record, specs.as_slice()) {
-                Ok(row) => rows.push(row),
+                Ok(mut row) => {
+                    row.values
+                        .push(MaybeUnset::Set(CqlValue::BigInt(self.write_times.next())));
+                    row.size += WRITE_TIME_BYTES;
+                    rows.push(row);
+                }
                 Err(e) => failures.push(Failure::of(record, FailedAt::Sink, e)),
             }
         }
         let batches = batches::plan(rows, MAX_BATCH_ROWS, MAX_BATCH_BYTES);
-        tracing::debug!(table = %self.table, records = records.len(), batches = batches.len(), "cassandra flush");
-        let mut writes = futures::stream::iter(batches)
-            .map(|rows| self.write_rows(rows))
-            .buffer_unordered(self.max_concurrency);
-        while let Some(refused) = writes.next().await {
-            for (index, error) in refused? {
-                failures.push(Failure::of(&records[index], FailedAt::Sink, error));
+        tracing::debug!(table = %self.writer.table, records = chunk.len(), batches = batches.len(), "cassandra flush");
+        let records = Arc::new(chunk);
+        for rows in batches {
+            while self.in_flight.len() >= self.max_concurrency {
+                if let Some(done) = self.in_flight.join_next().await {
+                    failures.extend(self.joined(done)?);
+                }
             }
+            let write = self.writer.clone().write_rows(rows, records.clone());
+            self.in_flight.spawn(write);
         }
         Ok(())
     }
 
-    /// Writes rows of one partition; returns the rows the server refused,
-    /// with its message. When it refuses the batch, the rows are written
-    /// one by one, so only the refused ones are left out.
-    async fn write_rows(&self, rows: Vec<Row>) -> Result<Vec<(usize, String)>> {
-        let e = match self.send(&rows).await {
-            Ok(()) => return Ok(Vec::new()),
-            Err(e) => e,
-        };
-        if write_fault(&e) != Fault::Record {
-            return Err(self.write_error(e));
-        }
-        self.check_table_unchanged(&e).await?;
-        if rows.len() == 1 {
-            return Ok(vec![(rows[0].record, refused(&e))]);
-        }
-        tracing::info!(table = %self.table, rows = rows.len(), error = %e, "cassandra refused a batch; writing its rows one by one");
-        let mut refusals = Vec::new();
-        for row in rows {
-            match self.send(std::slice::from_ref(&row)).await {
-                Ok(()) => {}
-                Err(e) if write_fault(&e) == Fault::Record => {
-                    refusals.push((row.record, refused(&e)));
-                }
-                Err(e) => return Err(self.write_error(e)),
-            }
-        }
-        Ok(refusals)
-    }
-
-    /// Sends rows as one statement or one unlogged batch, again while the
-    /// cluster cannot take it for a while; other errors return at once.
-    async fn send(&self, rows: &[Row]) -> std::result::Result<(), ExecutionError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = match rows {
-                [row] => self
-                    .session
-                    .execute_unpaged(&self.insert, &row.values)
-                    .await
-                    .map(drop),
-                _ => {
-                    let mut batch = Batch::new(BatchType::Unlogged);
-                    for _ in rows {
-                        batch.append_statement(self.insert.clone());
-                    }
-                    let values: Vec<_> = rows.iter().map(|r| &r.values).collect();
-                    self.session.batch(&batch, values).await.map(drop)
-                }
-            };
-            match result {
-                Ok(()) => return Ok(()),
-                // Upserts are idempotent, so a retried write cannot duplicate a row.
-                Err(e) if write_fault(&e) == Fault::External && attempt < WRITE_ATTEMPTS => {
-                    tracing::warn!(table = %self.table, attempt, error = %e, "cassandra write failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// A write refused as invalid is the record's only while the table is
-    /// the one the sink prepared for; a dropped table or column, or a column
-    /// of another type now, fails the job (the spec's fault).
-    async fn check_table_unchanged(&self, refusal: &ExecutionError) -> Result<()> {
-        let (keyspace, table) = (&self.schema.keyspace, &self.schema.table);
-        let change = match TableSchema::read(&self.session, keyspace, table).await {
-            Ok(now) => now.changes_since(&self.schema),
-            Err(e) if e.fault() == Fault::Spec => Some(e.to_string()),
-            Err(e) => return Err(e.into()),
-        };
-        match change {
-            Some(change) => Err(WorkerError::CassandraTableChanged {
-                table: self.table.clone(),
-                change,
-                source: Box::new(refusal.clone()),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn write_error(&self, e: ExecutionError) -> WorkerError {
-        WorkerError::CassandraWrite {
-            table: self.table.clone(),
-            source: Box::new(e),
-        }
+    fn joined(
+        &self,
+        done: std::result::Result<Result<Vec<Failure>>, tokio::task::JoinError>,
+    ) -> Result<Vec<Failure>> {
+        done.map_err(|source| WorkerError::CassandraWriteTask {
+            table: self.writer.table.clone(),
+            source,
+        })?
     }
 }
 
-/// The server's reason for refusing a row, for its dead letter.
-fn refused(e: &ExecutionError) -> String {
-    format!("Cassandra refused the row: {e}")
+/// Write times of rows in the order of their records, in microseconds
+/// since the epoch: the worker's clock, one more than the last when the
+/// clock has not moved on. With them, a later record of a primary key wins
+/// over an earlier one however their writes are ordered in flight, retried
+/// or batched (rows of one batch share no write time).
+#[derive(Debug, Default)]
+struct WriteTimes {
+    last: i64,
+}
+
+impl WriteTimes {
+    fn next(&mut self) -> i64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        self.last = now.max(self.last.saturating_add(1));
+        self.last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WriteTimes;
+
+    #[test]
+    fn write_times_rise_strictly_in_record_order() {
+        let mut times = WriteTimes::default();
+        let taken: Vec<i64> = (0..10_000).map(|_| times.next()).collect();
+        assert!(taken.windows(2).all(|w| w[0] < w[1]));
+        assert!(
+            taken[0] > 1_700_000_000_000_000,
+            "microseconds since the epoch"
+        );
+    }
 }
