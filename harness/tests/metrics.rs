@@ -342,17 +342,19 @@ name: slow
 parallelism: 1
 checkpoint: {{ interval: 500ms }}
 source: {{ kafka: {{ brokers: "{k}", topic: {input} }} }}
-sink: {{ blackhole: {{ records_per_second: 400 }} }}
+sink: {{ blackhole: {{ records_per_second: 300 }} }}
 "#,
         k = infra.kafka
     );
     let job = submit(&c, &dir, &spec, &[])?;
     wait_running(&c, &job).await?;
-    let records: Vec<RawRecord> = (0..1200).map(|n| json_record(n, 0)).collect();
+    let records: Vec<RawRecord> = (0..2000).map(|n| json_record(n, 0)).collect();
     admin::produce_raw(&infra.kafka, &input, &records).await?;
 
-    // The sink takes 400 records a second: the source falls behind, and the
-    // subtask spends its time waiting on the sink, until it caught up.
+    // The sink takes 300 records a second: the source falls behind, and the
+    // subtask spends its time waiting on the sink, until it caught up. It
+    // hands on up to 512 records at a time, each batch taking the sink about
+    // 1.7 s, so each step of the lag shows for a while.
     let job_l = [("job", job.as_str())];
     // The most lag the worker and the coordinator showed, and the back
     // pressure when the source was first seen behind.
@@ -374,7 +376,7 @@ sink: {{ blackhole: {{ records_per_second: 400 }} }}
                     job_l,
                 ));
             }
-            let done = total(&w, "sluice_subtask_records_out_total", job_l) == 1200.0
+            let done = total(&w, "sluice_subtask_records_out_total", job_l) == 2000.0
                 && lag == 0.0
                 && reported == 0.0;
             Ok(done.then_some(w))
@@ -402,7 +404,7 @@ sink: {{ blackhole: {{ records_per_second: 400 }} }}
     );
     assert_eq!(
         total(&end, "sluice_source_partition_position", &job_l),
-        1200.0
+        2000.0
     );
     let status = jobctl_json(&c, &["status", &job])?;
     assert_eq!(status["state"], "RUNNING", "{status}");
@@ -416,7 +418,7 @@ sink: {{ blackhole: {{ records_per_second: 400 }} }}
         .find(|w| w.starts_with("sp-"))
         .map(String::from)
         .unwrap_or_default();
-    let more: Vec<RawRecord> = (1200..1300).map(|n| json_record(n, 0)).collect();
+    let more: Vec<RawRecord> = (2000..2100).map(|n| json_record(n, 0)).collect();
     admin::produce_raw(&infra.kafka, &input, &more).await?;
     wait_for("the stopped job's lag", Duration::from_secs(30), || {
         let (cluster, job_l) = (&cluster, &job_l);
@@ -456,7 +458,7 @@ sink: {{ blackhole: {{ records_per_second: 400 }} }}
             let s = scrape_coordinator(cluster).await?;
             let l = [("job", job2)];
             let done = total(&w, "sluice_subtask_records_out_total", &l) == 100.0
-                && total(&w, "sluice_source_partition_position", &l) == 1300.0
+                && total(&w, "sluice_source_partition_position", &l) == 2100.0
                 && total(&w, "sluice_source_partition_lag", &l) == 0.0
                 && s.samples("sluice_job_partition_lag", &[("job", job)])
                     .count()
