@@ -41,17 +41,3 @@ start_devstack() {
     [ -n "$value" ] && export "$name=$value"
   done < <(grep '=' "$out")
 }
-
-# Python packages the end-to-end tests use (listed in scripts/python-requirements.txt),
-# in a virtual environment under the cache; exports SLUICE_PYTHON, its interpreter.
-python_tools() {
-  need python3 "the end-to-end tests check outputs with Python packages"
-  local venv="$SLUICE_CACHE/python"
-  local req="$ROOT/scripts/python-requirements.txt"
-  if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
-  if ! cmp -s "$req" "$venv/requirements.txt"; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-    cp "$req" "$venv/requirements.txt"
-  fi
-  export SLUICE_PYTHON="$venv/bin/python"
-}

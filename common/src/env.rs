@@ -1,12 +1,13 @@
 //! `${VAR}` references in job specs, so secrets and addresses never need to be
-//! written into the spec file.
+//! written into the spec file. References in secret fields are left as they
+//! are: workers resolve those ([`crate::secrets`]).
 
 use crate::error::SpecProblem;
 use serde_json::Value;
 
-/// Replaces every `${VAR}` in the string values of `value` using `lookup`.
-/// `$${` stands for a literal `${`. Returns a problem, with its field path, for
-/// each reference `lookup` cannot resolve.
+/// Replaces every `${VAR}` in the string values of `value` using `lookup`,
+/// except in secret fields. `$${` stands for a literal `${`. Returns a
+/// problem, with its field path, for each reference `lookup` cannot resolve.
 pub fn resolve_env(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<SpecProblem> {
     let mut problems = Vec::new();
     walk(value, String::new(), lookup, Mode::Final, &mut problems);
@@ -33,6 +34,7 @@ fn walk(
     problems: &mut Vec<SpecProblem>,
 ) {
     match value {
+        Value::String(_) if crate::secrets::is_secret_field(&path) => {}
         Value::String(s) if s.contains("${") => match substitute(s, lookup, mode) {
             Ok(resolved) => *s = resolved,
             Err(message) => problems.push(SpecProblem { path, message }),

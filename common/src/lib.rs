@@ -14,6 +14,7 @@ pub mod keys;
 pub mod metrics;
 #[cfg(feature = "process")]
 pub mod process;
+pub mod secrets;
 pub mod spec;
 #[cfg(feature = "store")]
 pub mod store;

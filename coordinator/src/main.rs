@@ -7,6 +7,7 @@ mod cluster_service;
 mod discovery;
 mod error;
 mod exposition;
+mod http;
 mod job_service;
 mod kafka_meta;
 mod meta;
@@ -39,12 +40,15 @@ struct Args {
     /// Address to serve JobService, ClusterService and RaftService on.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7400")]
     listen: SocketAddr,
-    /// This coordinator's number in its group.
-    #[arg(long, env = "SLUICE_COORDINATOR_ID", default_value_t = 1)]
-    id: u64,
+    /// This coordinator's number in its group (1 or more). By default the
+    /// id --peers gives this coordinator's --advertise address (so members
+    /// of a Kubernetes StatefulSet need no id of their own), else 1.
+    #[arg(long, env = "SLUICE_COORDINATOR_ID", value_parser = clap::value_parser!(u64).range(1..))]
+    id: Option<u64>,
     /// Every member of the group as ID=HOST:PORT, comma-separated, this one
     /// included, such as `1=10.0.0.1:7400,2=10.0.0.2:7400,3=10.0.0.3:7400`.
-    /// Empty: a group of one, at --advertise. The lowest id bootstraps a new group.
+    /// Empty: a group of one, at --advertise. The lowest id initialises a new
+    /// group once every other member answered that it belongs to none.
     #[arg(long, env = "SLUICE_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
     /// Address the others reach this coordinator at; --listen by default.
@@ -73,6 +77,14 @@ struct Args {
     /// not given. Port 0 picks a free one, which the log names.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Address to serve the HTTP API (`/api/...`, its OpenAPI document at
+    /// `/api/openapi.json`) on, such as 127.0.0.1:7480; none by default.
+    #[arg(long, env = "SLUICE_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// Address HTTP clients reach this coordinator's API at, where followers
+    /// send them on to the leader; --http-listen by default.
+    #[arg(long, env = "SLUICE_HTTP_ADVERTISE", requires = "http_listen")]
+    http_advertise: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -84,6 +96,18 @@ fn default_data_dir(id: u64) -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     base.join(format!(".local/share/sluice/coordinator-{id}"))
+}
+
+/// This coordinator's id: `--id`, else the id `members` (from --peers)
+/// give its advertised address, else 1.
+fn own_id(id: Option<u64>, members: &BTreeMap<u64, String>, advertise: &str) -> u64 {
+    id.or_else(|| {
+        members
+            .iter()
+            .find(|(_, address)| address.as_str() == advertise)
+            .map(|(id, _)| *id)
+    })
+    .unwrap_or(1)
 }
 
 fn humantime_arg(s: &str) -> Result<Duration, String> {
@@ -114,22 +138,23 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("--peers: `{peer}` is not ID=HOST:PORT"))?;
         members.insert(id, addr);
     }
+    let id = own_id(args.id, &members, &advertise);
     if members.is_empty() {
-        members.insert(args.id, advertise.clone());
+        members.insert(id, advertise.clone());
     }
     anyhow::ensure!(
-        members.contains_key(&args.id),
-        "--peers does not name this coordinator's --id {}",
-        args.id
+        members.contains_key(&id),
+        "--peers does not name this coordinator's id {id} (give --id, or an --advertise \
+         address that --peers names)"
     );
     let data_dir = args
         .data_dir
         .clone()
-        .unwrap_or_else(|| default_data_dir(args.id));
+        .unwrap_or_else(|| default_data_dir(id));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let store = raft::RaftStore::start(args.id, members, &data_dir, args.snapshot_every)
+    let store = raft::RaftStore::start(id, &data_dir, args.snapshot_every)
         .await
         .with_context(|| {
             format!(
@@ -137,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
                 data_dir.display()
             )
         })?;
+    raft::bootstrap::join_or_initialize(&store.raft, id, &members, &advertise, &data_dir).await?;
     let raft_handle = store.raft.clone();
     let state = state::Coordinator::new(
         store,
@@ -157,17 +183,45 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(metrics_address = %bound, "serving metrics");
     }
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, id = args.id, data_dir = %data_dir.display(), "coordinator listening");
+    tracing::info!(%addr, id, data_dir = %data_dir.display(), "coordinator listening");
+    let http_listener = match args.http_listen {
+        Some(http) => Some(
+            tokio::net::TcpListener::bind(http)
+                .await
+                .with_context(|| format!("cannot listen on {http} (--http-listen)"))?,
+        ),
+        None => None,
+    };
+    let http_address = match &http_listener {
+        Some(l) => Some(match args.http_advertise.clone() {
+            Some(a) => a,
+            None => l.local_addr()?.to_string(),
+        }),
+        None => None,
+    };
+    let job_api = job_service::JobApi {
+        state: state.clone(),
+        raft: raft_handle.clone(),
+        http_address: http_address.clone(),
+    };
+    if let (Some(listener), Some(http_address)) = (http_listener, http_address) {
+        tracing::info!(addr = %http_address, "HTTP API listening");
+        let api = job_api.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                http::serve(listener, api, sluice_common::process::shutdown_signal()).await
+            {
+                tracing::error!(error = %e, "HTTP API stopped");
+            }
+        });
+    }
     tokio::spawn(monitor::run(state.clone()));
     tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
     tokio::spawn(stopped_lag::run(state.clone()));
     tonic::transport::Server::builder()
-        .add_service(JobServiceServer::new(job_service::JobApi {
-            state: state.clone(),
-            raft: raft_handle.clone(),
-        }))
+        .add_service(JobServiceServer::new(job_api))
         .add_service(ClusterServiceServer::new(cluster_service::ClusterApi {
             state,
         }))
@@ -182,4 +236,27 @@ async fn main() -> anyhow::Result<()> {
     let _ = raft_handle.shutdown().await;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_id;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_id_comes_from_the_flag_else_from_the_advertised_address_in_peers() {
+        let members: BTreeMap<u64, String> = (1..=3)
+            .map(|n| (n, format!("sluice-coordinator-{}.sluice:7400", n - 1)))
+            .collect();
+        assert_eq!(
+            own_id(None, &members, "sluice-coordinator-2.sluice:7400"),
+            3
+        );
+        assert_eq!(
+            own_id(Some(2), &members, "sluice-coordinator-2.sluice:7400"),
+            2
+        );
+        assert_eq!(own_id(None, &members, "elsewhere:7400"), 1);
+        assert_eq!(own_id(None, &BTreeMap::new(), "127.0.0.1:7400"), 1);
+    }
 }

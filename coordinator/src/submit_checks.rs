@@ -6,6 +6,7 @@
 use crate::error::CoordinatorError;
 use crate::kafka_meta;
 use sluice_common::kafka_txn;
+use sluice_common::secrets::KAFKA_SECRET_PROPERTIES;
 use sluice_common::spec::{Delivery, SinkSpec, SourceSpec};
 use sluice_common::{JobSpec, SpecError, SpecProblem};
 
@@ -79,7 +80,9 @@ async fn check_keys_for_compaction(spec: &JobSpec) -> Option<SpecProblem> {
 
 /// Every librdkafka setting the spec passes through is one the client
 /// takes: refused at submit, each at its own path, rather than a job
-/// that cannot create its clients.
+/// that cannot create its clients. Secret settings hold only a reference
+/// here (workers resolve them), so they are left for the workers' clients
+/// to check.
 async fn check_client_properties(spec: &JobSpec) -> Vec<SpecProblem> {
     use kafka_meta::ClientKind::{Consumer, Producer};
     let SourceSpec::Kafka(source) = &spec.source;
@@ -106,7 +109,8 @@ async fn check_client_properties(spec: &JobSpec) -> Vec<SpecProblem> {
         ));
     }
     let mut problems = Vec::new();
-    for (path, brokers, kind, properties) in clients {
+    for (path, brokers, kind, mut properties) in clients {
+        properties.retain(|key, _| !KAFKA_SECRET_PROPERTIES.contains(&key.as_str()));
         for (key, reason) in kafka_meta::refused_properties(&brokers, kind, &properties).await {
             problems.push(SpecProblem {
                 path: format!("{path}.{key}"),

@@ -2,15 +2,16 @@
 //! (cancelled, or failed with no restart left), so no `read_committed`
 //! consumer of their output waits on them until the broker's transaction
 //! timeout. Nothing of such a job ever commits again, and its workers may be
-//! gone, so the leader does it, for every sink subtask's two transactional
+//! gone, so the leader does it, for every sink subtask's transactional
 //! ids (see `sluice_common::kafka_txn`):
 //!
 //! 1. If the job's latest completed checkpoint holds the subtask's sink
-//!    state with transaction `k`, whatever is open on id `k mod 2` is that
+//!    state with transaction `k`, whatever is open on id `k mod 3` is that
 //!    checkpoint's transaction, in doubt (its sink may have died before its
 //!    commit): it is committed, as recovery would, after checking the broker
-//!    names the producer the checkpoint recorded.
-//! 2. Then both ids are fenced: a new producer session on each aborts what
+//!    names the producer the checkpoint recorded. So is the earlier
+//!    transaction the state names, first, on the other id.
+//! 2. Then every id is fenced: a new producer session on each aborts what
 //!    was open (a transaction no completed checkpoint covers) and leaves the
 //!    old producers unable to write or commit.
 //!
@@ -188,7 +189,7 @@ fn due<S: MetaStore>(
         .collect()
 }
 
-/// Commits each sink subtask's in-doubt transaction and fences both its
+/// Commits each sink subtask's in-doubt transaction and fences all its
 /// transactional ids. Blocking.
 fn settle(ended: &Ended) -> Result<(), TxnError> {
     let never = AtomicBool::new(false);
@@ -197,27 +198,33 @@ fn settle(ended: &Ended) -> Result<(), TxnError> {
         let ids = transactional_ids(&ended.uid, ended.stage, index);
         if let Some(text) = ended.sink_states.get(&index) {
             match serde_json::from_str::<TransactionalSinkState>(text) {
-                Ok(sink) => {
-                    let id = &ids[(sink.txn % 2) as usize];
-                    match kafka_txn::commit_checkpointed(
-                        &ended.brokers,
-                        id,
-                        &sink,
-                        CALL_DEADLINE,
-                        &never,
-                    ) {
-                        Ok(InDoubt::Committed) => {
-                            tracing::warn!(job = %ended.job, transactional_id = %id, txn = sink.txn, records = sink.records, "committed the in-doubt transaction of the ended job's last checkpoint");
-                            committed.push(id.clone());
+                Ok(state) => {
+                    for sink in state.transactions() {
+                        let Some(id) = ids.get(sink.id_index()) else {
+                            continue;
+                        };
+                        match kafka_txn::commit_checkpointed(
+                            &ended.brokers,
+                            id,
+                            &sink,
+                            CALL_DEADLINE,
+                            &never,
+                        ) {
+                            Ok(InDoubt::Committed) => {
+                                tracing::warn!(job = %ended.job, transactional_id = %id, txn = sink.txn, records = sink.records, "committed the in-doubt transaction of the ended job's last checkpoint");
+                                committed.push(id.clone());
+                            }
+                            Ok(InDoubt::NothingOpen(_)) => {}
+                            // Nothing to commit can come of retrying: the
+                            // checkpoint's transaction is gone, and whatever is
+                            // open is aborted below.
+                            Err(
+                                e @ (TxnError::NotOurs { .. } | TxnError::AbortedByBroker { .. }),
+                            ) => {
+                                tracing::error!(job = %ended.job, transactional_id = %id, error = %e, "in-doubt transaction of the ended job's last checkpoint not committed");
+                            }
+                            Err(e) => return Err(e),
                         }
-                        Ok(InDoubt::NothingOpen(_)) => {}
-                        // Nothing to commit can come of retrying: the
-                        // checkpoint's transaction is gone, and whatever is
-                        // open is aborted below.
-                        Err(e @ (TxnError::NotOurs { .. } | TxnError::AbortedByBroker { .. })) => {
-                            tracing::error!(job = %ended.job, transactional_id = %id, error = %e, "in-doubt transaction of the ended job's last checkpoint not committed");
-                        }
-                        Err(e) => return Err(e),
                     }
                 }
                 Err(e) => {

@@ -27,6 +27,8 @@ pub struct ClusterOptions {
     /// Every process serves Prometheus metrics on a free port of its own
     /// (`--metrics-listen`): see [`SluiceCluster::coordinator_metrics_address`].
     pub metrics: bool,
+    /// Extra arguments of every worker, such as `--secrets-dir DIR`.
+    pub worker_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -40,6 +42,7 @@ impl Default for ClusterOptions {
             checkpoint_store: None,
             coordinators: 1,
             metrics: false,
+            worker_args: Vec::new(),
         }
     }
 }
@@ -54,6 +57,8 @@ pub struct SluiceCluster {
     /// [`ClusterOptions::metrics`].
     coordinator_metrics_ports: Vec<u16>,
     worker_metrics_ports: Vec<u16>,
+    /// Where each coordinator serves its HTTP API, by index.
+    http_ports: Vec<u16>,
     /// Coordinator starts so far, naming each run's log.
     starts: u32,
     workers: Vec<Option<ManagedChild>>,
@@ -95,6 +100,7 @@ fn spawn_coordinator(
     dir: &Path,
     index: usize,
     ports: &[u16],
+    http_port: u16,
     metrics_port: Option<u16>,
     options: &ClusterOptions,
     log: &str,
@@ -108,6 +114,8 @@ fn spawn_coordinator(
     let mut cmd = Command::new(binary("coordinator")?);
     cmd.arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--http-listen")
+        .arg(format!("127.0.0.1:{http_port}"))
         .arg("--id")
         .arg((index + 1).to_string())
         .arg("--peers")
@@ -155,12 +163,15 @@ impl SluiceCluster {
                 .collect::<std::io::Result<Vec<u16>>>()?,
             false => Vec::new(),
         };
+        let http_ports = (0..ports.len())
+            .map(|_| free_port())
+            .collect::<std::io::Result<Vec<u16>>>()?;
         let mut coordinators = Vec::new();
-        for index in 0..ports.len() {
+        for (index, http_port) in http_ports.iter().enumerate() {
             let log = format!("coordinator-{}.log", index + 1);
             let metrics = metrics_ports.get(index).copied();
             coordinators.push(Some(spawn_coordinator(
-                dir, index, &ports, metrics, &options, &log,
+                dir, index, &ports, *http_port, metrics, &options, &log,
             )?));
         }
         let mut cluster = Self {
@@ -173,6 +184,7 @@ impl SluiceCluster {
             coordinator_ports: ports,
             coordinator_metrics_ports: metrics_ports,
             worker_metrics_ports: Vec::new(),
+            http_ports,
             starts: 0,
             workers: Vec::new(),
             dir: dir.to_path_buf(),
@@ -209,12 +221,27 @@ impl SluiceCluster {
             &self.dir,
             index,
             &self.coordinator_ports,
+            self.http_ports[index],
             self.coordinator_metrics_ports.get(index).copied(),
             &self.options,
             &log,
         )?;
         self.coordinators[index] = Some(c);
         Ok(())
+    }
+
+    /// An error with the end of its log once coordinator `index` has exited
+    /// (or was stopped here).
+    pub fn check_coordinator(&mut self, index: usize) -> anyhow::Result<()> {
+        match self.coordinators.get_mut(index) {
+            Some(Some(c)) => c.check_alive(),
+            _ => anyhow::bail!("coordinator {} is not running", index + 1),
+        }
+    }
+
+    /// The directory of the cluster's data and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Deletes the data directory of stopped coordinator `index`, as the loss
@@ -240,6 +267,7 @@ impl SluiceCluster {
         if self.options.metrics {
             self.coordinator_metrics_ports.push(free_port()?);
         }
+        self.http_ports.push(free_port()?);
         self.coordinators.push(None);
         self.start_coordinator(index)?;
         Ok(index)
@@ -278,6 +306,11 @@ impl SluiceCluster {
     /// The address of coordinator `index`.
     pub fn coordinator_address_of(&self, index: usize) -> String {
         format!("127.0.0.1:{}", self.coordinator_ports[index])
+    }
+
+    /// Where coordinator `index` serves its HTTP API: `http://127.0.0.1:PORT`.
+    pub fn http_url_of(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.http_ports[index])
     }
 
     /// The index of the coordinator that serves as the leader: of those that
@@ -324,6 +357,7 @@ impl SluiceCluster {
                     .clone()
                     .unwrap_or_else(|| self.checkpoint_store().to_string_lossy().into_owned()),
             )
+            .args(&self.options.worker_args)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         if let Some(fp) = self.options.failpoints.get(&index) {
             cmd.env("FAILPOINTS", fp);

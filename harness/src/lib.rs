@@ -14,6 +14,7 @@ pub mod minio;
 pub mod net;
 pub mod process;
 pub mod prometheus;
+pub mod pytools;
 pub mod stack;
 pub mod testing;
 

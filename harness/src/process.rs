@@ -99,8 +99,10 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Sends `signal` (`libc::SIGINT`, ...) to process `pid`; a process
+/// already gone is not an error.
 #[allow(unsafe_code)]
-fn send_signal(pid: u32, signal: i32) {
+pub fn send_signal(pid: u32, signal: i32) {
     // SAFETY: kill(2) has no memory effects; a stale pid only yields ESRCH.
     unsafe {
         libc::kill(pid as i32, signal);

@@ -1,11 +1,16 @@
 //! Scraping a `/metrics` endpoint the way Prometheus reads it: the text is
 //! fetched and parsed by the reference Python client's parser
-//! (`prometheus_client`, installed by `scripts/test` into the interpreter
-//! `SLUICE_PYTHON` names), so a test sees what a Prometheus server would,
+//! (`prometheus_client` from PyPI, in a virtual environment of the cache,
+//! see [`crate::pytools`]), so a test sees what a Prometheus server would,
 //! and an exposition it would refuse fails the test.
 
 use anyhow::Context;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The parser's package, pinned.
+const REQUIREMENTS: &[&str] = &["prometheus-client==0.26.0"];
 
 /// Fetches the page, checks its content type and parses it; prints each
 /// family as a JSON line.
@@ -75,17 +80,31 @@ impl Scrape {
     }
 }
 
+/// The interpreter of the virtual environment with the parser, installed
+/// once per process (tests running at once wait for the one installing).
+fn python() -> anyhow::Result<PathBuf> {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            crate::pytools::venv("prometheus", REQUIREMENTS)
+                .map(|bin| bin.join("python"))
+                .map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 /// Scrapes `http://<address>/metrics`.
 pub async fn scrape(address: &str) -> anyhow::Result<Scrape> {
-    let python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into());
     let address = address.to_string();
     let out = tokio::task::spawn_blocking(move || {
+        let python = python()?;
         std::process::Command::new(&python)
             .arg("-c")
             .arg(SCRAPE)
             .arg(&address)
             .output()
-            .with_context(|| format!("cannot run {python} (set SLUICE_PYTHON, see scripts/test)"))
+            .with_context(|| format!("cannot run {}", python.display()))
     })
     .await??;
     anyhow::ensure!(

@@ -106,6 +106,9 @@ impl DevStack {
         }
         if let Some(cl) = &self.cluster {
             out.push(("SLUICE_COORDINATOR".into(), cl.coordinator_address.clone()));
+            // The HTTP API and dashboard of the first coordinator; a follower
+            // sends the browser on to the leader.
+            out.push(("SLUICE_HTTP".into(), cl.http_url_of(0)));
             let metrics: Vec<String> = (0..cl.coordinator_count())
                 .filter_map(|i| cl.coordinator_metrics_address(i))
                 .chain((0..cl.worker_count()).filter_map(|i| cl.worker_metrics_address(i)))

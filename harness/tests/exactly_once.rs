@@ -19,17 +19,32 @@ struct Run {
     producing: Option<tokio::task::JoinHandle<anyhow::Result<usize>>>,
 }
 
-/// Starts three workers and the job, and begins producing `records`
+/// The job's layout: workers at the start, parallelism, and whether a
+/// `key_by` puts the sinks in a stage of their own.
+struct Shape {
+    workers: usize,
+    parallelism: u32,
+    keyed: bool,
+}
+
+const KEYED: Shape = Shape {
+    workers: 3,
+    parallelism: 3,
+    keyed: true,
+};
+
+/// Starts the workers and the job, and begins producing `records`
 /// uniquely numbered records at `rate` per second.
 async fn start(
     name: &str,
     records: usize,
     rate: u64,
     options: ClusterOptions,
+    shape: Shape,
 ) -> anyhow::Result<Run> {
     let infra = infra()?;
     let dir = test_dir(name);
-    let cluster = SluiceCluster::start(&dir, 3, options).await?;
+    let cluster = SluiceCluster::start(&dir, shape.workers, options).await?;
     let coordinator = cluster.coordinator_address.clone();
     let (input, output) = (unique("eo-in"), unique("eo-out"));
     admin::create_topic(&infra.kafka, &input, 3).await?;
@@ -40,17 +55,19 @@ async fn start(
         &format!(
             r#"
 name: exactly-once
-parallelism: 3
+parallelism: {p}
 delivery: exactly_once
 checkpoint: {{ interval: 500ms }}
 restart: {{ backoff: 200ms }}
 source: {{ kafka: {{ brokers: "{k}", topic: {input} }} }}
 transforms:
   - remap: .tag = "seen"
-  - key_by: [k]
+{key_by}
 sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
 "#,
-            k = infra.kafka
+            k = infra.kafka,
+            p = shape.parallelism,
+            key_by = if shape.keyed { "  - key_by: [k]" } else { "" },
         ),
         &[],
     )?;
@@ -164,7 +181,7 @@ async fn two_workers_killed_one_after_the_other_and_every_record_is_written_once
         heartbeat_timeout: Duration::from_secs(2),
         ..Default::default()
     };
-    let mut run = start("eo-kill", records, 8_000, options).await?;
+    let mut run = start("eo-kill", records, 8_000, options, KEYED).await?;
     wait_checkpoint_after(&run, 0).await?;
     run.cluster.kill_worker(1);
     println!("killed worker 1");
@@ -191,7 +208,7 @@ async fn a_sink_dying_after_its_checkpoint_completed_and_before_its_commit_loses
         .into(),
         ..Default::default()
     };
-    let run = start("eo-in-doubt", records, 6_000, options).await?;
+    let run = start("eo-in-doubt", records, 6_000, options, KEYED).await?;
     // Worker 0 aborts at its tenth commit: its transaction is left in doubt.
     wait_checkpoint_after(&run, 1).await?;
     let status = jobctl_json(&run.coordinator, &["status", &run.job])?;
@@ -219,7 +236,7 @@ async fn a_paused_worker_resumed_after_recovery_cannot_make_its_late_output_visi
         heartbeat_timeout: timeout,
         ..Default::default()
     };
-    let run = start("eo-zombie", records, 6_000, options).await?;
+    let run = start("eo-zombie", records, 6_000, options, KEYED).await?;
     wait_checkpoint_after(&run, 0).await?;
     // Paused mid-transaction, past its heartbeat timeout: the job recovers
     // elsewhere while this worker still holds open transactions and input.
@@ -239,4 +256,48 @@ async fn a_paused_worker_resumed_after_recovery_cannot_make_its_late_output_visi
         "the paused worker was declared lost: {workers}"
     );
     check_exactly_once(run, records).await
+}
+
+/// A sink that has not yet heard its checkpoint completed when the next
+/// barrier comes keeps both transactions open, and the checkpoint names
+/// both; when it dies before committing them, recovery commits both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_dying_with_two_checkpoints_uncommitted_loses_nothing() -> anyhow::Result<()> {
+    let records = 20_000;
+    let options = ClusterOptions {
+        heartbeat_interval: Duration::from_millis(250),
+        heartbeat_timeout: Duration::from_secs(2),
+        // The fifth completion is not acted on, as if heard late: the sixth
+        // barrier finds transaction five still waiting, and the process
+        // dies at the sixth completion, before committing five and six.
+        failpoints: [(
+            0,
+            "sink-skip-commit=4*off->1*return->off;checkpoint-completed-before-sink-commit=4*off->return"
+                .to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let shape = Shape {
+        workers: 1,
+        parallelism: 1,
+        keyed: false,
+    };
+    let mut run = start("eo-two-waiting", records, 4_000, options, shape).await?;
+    // Where the job goes once worker 0 is gone.
+    run.cluster.add_worker()?;
+    wait_checkpoint_after(&run, 1).await?;
+    let second = run.cluster.worker_log(1).expect("worker 1 log");
+    check_exactly_once(run, records).await?;
+    let recovered = std::fs::read_to_string(&second)?;
+    let committed = recovered
+        .matches("committed a transaction left open by a failure")
+        .count();
+    assert_eq!(
+        committed,
+        2,
+        "recovery committed both transactions the checkpoint named (see {})",
+        second.display()
+    );
+    Ok(())
 }

@@ -55,12 +55,14 @@ async fn recovery_commits_no_transaction_of_another_producer() -> anyhow::Result
     assert_ne!(first, second, "a new producer session");
     let state = TransactionalSinkState {
         txn: 4,
+        ids: 3,
         records: 1,
         producer: Some(first),
+        earlier: None,
     };
-    let (b, i) = (brokers.clone(), id.clone());
+    let (b, i, checkpointed) = (brokers.clone(), id.clone(), state.clone());
     let refused = tokio::task::spawn_blocking(move || {
-        kafka_txn::commit_checkpointed(&b, &i, &state, CALL, &AtomicBool::new(false))
+        kafka_txn::commit_checkpointed(&b, &i, &checkpointed, CALL, &AtomicBool::new(false))
     })
     .await?;
     println!("{refused:?}");

@@ -1,4 +1,4 @@
-use sluice_common::{Fault, TaskId};
+use sluice_common::{Fault, JobId, TaskId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -50,6 +50,12 @@ pub enum WorkerError {
     },
     #[error("job spec of task {task} does not parse: {reason}")]
     Spec { task: TaskId, reason: String },
+    #[error("job {job}: {source}")]
+    Secret {
+        job: JobId,
+        #[source]
+        source: sluice_common::secrets::SecretError,
+    },
     #[error("exchange to {peer} (stage {stage}, subtask {index}): {reason}")]
     Exchange {
         peer: String,
@@ -76,7 +82,11 @@ impl WorkerError {
     pub fn fault(&self) -> Fault {
         match self {
             Self::Kafka { source, .. } => kafka_fault(source),
-            Self::Spec { .. } | Self::CassandraTableChanged { .. } => Fault::Spec,
+            // A secret missing on this worker stays missing through restarts
+            // until someone provides it.
+            Self::Spec { .. } | Self::Secret { .. } | Self::CassandraTableChanged { .. } => {
+                Fault::Spec
+            }
             Self::CassandraSchema(e) => e.fault(),
             Self::CassandraPrepare { source, .. } => {
                 crate::connectors::cassandra::prepare_fault(source)
@@ -94,6 +104,18 @@ impl WorkerError {
             | Self::Store(_)
             | Self::DeadLetter { .. } => Fault::External,
         }
+    }
+
+    /// The errors under this one, outermost first, each as it describes
+    /// itself: what the coordinator shows as the failure's causes.
+    pub fn causes(&self) -> Vec<String> {
+        let mut causes = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            causes.push(e.to_string());
+            next = e.source();
+        }
+        causes
     }
 
     /// The peer worker this error could not reach, if that is what it is.
@@ -142,5 +164,29 @@ fn kafka_fault(e: &rdkafka::error::KafkaError) -> Fault {
             | UnsupportedVersion,
         ) => Fault::Spec,
         _ => Fault::External,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+
+    #[test]
+    fn causes_are_the_errors_under_this_one_outermost_first() {
+        let e = WorkerError::Kafka {
+            what: "producer".into(),
+            brokers: "b:9092".into(),
+            source: Box::new(KafkaError::ClientCreation("no such setting".into())),
+        };
+        assert_eq!(
+            e.causes(),
+            [KafkaError::ClientCreation("no such setting".into()).to_string()]
+        );
+        let e = WorkerError::Spec {
+            task: TaskId::new("job-1/s0/0@0"),
+            reason: "not YAML".into(),
+        };
+        assert!(e.causes().is_empty());
     }
 }

@@ -54,6 +54,15 @@ struct Args {
     /// and coordinator of a cluster must name the same place.
     #[arg(long, env = "SLUICE_CHECKPOINT_STORE", default_value_t = sluice_common::store::default_location())]
     checkpoint_store: String,
+    /// A directory with one file per secret, as Kubernetes mounts a Secret:
+    /// a spec's `${NAME}` in a secret field is the content of file NAME (less
+    /// one trailing newline). Looked in first.
+    #[arg(long, env = "SLUICE_SECRETS_DIR")]
+    secrets_dir: Option<std::path::PathBuf>,
+    /// A file of NAME=VALUE lines giving secrets; looked in after
+    /// --secrets-dir and before the environment.
+    #[arg(long, env = "SLUICE_SECRETS_FILE")]
+    secrets_file: Option<std::path::PathBuf>,
     /// Address to serve Prometheus metrics on (`GET /metrics`); none when
     /// not given. Port 0 picks a free one, which the log names.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
@@ -85,6 +94,10 @@ async fn main() -> anyhow::Result<()> {
         peers: Peers::default(),
         own_address: data_address.clone(),
         store: sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
+        secrets: sluice_common::secrets::Secrets {
+            dir: args.secrets_dir,
+            file: args.secrets_file,
+        },
     });
     let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
     let tasks = TaskManager::new(ctx, changes_tx);

@@ -27,13 +27,21 @@ pub const DEFAULT_TRANSACTION_TIMEOUT_MS: u64 = 900_000;
 /// The producer property holding a transaction's timeout.
 pub const TRANSACTION_TIMEOUT: &str = "transaction.timeout.ms";
 
-/// The two transactional ids of sink subtask `index` of stage `stage` of the
-/// job with uid `job_uid`: `sluice-<job uid>-s<stage>-<index>-{0,1}`.
-/// Transaction `k` of the subtask runs on the id at `k mod 2`. Stable across
-/// attempts of the job, so a new attempt fences the producers of an old one.
-pub fn transactional_ids(job_uid: &str, stage: u32, index: u32) -> [String; 2] {
+/// How many transactional ids a sink subtask rotates over: one for the open
+/// transaction, one for the transaction waiting for its checkpoint, and one
+/// for the transaction committed last, whose id takes no new transaction
+/// while a checkpoint naming it may still be restored.
+pub const TRANSACTIONAL_IDS: usize = 3;
+
+/// The transactional ids of sink subtask `index` of stage `stage` of the
+/// job with uid `job_uid`: `sluice-<job uid>-s<stage>-<index>-{0,1,2}`.
+/// Transaction `k` of the subtask runs on the id at `k mod 3` (`k mod 2` in
+/// states of sinks that had two; see [`TransactionalSinkState::ids`]).
+/// Stable across attempts of the job, so a new attempt fences the producers
+/// of an old one.
+pub fn transactional_ids(job_uid: &str, stage: u32, index: u32) -> [String; TRANSACTIONAL_IDS] {
     let prefix = format!("sluice-{job_uid}-s{stage}-{index}");
-    [format!("{prefix}-0"), format!("{prefix}-1")]
+    std::array::from_fn(|i| format!("{prefix}-{i}"))
 }
 
 /// The `transaction.timeout.ms` a Kafka sink with these producer
@@ -59,7 +67,11 @@ mod tests {
     fn ids_and_timeouts() {
         assert_eq!(
             transactional_ids("ab12", 1, 3),
-            ["sluice-ab12-s1-3-0", "sluice-ab12-s1-3-1"]
+            [
+                "sluice-ab12-s1-3-0",
+                "sluice-ab12-s1-3-1",
+                "sluice-ab12-s1-3-2"
+            ]
         );
         let mut props = BTreeMap::new();
         assert_eq!(transaction_timeout_ms(&props), Ok(900_000));

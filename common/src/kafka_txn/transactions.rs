@@ -82,7 +82,7 @@ pub fn open_producer(
 }
 
 /// Commits the transaction that a completed checkpoint recorded in `state`
-/// if it is still open on `transactional_id` (the id at `state.txn mod 2`).
+/// if it is still open on `transactional_id` (the id at `state.id_index()`).
 /// It is open when its producer died between the checkpoint's completion
 /// and its own commit. When `state` names the producer that pre-committed
 /// it, only a transaction of that producer is committed: another one open
@@ -242,8 +242,9 @@ fn decide(
             state: found.state.clone(),
         }),
         // Nothing else can have run on this id since the checkpoint's
-        // transaction: the next one on it begins only after a later
-        // checkpoint completed.
+        // transaction: the next one on it begins only after a checkpoint
+        // whose barrier came after that commit completed, and recovery
+        // restores the latest one.
         "CompleteAbort" if state.records > 0 => Err(TxnError::AbortedByBroker {
             id: id.to_string(),
             txn: state.txn,
@@ -308,8 +309,10 @@ mod tests {
     fn state(records: u64, producer: Option<ProducerIdentity>) -> TransactionalSinkState {
         TransactionalSinkState {
             txn: 5,
+            ids: 3,
             records,
             producer,
+            earlier: None,
         }
     }
 

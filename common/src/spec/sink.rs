@@ -133,7 +133,7 @@ impl SinkSpec {
                 let columns = o.opt_string_map("columns", p);
                 let batch_size = o.opt_u64("batch_size", 1..=10_000, p).unwrap_or(256) as usize;
                 let max_concurrency =
-                    o.opt_u64("max_concurrency", 1..=1024, p).unwrap_or(32) as usize;
+                    o.opt_u64("max_concurrency", 1..=1024, p).unwrap_or(128) as usize;
                 match (contact_points, keyspace, table) {
                     (Some(contact_points), Some(keyspace), Some(table)) => {
                         Some(Self::Cassandra(CassandraSinkSpec {

@@ -3,6 +3,7 @@
 //!
 //! [`Command`]: crate::meta::Command
 
+pub mod bootstrap;
 mod log_store;
 pub mod membership;
 mod network;

@@ -5,8 +5,7 @@ use crate::error::CoordinatorError;
 use crate::meta::{Applied, ClusterMeta, Command, MetaStore};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, Instant as _, SnapshotPolicy};
-use std::collections::BTreeMap;
+use openraft::{Instant as _, SnapshotPolicy};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -29,15 +28,10 @@ pub struct RaftStore {
 }
 
 impl RaftStore {
-    /// Opens the Raft file under `data_dir` and joins the group. A member
-    /// whose file is new and whose id is the lowest of `members` bootstraps
-    /// the group with them; every other member waits to be contacted.
-    pub async fn start(
-        id: u64,
-        members: BTreeMap<u64, String>,
-        data_dir: &Path,
-        snapshot_every: u64,
-    ) -> anyhow::Result<Self> {
+    /// Opens the Raft file under `data_dir` and starts this member; a member
+    /// with new data comes into its group through
+    /// [`super::bootstrap::join_or_initialize`].
+    pub async fn start(id: u64, data_dir: &Path, snapshot_every: u64) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let (log, sm) = super::open(&data_dir.join("raft.redb"))?;
         let state = sm.shared();
@@ -53,17 +47,6 @@ impl RaftStore {
         }
         .validate()?;
         let raft = Raft::new(id, Arc::new(config), Network::default(), log, sm).await?;
-        let bootstrap = members.keys().next() == Some(&id);
-        if bootstrap && !raft.is_initialized().await? {
-            let nodes: BTreeMap<u64, BasicNode> = members
-                .iter()
-                .map(|(n, addr)| (*n, BasicNode::new(addr)))
-                .collect();
-            tracing::info!(id, members = ?members, "bootstrapping the coordinator group");
-            if let Err(e) = raft.initialize(nodes).await {
-                tracing::info!(error = %e, "group already initialized");
-            }
-        }
         Ok(Self { raft, state })
     }
 

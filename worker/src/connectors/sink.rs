@@ -20,8 +20,8 @@ pub enum SinkWriter {
 /// What a sink's pre-commit at a barrier gives.
 #[derive(Debug, Default)]
 pub struct PreCommit {
-    /// What the checkpoint holds of the sink when it then waits for the
-    /// checkpoint to complete before it commits (JSON).
+    /// What the checkpoint holds of the sink when something of it waits for
+    /// the checkpoint to complete before it commits (JSON).
     pub state: Option<String>,
     /// Records the output refused since the last batch, for the dead-letter topic.
     pub failures: Vec<Failure>,
@@ -36,14 +36,16 @@ pub struct SinkIdentity<'a> {
 }
 
 impl SinkWriter {
-    /// `restored` is the subtask's state in the checkpoint the job restarts
-    /// from (JSON, may be empty); `timezone` is the job's, for zone-less times.
+    /// `restored` is the subtask's state in checkpoint `restored_checkpoint`,
+    /// which the job restarts from (JSON, may be empty; 0: none);
+    /// `timezone` is the job's, for zone-less times.
     pub async fn build(
         spec: &SinkSpec,
         delivery: &Delivery,
         timezone: chrono_tz::Tz,
         id: &SinkIdentity<'_>,
         restored: &str,
+        restored_checkpoint: u64,
     ) -> Result<Self> {
         Ok(match spec {
             SinkSpec::Kafka(k) if *delivery == Delivery::ExactlyOnce => {
@@ -56,7 +58,7 @@ impl SinkWriter {
                         reason: format!("restored sink state {restored:?} does not parse: {e}"),
                     })?;
                 Self::TransactionalKafka(Box::new(
-                    TransactionalKafkaSink::build(k, ids, restored).await?,
+                    TransactionalKafkaSink::build(k, ids, restored, restored_checkpoint).await?,
                 ))
             }
             SinkSpec::Kafka(k) => Self::Kafka(KafkaSink::build(k).await?),
@@ -80,11 +82,12 @@ impl SinkWriter {
         }
     }
 
-    /// At a barrier: pre-commits everything written before it.
-    pub async fn pre_commit(&mut self) -> Result<PreCommit> {
+    /// At the barrier of checkpoint `checkpoint`: pre-commits everything
+    /// written before it. Input goes on at once, into the next transaction.
+    pub async fn pre_commit(&mut self, checkpoint: u64) -> Result<PreCommit> {
         match self {
             Self::TransactionalKafka(s) => {
-                let state = s.pre_commit().await?;
+                let state = s.pre_commit(checkpoint).await?;
                 Ok(PreCommit {
                     state: Some(serde_json::to_string(&state).unwrap_or_default()),
                     failures: Vec::new(),
@@ -95,7 +98,7 @@ impl SinkWriter {
                 failures: s.pre_commit().await?,
             }),
             Self::S3(s) => Ok(PreCommit {
-                state: s.pre_commit().await?,
+                state: s.pre_commit(checkpoint).await?,
                 failures: Vec::new(),
             }),
             Self::Cassandra(s) => Ok(PreCommit {
@@ -106,12 +109,40 @@ impl SinkWriter {
         }
     }
 
-    /// The checkpoint of the last pre-commit completed.
-    pub async fn commit(&mut self) -> Result<()> {
+    /// `true` when checkpoint `completed` covers something pre-committed and
+    /// not yet committed.
+    pub fn covers(&self, completed: u64) -> bool {
         match self {
-            Self::TransactionalKafka(s) => s.commit().await,
-            Self::S3(s) => s.commit().await,
+            Self::TransactionalKafka(s) => s.covers(completed),
+            Self::S3(s) => s.covers(completed),
+            Self::Kafka(_) | Self::Cassandra(_) | Self::Blackhole(_) => false,
+        }
+    }
+
+    /// Checkpoint `completed` completed: commits what was pre-committed at
+    /// its barrier and at earlier ones, and nothing of later barriers.
+    pub async fn commit(&mut self, completed: u64) -> Result<()> {
+        match self {
+            Self::TransactionalKafka(s) => s.commit(completed).await,
+            Self::S3(s) => s.commit(completed).await,
             Self::Kafka(_) | Self::Cassandra(_) | Self::Blackhole(_) => Ok(()),
+        }
+    }
+
+    /// The coordinator settled checkpoints up to `completed` and abandoned
+    /// up to `abandoned`: a sink blocked on an abandoned one writes on.
+    pub fn abandoned(&mut self, completed: u64, abandoned: u64) {
+        if let Self::TransactionalKafka(s) = self {
+            s.abandoned(completed, abandoned);
+        }
+    }
+
+    /// `true` while the sink takes no records: every transaction it may
+    /// hold waits for a checkpoint to complete.
+    pub fn blocked(&self) -> bool {
+        match self {
+            Self::TransactionalKafka(s) => s.blocked(),
+            Self::Kafka(_) | Self::Cassandra(_) | Self::Blackhole(_) | Self::S3(_) => false,
         }
     }
 

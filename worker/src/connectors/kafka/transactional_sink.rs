@@ -1,17 +1,25 @@
 //! Exactly-once Kafka sink: two-phase commit across checkpoints.
 //!
-//! Each sink subtask owns two transactional ids, stable across attempts of
-//! the job so a restarted subtask fences its zombie. Transaction `k` runs on
-//! id `k mod 2`. At barrier `n` the sink flushes transaction `k` (pre-commit),
-//! records `k` and the producer session holding it in the checkpoint, and
-//! takes no more input until checkpoint `n` completes (it then commits `k`
-//! and opens `k + 1` on the other id) or is abandoned (it then goes on
-//! writing into `k`, which the next checkpoint covers whole). So at most one
-//! transaction is open per id, and after a failure the one open on id
-//! `k mod 2`, where `k` is what the restored checkpoint recorded, is exactly
-//! the transaction that checkpoint covers: recovery commits it, after
-//! checking the broker names the producer session the checkpoint recorded,
-//! before anything else touches that id.
+//! Each sink subtask owns three transactional ids, stable across attempts
+//! of the job so a restarted subtask fences its zombie. Transaction `k` runs
+//! on id `k mod 3`. At barrier `n` the sink flushes transaction `k`
+//! (pre-commit), records it and the producer session holding it in the
+//! checkpoint, and at once opens `k + 1` on the next id, so input flows on
+//! while checkpoint `n` completes; it commits `k` when `n` (or a later
+//! checkpoint) completes. Once committed, `k`'s id takes no new transaction
+//! until a checkpoint whose barrier came after that commit completes: until
+//! then the job may restart from a checkpoint naming `k`, and recovery must
+//! find on that id `k` itself or nothing newer. In a steady run each
+//! checkpoint completes before the next barrier and the third id is free
+//! when needed, so the sink never waits. Otherwise (a slow checkpoint) a
+//! barrier that comes while `k` still waits pre-commits `k + 1` as well, and
+//! the checkpoint records both; with no id free the sink takes no input
+//! until a completion frees one, or until the newest transaction's
+//! checkpoints are abandoned (the sink then goes on writing into it, and the
+//! next checkpoint covers it whole). After a failure, the transactions open
+//! on the ids the restored checkpoint names are exactly those it covers:
+//! recovery commits them, after checking the broker names the producer
+//! sessions the checkpoint recorded, before anything else touches those ids.
 
 use super::deliveries::{self, Deliveries, SinkProducer};
 use super::{client_config, kafka_err, topic_limits, with_limit};
@@ -19,9 +27,11 @@ use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
 use rdkafka::producer::Producer;
 use sluice_common::kafka_txn::{
-    self, DEFAULT_TRANSACTION_TIMEOUT_MS, InDoubt, TRANSACTION_TIMEOUT, TransactionalSinkState,
+    self, DEFAULT_TRANSACTION_TIMEOUT_MS, InDoubt, ProducerIdentity, TRANSACTION_TIMEOUT,
+    TRANSACTIONAL_IDS, TransactionalSinkState,
 };
 use sluice_common::spec::KafkaSinkSpec;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -29,36 +39,79 @@ use std::time::{Duration, SystemTime};
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct TransactionalKafkaSink {
-    producers: [super::DetachedDrop<Arc<SinkProducer>>; 2],
-    ids: [String; 2],
-    /// The open transaction.
-    txn: u64,
-    /// Records written into it.
-    txn_records: u64,
-    /// When its first record was written: the broker's transaction timeout
-    /// runs from about then.
-    txn_opened_at: Option<SystemTime>,
+    producers: [super::DetachedDrop<Arc<SinkProducer>>; TRANSACTIONAL_IDS],
+    ids: [String; TRANSACTIONAL_IDS],
+    /// The transaction records go into; `None` while no id is free.
+    open: Option<Txn>,
+    /// Pre-committed at a barrier and not yet committed, oldest first; at
+    /// most two.
+    pre_committed: VecDeque<PreCommitted>,
+    /// Ids of committed transactions that take no new one yet: `(index,
+    /// until)`, free once a checkpoint after `until` (the latest barrier
+    /// when it committed, or the restored checkpoint) completes.
+    cooling: VecDeque<(usize, u64)>,
+    /// The checkpoint of the latest barrier.
+    last_barrier: u64,
+    /// The number the next transaction opened gets.
+    next_txn: u64,
     brokers: String,
     deliveries: Deliveries,
 }
 
+/// A transaction of the sink.
+#[derive(Debug, Clone, Copy)]
+struct Txn {
+    /// It runs on transactional id `number mod 3`.
+    number: u64,
+    /// Records written into it.
+    records: u64,
+    /// When its first record was written: the broker's transaction timeout
+    /// runs from about then.
+    opened_at: Option<SystemTime>,
+}
+
+/// A transaction flushed at a barrier, waiting for a checkpoint covering it
+/// to complete.
+#[derive(Debug, Clone, Copy)]
+struct PreCommitted {
+    txn: Txn,
+    /// The checkpoint of that barrier: its completion, or any later one's,
+    /// commits the transaction.
+    checkpoint: u64,
+    /// The latest checkpoint whose state names it: only once that one is
+    /// abandoned may more records go into it.
+    named_until: u64,
+    /// The producer session holding it, read from the broker when it held
+    /// records.
+    producer: Option<ProducerIdentity>,
+}
+
 impl TransactionalKafkaSink {
-    /// `ids` are the subtask's two transactional ids
-    /// ([`kafka_txn::transactional_ids`]); `restored` is its state in the
-    /// checkpoint the job restarts from.
+    /// `ids` are the subtask's transactional ids
+    /// ([`kafka_txn::transactional_ids`]); `restored` is its state in
+    /// checkpoint `restored_checkpoint`, which the job restarts from.
     pub async fn build(
         spec: &KafkaSinkSpec,
-        ids: [String; 2],
+        ids: [String; TRANSACTIONAL_IDS],
         restored: Option<TransactionalSinkState>,
+        restored_checkpoint: u64,
     ) -> Result<Self> {
         // Set when this build is dropped (its subtask cancelled): blocking
         // recovery work still under way must then leave the ids alone.
         let cancelled = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(cancelled.clone());
-        if let Some(state) = restored {
-            let id = ids[(state.txn % 2) as usize].clone();
+        let next_txn = restored.as_ref().map_or(1, |s| s.txn + 1);
+        let named = restored
+            .iter()
+            .flat_map(TransactionalSinkState::transactions)
+            .collect::<Vec<_>>();
+        for state in named.iter().cloned() {
+            let Some(id) = ids.get(state.id_index()).cloned() else {
+                continue;
+            };
             let brokers = spec.brokers.clone();
             let flag = cancelled.clone();
+            let (txn, records) = (state.txn, state.records);
             let outcome = tokio::task::spawn_blocking(move || {
                 kafka_txn::commit_checkpointed(&brokers, &id, &state, CALL_TIMEOUT, &flag)
             })
@@ -72,7 +125,8 @@ impl TransactionalKafkaSink {
                 source,
             })?;
             tracing::info!(
-                txn = state.txn,
+                txn,
+                records,
                 ?outcome,
                 "in-doubt transaction of the restored checkpoint settled"
             );
@@ -81,7 +135,7 @@ impl TransactionalKafkaSink {
             });
             if outcome == InDoubt::Committed {
                 tracing::warn!(
-                    txn = state.txn,
+                    txn,
                     "committed a transaction left open by a failure after its checkpoint completed"
                 );
             }
@@ -108,6 +162,7 @@ impl TransactionalKafkaSink {
         let producers = [
             super::DetachedDrop::new(make(&ids[0])?),
             super::DetachedDrop::new(make(&ids[1])?),
+            super::DetachedDrop::new(make(&ids[2])?),
         ];
         // Fences older attempts' producers and aborts whatever they left open.
         for (p, id) in producers.iter().zip(&ids) {
@@ -125,32 +180,83 @@ impl TransactionalKafkaSink {
                 &spec.brokers,
             ))?;
         }
-        let txn = restored.map_or(1, |s| s.txn + 1);
-        let sink = Self {
+        // The restored checkpoint's transactions are committed now, and their
+        // ids wait like any committed one's: the job may restart from that
+        // checkpoint again.
+        let cooling = named
+            .iter()
+            .map(|s| (s.id_index(), restored_checkpoint))
+            .collect();
+        let mut sink = Self {
             producers,
             ids,
-            txn,
-            txn_records: 0,
-            txn_opened_at: None,
+            open: None,
+            pre_committed: VecDeque::new(),
+            cooling,
+            last_barrier: restored_checkpoint,
+            next_txn,
             brokers: spec.brokers.clone(),
             deliveries: Deliveries::new(spec, limits.compacted),
         };
-        sink.current()
-            .begin_transaction()
-            .map_err(kafka_err("begin transaction", &sink.brokers))?;
+        sink.begin()?;
         Ok(sink)
     }
 
-    fn current(&self) -> &Arc<SinkProducer> {
-        &self.producers[(self.txn % 2) as usize]
+    fn producer(&self, txn: u64) -> &Arc<SinkProducer> {
+        &self.producers[slot(txn)]
     }
 
-    fn current_id(&self) -> &str {
-        &self.ids[(self.txn % 2) as usize]
+    fn id(&self, txn: u64) -> &str {
+        &self.ids[slot(txn)]
+    }
+
+    /// Opens the next transaction if none is open, fewer than two wait for
+    /// their checkpoint (a checkpoint's state names two at most), and its id
+    /// is free: no transaction waits or cools on it. With two transactions
+    /// at most open or waiting, a completion always frees an id.
+    fn begin(&mut self) -> Result<()> {
+        let number = self.next_txn;
+        if self.open.is_some() || self.pre_committed.len() >= 2 {
+            return Ok(());
+        }
+        let taken = self
+            .pre_committed
+            .iter()
+            .map(|p| slot(p.txn.number))
+            .chain(self.cooling.iter().map(|(index, _)| *index))
+            .any(|index| index == slot(number));
+        if taken {
+            return Ok(());
+        }
+        self.producer(number)
+            .begin_transaction()
+            .map_err(kafka_err("begin transaction", &self.brokers))?;
+        self.next_txn += 1;
+        self.open = Some(Txn {
+            number,
+            records: 0,
+            opened_at: None,
+        });
+        Ok(())
+    }
+
+    /// `true` while no id is free for a transaction: the sink takes no
+    /// records until a checkpoint completes or the newest barrier's is
+    /// abandoned.
+    pub fn blocked(&self) -> bool {
+        self.open.is_none()
     }
 
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
-        let producer = Arc::clone(self.current());
+        let Some(open) = self.open else {
+            return Err(WorkerError::InDoubt {
+                ids: self.ids.join(", "),
+                reason:
+                    "records came while both transactional ids held a pre-committed transaction"
+                        .into(),
+            });
+        };
+        let producer = Arc::clone(self.producer(open.number));
         let sent_at = SystemTime::now();
         let failures = self.deliveries.send(&producer, &batch).await?;
         // A record the broker refused fails the whole transaction: the job
@@ -158,73 +264,154 @@ impl TransactionalKafkaSink {
         // record before sending (the limit is the topic's), so the broker
         // has little left to refuse a record for.
         let refused = self.deliveries.refused(&producer)?;
-        self.refuse_doomed(&refused)?;
-        self.txn_records += (batch.len() - failures.len()) as u64;
-        if self.txn_records > 0 {
-            self.txn_opened_at.get_or_insert(sent_at);
+        self.refuse_doomed(open.number, &refused)?;
+        if let Some(open) = &mut self.open {
+            open.records += (batch.len() - failures.len()) as u64;
+            if open.records > 0 {
+                open.opened_at.get_or_insert(sent_at);
+            }
         }
         Ok(failures)
     }
 
-    /// Since when the open transaction has held records (`None`: it holds
-    /// none, so the broker has not begun it).
+    /// Since when the oldest transaction not yet committed has held records
+    /// (`None`: none holds any, so the broker has begun none).
     pub fn open_transaction_since(&self) -> Option<SystemTime> {
-        self.txn_opened_at
+        self.pre_committed
+            .iter()
+            .map(|p| p.txn)
+            .chain(self.open)
+            .filter_map(|t| t.opened_at)
+            .min()
     }
 
-    /// Flushes the open transaction; its number, and the producer session
-    /// holding it when it holds records, go into the checkpoint.
-    pub async fn pre_commit(&mut self) -> Result<TransactionalSinkState> {
-        let producer = Arc::clone(self.current());
-        let refused = self.deliveries.drain(&producer).await?;
-        self.refuse_doomed(&refused)?;
-        let producer = if self.txn_records > 0 {
-            let (brokers, id) = (self.brokers.clone(), self.current_id().to_string());
-            let identity = tokio::task::spawn_blocking(move || {
-                kafka_txn::open_producer(&brokers, &id, CALL_TIMEOUT, &AtomicBool::new(false))
-            })
-            .await
-            .map_err(|e| WorkerError::InDoubt {
-                ids: self.ids.join(", "),
-                reason: e.to_string(),
-            })?
-            .map_err(|source| WorkerError::Transaction {
-                ids: self.ids.join(", "),
-                source,
-            })?;
-            Some(identity)
+    /// At the barrier of checkpoint `checkpoint`: flushes the open
+    /// transaction and opens the next one when an id is free. The
+    /// checkpoint's state names every transaction not yet committed, with
+    /// the producer session holding each one that holds records.
+    pub async fn pre_commit(&mut self, checkpoint: u64) -> Result<TransactionalSinkState> {
+        self.last_barrier = checkpoint;
+        if let Some(open) = self.open.take() {
+            let producer = Arc::clone(self.producer(open.number));
+            let refused = self.deliveries.drain(&producer).await?;
+            self.refuse_doomed(open.number, &refused)?;
+            let identity = if open.records > 0 {
+                let (brokers, id) = (self.brokers.clone(), self.id(open.number).to_string());
+                let identity = tokio::task::spawn_blocking(move || {
+                    kafka_txn::open_producer(&brokers, &id, CALL_TIMEOUT, &AtomicBool::new(false))
+                })
+                .await
+                .map_err(|e| WorkerError::InDoubt {
+                    ids: self.ids.join(", "),
+                    reason: e.to_string(),
+                })?
+                .map_err(|source| WorkerError::Transaction {
+                    ids: self.ids.join(", "),
+                    source,
+                })?;
+                Some(identity)
+            } else {
+                None
+            };
+            self.pre_committed.push_back(PreCommitted {
+                txn: open,
+                checkpoint,
+                named_until: checkpoint,
+                producer: identity,
+            });
+            self.begin()?;
         } else {
-            None
-        };
-        Ok(TransactionalSinkState {
-            txn: self.txn,
-            records: self.txn_records,
-            producer,
-        })
+            for p in &mut self.pre_committed {
+                p.named_until = checkpoint;
+            }
+        }
+        Ok(self.state())
     }
 
-    /// The checkpoint holding the pre-committed transaction completed: commit
-    /// it and open the next one on the other transactional id.
-    pub async fn commit(&mut self) -> Result<()> {
-        fail::fail_point!("sink-before-commit", |_| {
-            std::process::abort();
-        });
-        let p = Arc::clone(self.current());
-        blocking(move || p.commit_transaction(CALL_TIMEOUT))
-            .await
-            .map_err(kafka_err(
-                format!("commit transaction on `{}`", self.current_id()),
-                &self.brokers,
-            ))?;
-        fail::fail_point!("sink-after-commit", |_| {
-            std::process::abort();
-        });
-        self.txn += 1;
-        self.txn_records = 0;
-        self.txn_opened_at = None;
-        self.current()
-            .begin_transaction()
-            .map_err(kafka_err("begin transaction", &self.brokers))
+    /// What a checkpoint taken now holds: the newest transaction not yet
+    /// committed, and the one before it if that one waits too.
+    fn state(&self) -> TransactionalSinkState {
+        let as_state = |p: &PreCommitted| TransactionalSinkState {
+            txn: p.txn.number,
+            ids: TRANSACTIONAL_IDS as u64,
+            records: p.txn.records,
+            producer: p.producer,
+            earlier: None,
+        };
+        let mut newest = self.pre_committed.iter().rev();
+        match newest.next() {
+            Some(last) => TransactionalSinkState {
+                earlier: newest.next().map(|p| Box::new(as_state(p))),
+                ..as_state(last)
+            },
+            // Unreachable after a pre-commit; an empty state commits nothing.
+            None => TransactionalSinkState {
+                txn: self.next_txn.saturating_sub(1),
+                ids: TRANSACTIONAL_IDS as u64,
+                records: 0,
+                producer: None,
+                earlier: None,
+            },
+        }
+    }
+
+    /// `true` when checkpoint `completed` covers a transaction still to commit.
+    pub fn covers(&self, completed: u64) -> bool {
+        self.pre_committed
+            .front()
+            .is_some_and(|p| p.checkpoint <= completed)
+    }
+
+    /// Checkpoint `completed` completed: commits, oldest first, every
+    /// transaction pre-committed at its barrier or an earlier one, and opens
+    /// the next transaction if the sink had none open.
+    pub async fn commit(&mut self, completed: u64) -> Result<()> {
+        self.cooling.retain(|(_, until)| *until >= completed);
+        while let Some(p) = self.pre_committed.front().copied() {
+            if p.checkpoint > completed {
+                break;
+            }
+            fail::fail_point!("sink-before-commit", |_| {
+                std::process::abort();
+            });
+            let producer = Arc::clone(self.producer(p.txn.number));
+            blocking(move || producer.commit_transaction(CALL_TIMEOUT))
+                .await
+                .map_err(kafka_err(
+                    format!("commit transaction on `{}`", self.id(p.txn.number)),
+                    &self.brokers,
+                ))?;
+            fail::fail_point!("sink-after-commit", |_| {
+                std::process::abort();
+            });
+            self.pre_committed.pop_front();
+            self.cooling
+                .push_back((slot(p.txn.number), self.last_barrier));
+        }
+        self.begin()
+    }
+
+    /// What the coordinator settled: the latest checkpoint `completed` and
+    /// the latest `abandoned`. A sink with no open transaction whose newest
+    /// one's checkpoint was abandoned goes on writing into that one (it is
+    /// flushed, not ended), which the next checkpoint then covers whole: no
+    /// completed checkpoint names it as it is, and none will.
+    pub fn abandoned(&mut self, completed: u64, abandoned: u64) {
+        if self.open.is_some() {
+            return;
+        }
+        if let Some(newest) = self.pre_committed.back()
+            && abandoned >= newest.named_until
+            && completed < newest.checkpoint
+            && let Some(newest) = self.pre_committed.pop_back()
+        {
+            tracing::info!(
+                txn = newest.txn.number,
+                checkpoint = newest.checkpoint,
+                "checkpoint abandoned: the sink writes on into its transaction"
+            );
+            self.open = Some(newest.txn);
+        }
     }
 
     /// The input ended after the last checkpoint committed (a stop with a
@@ -232,42 +419,47 @@ impl TransactionalKafkaSink {
     /// covers, and is aborted rather than left begun. The stop's own commit
     /// is done by then, so a failure here is only reported.
     pub async fn end(&mut self) {
-        let p = Arc::clone(self.current());
-        let records = self.txn_records;
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let p = Arc::clone(self.producer(open.number));
         match blocking(move || p.abort_transaction(CALL_TIMEOUT)).await {
             Ok(()) => tracing::info!(
-                txn = self.txn,
-                records,
+                txn = open.number,
+                records = open.records,
                 "input ended: the transaction opened after the last checkpoint is aborted"
             ),
             Err(e) => tracing::warn!(
-                txn = self.txn,
-                records,
-                transactional_id = self.current_id(),
+                txn = open.number,
+                records = open.records,
+                transactional_id = self.id(open.number),
                 error = %e,
                 "input ended: the transaction opened after the last checkpoint could not be aborted"
             ),
         }
-        self.txn_records = 0;
-        self.txn_opened_at = None;
     }
 }
 
 impl TransactionalKafkaSink {
     /// Records the broker refused after they were sent cannot be taken out
     /// of the transaction, which then cannot commit.
-    fn refuse_doomed(&self, refused: &[Failure]) -> Result<()> {
+    fn refuse_doomed(&self, txn: u64, refused: &[Failure]) -> Result<()> {
         match refused.first() {
             Some(f) => Err(WorkerError::InDoubt {
                 ids: self.ids.join(", "),
                 reason: format!(
-                    "transaction {} cannot commit: {} (record {}/{}/{})",
-                    self.txn, f.error, f.origin.topic, f.origin.partition, f.origin.offset
+                    "transaction {txn} cannot commit: {} (record {}/{}/{})",
+                    f.error, f.origin.topic, f.origin.partition, f.origin.offset
                 ),
             }),
             None => Ok(()),
         }
     }
+}
+
+/// The index of the transactional id transaction `txn` runs on.
+fn slot(txn: u64) -> usize {
+    (txn % TRANSACTIONAL_IDS as u64) as usize
 }
 
 struct CancelOnDrop(Arc<AtomicBool>);

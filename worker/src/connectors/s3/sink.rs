@@ -62,10 +62,11 @@ pub struct S3Sink {
     last_roll: Instant,
     /// Staged since the last barrier.
     staged: Vec<StagedFile>,
-    /// Staged before the last barrier and not yet committed, whether that
-    /// barrier's checkpoint is in flight or was abandoned: the next commit
-    /// makes them visible.
-    pending: Vec<StagedFile>,
+    /// Staged before a barrier and not yet committed, whether that
+    /// barrier's checkpoint is in flight or was abandoned, each with the
+    /// checkpoint of the first barrier after it: that checkpoint's
+    /// completion, or any later one's, makes it visible.
+    pending: Vec<(u64, StagedFile)>,
 }
 
 fn open_store(spec: &S3SinkSpec) -> std::result::Result<(Arc<dyn ObjectStore>, String), String> {
@@ -145,8 +146,8 @@ impl S3Sink {
             let state: S3SinkState =
                 serde_json::from_str(restored).map_err(|e| sink.err("restore", e.to_string()))?;
             let files = state.files.len();
-            sink.pending = state.files;
-            sink.commit().await?;
+            sink.pending = state.files.into_iter().map(|f| (0, f)).collect();
+            sink.commit(0).await?;
             tracing::info!(
                 files,
                 "S3 sink finished the commit of its restored checkpoint"
@@ -250,27 +251,45 @@ impl S3Sink {
         Ok(())
     }
 
-    /// At a barrier: rolls, and returns the files the checkpoint makes
-    /// visible (JSON), or `None` when there are none. These are this
-    /// barrier's files and every earlier one's not committed yet: an earlier
-    /// checkpoint that was abandoned hands its files on to this one.
-    pub async fn pre_commit(&mut self) -> Result<Option<String>> {
+    /// At the barrier of checkpoint `checkpoint`: rolls, and returns the
+    /// files the checkpoint makes visible (JSON), or `None` when there are
+    /// none. These are this barrier's files and every earlier one's not
+    /// committed yet: an earlier checkpoint still in flight or abandoned
+    /// hands its files on to this one.
+    pub async fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<String>> {
         self.roll().await?;
-        self.pending.append(&mut self.staged);
+        self.pending
+            .extend(self.staged.drain(..).map(|f| (checkpoint, f)));
         if self.pending.is_empty() {
             return Ok(None);
         }
         let state = S3SinkState {
-            files: self.pending.clone(),
+            files: self.pending.iter().map(|(_, f)| f.clone()).collect(),
         };
         Ok(Some(serde_json::to_string(&state).unwrap_or_default()))
     }
 
-    /// Moves the files of the last barrier (and of the abandoned ones before
-    /// it) to their final keys. Idempotent: a file already moved is skipped,
-    /// so recovery can repeat it.
-    pub async fn commit(&mut self) -> Result<()> {
-        for (i, file) in self.pending.iter().enumerate() {
+    /// `true` when checkpoint `completed` covers files still to move.
+    pub fn covers(&self, completed: u64) -> bool {
+        self.pending.iter().any(|(c, _)| *c <= completed)
+    }
+
+    /// Checkpoint `completed` completed: moves the files staged before its
+    /// barrier (and the abandoned ones' before them) to their final keys;
+    /// files staged for a later barrier wait for their own checkpoint.
+    /// Idempotent: a file already moved is skipped, so recovery can repeat
+    /// it.
+    pub async fn commit(&mut self, completed: u64) -> Result<()> {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(c, _)| *c <= completed);
+        self.pending = later;
+        // A failure fails the subtask: its restart repeats the move.
+        self.publish(&due).await
+    }
+
+    async fn publish(&self, files: &[(u64, StagedFile)]) -> Result<()> {
+        for (i, (_, file)) in files.iter().enumerate() {
             if i == 1 {
                 fail::fail_point!("s3-sink-mid-commit", |_| {
                     std::process::abort();
@@ -299,7 +318,6 @@ impl S3Sink {
                 Err(e) => return Err(self.err("delete a committed staged file", e.to_string())),
             }
         }
-        self.pending.clear();
         Ok(())
     }
 }
@@ -393,21 +411,21 @@ mod tests {
             .expect("builds");
         sink.write(vec![event("a", 0)]).await.expect("writes");
         let first = sink
-            .pre_commit()
+            .pre_commit(1)
             .await
             .expect("pre-commits")
             .expect("a file");
         // Checkpoint abandoned: no commit; input goes on up to the next barrier.
         sink.write(vec![event("b", 1)]).await.expect("writes");
         let second = sink
-            .pre_commit()
+            .pre_commit(2)
             .await
             .expect("pre-commits")
             .expect("files");
         let carried = staged_files(&second);
         assert_eq!(carried.len(), 2, "{second}");
         assert!(carried.contains(&staged_files(&first)[0]), "{second}");
-        sink.commit().await.expect("commits");
+        sink.commit(2).await.expect("commits");
         let visible = files_under(&dir.join("raw-data/cdc"));
         let ids: Vec<&String> = visible.values().flatten().collect();
         assert_eq!(ids, ["a", "b"], "{visible:?}");
@@ -431,16 +449,16 @@ mod tests {
             .await
             .expect("builds");
         sink.write(vec![event("a", 0)]).await.expect("writes");
-        sink.pre_commit().await.expect("pre-commits");
+        sink.pre_commit(1).await.expect("pre-commits");
         sink.write(vec![event("b", 1)]).await.expect("writes");
         let completed = sink
-            .pre_commit()
+            .pre_commit(2)
             .await
             .expect("pre-commits")
             .expect("files");
         // Written after the completed checkpoint: replayed after recovery.
         sink.write(vec![event("c", 2)]).await.expect("writes");
-        sink.pre_commit().await.expect("pre-commits");
+        sink.pre_commit(3).await.expect("pre-commits");
         // The process dies before committing; the next attempt restores the
         // completed checkpoint.
         drop(sink);
@@ -455,6 +473,46 @@ mod tests {
             files_under(&dir.join(STAGING)).is_empty(),
             "the file after the checkpoint is deleted as an orphan"
         );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_completion_publishes_only_the_files_its_barrier_covers() {
+        let dir = scratch("in-flight");
+        let id = SinkIdentity {
+            job_uid: "u4",
+            stage: 0,
+            index: 0,
+            attempt: 0,
+        };
+        let mut sink = S3Sink::build(&spec(&dir), chrono_tz::UTC, &id, "")
+            .await
+            .expect("builds");
+        let mut second = None;
+        // Input goes on while checkpoint 1 is in flight; barrier 2 comes first.
+        for (n, name) in ["a", "b"].into_iter().enumerate() {
+            sink.write(vec![event(name, n as i64)])
+                .await
+                .expect("writes");
+            second = sink.pre_commit(n as u64 + 1).await.expect("pre-commits");
+        }
+        let second = second.expect("files");
+        assert_eq!(staged_files(&second).len(), 2, "{second}");
+        assert!(sink.covers(1));
+        sink.commit(1).await.expect("commits");
+        let ids = |dir: &std::path::Path| -> Vec<String> {
+            files_under(&dir.join("raw-data/cdc"))
+                .into_values()
+                .flatten()
+                .collect()
+        };
+        assert_eq!(ids(&dir), ["a"], "checkpoint 1 publishes its own file only");
+        assert!(sink.covers(2) && !sink.covers(1));
+        sink.commit(2).await.expect("commits");
+        let mut all = ids(&dir);
+        all.sort();
+        assert_eq!(all, ["a", "b"]);
+        assert!(!sink.covers(2));
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -487,7 +545,7 @@ mod tests {
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert!(failures[0].error.contains("soon"), "{}", failures[0].error);
         let state = sink
-            .pre_commit()
+            .pre_commit(1)
             .await
             .expect("pre-commits")
             .expect("files");
@@ -506,7 +564,7 @@ mod tests {
             .count();
         assert_eq!((day1, day2), (1, 1));
         // Committing again finds the files moved and changes nothing.
-        sink.commit().await.expect("idempotent");
+        sink.commit(1).await.expect("idempotent");
         std::fs::remove_dir_all(dir).ok();
     }
 
