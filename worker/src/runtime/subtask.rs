@@ -267,11 +267,15 @@ pub async fn run_subtask(
     // Set while a source waits for its stop checkpoint: no input is read,
     // and the input ends once the checkpoint completed.
     let mut stopping: Option<u64> = None;
+    // Set when the input ended while the sink still held what a checkpoint
+    // has to complete for (the stop checkpoint, its word not heard yet): the
+    // sink ends once that is committed.
+    let mut ending = false;
     let mut timer = tokio::time::interval(TIMER_PERIOD);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = match &mut input {
-            _ if step.output.blocked() || stopping.is_some() => {
+            _ if step.output.blocked() || stopping.is_some() || ending => {
                 Step::Command(commands.recv().await)
             }
             Input::Kafka { source, .. } => tokio::select! {
@@ -318,7 +322,7 @@ pub async fn run_subtask(
                 settled.0 = id;
             }
             (Step::Command(Some(TaskCommand::Abandoned(id))), _) => {
-                step.output.abandoned(0, id);
+                step.output.abandoned(None, id);
                 settled.1 = id;
             }
             (
@@ -331,7 +335,7 @@ pub async fn run_subtask(
                 if done > 0 {
                     completed(&mut step, input, done).await?;
                 }
-                step.output.abandoned(done, abandoned);
+                step.output.abandoned(Some(done), abandoned);
                 settled = (done, abandoned);
             }
             (Step::Source(Polled::OutOfRange), Input::Kafka { source, .. }) => {
@@ -371,12 +375,22 @@ pub async fn run_subtask(
                 step.checkpoint(id, BTreeMap::new()).await?;
             }
             (Step::Event(Event::End), _) => {
-                tracing::info!(task = %task, "input ended");
-                step.end().await?;
-                return Ok(());
+                if step.output.uncommitted() {
+                    tracing::info!(task = %task, "input ended: the sink ends once its last checkpoint completes");
+                    ending = true;
+                } else {
+                    tracing::info!(task = %task, "input ended");
+                    step.end().await?;
+                    return Ok(());
+                }
             }
             (Step::Source(_), Input::Inbox { .. }) => {}
             (Step::Timer, _) => step.chain.on_timer(now_ms()),
+        }
+        if ending && !step.output.uncommitted() {
+            tracing::info!(task = %task, "input ended, and the sink committed its last checkpoint");
+            step.end().await?;
+            return Ok(());
         }
         if let Some(stop) = stopping {
             if settled.0 >= stop {
@@ -422,7 +436,10 @@ async fn completed(step: &mut Stepper<'_>, input: &mut Input, id: u64) -> Result
         }
         taken.retain(|n, _| *n > id);
     }
-    if step.output.covers(id) && id > step.heard_late {
+    if id <= step.heard_late {
+        return Ok(());
+    }
+    if step.output.covers(id) {
         // As if the completion were heard late: the next barrier finds the
         // sink's transaction still waiting, and the coordinator's repeats of
         // this completion go unheard too.
@@ -433,9 +450,11 @@ async fn completed(step: &mut Stepper<'_>, input: &mut Input, id: u64) -> Result
         fail::fail_point!("checkpoint-completed-before-sink-commit", |_| {
             std::process::abort();
         });
-        step.output.commit(id).await?;
-        step.note_open_transaction();
     }
+    // Also with nothing to commit: a completion frees the ids of
+    // transactions committed before its barrier.
+    step.output.commit(id).await?;
+    step.note_open_transaction();
     Ok(())
 }
 
@@ -626,9 +645,17 @@ impl Output {
         }
     }
 
-    fn abandoned(&mut self, completed: u64, abandoned: u64) {
+    fn abandoned(&mut self, completed: Option<u64>, abandoned: u64) {
         if let Self::Sink(sink) = self {
             sink.abandoned(completed, abandoned);
+        }
+    }
+
+    /// `true` while a sink holds what a checkpoint still has to complete for.
+    fn uncommitted(&self) -> bool {
+        match self {
+            Self::Router(_) => false,
+            Self::Sink(sink) => sink.uncommitted(),
         }
     }
 
