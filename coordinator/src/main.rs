@@ -6,6 +6,7 @@ mod checkpoints;
 mod cluster_service;
 mod discovery;
 mod error;
+mod exposition;
 mod http;
 mod job_service;
 mod kafka_meta;
@@ -16,6 +17,7 @@ mod raft_service;
 mod registry;
 mod scheduler;
 mod state;
+mod stopped_lag;
 mod submit_checks;
 mod subscribers;
 mod transactions;
@@ -71,6 +73,10 @@ struct Args {
     /// are deleted from here. Workers must name the same place.
     #[arg(long, env = "SLUICE_CHECKPOINT_STORE", default_value_t = sluice_common::store::default_location())]
     checkpoint_store: String,
+    /// Address to serve Prometheus metrics on (`GET /metrics`); none when
+    /// not given. Port 0 picks a free one, which the log names.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Address to serve the HTTP API (`/api/...`, its OpenAPI document at
     /// `/api/openapi.json`) on, such as 127.0.0.1:7480; none by default.
     #[arg(long, env = "SLUICE_HTTP_LISTEN")]
@@ -166,6 +172,16 @@ async fn main() -> anyhow::Result<()> {
         },
         sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
     );
+    if let Some(address) = args.metrics_listen {
+        let metrics = sluice_common::metrics::Metrics::new(exposition::CoordinatorMetrics {
+            state: state.clone(),
+            raft: raft_handle.clone(),
+        });
+        let bound = sluice_common::metrics::start(address, metrics)
+            .await
+            .with_context(|| format!("cannot serve metrics on {address}"))?;
+        tracing::info!(metrics_address = %bound, "serving metrics");
+    }
     let addr = listener.local_addr()?;
     tracing::info!(%addr, id, data_dir = %data_dir.display(), "coordinator listening");
     let http_listener = match args.http_listen {
@@ -203,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
+    tokio::spawn(stopped_lag::run(state.clone()));
     tonic::transport::Server::builder()
         .add_service(JobServiceServer::new(job_api))
         .add_service(ClusterServiceServer::new(cluster_service::ClusterApi {

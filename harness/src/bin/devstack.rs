@@ -45,6 +45,10 @@ enum Command {
         /// Directory for data and logs; a fresh temporary one by default.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Coordinators and workers serve Prometheus metrics, each on a free
+        /// port, printed as SLUICE_METRICS (comma-separated).
+        #[arg(long)]
+        metrics: bool,
     },
     /// Create a Kafka topic (an existing one is left as it is).
     Topic {
@@ -96,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
             no_s3,
             no_sluice,
             dir,
+            metrics,
         } => {
             let dir = dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("sluice-devstack-{}", std::process::id()))
@@ -110,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
                 cluster: ClusterOptions {
                     slots,
                     coordinators,
+                    metrics,
                     ..Default::default()
                 },
             };

@@ -1,4 +1,5 @@
 use super::Metrics;
+use super::metrics::SubtaskLabels;
 use crate::connectors::SinkWriter;
 use crate::connectors::kafka::{DeadLetterWriter, KafkaSource, Polled, RawMessage};
 use crate::connectors::sink::{PreCommit, SinkIdentity};
@@ -14,7 +15,7 @@ use sluice_common::{JobId, JobSpec, TaskId};
 use sluice_proto::{StateHandle, TaskDeployment};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use vrl::value::Value;
 
@@ -47,6 +48,8 @@ pub struct AckParts {
     pub sink_state: String,
     /// Where keyed operator state was uploaded.
     pub state: Option<StateHandle>,
+    /// Bytes of that upload.
+    pub state_bytes: u64,
 }
 
 /// Acknowledges this subtask's part of a checkpoint to the coordinator.
@@ -127,6 +130,12 @@ pub async fn run_subtask(
             job: job.clone(),
             source,
         })?;
+    let _ = metrics.labels.set(SubtaskLabels {
+        job: dep.job_id.clone(),
+        job_name: spec.name.clone(),
+        stage: dep.stage,
+        subtask: dep.index,
+    });
     let (transforms, key_fields) = spec.stage_plan(dep.stage);
     let info = TaskInfo {
         job: dep.job_id.clone(),
@@ -162,7 +171,14 @@ pub async fn run_subtask(
     let mut input = if dep.stage == 0 {
         let start: BTreeMap<i32, i64> = dep.start_offsets.iter().map(|(p, o)| (*p, *o)).collect();
         Input::Kafka {
-            source: KafkaSource::build(source_spec, &spec.name, &dep.partitions, &start).await?,
+            source: KafkaSource::build(
+                source_spec,
+                &spec.name,
+                &dep.partitions,
+                &start,
+                metrics.partitions.clone(),
+            )
+            .await?,
             format: source_spec.format,
             taken: BTreeMap::new(),
         }
@@ -334,16 +350,26 @@ pub async fn run_subtask(
             (Step::Source(Polled::Message(first)), Input::Kafka { source, format, .. }) => {
                 let mut batch = vec![first];
                 source.fill(&mut batch, SOURCE_BATCH, SOURCE_LINGER).await?;
+                let started = Instant::now();
                 let read = batch.len();
+                let bytes: usize = batch
+                    .iter()
+                    .map(|m| {
+                        m.payload.as_ref().map_or(0, |p| p.len())
+                            + m.key.as_ref().map_or(0, |k| k.len())
+                    })
+                    .sum();
+                Metrics::add(&step.metrics.bytes_in, bytes);
                 let handed_on: Vec<(i32, i64)> =
                     batch.iter().map(|m| (m.partition, m.offset)).collect();
                 let mut failures = Vec::new();
                 let records = decode(batch, *format, &mut failures);
-                step.process(read, records, failures).await?;
+                step.process(started, read, records, failures).await?;
                 source.advance(&handed_on);
             }
             (Step::Event(Event::Records(records)), _) => {
-                step.process(records.len(), records, Vec::new()).await?;
+                step.process(Instant::now(), records.len(), records, Vec::new())
+                    .await?;
             }
             (Step::Event(Event::Barrier(id)), _) => {
                 step.checkpoint(id, BTreeMap::new()).await?;
@@ -479,6 +505,7 @@ impl Stepper<'_> {
             source_offsets,
             sink_state: pre_commit.state.unwrap_or_default(),
             state: None,
+            state_bytes: 0,
         };
         match upload {
             None => (self.ack)(parts),
@@ -486,11 +513,13 @@ impl Stepper<'_> {
                 let ack = self.ack.clone();
                 let task = self.task.clone();
                 let broken = self.state_chain.failure_flag();
+                let state_bytes = upload.size() as u64;
                 let uploading = tokio::spawn(async move {
                     match upload.run().await {
                         Ok(handle) => {
                             ack(AckParts {
                                 state: Some(handle),
+                                state_bytes,
                                 ..parts
                             });
                             true
@@ -519,8 +548,12 @@ impl Stepper<'_> {
         }
     }
 
+    /// Handles `read` input records (decoded as `records`, or failed) from
+    /// `started` on, when the subtask had them: counts its busy time, and of
+    /// it the time the output kept it waiting.
     async fn process(
         &mut self,
+        started: Instant,
         read: usize,
         records: Vec<Record>,
         mut failures: Vec<Failure>,
@@ -529,10 +562,16 @@ impl Stepper<'_> {
         let records = self.chain.process(records, &mut failures);
         Metrics::add(&self.metrics.records_out, records.len());
         let failed_before = failures.len();
+        let handing_on = Instant::now();
         match self.output {
-            Output::Router(router) => router.send(records, &mut failures).await?,
+            Output::Router(router) => {
+                router.send(records, &mut failures).await?;
+                Metrics::add(&self.metrics.bytes_out, router.take_bytes_sent());
+            }
             Output::Sink(sink) => failures.extend(sink.write(records).await?),
         }
+        self.metrics
+            .add_busy(started.elapsed(), handing_on.elapsed());
         self.note_open_transaction();
         // Refusals may be of records counted out by an earlier batch: a sink
         // keeps writes in flight.
@@ -560,7 +599,9 @@ impl Stepper<'_> {
         if failures.is_empty() {
             return Ok(());
         }
-        Metrics::add(&self.metrics.dead_lettered, failures.len());
+        for f in &failures {
+            self.metrics.add_dead_lettered(f.at, 1);
+        }
         match self.dead_letter {
             Some(dl) => {
                 let dropped = dl.write(&failures).await?;
