@@ -178,6 +178,12 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
         sizes.iter().all(|s| s.parse::<u64>().is_ok_and(|s| s > 0)),
         "each checkpoint's size, the dedup's keyed state: {sizes:?}"
     );
+    let alignments = attrs(detail, "data-alignment");
+    assert_eq!(alignments.len(), sizes.len());
+    assert!(
+        alignments.iter().all(|a| a.parse::<u64>().is_ok()),
+        "each checkpoint's alignment in microseconds: {alignments:?}"
+    );
     for share in ["data-busy", "data-back-pressure"] {
         let shares = attrs(detail, share);
         assert_eq!(shares.len(), 4, "{share} of each subtask");

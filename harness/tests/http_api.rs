@@ -271,8 +271,8 @@ async fn each_call_does_what_it_says_with_errors_as_json() -> anyhow::Result<()>
             .as_array()
             .into_iter()
             .flatten()
-            .all(|c| c["size_bytes"].as_u64() > Some(0)),
-        "each checkpoint uploaded the dedup's keyed state: {checkpoints}"
+            .all(|c| c["size_bytes"].as_u64() > Some(0) && c["alignment_us"].is_u64()),
+        "each checkpoint uploaded the dedup's keyed state, its alignment: {checkpoints}"
     );
     assert!(
         checkpoints["checkpoints"]

@@ -481,6 +481,7 @@ impl Printer {
                     "completed_at_ms": c.completed_at_ms, "duration_ms": c.duration_ms,
                     "source_offsets": offsets(c).into_iter().map(|(p, o)| (p.to_string(), json!(o))).collect::<serde_json::Map<_, _>>(),
                     "state_objects": c.state_objects, "size_bytes": c.size_bytes,
+                    "alignment_us": c.alignment_us,
                 })).collect::<Vec<_>>(),
             })),
             Format::Table => {
@@ -489,6 +490,7 @@ impl Printer {
                         "CHECKPOINT",
                         "ATTEMPT",
                         "DURATION",
+                        "ALIGNMENT",
                         "STATE OBJECTS",
                         "SIZE",
                         "SOURCE OFFSETS",
@@ -500,6 +502,7 @@ impl Printer {
                                 c.checkpoint_id.to_string(),
                                 c.attempt.to_string(),
                                 format!("{}ms", c.duration_ms),
+                                format!("{:.1}ms", c.alignment_us as f64 / 1000.0),
                                 c.state_objects.len().to_string(),
                                 format!("{}B", c.size_bytes),
                                 offsets(c)

@@ -147,6 +147,10 @@ pub struct Checkpoint {
     /// Bytes of keyed state the subtasks uploaded for this checkpoint (full
     /// snapshots or deltas); 0 for a job without keyed state.
     pub size_bytes: u64,
+    /// The longest barrier alignment of a subtask in it, in microseconds:
+    /// from the first to the last of its inputs delivering the barrier (0
+    /// when no subtask has several inputs).
+    pub alignment_us: u64,
 }
 
 /// A job's retained checkpoints, newest first.
@@ -357,6 +361,7 @@ impl From<pb::ListCheckpointsResponse> for Checkpoints {
                     duration_ms: c.duration_ms,
                     state_objects: c.state_objects,
                     size_bytes: c.size_bytes,
+                    alignment_us: c.alignment_us,
                 })
                 .collect(),
             failed: r.failed,
