@@ -1,6 +1,7 @@
 //! The Sluice coordinator: accepts jobs, keeps the worker registry, places
 //! subtasks on worker slots and tracks their state.
 
+mod auth;
 mod cassandra_meta;
 mod checkpoints;
 mod cluster_service;
@@ -70,6 +71,12 @@ struct Args {
     /// are deleted from here. Workers must name the same place.
     #[arg(long, env = "SLUICE_CHECKPOINT_STORE", default_value_t = sluice_common::store::default_location())]
     checkpoint_store: String,
+    /// Turns authentication of client calls on: a file of `ROLE TOKEN`
+    /// lines (ROLE `read-only` or `operator`), read again when it changes.
+    /// Every JobService call then needs `authorization: Bearer TOKEN`.
+    /// Without it, every call is taken, as from an operator.
+    #[arg(long, env = "SLUICE_AUTH_TOKENS")]
+    auth_tokens: Option<std::path::PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -147,7 +154,20 @@ async fn main() -> anyhow::Result<()> {
                 data_dir.display()
             )
         })?;
-    raft::bootstrap::join_or_initialize(&store.raft, id, &members, &advertise, &data_dir).await?;
+    let tokens = match &args.auth_tokens {
+        Some(path) => Some(auth::TokenFile::open(path.clone())?),
+        None => None,
+    };
+    let own_token = tokens.as_ref().map(|t| t.current().any().to_string());
+    raft::bootstrap::join_or_initialize(
+        &store.raft,
+        id,
+        &members,
+        &advertise,
+        &data_dir,
+        own_token.as_deref(),
+    )
+    .await?;
     let raft_handle = store.raft.clone();
     let state = state::Coordinator::new(
         store,
@@ -158,16 +178,28 @@ async fn main() -> anyhow::Result<()> {
         sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
     );
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, id, data_dir = %data_dir.display(), "coordinator listening");
+    tracing::info!(
+        %addr,
+        id,
+        data_dir = %data_dir.display(),
+        authentication = tokens.is_some(),
+        "coordinator listening"
+    );
+    if let Some(tokens) = &tokens {
+        tokio::spawn(tokens.clone().watch());
+    }
     tokio::spawn(monitor::run(state.clone()));
     tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
     tonic::transport::Server::builder()
-        .add_service(JobServiceServer::new(job_service::JobApi {
-            state: state.clone(),
-            raft: raft_handle.clone(),
-        }))
+        .add_service(auth::Authenticated::new(
+            JobServiceServer::new(job_service::JobApi {
+                state: state.clone(),
+                raft: raft_handle.clone(),
+            }),
+            tokens,
+        ))
         .add_service(ClusterServiceServer::new(cluster_service::ClusterApi {
             state,
         }))

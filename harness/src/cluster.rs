@@ -26,6 +26,11 @@ pub struct ClusterOptions {
     pub coordinators: usize,
     /// Extra arguments of every worker, such as `--secrets-dir DIR`.
     pub worker_args: Vec<String>,
+    /// Text of the coordinators' tokens file (`ROLE TOKEN` lines): turns
+    /// authentication on. The file is `tokens.txt` in the cluster's directory.
+    pub auth_tokens: Option<String>,
+    /// The token the harness's own calls carry (`client_request`).
+    pub token: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -39,6 +44,8 @@ impl Default for ClusterOptions {
             checkpoint_store: None,
             coordinators: 1,
             worker_args: Vec::new(),
+            auth_tokens: None,
+            token: None,
         }
     }
 }
@@ -120,11 +127,23 @@ fn spawn_coordinator(
                 .unwrap_or_else(|| dir.join("checkpoints").to_string_lossy().into_owned()),
         )
         .envs(options.env.iter().map(|(k, v)| (k, v)));
+    if let Some(text) = &options.auth_tokens {
+        let file = tokens_file(dir);
+        if !file.exists() {
+            std::fs::write(&file, text)?;
+        }
+        cmd.arg("--auth-tokens").arg(file);
+    }
     let mut coordinator =
         ManagedChild::spawn(&format!("coordinator {}", index + 1), cmd, &dir.join(log))?;
     let addr = format!("127.0.0.1:{port}").parse()?;
     wait_for_port(addr, Duration::from_secs(30), || coordinator.check_alive())?;
     Ok(coordinator)
+}
+
+/// The coordinators' tokens file of a cluster with authentication on.
+pub fn tokens_file(dir: &Path) -> PathBuf {
+    dir.join("tokens.txt")
 }
 
 impl SluiceCluster {
@@ -268,7 +287,7 @@ impl SluiceCluster {
             };
             let answer = tokio::time::timeout(
                 Duration::from_secs(1),
-                c.cluster_info(ClusterInfoRequest {}),
+                c.cluster_info(self.client_request(ClusterInfoRequest {})),
             )
             .await;
             if let Ok(Ok(info)) = answer {
@@ -330,12 +349,28 @@ impl SluiceCluster {
         Ok(JobServiceClient::connect(url).await?)
     }
 
+    /// A JobService request carrying the options' `token`, if any.
+    pub fn client_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = self
+            .options
+            .token
+            .as_deref()
+            .and_then(|t| sluice_common::auth::bearer(t).parse().ok())
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    }
+
     /// Waits until `n` workers are registered and alive.
     pub async fn wait_for_workers(&mut self, n: usize, deadline: Duration) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
             if let Ok(mut c) = self.client().await
-                && let Ok(resp) = c.list_workers(ListWorkersRequest {}).await
+                && let Ok(resp) = c
+                    .list_workers(self.client_request(ListWorkersRequest {}))
+                    .await
             {
                 let alive = resp
                     .into_inner()

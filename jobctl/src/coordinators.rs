@@ -7,11 +7,36 @@ use sluice_proto::ClusterInfoRequest;
 use sluice_proto::job_service_client::JobServiceClient;
 use std::future::Future;
 use std::time::Duration;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// A client of one coordinator, whose calls carry the token.
+pub type Client = JobServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Puts `authorization: Bearer TOKEN` on every call when a token was given.
+#[derive(Clone)]
+pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
 
 pub struct Coordinators {
     addresses: Vec<String>,
     timeout: Duration,
+    bearer: Bearer,
 }
 
 /// Rounds of finding the leader and calling it before giving up, with a
@@ -22,13 +47,33 @@ const ROUND_PAUSE: Duration = Duration::from_millis(500);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Coordinators {
-    pub fn new(addresses: Vec<String>, timeout: Duration) -> Self {
-        Self { addresses, timeout }
+    /// `token`: sent with every call (`--token`, `SLUICE_TOKEN`).
+    pub fn new(
+        addresses: Vec<String>,
+        timeout: Duration,
+        token: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let bearer = token
+            .map(|t| {
+                sluice_common::auth::bearer(t.trim())
+                    .parse::<AsciiMetadataValue>()
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "--token / SLUICE_TOKEN holds characters a token cannot have"
+                        )
+                    })
+            })
+            .transpose()?;
+        Ok(Self {
+            addresses,
+            timeout,
+            bearer: Bearer(bearer),
+        })
     }
 
     /// A client of the member at `address`, its calls limited to the
     /// command's timeout.
-    async fn connect(&self, address: &str) -> anyhow::Result<JobServiceClient<Channel>> {
+    async fn connect(&self, address: &str) -> anyhow::Result<Client> {
         let url = sluice_common::http_url(address);
         let channel = Endpoint::from_shared(url.clone())
             .map_err(|_| anyhow::anyhow!("`{address}` is not a valid coordinator address"))?
@@ -37,24 +82,41 @@ impl Coordinators {
             .connect()
             .await
             .map_err(|_| anyhow::anyhow!("coordinator unreachable at {url}: is it running, and is --coordinator / SLUICE_COORDINATOR right?"))?;
-        Ok(JobServiceClient::new(channel))
+        Ok(JobServiceClient::with_interceptor(
+            channel,
+            self.bearer.clone(),
+        ))
     }
 
     /// The member at `address`, if it answers in time: its client, whether
     /// it serves as the leader, and the leader it names otherwise.
-    async fn probe(&self, address: &str) -> Option<(JobServiceClient<Channel>, bool, String)> {
+    /// A member that refuses the token counts as answering, not leading:
+    /// the call made on it then fails with the refusal naming that call.
+    async fn probe(&self, address: &str) -> Option<(Client, bool, String)> {
         let mut c = self.connect(address).await.ok()?;
-        let info = tokio::time::timeout(PROBE_TIMEOUT, c.cluster_info(ClusterInfoRequest {}))
+        match tokio::time::timeout(PROBE_TIMEOUT, c.cluster_info(ClusterInfoRequest {}))
             .await
             .ok()?
-            .ok()?
-            .into_inner();
-        Some((c, info.serving, info.leader_address))
+        {
+            Ok(info) => {
+                let info = info.into_inner();
+                Some((c, info.serving, info.leader_address))
+            }
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                Some((c, false, String::new()))
+            }
+            Err(_) => None,
+        }
     }
 
     /// A client of the member that leads, as the members tell; when none
     /// does, of the first that answers, whose error then says why.
-    async fn find_leader(&self) -> anyhow::Result<JobServiceClient<Channel>> {
+    async fn find_leader(&self) -> anyhow::Result<Client> {
         let mut reachable = None;
         for address in &self.addresses {
             let Some((client, leads, named)) = self.probe(address).await else {
@@ -84,7 +146,7 @@ impl Coordinators {
     /// took effect.
     pub async fn call<T, F, Fut>(&self, mut f: F) -> anyhow::Result<T>
     where
-        F: FnMut(JobServiceClient<Channel>) -> Fut,
+        F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut last: Option<anyhow::Error> = None;
@@ -118,7 +180,7 @@ impl Coordinators {
     /// answer in time is reported so.
     pub async fn each<T, F, Fut>(&self, mut f: F) -> Vec<(String, anyhow::Result<T>)>
     where
-        F: FnMut(JobServiceClient<Channel>) -> Fut,
+        F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut out = Vec::new();

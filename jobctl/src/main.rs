@@ -28,6 +28,12 @@ struct Cli {
         value_delimiter = ','
     )]
     coordinator: Vec<String>,
+    /// Bearer token sent with every call, for coordinators that check them
+    /// (`--auth-tokens`): a read-only token lists and shows, an operator
+    /// token also submits, cancels, stops, rescales, takes savepoints and
+    /// changes the coordinator group.
+    #[arg(long, global = true, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// How to print results.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -169,7 +175,8 @@ const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(300);
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Printer { format: cli.output };
-    let at = |timeout| Coordinators::new(cli.coordinator.clone(), timeout);
+    let token = cli.token.clone();
+    let at = |timeout| Coordinators::new(cli.coordinator.clone(), timeout, token.as_deref());
     match cli.command {
         Command::Submit {
             file,
@@ -191,7 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 spec_json,
                 from_savepoint: from_savepoint.unwrap_or_default(),
             };
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let req = req.clone();
                     async move { c.submit_job(req).await }
@@ -200,7 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.submitted(&resp.job_id);
         }
         Command::Savepoint { job } => {
-            let info = at(SAVEPOINT_TIMEOUT)
+            let info = at(SAVEPOINT_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move {
@@ -217,7 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "stop needs --savepoint (to end a job without one, use `jobctl cancel {job}`)"
                 );
             }
-            let info = at(SAVEPOINT_TIMEOUT)
+            let info = at(SAVEPOINT_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move { c.stop_job(StopJobRequest { job_id }).await }
@@ -226,7 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.savepoint(&info, "stopped");
         }
         Command::Rescale { job, parallelism } => {
-            let info = at(SAVEPOINT_TIMEOUT)
+            let info = at(SAVEPOINT_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move {
@@ -244,19 +251,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Savepoints => {
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| async move { c.list_savepoints(ListSavepointsRequest {}).await })
                 .await?;
             out.savepoints(&resp.savepoints);
         }
         Command::List => {
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| async move { c.list_jobs(ListJobsRequest {}).await })
                 .await?;
             out.jobs(&resp.jobs);
         }
         Command::Status { job } => {
-            let status = at(REQUEST_TIMEOUT)
+            let status = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move { c.get_job(GetJobRequest { job_id }).await }
@@ -265,7 +272,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.status(&status);
         }
         Command::Cancel { job } => {
-            let status = at(REQUEST_TIMEOUT)
+            let status = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move { c.cancel_job(CancelJobRequest { job_id }).await }
@@ -274,7 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.status(&status);
         }
         Command::Checkpoints { job } => {
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move { c.list_checkpoints(ListCheckpointsRequest { job_id }).await }
@@ -283,7 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.checkpoints(&resp);
         }
         Command::Events { job } => {
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move { c.list_job_events(ListJobEventsRequest { job_id }).await }
@@ -292,13 +299,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.events(&resp.events);
         }
         Command::Workers => {
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| async move { c.list_workers(ListWorkersRequest {}).await })
                 .await?;
             out.workers(&resp.workers);
         }
         Command::Cluster { change: None } => {
-            let views = at(REQUEST_TIMEOUT)
+            let views = at(REQUEST_TIMEOUT)?
                 .each(|mut c| async move { c.cluster_info(ClusterInfoRequest {}).await })
                 .await;
             out.cluster(&views);
@@ -306,7 +313,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster {
             change: Some(change),
         } => {
-            let coordinators = at(SAVEPOINT_TIMEOUT);
+            let coordinators = at(SAVEPOINT_TIMEOUT)?;
             let info = match change {
                 ClusterChange::AddLearner { id, address } => {
                     coordinators
