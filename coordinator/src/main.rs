@@ -9,6 +9,7 @@ mod discovery;
 mod error;
 mod job_service;
 mod kafka_meta;
+mod members_only;
 mod meta;
 mod monitor;
 mod raft;
@@ -22,9 +23,11 @@ mod transactions;
 
 use anyhow::Context;
 use clap::Parser;
+use members_only::MembersOnly;
 use sluice_proto::cluster_service_server::ClusterServiceServer;
 use sluice_proto::job_service_server::JobServiceServer;
 use sluice_proto::raft_service_server::RaftServiceServer;
+use sluice_proto::tls::Tls;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -77,6 +80,19 @@ struct Args {
     /// Without it, every call is taken, as from an operator.
     #[arg(long, env = "SLUICE_AUTH_TOKENS")]
     auth_tokens: Option<std::path::PathBuf>,
+    /// The cluster's CA certificate (PEM): turns TLS on. Clients are then
+    /// served over TLS only; workers and other coordinators must show a
+    /// certificate this CA signed, and this coordinator's peers are verified
+    /// with it.
+    #[arg(long, env = "SLUICE_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// This coordinator's certificate (PEM), signed by --tls-ca, naming the
+    /// host names or IP addresses it is reached at; needed with --tls-ca.
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -143,10 +159,19 @@ async fn main() -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| default_data_dir(id));
+    let tls = Tls::from_flags(
+        args.tls_ca.as_deref(),
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+    )?;
+    anyhow::ensure!(
+        tls.as_ref().is_none_or(Tls::has_identity),
+        "--tls-ca needs --tls-cert and --tls-key: a coordinator serves TLS with its own certificate"
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let store = raft::RaftStore::start(id, &data_dir, args.snapshot_every)
+    let store = raft::RaftStore::start(id, &data_dir, args.snapshot_every, tls.clone())
         .await
         .with_context(|| {
             format!(
@@ -166,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
         &advertise,
         &data_dir,
         own_token.as_deref(),
+        tls.as_ref(),
     )
     .await?;
     let raft_handle = store.raft.clone();
@@ -183,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
         id,
         data_dir = %data_dir.display(),
         authentication = tokens.is_some(),
+        tls = tls.is_some(),
         "coordinator listening"
     );
     if let Some(tokens) = &tokens {
@@ -192,7 +219,11 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(config) = tls.as_ref().and_then(|t| t.server(false)) {
+        server = server.tls_config(config)?;
+    }
+    server
         .add_service(auth::Authenticated::new(
             JobServiceServer::new(job_service::JobApi {
                 state: state.clone(),
@@ -200,12 +231,16 @@ async fn main() -> anyhow::Result<()> {
             }),
             tokens,
         ))
-        .add_service(ClusterServiceServer::new(cluster_service::ClusterApi {
-            state,
-        }))
-        .add_service(RaftServiceServer::new(raft_service::RaftApi {
-            raft: raft_handle.clone(),
-        }))
+        .add_service(MembersOnly::new(
+            ClusterServiceServer::new(cluster_service::ClusterApi { state }),
+            tls.is_some(),
+        ))
+        .add_service(MembersOnly::new(
+            RaftServiceServer::new(raft_service::RaftApi {
+                raft: raft_handle.clone(),
+            }),
+            tls.is_some(),
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             sluice_common::process::shutdown_signal(),

@@ -2,8 +2,10 @@
 
 use crate::net::{free_port, wait_for_port};
 use crate::process::ManagedChild;
+use crate::tls::TlsFiles;
 use anyhow::Context;
 use sluice_proto::job_service_client::JobServiceClient;
+use sluice_proto::tls::Tls;
 use sluice_proto::{ClusterInfoRequest, ListWorkersRequest, WorkerState};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +33,9 @@ pub struct ClusterOptions {
     pub auth_tokens: Option<String>,
     /// The token the harness's own calls carry (`client_request`).
     pub token: Option<String>,
+    /// TLS on every process (`--tls-ca`, `--tls-cert`, `--tls-key`); the
+    /// harness's own clients then verify the coordinators with the CA.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ClusterOptions {
@@ -46,6 +51,7 @@ impl Default for ClusterOptions {
             worker_args: Vec::new(),
             auth_tokens: None,
             token: None,
+            tls: None,
         }
     }
 }
@@ -61,6 +67,8 @@ pub struct SluiceCluster {
     workers: Vec<Option<ManagedChild>>,
     dir: PathBuf,
     options: ClusterOptions,
+    /// The harness's own clients' TLS: the CA and the member certificate.
+    client_tls: Option<Tls>,
 }
 
 /// Where the workspace's binaries are: `SLUICE_BIN_DIR`, else beside the running
@@ -127,6 +135,9 @@ fn spawn_coordinator(
                 .unwrap_or_else(|| dir.join("checkpoints").to_string_lossy().into_owned()),
         )
         .envs(options.env.iter().map(|(k, v)| (k, v)));
+    if let Some(tls) = &options.tls {
+        cmd.args(tls.args());
+    }
     if let Some(text) = &options.auth_tokens {
         let file = tokens_file(dir);
         if !file.exists() {
@@ -174,6 +185,7 @@ impl SluiceCluster {
             starts: 0,
             workers: Vec::new(),
             dir: dir.to_path_buf(),
+            client_tls: options.tls.as_ref().map(TlsFiles::load).transpose()?,
             options,
         };
         for _ in 0..workers {
@@ -279,9 +291,8 @@ impl SluiceCluster {
             if self.coordinators[index].is_none() {
                 continue;
             }
-            let url = sluice_common::http_url(&self.coordinator_address_of(index));
             let Ok(Ok(mut c)) =
-                tokio::time::timeout(Duration::from_secs(1), JobServiceClient::connect(url)).await
+                tokio::time::timeout(Duration::from_secs(1), self.client_of(index)).await
             else {
                 continue;
             };
@@ -302,6 +313,13 @@ impl SluiceCluster {
 
     /// Starts one more worker; returns its index.
     pub fn add_worker(&mut self) -> anyhow::Result<usize> {
+        let tls = self.options.tls.clone();
+        self.add_worker_with_tls(tls.as_ref())
+    }
+
+    /// Starts one more worker with these TLS files instead of the cluster's
+    /// (such as a certificate of another CA); returns its index.
+    pub fn add_worker_with_tls(&mut self, tls: Option<&TlsFiles>) -> anyhow::Result<usize> {
         let index = self.workers.len();
         let mut cmd = Command::new(binary("worker")?);
         cmd.arg("--coordinator")
@@ -316,6 +334,7 @@ impl SluiceCluster {
                     .unwrap_or_else(|| self.checkpoint_store().to_string_lossy().into_owned()),
             )
             .args(&self.options.worker_args)
+            .args(tls.map(TlsFiles::args).unwrap_or_default())
             .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         if let Some(fp) = self.options.failpoints.get(&index) {
             cmd.env("FAILPOINTS", fp);
@@ -345,8 +364,19 @@ impl SluiceCluster {
     /// A client of the leading coordinator.
     pub async fn client(&self) -> anyhow::Result<JobServiceClient<tonic::transport::Channel>> {
         let leader = self.leader().await.context("no coordinator leads")?;
-        let url = sluice_common::http_url(&self.coordinator_address_of(leader));
-        Ok(JobServiceClient::connect(url).await?)
+        self.client_of(leader).await
+    }
+
+    /// A client of coordinator `index`, over TLS when the cluster has it.
+    pub async fn client_of(
+        &self,
+        index: usize,
+    ) -> anyhow::Result<JobServiceClient<tonic::transport::Channel>> {
+        let address = self.coordinator_address_of(index);
+        let channel = sluice_proto::tls::endpoint(&address, self.client_tls.as_ref())?
+            .connect()
+            .await?;
+        Ok(JobServiceClient::new(channel))
     }
 
     /// A JobService request carrying the options' `token`, if any.

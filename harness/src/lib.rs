@@ -15,6 +15,7 @@ pub mod net;
 pub mod process;
 pub mod stack;
 pub mod testing;
+pub mod tls;
 
 pub use cluster::SluiceCluster;
 pub use stack::{DevStack, StackOptions};

@@ -5,12 +5,13 @@
 
 use sluice_proto::ClusterInfoRequest;
 use sluice_proto::job_service_client::JobServiceClient;
+use sluice_proto::tls::Tls;
 use std::future::Future;
 use std::time::Duration;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A client of one coordinator, whose calls carry the token.
 pub type Client = JobServiceClient<InterceptedService<Channel, Bearer>>;
@@ -37,6 +38,7 @@ pub struct Coordinators {
     addresses: Vec<String>,
     timeout: Duration,
     bearer: Bearer,
+    tls: Option<Tls>,
 }
 
 /// Rounds of finding the leader and calling it before giving up, with a
@@ -46,12 +48,26 @@ const ROUND_PAUSE: Duration = Duration::from_millis(500);
 /// How long a member may take to say who leads.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// An error and its sources, innermost last, on one line.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 impl Coordinators {
-    /// `token`: sent with every call (`--token`, `SLUICE_TOKEN`).
+    /// `token`: sent with every call (`--token`, `SLUICE_TOKEN`); `tls`:
+    /// connect over TLS, verifying coordinators with its CA.
     pub fn new(
         addresses: Vec<String>,
         timeout: Duration,
         token: Option<&str>,
+        tls: Option<Tls>,
     ) -> anyhow::Result<Self> {
         let bearer = token
             .map(|t| {
@@ -68,20 +84,28 @@ impl Coordinators {
             addresses,
             timeout,
             bearer: Bearer(bearer),
+            tls,
         })
     }
 
     /// A client of the member at `address`, its calls limited to the
     /// command's timeout.
     async fn connect(&self, address: &str) -> anyhow::Result<Client> {
-        let url = sluice_common::http_url(address);
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|_| anyhow::anyhow!("`{address}` is not a valid coordinator address"))?
+        let endpoint = sluice_proto::tls::endpoint(address, self.tls.as_ref())
+            .map_err(|_| anyhow::anyhow!("`{address}` is not a valid coordinator address"))?;
+        let url = endpoint.uri().to_string();
+        let channel = endpoint
             .connect_timeout(PROBE_TIMEOUT)
             .timeout(self.timeout)
             .connect()
             .await
-            .map_err(|_| anyhow::anyhow!("coordinator unreachable at {url}: is it running, and is --coordinator / SLUICE_COORDINATOR right?"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "coordinator unreachable at {url} ({}): is it running, is --coordinator / \
+                     SLUICE_COORDINATOR right, and does it serve TLS exactly when --tls-ca is given?",
+                    causes(&e)
+                )
+            })?;
         Ok(JobServiceClient::with_interceptor(
             channel,
             self.bearer.clone(),
@@ -92,15 +116,15 @@ impl Coordinators {
     /// it serves as the leader, and the leader it names otherwise.
     /// A member that refuses the token counts as answering, not leading:
     /// the call made on it then fails with the refusal naming that call.
-    async fn probe(&self, address: &str) -> Option<(Client, bool, String)> {
-        let mut c = self.connect(address).await.ok()?;
+    async fn probe(&self, address: &str) -> Result<(Client, bool, String), String> {
+        let mut c = self.connect(address).await.map_err(|e| e.to_string())?;
         match tokio::time::timeout(PROBE_TIMEOUT, c.cluster_info(ClusterInfoRequest {}))
             .await
-            .ok()?
+            .map_err(|_| format!("{address}: no answer within {PROBE_TIMEOUT:?}"))?
         {
             Ok(info) => {
                 let info = info.into_inner();
-                Some((c, info.serving, info.leader_address))
+                Ok((c, info.serving, info.leader_address))
             }
             Err(status)
                 if matches!(
@@ -108,9 +132,13 @@ impl Coordinators {
                     tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
                 ) =>
             {
-                Some((c, false, String::new()))
+                Ok((c, false, String::new()))
             }
-            Err(_) => None,
+            Err(status) => Err(format!(
+                "coordinator unreachable at {address} ({}): is it running, is --coordinator / \
+                 SLUICE_COORDINATOR right, and does it serve TLS exactly when --tls-ca is given?",
+                status.message()
+            )),
         }
     }
 
@@ -118,9 +146,14 @@ impl Coordinators {
     /// does, of the first that answers, whose error then says why.
     async fn find_leader(&self) -> anyhow::Result<Client> {
         let mut reachable = None;
+        let mut last_error = None;
         for address in &self.addresses {
-            let Some((client, leads, named)) = self.probe(address).await else {
-                continue;
+            let (client, leads, named) = match self.probe(address).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
             };
             if leads {
                 return Ok(client);
@@ -128,16 +161,18 @@ impl Coordinators {
             reachable.get_or_insert(client);
             if !named.is_empty()
                 && named != *address
-                && let Some((client, true, _)) = self.probe(&named).await
+                && let Ok((client, true, _)) = self.probe(&named).await
             {
                 return Ok(client);
             }
         }
-        reachable.ok_or_else(|| {
-            anyhow::anyhow!(
-                "coordinator unreachable at {}: is it running, and is --coordinator / SLUICE_COORDINATOR right?",
-                self.addresses.join(", ")
-            )
+        reachable.ok_or_else(|| match (last_error, self.addresses.len()) {
+            (Some(e), 1) => anyhow::anyhow!(e),
+            (e, _) => anyhow::anyhow!(
+                "coordinator unreachable at {}: is it running, and is --coordinator / SLUICE_COORDINATOR right? (last error: {})",
+                self.addresses.join(", "),
+                e.unwrap_or_default()
+            ),
         })
     }
 

@@ -34,6 +34,17 @@ struct Cli {
     /// changes the coordinator group.
     #[arg(long, global = true, env = "SLUICE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The cluster's CA certificate (PEM): connect over TLS and verify the
+    /// coordinator's certificate with it.
+    #[arg(long, global = true, env = "SLUICE_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to show, signed by --tls-ca; not needed
+    /// for JobService, which takes tokens.
+    #[arg(long, global = true, env = "SLUICE_TLS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "SLUICE_TLS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
     /// How to print results.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -176,7 +187,19 @@ const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(300);
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Printer { format: cli.output };
     let token = cli.token.clone();
-    let at = |timeout| Coordinators::new(cli.coordinator.clone(), timeout, token.as_deref());
+    let tls = sluice_proto::tls::Tls::from_flags(
+        cli.tls_ca.as_deref(),
+        cli.tls_cert.as_deref(),
+        cli.tls_key.as_deref(),
+    )?;
+    let at = |timeout| {
+        Coordinators::new(
+            cli.coordinator.clone(),
+            timeout,
+            token.as_deref(),
+            tls.clone(),
+        )
+    };
     match cli.command {
         Command::Submit {
             file,

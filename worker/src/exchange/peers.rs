@@ -1,20 +1,28 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// One cached gRPC channel per peer worker; streams to the same peer share it.
-#[derive(Default)]
+/// With TLS, this worker shows its certificate and verifies the peer's.
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
+    tls: Option<sluice_proto::tls::Tls>,
 }
 
 impl Peers {
+    pub fn new(tls: Option<sluice_proto::tls::Tls>) -> Self {
+        Self {
+            channels: Mutex::default(),
+            tls,
+        }
+    }
+
     pub fn channel(&self, address: &str) -> Result<Channel, String> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(address) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{address}"))
+        let channel = sluice_proto::tls::endpoint(address, self.tls.as_ref())
             .map_err(|e| format!("bad peer address `{address}`: {e}"))?
             .tcp_nodelay(true)
             .http2_keep_alive_interval(std::time::Duration::from_secs(5))
