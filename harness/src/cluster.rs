@@ -235,6 +235,11 @@ impl SluiceCluster {
         }
     }
 
+    /// The cluster's TLS files, when TLS is on.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.options.tls.as_ref()
+    }
+
     /// The directory of the cluster's data and logs.
     pub fn dir(&self) -> &Path {
         &self.dir

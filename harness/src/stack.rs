@@ -106,6 +106,12 @@ impl DevStack {
         }
         if let Some(cl) = &self.cluster {
             out.push(("SLUICE_COORDINATOR".into(), cl.coordinator_address.clone()));
+            if let Some(tls) = cl.tls() {
+                out.push((
+                    "SLUICE_TLS_CA".into(),
+                    tls.ca.to_string_lossy().into_owned(),
+                ));
+            }
         }
         out
     }
