@@ -434,22 +434,22 @@ fn retained_checkpoints<S: MetaStore>(state: &Shared<S>, job: &JobId) -> Vec<Com
 }
 
 /// Deletes from the checkpoint store the snapshots of checkpoints no longer
-/// retained, except those a savepoint keeps. In the background: the store
-/// may be remote and slow.
+/// retained.
 fn delete_dropped<S: MetaStore>(state: &Shared<S>, before: Vec<CompletedCheckpoint>, job: &JobId) {
-    let after = retained_checkpoints(state, job);
-    let kept: BTreeSet<String> = state.store.read(|m| {
-        m.savepoints
-            .values()
-            .flat_map(|s| s.checkpoint.state_keys().map(str::to_string))
-            .chain(
-                after
-                    .iter()
-                    .flat_map(|c| c.state_keys().map(str::to_string)),
-            )
-            .collect()
-    });
-    let doomed: Vec<String> = before
+    delete_unreferenced(state, &before, job.as_str());
+}
+
+/// Deletes from the checkpoint store the objects of `dropped` that no
+/// savepoint and no retained checkpoint of any job (one started from a
+/// savepoint shares its objects) refers to any more. In the background: the
+/// store may be remote and slow. `owner` names the job or savepoint in logs.
+pub fn delete_unreferenced<S: MetaStore>(
+    state: &Shared<S>,
+    dropped: &[CompletedCheckpoint],
+    owner: &str,
+) {
+    let kept = state.store.read(|m| m.referenced_state_keys());
+    let doomed: BTreeSet<String> = dropped
         .iter()
         .flat_map(|c| c.state_keys())
         .filter(|k| !kept.contains(*k))
@@ -459,11 +459,11 @@ fn delete_dropped<S: MetaStore>(state: &Shared<S>, before: Vec<CompletedCheckpoi
         return;
     }
     let store = state.checkpoint_store.clone();
-    let job = job.clone();
+    let owner = owner.to_string();
     tokio::spawn(async move {
         for key in doomed {
             if let Err(e) = store.delete(&key).await {
-                tracing::warn!(job = %job, error = %e, "old checkpoint snapshot not deleted");
+                tracing::warn!(owner = %owner, key = %key, error = %e, "snapshot no longer referenced not deleted");
             }
         }
     });

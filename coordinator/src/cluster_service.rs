@@ -36,6 +36,7 @@ impl<S: MetaStore> ClusterApi<S> {
                     state,
                     error,
                     report.fault().to_common(),
+                    report.causes.clone(),
                 )
                 .await;
         }

@@ -4,8 +4,8 @@ use crate::error::CoordinatorError;
 use crate::meta::{Applied, Command, MetaStore, Savepoint};
 use crate::raft::membership;
 use crate::state::Shared;
-use crate::{cassandra_meta, kafka_meta, submit_checks};
-use sluice_common::spec::{MAX_PARALLELISM, SourceSpec, StartFrom};
+use crate::{cassandra_meta, checkpoints, kafka_meta, submit_checks};
+use sluice_common::spec::{self, MAX_PARALLELISM, SourceSpec, StartFrom};
 use sluice_common::{JobId, JobSpec, SpecError};
 use sluice_proto::job_service_server::JobService;
 use sluice_proto::*;
@@ -14,11 +14,28 @@ use tonic::{Request, Response, Status};
 pub struct JobApi<S> {
     pub state: Shared<S>,
     pub raft: crate::raft::Raft,
+    /// Where this member serves its HTTP API (`--http-advertise`), for
+    /// followers to send HTTP clients on to the leader.
+    pub http_address: Option<String>,
+}
+
+impl<S> Clone for JobApi<S> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            raft: self.raft.clone(),
+            http_address: self.http_address.clone(),
+        }
+    }
 }
 
 impl<S: MetaStore> JobApi<S> {
-    fn cluster_view(&self) -> ClusterInfoResponse {
-        membership::info(&self.raft, self.state.store.check_leader().is_ok())
+    /// The group as this member sees it; any member answers.
+    pub fn cluster_view(&self) -> ClusterInfoResponse {
+        ClusterInfoResponse {
+            http_address: self.http_address.clone().unwrap_or_default(),
+            ..membership::info(&self.raft, self.state.store.check_leader().is_ok())
+        }
     }
 
     /// Takes a savepoint of a running job as its next checkpoint and waits
@@ -113,16 +130,19 @@ impl<S: MetaStore> JobApi<S> {
     }
 }
 
-#[tonic::async_trait]
-impl<S: MetaStore> JobService for JobApi<S> {
-    async fn submit_job(
+/// What the gRPC service and the HTTP API both do, each call checking that
+/// this member leads. Errors are [`CoordinatorError`]s; each front end turns
+/// them into its own answers in one place.
+impl<S: MetaStore> JobApi<S> {
+    /// Validates a spec (YAML or JSON, `${VAR}` references resolved by the
+    /// client) and the systems it names, and records the job.
+    pub async fn submit(
         &self,
-        request: Request<SubmitJobRequest>,
-    ) -> Result<Response<SubmitJobResponse>, Status> {
+        spec_json: &str,
+        from_savepoint: Option<String>,
+    ) -> Result<JobId, CoordinatorError> {
         self.state.store.check_leader()?;
-        let request = request.into_inner();
-        let spec = JobSpec::parse_resolved(&request.spec_json).map_err(CoordinatorError::from)?;
-        let from_savepoint = Some(request.from_savepoint).filter(|s| !s.is_empty());
+        let spec = JobSpec::parse_resolved(spec_json)?;
         if let Some(id) = &from_savepoint {
             let savepoint = self
                 .state
@@ -137,8 +157,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
                         "its offsets are of topic `{}`, the job reads `{}`",
                         savepoint.topic, source.topic
                     ),
-                }
-                .into());
+                });
             }
         }
         // Every problem the running systems show, in one answer.
@@ -146,14 +165,17 @@ impl<S: MetaStore> JobService for JobApi<S> {
             submit_checks::check_topics(&spec),
             cassandra_meta::sink_table_problems(&spec)
         );
+        // At the paths the user wrote (seed 004's configuration has its own).
+        let invalid =
+            |problems| SpecError::Invalid(spec::in_submitted_terms(spec_json, problems)).into();
         let source_partitions = match topics {
             Ok(n) if table.is_empty() => n,
-            Ok(_) => return Err(CoordinatorError::from(SpecError::Invalid(table)).into()),
+            Ok(_) => return Err(invalid(table)),
             Err(CoordinatorError::InvalidSpec(SpecError::Invalid(mut problems))) => {
                 problems.extend(table);
-                return Err(CoordinatorError::from(SpecError::Invalid(problems)).into());
+                return Err(invalid(problems));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         let SourceSpec::Kafka(source) = &spec.source;
         let start_offsets = if from_savepoint.is_none() && source.start_from == StartFrom::Latest {
@@ -175,40 +197,33 @@ impl<S: MetaStore> JobService for JobApi<S> {
             })
             .await?;
         let Applied::JobCreated(id) = applied else {
-            return Err(Status::internal("job was not created"));
+            // Only a savepoint deleted meanwhile keeps a job from being created.
+            return Err(CoordinatorError::UnknownSavepoint(
+                from_savepoint.unwrap_or_default(),
+            ));
         };
         tracing::info!(job = %id, name = %name, source_partitions, from_savepoint = from_savepoint.as_deref().unwrap_or(""), "job submitted");
-        Ok(Response::new(SubmitJobResponse {
-            job_id: id.to_string(),
-        }))
+        Ok(id)
     }
 
-    async fn list_jobs(
-        &self,
-        _request: Request<ListJobsRequest>,
-    ) -> Result<Response<ListJobsResponse>, Status> {
+    /// Every job, by id.
+    pub fn jobs(&self) -> Result<Vec<JobStatus>, CoordinatorError> {
         self.state.store.check_leader()?;
-        let jobs = self
+        Ok(self
             .state
             .store
-            .read(|m| m.jobs.values().map(|j| self.state.job_status(j)).collect());
-        Ok(Response::new(ListJobsResponse { jobs }))
+            .read(|m| m.jobs.values().map(|j| self.state.job_status(j)).collect()))
     }
 
-    async fn get_job(
-        &self,
-        request: Request<GetJobRequest>,
-    ) -> Result<Response<JobStatus>, Status> {
+    /// One job with its tasks and their metrics.
+    pub fn job(&self, id: &str) -> Result<JobStatus, CoordinatorError> {
         self.state.store.check_leader()?;
-        Ok(Response::new(self.find(&request.into_inner().job_id)?))
+        self.find(id)
     }
 
-    async fn cancel_job(
-        &self,
-        request: Request<CancelJobRequest>,
-    ) -> Result<Response<JobStatus>, Status> {
+    pub async fn cancel(&self, id: &str) -> Result<JobStatus, CoordinatorError> {
         self.state.store.check_leader()?;
-        let id = JobId::new(request.into_inner().job_id);
+        let id = JobId::new(id);
         let state = self
             .state
             .store
@@ -218,8 +233,7 @@ impl<S: MetaStore> JobService for JobApi<S> {
             return Err(CoordinatorError::NotCancellable {
                 job: id,
                 state: state.as_str_name(),
-            }
-            .into());
+            });
         }
         self.state
             .store
@@ -230,15 +244,14 @@ impl<S: MetaStore> JobService for JobApi<S> {
             })
             .await?;
         tracing::info!(job = %id, "job cancelling");
-        Ok(Response::new(self.find(id.as_str())?))
+        self.find(id.as_str())
     }
 
-    async fn list_checkpoints(
-        &self,
-        request: Request<ListCheckpointsRequest>,
-    ) -> Result<Response<ListCheckpointsResponse>, Status> {
+    /// A job's retained completed checkpoints, newest first, and how many
+    /// of its checkpoints failed.
+    pub fn checkpoints(&self, id: &str) -> Result<ListCheckpointsResponse, CoordinatorError> {
         self.state.store.check_leader()?;
-        let id = JobId::new(request.into_inner().job_id);
+        let id = JobId::new(id);
         let checkpoints = self
             .state
             .store
@@ -259,46 +272,41 @@ impl<S: MetaStore> JobService for JobApi<S> {
                 })
             })
             .ok_or_else(|| CoordinatorError::UnknownJob(id.clone()))?;
-        Ok(Response::new(ListCheckpointsResponse {
+        Ok(ListCheckpointsResponse {
             checkpoints,
             failed: self.state.checkpoints.failed(&id),
-        }))
+        })
     }
 
-    async fn trigger_savepoint(
-        &self,
-        request: Request<TriggerSavepointRequest>,
-    ) -> Result<Response<SavepointInfo>, Status> {
+    /// Takes a savepoint of a running job; it runs on.
+    pub async fn take_savepoint(&self, id: &str) -> Result<SavepointInfo, CoordinatorError> {
         self.state.store.check_leader()?;
-        let job = JobId::new(request.into_inner().job_id);
-        let savepoint = self.savepoint(&job, false).await?;
-        Ok(Response::new(savepoint_info(&savepoint)))
+        let savepoint = self.savepoint(&JobId::new(id), false).await?;
+        Ok(savepoint_info(&savepoint))
     }
 
-    async fn stop_job(
-        &self,
-        request: Request<StopJobRequest>,
-    ) -> Result<Response<SavepointInfo>, Status> {
+    /// Stops a running job after a final savepoint.
+    pub async fn stop(&self, id: &str) -> Result<SavepointInfo, CoordinatorError> {
         self.state.store.check_leader()?;
-        let job = JobId::new(request.into_inner().job_id);
+        let job = JobId::new(id);
         let savepoint = self.savepoint(&job, true).await?;
         tracing::info!(job = %job, savepoint = %savepoint.id, "job stopped");
-        Ok(Response::new(savepoint_info(&savepoint)))
+        Ok(savepoint_info(&savepoint))
     }
 
-    async fn rescale_job(
+    /// Stops a job with a savepoint and restarts it from there at `parallelism`.
+    pub async fn rescale(
         &self,
-        request: Request<RescaleJobRequest>,
-    ) -> Result<Response<SavepointInfo>, Status> {
+        id: &str,
+        parallelism: u32,
+    ) -> Result<SavepointInfo, CoordinatorError> {
         self.state.store.check_leader()?;
-        let request = request.into_inner();
-        let job = JobId::new(request.job_id);
-        if request.parallelism == 0 || u64::from(request.parallelism) > MAX_PARALLELISM {
+        let job = JobId::new(id);
+        if parallelism == 0 || u64::from(parallelism) > MAX_PARALLELISM {
             return Err(CoordinatorError::Parallelism {
-                found: request.parallelism,
+                found: parallelism,
                 max: MAX_PARALLELISM,
-            }
-            .into());
+            });
         }
         let savepoint = self.savepoint(&job, true).await?;
         let applied = self
@@ -306,48 +314,206 @@ impl<S: MetaStore> JobService for JobApi<S> {
             .store
             .apply(Command::Rescale {
                 job: job.clone(),
-                parallelism: request.parallelism,
+                parallelism,
             })
             .await?;
         if applied != Applied::Done {
             return Err(CoordinatorError::SavepointFailed {
                 job,
                 reason: "the job changed while it was rescaled".into(),
-            }
-            .into());
+            });
         }
-        tracing::info!(job = %job, savepoint = %savepoint.id, parallelism = request.parallelism, "job rescaled");
-        Ok(Response::new(savepoint_info(&savepoint)))
+        tracing::info!(job = %job, savepoint = %savepoint.id, parallelism, "job rescaled");
+        Ok(savepoint_info(&savepoint))
     }
 
-    async fn list_savepoints(
-        &self,
-        _request: Request<ListSavepointsRequest>,
-    ) -> Result<Response<ListSavepointsResponse>, Status> {
+    /// Every savepoint, by id.
+    pub fn savepoints(&self) -> Result<Vec<SavepointInfo>, CoordinatorError> {
         self.state.store.check_leader()?;
-        let savepoints = self
+        Ok(self
             .state
             .store
-            .read(|m| m.savepoints.values().map(savepoint_info).collect());
-        Ok(Response::new(ListSavepointsResponse { savepoints }))
+            .read(|m| m.savepoints.values().map(savepoint_info).collect()))
     }
 
-    async fn list_job_events(
-        &self,
-        request: Request<ListJobEventsRequest>,
-    ) -> Result<Response<ListJobEventsResponse>, Status> {
+    /// Forgets a savepoint and deletes the snapshots only it held from the
+    /// checkpoint store; answers with the savepoint deleted.
+    pub async fn delete_savepoint(&self, id: &str) -> Result<SavepointInfo, CoordinatorError> {
         self.state.store.check_leader()?;
-        let id = JobId::new(request.into_inner().job_id);
-        let events = self
+        let unknown = || CoordinatorError::UnknownSavepoint(id.to_string());
+        let savepoint = self
             .state
+            .store
+            .read(|m| m.savepoints.get(id).cloned())
+            .ok_or_else(unknown)?;
+        let applied = self
+            .state
+            .store
+            .apply(Command::DeleteSavepoint { id: id.to_string() })
+            .await?;
+        if applied != Applied::Done {
+            return Err(unknown());
+        }
+        checkpoints::delete_unreferenced(
+            &self.state,
+            std::slice::from_ref(&savepoint.checkpoint),
+            id,
+        );
+        tracing::info!(savepoint = %id, job = %savepoint.job, "savepoint deleted");
+        Ok(savepoint_info(&savepoint))
+    }
+
+    /// What happened to a job lately, oldest first.
+    pub fn events(&self, id: &str) -> Result<Vec<sluice_proto::JobEvent>, CoordinatorError> {
+        self.state.store.check_leader()?;
+        let id = JobId::new(id);
+        self.state
             .store
             .read(|m| {
                 m.jobs
                     .get(&id)
                     .map(|j| j.events.iter().map(|e| e.to_proto()).collect())
             })
-            .ok_or(CoordinatorError::UnknownJob(id))?;
-        Ok(Response::new(ListJobEventsResponse { events }))
+            .ok_or(CoordinatorError::UnknownJob(id))
+    }
+
+    /// The workers this leader knows, with their slots and tasks.
+    pub fn workers(&self) -> Result<Vec<WorkerInfo>, CoordinatorError> {
+        self.state.store.check_leader()?;
+        let tasks_by_worker = self.state.store.read(|m| {
+            let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for j in m.jobs.values().filter(|j| j.wants_tasks_running()) {
+                for t in j.tasks.iter().filter(|t| !t.state.is_terminal()) {
+                    by.entry(t.worker.to_string())
+                        .or_default()
+                        .push(t.id.to_string());
+                }
+            }
+            by
+        });
+        let free = self
+            .state
+            .store
+            .read(|m| crate::scheduler::free_slots(m, &self.state.workers.all()));
+        Ok(self
+            .state
+            .workers
+            .all()
+            .into_iter()
+            .map(|w| WorkerInfo {
+                worker_id: w.id.to_string(),
+                data_address: w.data_address,
+                slots: w.slots,
+                used_slots: w.slots - free.get(&w.id).copied().unwrap_or(w.slots),
+                state: w.state as i32,
+                last_heartbeat_ms_ago: w.last_heartbeat.elapsed().as_millis() as u64,
+                task_ids: tasks_by_worker
+                    .get(w.id.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+#[tonic::async_trait]
+impl<S: MetaStore> JobService for JobApi<S> {
+    async fn submit_job(
+        &self,
+        request: Request<SubmitJobRequest>,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
+        let request = request.into_inner();
+        let from_savepoint = Some(request.from_savepoint).filter(|s| !s.is_empty());
+        let id = self.submit(&request.spec_json, from_savepoint).await?;
+        Ok(Response::new(SubmitJobResponse {
+            job_id: id.to_string(),
+        }))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        Ok(Response::new(ListJobsResponse { jobs: self.jobs()? }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<GetJobRequest>,
+    ) -> Result<Response<JobStatus>, Status> {
+        Ok(Response::new(self.job(&request.into_inner().job_id)?))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<JobStatus>, Status> {
+        Ok(Response::new(
+            self.cancel(&request.into_inner().job_id).await?,
+        ))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        Ok(Response::new(
+            self.checkpoints(&request.into_inner().job_id)?,
+        ))
+    }
+
+    async fn trigger_savepoint(
+        &self,
+        request: Request<TriggerSavepointRequest>,
+    ) -> Result<Response<SavepointInfo>, Status> {
+        Ok(Response::new(
+            self.take_savepoint(&request.into_inner().job_id).await?,
+        ))
+    }
+
+    async fn stop_job(
+        &self,
+        request: Request<StopJobRequest>,
+    ) -> Result<Response<SavepointInfo>, Status> {
+        Ok(Response::new(
+            self.stop(&request.into_inner().job_id).await?,
+        ))
+    }
+
+    async fn rescale_job(
+        &self,
+        request: Request<RescaleJobRequest>,
+    ) -> Result<Response<SavepointInfo>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(
+            self.rescale(&request.job_id, request.parallelism).await?,
+        ))
+    }
+
+    async fn list_savepoints(
+        &self,
+        _request: Request<ListSavepointsRequest>,
+    ) -> Result<Response<ListSavepointsResponse>, Status> {
+        Ok(Response::new(ListSavepointsResponse {
+            savepoints: self.savepoints()?,
+        }))
+    }
+
+    async fn delete_savepoint(
+        &self,
+        request: Request<DeleteSavepointRequest>,
+    ) -> Result<Response<SavepointInfo>, Status> {
+        let id = request.into_inner().savepoint_id;
+        Ok(Response::new(JobApi::delete_savepoint(self, &id).await?))
+    }
+
+    async fn list_job_events(
+        &self,
+        request: Request<ListJobEventsRequest>,
+    ) -> Result<Response<ListJobEventsResponse>, Status> {
+        Ok(Response::new(ListJobEventsResponse {
+            events: self.events(&request.into_inner().job_id)?,
+        }))
     }
 
     async fn cluster_info(
@@ -394,45 +560,12 @@ impl<S: MetaStore> JobService for JobApi<S> {
         &self,
         _request: Request<ListWorkersRequest>,
     ) -> Result<Response<ListWorkersResponse>, Status> {
-        self.state.store.check_leader()?;
-        let tasks_by_worker = self.state.store.read(|m| {
-            let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-            for j in m.jobs.values().filter(|j| j.wants_tasks_running()) {
-                for t in j.tasks.iter().filter(|t| !t.state.is_terminal()) {
-                    by.entry(t.worker.to_string())
-                        .or_default()
-                        .push(t.id.to_string());
-                }
-            }
-            by
-        });
-        let free = self
-            .state
-            .store
-            .read(|m| crate::scheduler::free_slots(m, &self.state.workers.all()));
-        let workers = self
-            .state
-            .workers
-            .all()
-            .into_iter()
-            .map(|w| WorkerInfo {
-                worker_id: w.id.to_string(),
-                data_address: w.data_address,
-                slots: w.slots,
-                used_slots: w.slots - free.get(&w.id).copied().unwrap_or(w.slots),
-                state: w.state as i32,
-                last_heartbeat_ms_ago: w.last_heartbeat.elapsed().as_millis() as u64,
-                task_ids: tasks_by_worker
-                    .get(w.id.as_str())
-                    .cloned()
-                    .unwrap_or_default(),
-            })
-            .collect();
-        Ok(Response::new(ListWorkersResponse { workers }))
+        Ok(Response::new(ListWorkersResponse {
+            workers: self.workers()?,
+        }))
     }
 }
 
-/// The broker setting that bounds a producer's `transaction.timeout.ms`.
 /// How long a stop waits for a job's tasks to finish after its savepoint.
 const STOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Beyond the checkpoint timeout, for the trigger and the acks to travel.

@@ -7,6 +7,7 @@ mod checkpoints;
 mod cluster_service;
 mod discovery;
 mod error;
+mod http;
 mod job_service;
 mod kafka_meta;
 mod members_only;
@@ -93,6 +94,14 @@ struct Args {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "SLUICE_TLS_KEY")]
     tls_key: Option<std::path::PathBuf>,
+    /// Address to serve the HTTP API (`/api/...`, its OpenAPI document at
+    /// `/api/openapi.json`) on, such as 127.0.0.1:7480; none by default.
+    #[arg(long, env = "SLUICE_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// Address HTTP clients reach this coordinator's API at, where followers
+    /// send them on to the leader; --http-listen by default.
+    #[arg(long, env = "SLUICE_HTTP_ADVERTISE", requires = "http_listen")]
+    http_advertise: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -215,6 +224,37 @@ async fn main() -> anyhow::Result<()> {
     if let Some(tokens) = &tokens {
         tokio::spawn(tokens.clone().watch());
     }
+    let http_listener = match args.http_listen {
+        Some(http) => Some(
+            tokio::net::TcpListener::bind(http)
+                .await
+                .with_context(|| format!("cannot listen on {http} (--http-listen)"))?,
+        ),
+        None => None,
+    };
+    let http_address = match &http_listener {
+        Some(l) => Some(match args.http_advertise.clone() {
+            Some(a) => a,
+            None => l.local_addr()?.to_string(),
+        }),
+        None => None,
+    };
+    let job_api = job_service::JobApi {
+        state: state.clone(),
+        raft: raft_handle.clone(),
+        http_address: http_address.clone(),
+    };
+    if let (Some(listener), Some(http_address)) = (http_listener, http_address) {
+        tracing::info!(addr = %http_address, "HTTP API listening");
+        let api = job_api.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                http::serve(listener, api, sluice_common::process::shutdown_signal()).await
+            {
+                tracing::error!(error = %e, "HTTP API stopped");
+            }
+        });
+    }
     tokio::spawn(monitor::run(state.clone()));
     tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(transactions::run(state.clone()));
@@ -225,10 +265,7 @@ async fn main() -> anyhow::Result<()> {
     }
     server
         .add_service(auth::Authenticated::new(
-            JobServiceServer::new(job_service::JobApi {
-                state: state.clone(),
-                raft: raft_handle.clone(),
-            }),
+            JobServiceServer::new(job_api),
             tokens,
         ))
         .add_service(MembersOnly::new(

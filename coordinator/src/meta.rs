@@ -23,6 +23,9 @@ pub struct TaskRecord {
     /// Whose fault `error` is; a spec fault fails the job without restarts.
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// The chain of errors under `error`, outermost first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<String>,
     /// The highest `seq` of the task's offset resets recorded as events.
     #[serde(default)]
     pub resets_recorded: u64,
@@ -194,6 +197,9 @@ pub enum Command {
         /// Whose fault `error` is, when the worker said.
         #[serde(default)]
         fault: Option<Fault>,
+        /// The chain of errors under `error`, outermost first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        causes: Vec<String>,
         /// When the leader saw it; dates a restart's backoff.
         at_ms: i64,
     },
@@ -236,6 +242,11 @@ pub enum Command {
         job: JobId,
         task: TaskId,
         resets: Vec<(u64, JobEvent)>,
+    },
+    /// Forgets a savepoint; its snapshots are deleted from the checkpoint
+    /// store unless a checkpoint or another savepoint holds them.
+    DeleteSavepoint {
+        id: String,
     },
 }
 
@@ -332,6 +343,7 @@ impl ClusterMeta {
                 state,
                 error,
                 fault,
+                causes,
                 at_ms,
             } => {
                 let Some(j) = self.jobs.get_mut(&job) else {
@@ -344,6 +356,7 @@ impl ClusterMeta {
                 if error.is_some() {
                     t.error = error;
                     t.fault = fault;
+                    t.causes = causes;
                 }
                 j.derive_state(at_ms);
                 Applied::Done
@@ -478,7 +491,26 @@ impl ClusterMeta {
                 j.trim_events();
                 Applied::Done
             }
+            Command::DeleteSavepoint { id } => match self.savepoints.remove(&id) {
+                Some(_) => Applied::Done,
+                None => Applied::NotFound,
+            },
         }
+    }
+
+    /// Every object of the checkpoint store a savepoint or a retained
+    /// checkpoint of a job that may run again refers to: what must not be
+    /// deleted. Jobs started from a savepoint build their snapshot chains on
+    /// its objects. An ended job's checkpoints are never restored (a stopped
+    /// job resumes from its savepoint), so they keep nothing.
+    pub fn referenced_state_keys(&self) -> std::collections::BTreeSet<String> {
+        let live = self.jobs.values().filter(|j| !j.state.is_terminal());
+        self.savepoints
+            .values()
+            .map(|s| &s.checkpoint)
+            .chain(live.flat_map(|j| &j.checkpoints))
+            .flat_map(|c| c.state_keys().map(str::to_string))
+            .collect()
     }
 }
 
@@ -553,6 +585,7 @@ impl JobRecord {
                             _ => failed.error.clone().unwrap_or_default(),
                         },
                         fault: failed.fault,
+                        causes: failed.causes.clone(),
                     };
                     let reason = match failed.state {
                         TaskState::Cancelled => format!(

@@ -56,6 +56,7 @@ async fn fail_tasks_of_unknown_workers<S: MetaStore>(state: &Shared<S>) {
                 TaskState::Failed,
                 Some(reason),
                 Some(Fault::External),
+                Vec::new(),
             )
             .await;
     }
@@ -88,6 +89,7 @@ async fn expire_workers<S: MetaStore>(state: &Shared<S>) {
                     TaskState::Failed,
                     Some(reason.clone()),
                     Some(Fault::External),
+                    Vec::new(),
                 )
                 .await;
         }

@@ -90,6 +90,7 @@ pub fn place(
                 state: TaskState::Deploying,
                 error: None,
                 fault: None,
+                causes: Vec::new(),
                 resets_recorded: 0,
             });
         }

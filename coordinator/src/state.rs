@@ -85,6 +85,7 @@ impl<S: MetaStore> Coordinator<S> {
                 error: t.error.clone().unwrap_or_default(),
                 metrics: self.workers.metrics(&t.id),
                 fault: t.fault.map_or(sluice_proto::Fault::Unspecified, Into::into) as i32,
+                causes: t.causes.clone(),
             })
             .collect();
         let last_checkpoint_age_ms = job
@@ -123,6 +124,7 @@ impl<S: MetaStore> Coordinator<S> {
         state: TaskState,
         error: Option<String>,
         fault: Option<sluice_common::Fault>,
+        causes: Vec<String>,
     ) {
         let job_state = |m: &crate::meta::ClusterMeta| m.jobs.get(job).map(|j| j.state);
         let changed = self.store.read(|m| {
@@ -144,6 +146,7 @@ impl<S: MetaStore> Coordinator<S> {
                 state,
                 error,
                 fault,
+                causes,
                 at_ms: crate::job_service::now_ms(),
             })
             .await;

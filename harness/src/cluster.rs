@@ -62,6 +62,8 @@ pub struct SluiceCluster {
     /// By index; `None` while stopped.
     coordinators: Vec<Option<ManagedChild>>,
     coordinator_ports: Vec<u16>,
+    /// Where each coordinator serves its HTTP API, by index.
+    http_ports: Vec<u16>,
     /// Coordinator starts so far, naming each run's log.
     starts: u32,
     workers: Vec<Option<ManagedChild>>,
@@ -105,6 +107,7 @@ fn spawn_coordinator(
     dir: &Path,
     index: usize,
     ports: &[u16],
+    http_port: u16,
     options: &ClusterOptions,
     log: &str,
 ) -> anyhow::Result<ManagedChild> {
@@ -117,6 +120,8 @@ fn spawn_coordinator(
     let mut cmd = Command::new(binary("coordinator")?);
     cmd.arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--http-listen")
+        .arg(format!("127.0.0.1:{http_port}"))
         .arg("--id")
         .arg((index + 1).to_string())
         .arg("--peers")
@@ -169,10 +174,15 @@ impl SluiceCluster {
         let ports = (0..options.coordinators.max(1))
             .map(|_| free_port())
             .collect::<std::io::Result<Vec<u16>>>()?;
+        let http_ports = (0..ports.len())
+            .map(|_| free_port())
+            .collect::<std::io::Result<Vec<u16>>>()?;
         let mut coordinators = Vec::new();
-        for index in 0..ports.len() {
+        for (index, http_port) in http_ports.iter().enumerate() {
             let log = format!("coordinator-{}.log", index + 1);
-            coordinators.push(Some(spawn_coordinator(dir, index, &ports, &options, &log)?));
+            coordinators.push(Some(spawn_coordinator(
+                dir, index, &ports, *http_port, &options, &log,
+            )?));
         }
         let mut cluster = Self {
             coordinator_address: ports
@@ -182,6 +192,7 @@ impl SluiceCluster {
                 .join(","),
             coordinators,
             coordinator_ports: ports,
+            http_ports,
             starts: 0,
             workers: Vec::new(),
             dir: dir.to_path_buf(),
@@ -219,6 +230,7 @@ impl SluiceCluster {
             &self.dir,
             index,
             &self.coordinator_ports,
+            self.http_ports[index],
             &self.options,
             &log,
         )?;
@@ -265,6 +277,7 @@ impl SluiceCluster {
     pub fn add_coordinator(&mut self) -> anyhow::Result<usize> {
         let index = self.coordinator_ports.len();
         self.coordinator_ports.push(free_port()?);
+        self.http_ports.push(free_port()?);
         self.coordinators.push(None);
         self.start_coordinator(index)?;
         Ok(index)
@@ -286,6 +299,11 @@ impl SluiceCluster {
     /// The address of coordinator `index`.
     pub fn coordinator_address_of(&self, index: usize) -> String {
         format!("127.0.0.1:{}", self.coordinator_ports[index])
+    }
+
+    /// Where coordinator `index` serves its HTTP API: `http://127.0.0.1:PORT`.
+    pub fn http_url_of(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.http_ports[index])
     }
 
     /// The index of the coordinator that serves as the leader: of those that

@@ -21,6 +21,12 @@ impl ManagedChild {
             File::create(log).with_context(|| format!("cannot create log {}", log.display()))?;
         let err = out.try_clone()?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        // An error a process exits with stays at the end of its log, where
+        // `check_alive` shows it, rather than above a backtrace of its own;
+        // panics keep theirs (RUST_BACKTRACE).
+        if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+            cmd.env("RUST_LIB_BACKTRACE", "0");
+        }
         set_parent_death_signal(&mut cmd);
         let child = cmd
             .spawn()
@@ -99,8 +105,10 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Sends `signal` (`libc::SIGINT`, ...) to process `pid`; a process
+/// already gone is not an error.
 #[allow(unsafe_code)]
-fn send_signal(pid: u32, signal: i32) {
+pub fn send_signal(pid: u32, signal: i32) {
     // SAFETY: kill(2) has no memory effects; a stale pid only yields ESRCH.
     unsafe {
         libc::kill(pid as i32, signal);

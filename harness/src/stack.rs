@@ -106,6 +106,9 @@ impl DevStack {
         }
         if let Some(cl) = &self.cluster {
             out.push(("SLUICE_COORDINATOR".into(), cl.coordinator_address.clone()));
+            // The HTTP API and dashboard of the first coordinator; a follower
+            // sends the browser on to the leader.
+            out.push(("SLUICE_HTTP".into(), cl.http_url_of(0)));
             if let Some(tls) = cl.tls() {
                 out.push((
                     "SLUICE_TLS_CA".into(),

@@ -74,20 +74,33 @@ enum Command {
     },
     /// List jobs.
     List,
-    /// Show a job's state and its subtasks.
+    /// Show a job's state and its subtasks; with --watch, again and again.
     Status {
         /// Job id, as printed by `submit` or `list`.
         job: String,
+        /// Refresh until Ctrl-C or the job ended: in place on a terminal
+        /// (one table after another otherwise); with `--output json`, one
+        /// JSON document per line and refresh.
+        #[arg(long, short)]
+        watch: bool,
+        /// Time between two refreshes of --watch, such as 2s or 500ms.
+        #[arg(long, value_parser = humantime_arg, default_value = "2s", requires = "watch")]
+        interval: Duration,
     },
     /// Cancel a running job.
     Cancel {
         /// Job id.
         job: String,
     },
-    /// Take a savepoint of a running job; it keeps running.
+    /// Take a savepoint of a running job (it keeps running), or delete one
+    /// with `savepoint delete ID`.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Savepoint {
         /// Job id.
-        job: String,
+        #[arg(required = true)]
+        job: Option<String>,
+        #[command(subcommand)]
+        action: Option<SavepointAction>,
     },
     /// Stop a running job: with --savepoint, after a final savepoint that a
     /// new job can start from (`submit --from-savepoint`).
@@ -130,6 +143,17 @@ enum Command {
     Cluster {
         #[command(subcommand)]
         change: Option<ClusterChange>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SavepointAction {
+    /// Delete a savepoint: it is forgotten, and its state snapshots are
+    /// deleted from the checkpoint store unless a running job or another
+    /// savepoint still uses them. Jobs started from it run on.
+    Delete {
+        /// Savepoint id, as printed by `savepoint` or `savepoints`.
+        id: String,
     },
 }
 
@@ -177,6 +201,65 @@ fn one_line(e: &anyhow::Error) -> String {
         };
     }
     format!("{e:#}")
+}
+
+/// Shows a job's status every `interval` until Ctrl-C, or until the job
+/// ended (its last status shown). A coordinator that does not answer for a
+/// while (a leader change) is waited for; an unknown job ends the watch.
+async fn watch_status(
+    coordinators: &Coordinators,
+    out: &output::Printer,
+    job: &str,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            _ = ticks.tick() => {}
+        }
+        let status = coordinators
+            .call(|mut c| {
+                let job_id = job.to_string();
+                async move { c.get_job(GetJobRequest { job_id }).await }
+            })
+            .await;
+        match status {
+            Ok(status) => {
+                out.watch_frame(&status, interval);
+                let ended = JobState::try_from(status.state).is_ok_and(|s| {
+                    matches!(
+                        s,
+                        JobState::Failed
+                            | JobState::Cancelled
+                            | JobState::Finished
+                            | JobState::Stopped
+                    )
+                });
+                if ended {
+                    return Ok(());
+                }
+            }
+            Err(e)
+                if e.downcast_ref::<tonic::Status>().map(|s| s.code())
+                    == Some(tonic::Code::NotFound) =>
+            {
+                return Err(e);
+            }
+            Err(e) => out.watch_error(&one_line(&e)),
+        }
+    }
+}
+
+fn humantime_arg(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("`{s}` is not a duration such as 2s or 500ms: {e}")),
+    }
 }
 
 /// Most calls answer at once.
@@ -229,7 +312,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             out.submitted(&resp.job_id);
         }
-        Command::Savepoint { job } => {
+        Command::Savepoint {
+            action: Some(SavepointAction::Delete { id }),
+            ..
+        } => {
+            let info = at(REQUEST_TIMEOUT)?
+                .call(|mut c| {
+                    let savepoint_id = id.clone();
+                    async move {
+                        c.delete_savepoint(DeleteSavepointRequest { savepoint_id })
+                            .await
+                    }
+                })
+                .await?;
+            out.savepoint(&info, "deleted");
+        }
+        Command::Savepoint { job, action: None } => {
+            let job = job.unwrap_or_default();
             let info = at(SAVEPOINT_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
@@ -285,7 +384,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             out.jobs(&resp.jobs);
         }
-        Command::Status { job } => {
+        Command::Status {
+            job, watch: false, ..
+        } => {
             let status = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
@@ -294,6 +395,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             out.status(&status);
         }
+        Command::Status {
+            job,
+            watch: true,
+            interval,
+        } => watch_status(&at(REQUEST_TIMEOUT)?, &out, &job, interval).await?,
         Command::Cancel { job } => {
             let status = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {

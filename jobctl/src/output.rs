@@ -3,6 +3,7 @@
 use crate::Format;
 use serde_json::{Value, json};
 use sluice_proto::*;
+use std::io::IsTerminal;
 
 pub struct Printer {
     pub format: Format,
@@ -95,7 +96,7 @@ fn task_json(t: &TaskStatus) -> Value {
     json!({
         "task_id": t.task_id, "stage": t.stage, "index": t.index, "worker_id": t.worker_id,
         "state": task_state(t.state), "partitions": t.partitions, "error": t.error,
-        "fault": fault(t.fault),
+        "fault": fault(t.fault), "causes": t.causes,
         "records_in": m.records_in, "records_out": m.records_out, "dead_lettered": m.dead_lettered,
         "open_transaction_age_ms": m.open_transaction_age_ms,
         "offsets_skipped": m.offsets_skipped, "dead_letters_dropped": m.dead_letters_dropped,
@@ -127,6 +128,19 @@ fn time_text(at_ms: i64) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
+/// An event's message followed by the errors under it.
+fn with_causes(message: &str, causes: &[String]) -> String {
+    causes.iter().fold(message.to_string(), |text, cause| {
+        format!("{text}; caused by: {cause}")
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// An event with the fields its kind uses.
 fn event_json(e: &JobEvent) -> Value {
     let mut v = json!({
@@ -141,6 +155,7 @@ fn event_json(e: &JobEvent) -> Value {
         "partitions_added" => json!({ "topic": e.topic, "count": e.count }),
         "task_failed" => json!({
             "task_id": e.task_id, "error": e.error, "fault": fault_name(e.fault),
+            "causes": e.causes,
         }),
         _ => json!({}),
     };
@@ -168,6 +183,34 @@ fn job_json(j: &JobStatus) -> Value {
 impl Printer {
     fn json(&self, v: Value) {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+
+    /// One refresh of `status --watch`: the table in place of the last one
+    /// on a terminal, or one line of JSON.
+    pub fn watch_frame(&self, j: &JobStatus, interval: std::time::Duration) {
+        match self.format {
+            Format::Json => println!("{}", job_json(j)),
+            Format::Table => {
+                if std::io::stdout().is_terminal() {
+                    // Cursor home, then clear the screen: the new table replaces the old.
+                    print!("\x1b[H\x1b[2J");
+                }
+                println!(
+                    "{}  every {}  (Ctrl-C to stop)\n",
+                    time_text(now_ms()),
+                    humantime::format_duration(interval)
+                );
+                self.status(j);
+            }
+        }
+    }
+
+    /// A refresh of `status --watch` that found no coordinator to answer.
+    pub fn watch_error(&self, error: &str) {
+        match self.format {
+            Format::Json => println!("{}", json!({ "error": error })),
+            Format::Table => println!("{}  {error}; trying again", time_text(now_ms())),
+        }
     }
 
     pub fn submitted(&self, job_id: &str) {
@@ -436,7 +479,7 @@ impl Printer {
                             time_text(e.at_ms),
                             e.attempt.to_string(),
                             e.kind.clone(),
-                            e.message.clone(),
+                            with_causes(&e.message, &e.causes),
                         ]
                     })
                     .collect(),

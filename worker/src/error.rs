@@ -106,6 +106,18 @@ impl WorkerError {
         }
     }
 
+    /// The errors under this one, outermost first, each as it describes
+    /// itself: what the coordinator shows as the failure's causes.
+    pub fn causes(&self) -> Vec<String> {
+        let mut causes = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            causes.push(e.to_string());
+            next = e.source();
+        }
+        causes
+    }
+
     /// The peer worker this error could not reach, if that is what it is.
     pub fn unreachable_peer(&self) -> Option<&str> {
         match self {
@@ -152,5 +164,29 @@ fn kafka_fault(e: &rdkafka::error::KafkaError) -> Fault {
             | UnsupportedVersion,
         ) => Fault::Spec,
         _ => Fault::External,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+
+    #[test]
+    fn causes_are_the_errors_under_this_one_outermost_first() {
+        let e = WorkerError::Kafka {
+            what: "producer".into(),
+            brokers: "b:9092".into(),
+            source: Box::new(KafkaError::ClientCreation("no such setting".into())),
+        };
+        assert_eq!(
+            e.causes(),
+            [KafkaError::ClientCreation("no such setting".into()).to_string()]
+        );
+        let e = WorkerError::Spec {
+            task: TaskId::new("job-1/s0/0@0"),
+            reason: "not YAML".into(),
+        };
+        assert!(e.causes().is_empty());
     }
 }

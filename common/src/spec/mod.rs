@@ -1,5 +1,6 @@
 //! The job spec: what a user submits, validated in full before anything runs.
 
+mod ingestion;
 mod reader;
 mod sink;
 mod source;
@@ -120,11 +121,35 @@ impl JobSpec {
     /// `lookup`, and validates it. Every problem is reported, each with its
     /// path. Secret fields keep their references (see [`crate::secrets`]) and
     /// hold nothing else.
+    ///
+    /// Seed 004's job configuration (`jobId`, `source.kafkaIngestionUnit`,
+    /// `sink.s3DeliveryUnit`) is read too, as the
+    /// equivalent Sluice job, with problems at its own field paths.
     pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SpecError> {
         let mut tree = parse_tree(text)?;
         let mut problems = resolve_env(&mut tree, lookup);
-        problems.extend(crate::secrets::clear_secrets(&tree));
-        Self::from_tree(&tree, problems)
+        if !ingestion::is_ingestion_config(&tree) {
+            problems.extend(crate::secrets::clear_secrets(&tree));
+            return Self::from_tree(&tree, problems);
+        }
+        let mut p = Problems(problems);
+        let spec_tree = ingestion::to_spec_tree(&tree, &mut p);
+        p.0.extend(ingestion_paths(crate::secrets::clear_secrets(&spec_tree)));
+        match Self::from_tree(&spec_tree, Vec::new()) {
+            Ok(spec) if p.0.is_empty() => Ok(spec),
+            Ok(_) => Err(SpecError::Invalid(p.0)),
+            Err(e) => {
+                // A field already refused as written is not reported again
+                // for what its absence means to the Sluice spec.
+                let mut problems = p.0;
+                for problem in ingestion_paths(e.problems()) {
+                    if !problems.iter().any(|q| q.path == problem.path) {
+                        problems.push(problem);
+                    }
+                }
+                Err(SpecError::Invalid(problems))
+            }
+        }
     }
 
     /// Parses a spec whose `${VAR}` references were already resolved by the
@@ -192,6 +217,26 @@ pub fn resolve_client_side(
     let mut tree = parse_tree(text)?;
     crate::env::resolve_env_partially(&mut tree, lookup);
     Ok(tree.to_string())
+}
+
+/// `problems` of the spec submitted as `text` (found by checks of the
+/// systems it names, at the paths of the Sluice spec) at the paths the user
+/// wrote: those of seed 004's job configuration when `text` is one.
+pub fn in_submitted_terms(text: &str, problems: Vec<SpecProblem>) -> Vec<SpecProblem> {
+    match parse_tree(text) {
+        Ok(tree) if ingestion::is_ingestion_config(&tree) => ingestion_paths(problems),
+        _ => problems,
+    }
+}
+
+fn ingestion_paths(problems: Vec<SpecProblem>) -> Vec<SpecProblem> {
+    problems
+        .into_iter()
+        .map(|p| SpecProblem {
+            path: ingestion::config_path(&p.path),
+            ..p
+        })
+        .collect()
 }
 
 fn parse_tree(text: &str) -> Result<Value, SpecError> {

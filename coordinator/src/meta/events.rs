@@ -38,6 +38,9 @@ pub enum EventKind {
         worker: WorkerId,
         error: String,
         fault: Option<Fault>,
+        /// The chain of errors under `error`, outermost first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        causes: Vec<String>,
     },
     /// The job restarts as attempt `attempt` (the event's own attempt is the
     /// one that ended) after `backoff_ms`.
@@ -138,10 +141,12 @@ impl JobEvent {
                 worker,
                 error,
                 fault,
+                causes,
             } => {
                 e.kind = "task_failed".into();
                 e.task_id = task.to_string();
                 e.error = error.clone();
+                e.causes = causes.clone();
                 e.fault = fault.map_or(sluice_proto::Fault::Unspecified, Into::into) as i32;
                 e.message = match fault {
                     Some(f) => format!("task {task} on {worker} failed ({f}): {error}"),

@@ -20,6 +20,7 @@ fn task(job: &JobId, index: u32) -> TaskRecord {
         state: TaskState::Deploying,
         error: None,
         fault: None,
+        causes: Vec::new(),
         resets_recorded: 0,
     }
 }
@@ -50,6 +51,7 @@ fn set(meta: &mut ClusterMeta, job: &JobId, index: u32, state: TaskState, error:
         state,
         error: error.map(String::from),
         fault: None,
+        causes: Vec::new(),
         at_ms: 10_000,
     });
 }
@@ -117,10 +119,14 @@ fn a_spec_fault_fails_the_job_at_once_whatever_restarts_are_left() {
         state: TaskState::Failed,
         error: Some("table ks.t does not exist".into()),
         fault: Some(Fault::Spec),
+        causes: vec!["keyspace ks has no table t".into()],
         at_ms: 10_000,
     });
     let j = &meta.jobs[&job];
     assert_eq!(j.state, JobState::Failed);
+    let failed = j.events[0].to_proto();
+    assert_eq!(failed.kind, "task_failed");
+    assert_eq!(failed.causes, ["keyspace ks has no table t"]);
     assert_eq!(j.restarts, 0);
     let failure = j.failure.as_deref().unwrap_or("");
     assert!(failure.contains("ks.t does not exist"), "{failure}");
@@ -136,6 +142,7 @@ fn an_external_fault_restarts_the_job() {
         state: TaskState::Failed,
         error: Some("broker unreachable".into()),
         fault: Some(Fault::External),
+        causes: Vec::new(),
         at_ms: 10_000,
     });
     assert_eq!(meta.jobs[&job].state, JobState::Scheduling);
@@ -365,6 +372,7 @@ fn failures_and_restarts_are_job_events() {
         state: TaskState::Failed,
         error: Some("broker unreachable".into()),
         fault: Some(Fault::External),
+        causes: Vec::new(),
         at_ms: 10_000,
     });
     let kinds = |meta: &ClusterMeta| -> Vec<String> {
@@ -401,6 +409,7 @@ fn failures_and_restarts_are_job_events() {
         state: TaskState::Failed,
         error: Some("broker unreachable".into()),
         fault: Some(Fault::External),
+        causes: Vec::new(),
         at_ms: 20_000,
     });
     assert_eq!(

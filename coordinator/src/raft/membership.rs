@@ -45,6 +45,7 @@ pub fn info(raft: &Raft, serving: bool) -> ClusterInfoResponse {
         purged_index: m.purged.map_or(0, |l| l.index),
         serving,
         members,
+        http_address: String::new(),
     }
 }
 

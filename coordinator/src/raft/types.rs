@@ -23,6 +23,7 @@ impl fmt::Display for Command {
             Self::TransactionsSettled { job } => ("transactions settled", job.as_str()),
             Self::AddPartitions { job, .. } => ("add partitions", job.as_str()),
             Self::RecordOffsetResets { job, .. } => ("offset resets", job.as_str()),
+            Self::DeleteSavepoint { id } => ("delete savepoint", id.as_str()),
         };
         write!(f, "{what} ({job})")
     }

@@ -38,6 +38,7 @@ pub enum Outbound {
 struct Status {
     state: TaskState,
     error: String,
+    causes: Vec<String>,
     fault: Fault,
     ended_at: Option<Instant>,
 }
@@ -102,6 +103,7 @@ impl TaskManager {
         let status = Arc::new(Mutex::new(Status {
             state: TaskState::Deploying,
             error: String::new(),
+            causes: Vec::new(),
             fault: Fault::Unspecified,
             ended_at: None,
         }));
@@ -148,12 +150,14 @@ impl TaskManager {
         };
         let report = move |state: TaskState,
                            error: String,
+                           causes: Vec<String>,
                            unreachable_peer: String,
                            fault: Fault,
                            metrics: &Metrics| {
             let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
             s.state = state;
             s.error = error.clone();
+            s.causes = causes.clone();
             s.fault = fault;
             if state.is_terminal() {
                 s.ended_at = Some(Instant::now());
@@ -168,6 +172,7 @@ impl TaskManager {
                 unreachable_peer,
                 fault: fault as i32,
                 offset_resets: metrics.offset_resets(),
+                causes,
             }));
         };
         tokio::spawn(async move {
@@ -178,6 +183,7 @@ impl TaskManager {
                     report(
                         TaskState::Running,
                         String::new(),
+                        Vec::new(),
                         String::new(),
                         Fault::Unspecified,
                         &metrics,
@@ -192,6 +198,7 @@ impl TaskManager {
                 Ok(state) => report(
                     state,
                     String::new(),
+                    Vec::new(),
                     String::new(),
                     Fault::Unspecified,
                     &metrics,
@@ -203,6 +210,7 @@ impl TaskManager {
                     report(
                         TaskState::Failed,
                         e.to_string(),
+                        e.causes(),
                         peer,
                         fault.into(),
                         &metrics,
@@ -256,6 +264,7 @@ impl TaskManager {
                     unreachable_peer: String::new(),
                     fault: s.fault as i32,
                     offset_resets: e.metrics.offset_resets(),
+                    causes: s.causes,
                 }
             })
             .collect()

@@ -21,8 +21,10 @@ enum Bench {
     /// Throughput of a keyed Kafka -> remap -> key_by -> Kafka job with
     /// checkpoints off and every 10 s, 1 s and 100 ms, at least once and exactly once.
     Checkpoints {
-        /// Records in the input topic, read by every run.
-        #[arg(long, default_value_t = 200_000)]
+        /// Records in the input topic, read by every run: enough that a run
+        /// lasts several seconds, so that start-up does not hide what
+        /// checkpoints cost.
+        #[arg(long, default_value_t = 2_000_000)]
         records: usize,
         /// Rounds over every setting, interleaved so that drift of the
         /// machine touches all alike; the median of each is printed.

@@ -1,0 +1,247 @@
+//! The job calls of the HTTP API: submit, list, inspect, cancel, stop,
+//! rescale, and a job's checkpoints, savepoints and events.
+
+use super::error::ApiError;
+use super::model::{Checkpoints, Event, Job, Rescale, Savepoint, Submitted};
+use super::{Api, JsonResult, job_id};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// Where a submitted job starts.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitParams {
+    /// Start from this savepoint's source offsets and keyed state.
+    from_savepoint: Option<String>,
+}
+
+/// Submits a job: a Sluice job spec in YAML or JSON, or seed 004's job
+/// configuration. It is validated whole, with the systems it names, before
+/// anything runs; every problem comes back at its field path.
+/// `${VAR}` references are not resolved here (the coordinator's environment
+/// is not the user's): resolve them before sending, as `jobctl submit` does.
+#[utoipa::path(
+    post, path = "/api/jobs", tag = "jobs",
+    params(SubmitParams),
+    request_body(
+        description = "The job spec (or seed 004's job configuration), YAML or JSON",
+        content((Object = "application/json"), (String = "application/yaml"))
+    ),
+    responses(
+        (status = 201, description = "Accepted; Location names the job", body = Submitted,
+         headers(("Location" = String, description = "/api/jobs/{job_id}"))),
+        (status = 400, description = "Not YAML or JSON, or a bad query", body = ApiError),
+        (status = 404, description = "No such savepoint", body = ApiError),
+        (status = 422, description = "The spec has problems, each at its path", body = ApiError),
+        (status = 503, description = "No leader, or a system the spec names did not answer", body = ApiError),
+    )
+)]
+pub async fn submit(
+    State(api): State<Api>,
+    params: Result<Query<SubmitParams>, QueryRejection>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8 text: {e}")))?;
+    let from_savepoint = params.from_savepoint.filter(|s| !s.is_empty());
+    let id = api.submit(text, from_savepoint).await?;
+    let location = format!("/api/jobs/{id}");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(Submitted {
+            job_id: id.to_string(),
+        }),
+    ))
+}
+
+/// Every job the cluster knows, with its subtasks.
+#[utoipa::path(
+    get, path = "/api/jobs", tag = "jobs",
+    responses(
+        (status = 200, body = [Job]),
+        (status = 503, description = "No leader", body = ApiError),
+    )
+)]
+pub async fn list(State(api): State<Api>) -> JsonResult<Vec<Job>> {
+    Ok(Json(api.jobs()?.into_iter().map(Job::from).collect()))
+}
+
+/// One job with its subtasks and their counters.
+#[utoipa::path(
+    get, path = "/api/jobs/{job_id}", tag = "jobs",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, body = Job),
+        (status = 400, description = "A bad path", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 503, description = "No leader", body = ApiError),
+    )
+)]
+pub async fn get(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> JsonResult<Job> {
+    Ok(Json(api.job(&job_id(id)?)?.into()))
+}
+
+/// Cancels a job without a savepoint; answers with its state after.
+#[utoipa::path(
+    post, path = "/api/jobs/{job_id}/cancel", tag = "jobs",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, body = Job),
+        (status = 400, description = "A bad path", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 409, description = "The job already ended", body = ApiError),
+        (status = 503, description = "No leader, or the change was not recorded", body = ApiError),
+    )
+)]
+pub async fn cancel(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> JsonResult<Job> {
+    Ok(Json(api.cancel(&job_id(id)?).await?.into()))
+}
+
+/// Stops a running job after a final savepoint, which a new job can start
+/// from; answers once the job's tasks ended.
+#[utoipa::path(
+    post, path = "/api/jobs/{job_id}/stop", tag = "jobs",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The final savepoint", body = Savepoint),
+        (status = 400, description = "A bad path", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 409, description = "The job is not running, or has checkpoints off", body = ApiError),
+        (status = 503, description = "No leader, or the savepoint failed", body = ApiError),
+    )
+)]
+pub async fn stop(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> JsonResult<Savepoint> {
+    Ok(Json(api.stop(&job_id(id)?).await?.into()))
+}
+
+/// Changes a running job's parallelism: stops it with a savepoint and
+/// restarts it from there.
+#[utoipa::path(
+    post, path = "/api/jobs/{job_id}/rescale", tag = "jobs",
+    params(("job_id" = String, Path, description = "Job id")),
+    request_body = Rescale,
+    responses(
+        (status = 200, description = "The savepoint it restarts from", body = Savepoint),
+        (status = 400, description = "A bad path or body", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 409, description = "The job is not running, or has checkpoints off", body = ApiError),
+        (status = 422, description = "A parallelism out of range", body = ApiError),
+        (status = 503, description = "No leader, or the savepoint failed", body = ApiError),
+    )
+)]
+pub async fn rescale(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> JsonResult<Savepoint> {
+    let id = job_id(id)?;
+    let Rescale { parallelism } = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"parallelism\": N}}: {e}")))?;
+    Ok(Json(api.rescale(&id, parallelism).await?.into()))
+}
+
+/// A job's retained completed checkpoints, newest first.
+#[utoipa::path(
+    get, path = "/api/jobs/{job_id}/checkpoints", tag = "checkpoints",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, body = Checkpoints),
+        (status = 400, description = "A bad path", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 503, description = "No leader", body = ApiError),
+    )
+)]
+pub async fn checkpoints(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> JsonResult<Checkpoints> {
+    Ok(Json(api.checkpoints(&job_id(id)?)?.into()))
+}
+
+/// A job's savepoints, oldest first.
+#[utoipa::path(
+    get, path = "/api/jobs/{job_id}/savepoints", tag = "savepoints",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, body = [Savepoint]),
+        (status = 400, description = "A bad path", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 503, description = "No leader", body = ApiError),
+    )
+)]
+pub async fn savepoints(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> JsonResult<Vec<Savepoint>> {
+    let id = job_id(id)?;
+    api.job(&id)?;
+    let mut of_job: Vec<Savepoint> = api
+        .savepoints()?
+        .into_iter()
+        .filter(|s| s.job_id == id)
+        .map(Savepoint::from)
+        .collect();
+    of_job.sort_by_key(|s| (s.created_at_ms, s.checkpoint_id));
+    Ok(Json(of_job))
+}
+
+/// Takes a savepoint of a running job, which runs on; answers once it completed.
+#[utoipa::path(
+    post, path = "/api/jobs/{job_id}/savepoints", tag = "savepoints",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 201, body = Savepoint),
+        (status = 400, description = "A bad path", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 409, description = "The job is not running, or has checkpoints off", body = ApiError),
+        (status = 503, description = "No leader, or the savepoint failed", body = ApiError),
+    )
+)]
+pub async fn trigger_savepoint(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<(StatusCode, Json<Savepoint>), ApiError> {
+    let savepoint = api.take_savepoint(&job_id(id)?).await?;
+    Ok((StatusCode::CREATED, Json(savepoint.into())))
+}
+
+/// What happened to a job lately (its last 100 events), oldest first:
+/// task failures with their error and causes, restarts, skipped offsets.
+#[utoipa::path(
+    get, path = "/api/jobs/{job_id}/events", tag = "jobs",
+    params(("job_id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, body = [Event]),
+        (status = 400, description = "A bad path", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 503, description = "No leader", body = ApiError),
+    )
+)]
+pub async fn events(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> JsonResult<Vec<Event>> {
+    Ok(Json(
+        api.events(&job_id(id)?)?
+            .into_iter()
+            .map(Event::from)
+            .collect(),
+    ))
+}

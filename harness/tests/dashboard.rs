@@ -1,0 +1,183 @@
+//! The coordinator's dashboard in a real browser: headless Chromium loads
+//! its pages against a cluster running a real job, and what they show (job
+//! name, state, record counts per stage, checkpoints, workers, the leader)
+//! matches the job; a screenshot of the job's page is kept.
+
+use serde_json::{Value, json};
+use sluice_harness::admin;
+use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
+use sluice_harness::datagen::producer;
+use sluice_harness::testing::{infra, test_dir, unique, wait_for};
+use std::path::Path;
+use std::time::Duration;
+
+/// Debian's Chromium, as `scripts/test` installs it.
+const CHROMIUM: &str = "chromium";
+
+/// Runs headless Chromium on `url` with `args` (such as `--dump-dom`), the
+/// page's scripts given a few seconds; its standard output.
+async fn chromium(dir: &Path, url: &str, args: &[&str]) -> anyhow::Result<String> {
+    let profile = dir.join(unique("chromium-profile"));
+    let run = tokio::process::Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(["--virtual-time-budget=5000", "--window-size=1440,1000"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .map_err(|_| anyhow::anyhow!("chromium did not finish with {url} within 60 s"))?
+        .map_err(|e| anyhow::anyhow!("cannot run {CHROMIUM} (scripts/test installs it): {e}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "chromium failed on {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The rendered part of a page's DOM (not its script).
+fn view(dom: &str) -> anyhow::Result<&str> {
+    let start = dom
+        .find("<main id=\"view\">")
+        .ok_or_else(|| anyhow::anyhow!("no view in the page:\n{dom}"))?;
+    let end = dom[start..]
+        .find("</main>")
+        .map_or(dom.len(), |e| start + e);
+    Ok(&dom[start..end])
+}
+
+/// The value of each `attr="..."` in `dom`, in order.
+fn attrs<'a>(dom: &'a str, attr: &str) -> Vec<&'a str> {
+    let needle = format!("{attr}=\"");
+    dom.match_indices(&needle)
+        .filter_map(|(at, _)| {
+            let rest = &dom[at + needle.len()..];
+            rest.find('"').map(|end| &rest[..end])
+        })
+        .collect()
+}
+
+/// Sums `records` of the task rows of `stage` on a job page.
+fn stage_records(dom: &str, stage: u32, records: &str) -> u64 {
+    dom.split("data-task=\"")
+        .skip(1)
+        .filter(|row| row.contains(&format!("/s{stage}/")))
+        .filter_map(|row| attrs(row, records).first()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_running_job_in_chromium() -> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("dashboard");
+    let cluster = SluiceCluster::start(&dir, 1, ClusterOptions::default()).await?;
+    let url = cluster.http_url_of(0);
+    let (input, output) = (unique("dash-in"), unique("dash-out"));
+    admin::create_topic(&infra.kafka, &input, 2).await?;
+    admin::create_topic(&infra.kafka, &output, 1).await?;
+    let spec = format!(
+        r#"
+name: dashboard-job
+parallelism: 2
+checkpoint: {{ interval: 500ms }}
+source: {{ kafka: {{ brokers: "{k}", topic: {input} }} }}
+transforms:
+  - key_by: [id]
+  - dedup: {{ ttl: 1h }}
+sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
+"#,
+        k = infra.kafka
+    );
+    let http = reqwest::Client::new();
+    let submitted: Value = http
+        .post(format!("{url}/api/jobs"))
+        .body(spec)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let job = submitted["job_id"].as_str().unwrap_or_default().to_string();
+    let records = (0..300).map(|i| json!({ "id": format!("r-{}", i % 200) }).to_string());
+    producer::produce(&infra.kafka, &input, records, None, 0).await?;
+    // The figures the pages must show: all read, deduplicated, checkpointed.
+    wait_for(
+        "the job's counts final and checkpointed",
+        Duration::from_secs(60),
+        || {
+            let (http, url, job) = (&http, &url, &job);
+            async move {
+                let j: Value = http
+                    .get(format!("{url}/api/jobs/{job}"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let stage = |s: u64, f: &str| -> u64 {
+                    j["tasks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|t| t["stage"] == s)
+                        .filter_map(|t| t[f].as_u64())
+                        .sum()
+                };
+                Ok((j["state"] == "RUNNING"
+                    && stage(0, "records_in") == 300
+                    && stage(1, "records_out") == 200
+                    && j["last_checkpoint_id"].as_u64() > Some(0))
+                .then_some(()))
+            }
+        },
+    )
+    .await?;
+
+    let jobs = chromium(&dir, &format!("{url}/#/"), &["--dump-dom"]).await?;
+    let jobs = view(&jobs)?;
+    let row = jobs
+        .split("data-job=\"")
+        .find(|r| r.starts_with(&format!("{job}\"")))
+        .ok_or_else(|| anyhow::anyhow!("no row of {job} on the jobs page:\n{jobs}"))?;
+    assert_eq!(attrs(row, "data-name").first(), Some(&"dashboard-job"));
+    assert_eq!(attrs(row, "data-state").first(), Some(&"RUNNING"));
+    assert_eq!(attrs(row, "data-records-in").first(), Some(&"300"));
+
+    let page = format!("{url}/#/job/{job}");
+    let detail = chromium(&dir, &page, &["--dump-dom"]).await?;
+    let detail = view(&detail)?;
+    assert_eq!(attrs(detail, "data-name").first(), Some(&"dashboard-job"));
+    assert_eq!(attrs(detail, "data-stage"), ["0", "1"], "two stages");
+    assert_eq!(stage_records(detail, 0, "data-records-in"), 300);
+    assert_eq!(stage_records(detail, 1, "data-records-in"), 300);
+    assert_eq!(stage_records(detail, 1, "data-records-out"), 200);
+    assert_eq!(attrs(detail, "data-dead-letters"), ["0", "0"]);
+    assert!(
+        !attrs(detail, "data-checkpoint").is_empty(),
+        "checkpoints listed"
+    );
+
+    let group = chromium(&dir, &format!("{url}/#/cluster"), &["--dump-dom"]).await?;
+    let group = view(&group)?;
+    assert_eq!(attrs(group, "data-worker"), ["worker-1"]);
+    assert_eq!(attrs(group, "data-member"), ["1"]);
+    assert!(group.contains(">leader<"), "the leader is marked");
+
+    let screenshot = dir.join("dashboard-job.png");
+    chromium(
+        &dir,
+        &page,
+        &[&format!("--screenshot={}", screenshot.display())],
+    )
+    .await?;
+    let size = std::fs::metadata(&screenshot)?.len();
+    assert!(size > 10_000, "a screenshot of the page: {size} bytes");
+    println!("screenshot of the job's page: {}", screenshot.display());
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! The coordinator's HTTP API: each call does what `jobctl` does over gRPC
+//! (submit with the same checks, inspect, savepoints, rescale, stop,
+//! cancel), errors are JSON of one shape with proper status codes,
+//! followers redirect to the leader, and the API holds to its own OpenAPI
+//! document under schemathesis.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sluice_harness::admin;
+use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
+use sluice_harness::datagen::producer;
+use sluice_harness::pytools;
+use sluice_harness::testing::{infra, test_dir, unique, wait_for};
+use std::time::Duration;
+
+/// A `reqwest` client that shows redirects instead of following them.
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()?)
+}
+
+/// A call's status and JSON body.
+async fn call(request: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
+    let response = request.send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    let body = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{status}: not JSON ({e}): {text}"))?;
+    Ok((status, body))
+}
+
+/// Checks the API's error shape: status repeated, a code, a message.
+fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
+    let (s, body) = got;
+    assert_eq!(s.as_u16(), status, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(body["problems"].is_array(), "{body}");
+}
+
+/// A job's counter summed over its subtasks of `stage`.
+fn stage_sum(job: &Value, stage: u64, field: &str) -> u64 {
+    job["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["stage"] == stage)
+        .filter_map(|t| t[field].as_u64())
+        .sum()
+}
+
+/// A stateful job (keyed dedup) between two topics of its own, as YAML.
+fn spec(brokers: &str, input: &str, output: &str) -> String {
+    format!(
+        r#"
+name: api-job
+parallelism: 2
+checkpoint: {{ interval: 500ms }}
+source: {{ kafka: {{ brokers: "{brokers}", topic: {input} }} }}
+transforms:
+  - key_by: [id]
+  - dedup: {{ ttl: 1h }}
+sink: {{ kafka: {{ brokers: "{brokers}", topic: {output} }} }}
+"#
+    )
+}
+
+async fn wait_state(
+    http: &reqwest::Client,
+    url: &str,
+    job: &str,
+    state: &str,
+) -> anyhow::Result<Value> {
+    wait_for(
+        &format!("{job} {state}"),
+        Duration::from_secs(60),
+        || async move {
+            let (_, j) = call(http.get(format!("{url}/api/jobs/{job}"))).await?;
+            Ok((j["state"] == state).then_some(j))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_does_what_it_says_with_errors_as_json() -> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("http-api");
+    let cluster = SluiceCluster::start(&dir, 1, ClusterOptions::default()).await?;
+    let url = cluster.http_url_of(0);
+    let http = client()?;
+    let (input, output) = (unique("api-in"), unique("api-out"));
+    admin::create_topic(&infra.kafka, &input, 2).await?;
+    admin::create_topic(&infra.kafka, &output, 1).await?;
+
+    // The document describes every call.
+    let (status, doc) = call(http.get(format!("{url}/api/openapi.json"))).await?;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/api/jobs",
+        "/api/jobs/{job_id}/savepoints",
+        "/api/savepoints/{savepoint_id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+
+    // The submit checks of jobctl, each problem at its path.
+    let bad = "name: a b\nparallelism: 0\nsource: { kafka: { brokers: x, topic: t } }\n";
+    let refused = call(http.post(format!("{url}/api/jobs")).body(bad)).await?;
+    assert_error(&refused, 422, "invalid_spec");
+    let paths: Vec<&str> = refused.1["problems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["path"].as_str())
+        .collect();
+    for path in ["name", "parallelism", "sink"] {
+        assert!(paths.contains(&path), "{path} not in {}", refused.1);
+    }
+    assert_error(
+        &call(http.post(format!("{url}/api/jobs")).body("{ not yaml: [")).await?,
+        400,
+        "malformed_spec",
+    );
+    // Seed 004's configuration too, with what the broker says at its path.
+    let mut seed: Value =
+        serde_json::from_str(include_str!("../../deploy/jobs/kafka-to-s3-job-001.json"))?;
+    seed["source"]["bootstrapServers"] = infra.kafka.clone().into();
+    seed["source"]["kafkaIngestionUnit"]["topic"] = unique("absent").into();
+    let refused = call(http.post(format!("{url}/api/jobs")).json(&seed)).await?;
+    assert_error(&refused, 422, "invalid_spec");
+    assert_eq!(
+        refused.1["problems"][0]["path"], "source.kafkaIngestionUnit.topic",
+        "{}",
+        refused.1
+    );
+    let (_, jobs) = call(http.get(format!("{url}/api/jobs"))).await?;
+    assert_eq!(jobs, json!([]), "nothing was deployed");
+
+    // Submit, run, count.
+    let response = http
+        .post(format!("{url}/api/jobs"))
+        .header("content-type", "application/yaml")
+        .body(spec(&infra.kafka, &input, &output))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str()?.to_string();
+    let job = response.json::<Value>().await?["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(location, format!("/api/jobs/{job}"));
+    wait_state(&http, &url, &job, "RUNNING").await?;
+    let records = (0..300).map(|i| json!({ "id": format!("r-{}", i % 200) }).to_string());
+    producer::produce(&infra.kafka, &input, records, None, 0).await?;
+    let running = wait_for("300 read, 200 written", Duration::from_secs(60), || {
+        let (http, url, job) = (&http, &url, &job);
+        async move {
+            let (_, j) = call(http.get(format!("{url}/api/jobs/{job}"))).await?;
+            Ok(
+                (stage_sum(&j, 0, "records_in") == 300 && stage_sum(&j, 1, "records_out") == 200)
+                    .then_some(j),
+            )
+        }
+    })
+    .await?;
+    assert_eq!(running["name"], "api-job");
+    assert_eq!(running["parallelism"], 2);
+    assert_eq!(running["spec"]["source"]["kafka"]["topic"], input.as_str());
+    let (_, jobs) = call(http.get(format!("{url}/api/jobs"))).await?;
+    assert_eq!(jobs[0]["job_id"], job.as_str());
+    let (_, workers) = call(http.get(format!("{url}/api/workers"))).await?;
+    assert_eq!(workers[0]["state"], "ALIVE", "{workers}");
+    assert_eq!(
+        workers[0]["used_slots"], 2,
+        "a slot per parallel instance: {workers}"
+    );
+    assert_eq!(
+        workers[0]["tasks"].as_array().map(Vec::len),
+        Some(4),
+        "{workers}"
+    );
+    let (_, members) = call(http.get(format!("{url}/api/cluster"))).await?;
+    assert_eq!(members["role"], "leader");
+    assert_eq!(members["serving"], true);
+    assert_eq!(
+        format!(
+            "http://{}",
+            members["http_address"].as_str().unwrap_or_default()
+        ),
+        url
+    );
+
+    // Savepoints: trigger, list, checkpoints, delete.
+    let (status, savepoint) = call(http.post(format!("{url}/api/jobs/{job}/savepoints"))).await?;
+    assert_eq!(status, StatusCode::CREATED, "{savepoint}");
+    let savepoint_id = savepoint["savepoint_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let offsets: i64 = savepoint["source_offsets"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, o)| o.as_i64())
+        .sum();
+    assert_eq!(offsets, 300, "{savepoint}");
+    let (_, of_job) = call(http.get(format!("{url}/api/jobs/{job}/savepoints"))).await?;
+    assert_eq!(of_job[0]["savepoint_id"], savepoint_id.as_str());
+    let (_, all) = call(http.get(format!("{url}/api/savepoints"))).await?;
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
+    let (_, checkpoints) = call(http.get(format!("{url}/api/jobs/{job}/checkpoints"))).await?;
+    assert!(
+        checkpoints["checkpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["checkpoint_id"] == savepoint["checkpoint_id"]),
+        "{checkpoints}"
+    );
+    let (status, deleted) =
+        call(http.delete(format!("{url}/api/savepoints/{savepoint_id}"))).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(deleted["savepoint_id"], savepoint_id.as_str());
+    assert_error(
+        &call(http.delete(format!("{url}/api/savepoints/{savepoint_id}"))).await?,
+        404,
+        "savepoint_not_found",
+    );
+
+    // Rescale, checked first; then it restarts at the new parallelism.
+    let rescale = |body: Value| {
+        http.post(format!("{url}/api/jobs/{job}/rescale"))
+            .json(&body)
+    };
+    assert_error(
+        &call(rescale(json!({ "parallelism": 0 }))).await?,
+        422,
+        "invalid_parallelism",
+    );
+    assert_error(
+        &call(rescale(json!({ "workers": 1 }))).await?,
+        400,
+        "bad_request",
+    );
+    let (status, from) = call(rescale(json!({ "parallelism": 1 }))).await?;
+    assert_eq!(status, StatusCode::OK, "{from}");
+    let rescaled = wait_state(&http, &url, &job, "RUNNING").await?;
+    assert_eq!(rescaled["parallelism"], 1);
+    assert_eq!(rescaled["from_savepoint"], from["savepoint_id"]);
+
+    // Stop with a savepoint; an ended job cannot be cancelled.
+    let (status, last) = call(http.post(format!("{url}/api/jobs/{job}/stop"))).await?;
+    assert_eq!(status, StatusCode::OK, "{last}");
+    let stopped = wait_state(&http, &url, &job, "STOPPED").await?;
+    assert_eq!(stopped["stopped_with_savepoint"], last["savepoint_id"]);
+    assert_error(
+        &call(http.post(format!("{url}/api/jobs/{job}/cancel"))).await?,
+        409,
+        "not_cancellable",
+    );
+    assert_error(
+        &call(http.post(format!("{url}/api/jobs/{job}/savepoints"))).await?,
+        409,
+        "not_running",
+    );
+    let (status, events) = call(http.get(format!("{url}/api/jobs/{job}/events"))).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(events.is_array(), "{events}");
+
+    // Started again from the stop's savepoint, then cancelled.
+    let from = last["savepoint_id"].as_str().unwrap_or_default();
+    let response = http
+        .post(format!("{url}/api/jobs?from_savepoint={from}"))
+        .body(spec(&infra.kafka, &input, &output))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let resumed = response.json::<Value>().await?["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    wait_state(&http, &url, &resumed, "RUNNING").await?;
+    let (status, cancelling) = call(http.post(format!("{url}/api/jobs/{resumed}/cancel"))).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cancelling["job_id"], resumed.as_str());
+    wait_state(&http, &url, &resumed, "CANCELLED").await?;
+
+    // Errors of the API itself.
+    assert_error(
+        &call(http.get(format!("{url}/api/jobs/nope"))).await?,
+        404,
+        "job_not_found",
+    );
+    assert_error(
+        &call(http.get(format!("{url}/api/nothing"))).await?,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(http.delete(format!("{url}/api/jobs"))).await?,
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &call(
+            http.post(format!("{url}/api/jobs?parallelism=3"))
+                .body("name: x"),
+        )
+        .await?,
+        400,
+        "bad_request",
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_send_callers_on_to_the_leader() -> anyhow::Result<()> {
+    let dir = test_dir("http-api-followers");
+    let options = ClusterOptions {
+        coordinators: 3,
+        ..Default::default()
+    };
+    let cluster = SluiceCluster::start(&dir, 0, options).await?;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+    let follower = (leader + 1) % 3;
+    let http = client()?;
+    let (leader_url, follower_url) = (cluster.http_url_of(leader), cluster.http_url_of(follower));
+    let target = wait_for("a redirect to the leader", Duration::from_secs(20), || {
+        let (http, url) = (&http, &follower_url);
+        async move {
+            let response = http.get(format!("{url}/api/jobs?x=1")).send().await?;
+            Ok((response.status() == StatusCode::TEMPORARY_REDIRECT)
+                .then(|| response.headers()["location"].to_str().map(String::from))
+                .transpose()?)
+        }
+    })
+    .await?;
+    assert_eq!(target, format!("{leader_url}/api/jobs?x=1"));
+    let response = http
+        .post(format!("{follower_url}/api/jobs"))
+        .body("name: x")
+        .send()
+        .await?;
+    assert_eq!(
+        response.status(),
+        StatusCode::TEMPORARY_REDIRECT,
+        "the method is kept"
+    );
+    // Any member shows the group.
+    let (status, view) = call(http.get(format!("{follower_url}/api/cluster"))).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["role"], "follower", "{view}");
+    assert_eq!(view["leader_id"], leader as u64 + 1);
+    // Followed, the redirect answers.
+    let following = reqwest::Client::new();
+    let (status, jobs) = call(following.get(format!("{follower_url}/api/jobs"))).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(jobs, json!([]));
+    Ok(())
+}
+
+/// The checks every answer must pass against the document: no server
+/// errors, documented status codes, content types, headers and bodies.
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_headers_conformance,response_schema_conformance";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_holds_to_its_openapi_document() -> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("http-api-schemathesis");
+    let bin = pytools::venv("schemathesis", &["schemathesis==4.32.5"])?;
+    let cluster = SluiceCluster::start(&dir, 1, ClusterOptions::default()).await?;
+    let url = cluster.http_url_of(0);
+    let http = client()?;
+    let (input, output) = (unique("api-fuzz-in"), unique("api-fuzz-out"));
+    admin::create_topic(&infra.kafka, &input, 1).await?;
+    admin::create_topic(&infra.kafka, &output, 1).await?;
+    // A real job, for the reading calls to find.
+    let (_, submitted) = call(http.post(format!("{url}/api/jobs")).body(spec(
+        &infra.kafka,
+        &input,
+        &output,
+    )))
+    .await?;
+    let job = submitted["job_id"].as_str().unwrap_or_default().to_string();
+    wait_state(&http, &url, &job, "RUNNING").await?;
+    let config = dir.join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[operations]]\ninclude-method = \"GET\"\nparameters = {{ \"path.job_id\" = \"{job}\" }}\n"
+        ),
+    )?;
+    let out = tokio::process::Command::new(bin.join("schemathesis"))
+        .arg("--config-file")
+        .arg(&config)
+        .args(["run", &format!("{url}/api/openapi.json")])
+        .args([
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            "25",
+            "--workers",
+            "1",
+            "--no-color",
+        ])
+        .current_dir(&dir)
+        .output()
+        .await?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("Tested: 14"), "every operation tested");
+    // The stateful phase follows the ids answers hold (job ids from
+    // GET /api/jobs into cancel, stop, ...): the job may have ended, but the
+    // coordinator still serves it.
+    let (status, j) = call(http.get(format!("{url}/api/jobs/{job}"))).await?;
+    assert_eq!(status, StatusCode::OK, "{j}");
+    Ok(())
+}
