@@ -247,9 +247,16 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(listener), Some(http_address)) = (http_listener, http_address) {
         tracing::info!(addr = %http_address, "HTTP API listening");
         let api = job_api.clone();
+        let (tokens, tls) = (tokens.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) =
-                http::serve(listener, api, sluice_common::process::shutdown_signal()).await
+            if let Err(e) = http::serve(
+                listener,
+                api,
+                tokens,
+                tls,
+                sluice_common::process::shutdown_signal(),
+            )
+            .await
             {
                 tracing::error!(error = %e, "HTTP API stopped");
             }

@@ -36,6 +36,9 @@ pub struct ClusterOptions {
     /// TLS on every process (`--tls-ca`, `--tls-cert`, `--tls-key`); the
     /// harness's own clients then verify the coordinators with the CA.
     pub tls: Option<TlsFiles>,
+    /// The workers' TLS files, when they differ from `tls` (such as
+    /// certificates that name no address, with `--tls-peer-name`).
+    pub worker_tls: Option<TlsFiles>,
 }
 
 impl Default for ClusterOptions {
@@ -52,6 +55,7 @@ impl Default for ClusterOptions {
             auth_tokens: None,
             token: None,
             tls: None,
+            worker_tls: None,
         }
     }
 }
@@ -336,7 +340,11 @@ impl SluiceCluster {
 
     /// Starts one more worker; returns its index.
     pub fn add_worker(&mut self) -> anyhow::Result<usize> {
-        let tls = self.options.tls.clone();
+        let tls = self
+            .options
+            .worker_tls
+            .clone()
+            .or_else(|| self.options.tls.clone());
         self.add_worker_with_tls(tls.as_ref())
     }
 

@@ -48,42 +48,69 @@ impl TlsFiles {
     }
 }
 
-/// Makes a new CA named `name` and a member certificate under `dir` (created
-/// if needed); the CA's key is not kept.
+/// A throwaway CA that signs member certificates; its key lives in memory
+/// only.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    ca: PathBuf,
+    dir: PathBuf,
+}
+
+impl TestCa {
+    /// Makes a CA named `name`, its certificate written to `dir/ca.pem`
+    /// (`dir` created if needed).
+    pub fn new(dir: &Path, name: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, issuer.pem())?;
+        Ok(Self {
+            issuer,
+            ca,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// A member certificate naming `names` (host names or IP addresses),
+    /// for serving and for showing as a client, written to `dir/STEM.pem`
+    /// and `dir/STEM-key.pem`.
+    pub fn member(&self, stem: &str, names: &[&str]) -> anyhow::Result<TlsFiles> {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or(stem));
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let files = TlsFiles {
+            ca: self.ca.clone(),
+            cert: self.dir.join(format!("{stem}.pem")),
+            key: self.dir.join(format!("{stem}-key.pem")),
+        };
+        std::fs::write(&files.cert, cert.pem())?;
+        std::fs::write(&files.key, key.serialize_pem())?;
+        Ok(files)
+    }
+}
+
+/// Makes a new CA named `name` under `dir` and a member certificate for
+/// `localhost` and `127.0.0.1` (`member.pem`, `member-key.pem`).
 pub fn make_ca(dir: &Path, name: &str) -> anyhow::Result<TlsFiles> {
-    std::fs::create_dir_all(dir)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, name);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
-
-    let mut member = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])?;
-    member
-        .distinguished_name
-        .push(DnType::CommonName, format!("{name} member"));
-    member.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    member.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let key = KeyPair::generate()?;
-    let cert = member.signed_by(&key, &ca)?;
-
-    let files = TlsFiles {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("member.pem"),
-        key: dir.join("member-key.pem"),
-    };
-    std::fs::write(&files.ca, ca.pem())?;
-    std::fs::write(&files.cert, cert.pem())?;
-    std::fs::write(&files.key, key.serialize_pem())?;
-    Ok(files)
+    TestCa::new(dir, name)?.member("member", &["localhost", "127.0.0.1"])
 }

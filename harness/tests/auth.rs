@@ -130,6 +130,57 @@ async fn calls_need_a_known_token_and_changes_need_an_operator_token() -> anyhow
     );
     assert_eq!(state(READ_ONLY).await?, "RUNNING");
 
+    // The HTTP API checks the same tokens, naming the call.
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    let http = cluster.http_url_of(leader);
+    let web = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let call = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = serde_json::from_str(&response.text().await?)?;
+        anyhow::Ok((status, body))
+    };
+    let jobs = format!("{http}/api/jobs");
+    let cancel = format!("{http}/api/jobs/{job}/cancel");
+    let (status, body) = call(web.get(&jobs)).await?;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        body["message"],
+        format!("GET /api/jobs refused: {no_token}")
+    );
+    let (status, body) = call(web.get(&jobs).bearer_auth("op-guessed")).await?;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = call(web.get(&jobs).bearer_auth(READ_ONLY)).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.as_array().map(Vec::len), Some(1), "{body}");
+    let (status, body) = call(web.post(&cancel).bearer_auth(READ_ONLY)).await?;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        format!(
+            "POST /api/jobs/{job}/cancel refused: it needs the operator role, and the token given has the read-only role"
+        )
+    );
+    // A follower checks the token, then sends the call on to the leader,
+    // asking it where it serves HTTP with a token of its own file.
+    let follower = (0..3).find(|i| *i != leader).unwrap_or_default();
+    let response = web
+        .get(format!("{}/api/jobs", cluster.http_url_of(follower)))
+        .bearer_auth(READ_ONLY)
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 307);
+    assert_eq!(
+        response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok()),
+        Some(jobs.as_str())
+    );
+    assert_eq!(state(READ_ONLY).await?, "RUNNING");
+
     // A new file replaces the tokens while the coordinator runs.
     let rotated = "ro-51c0e97d2a6f48b3";
     std::fs::write(

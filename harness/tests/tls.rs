@@ -1,5 +1,6 @@
 //! With TLS on, a job runs end to end as without it, its records crossing the
-//! workers' exchange; clients without TLS, and processes without a
+//! workers' exchange between workers whose certificates name no address
+//! (`--tls-peer-name`); clients without TLS, and processes without a
 //! certificate the cluster's CA signed, cannot call the coordinator's member
 //! services, register as a worker, or push records into an exchange.
 
@@ -7,21 +8,24 @@ use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
 use sluice_harness::testing::{count_numbers, infra, jobctl, submit, test_dir, unique, wait_for};
-use sluice_harness::tls::{TlsFiles, make_ca};
+use sluice_harness::tls::{TestCa, TlsFiles, make_ca};
 use sluice_proto::cluster_service_client::ClusterServiceClient;
 use sluice_proto::exchange_frame::Kind;
 use sluice_proto::exchange_service_client::ExchangeServiceClient;
-use sluice_proto::tls::{Tls, endpoint};
+use sluice_proto::tls::{Tls, endpoint, endpoint_named};
 use sluice_proto::{
     ExchangeFrame, ExchangeHeader, GetJobRequest, JobState, ListWorkersRequest,
     RegisterWorkerRequest, WorkerState,
 };
 use std::time::Duration;
 
+/// The name in the workers' certificates, which name no address.
+const WORKER_NAME: &str = "sluice-worker";
+
 /// Pushes one header frame to the exchange at `address` as a client with
 /// `tls`; the error, if the exchange refused it.
 async fn push(address: &str, tls: Option<&Tls>) -> Option<tonic::Status> {
-    let channel = match endpoint(address, tls) {
+    let channel = match endpoint_named(address, tls, Some(WORKER_NAME)) {
         Ok(e) => match e.connect().await {
             Ok(c) => c,
             Err(e) => return Some(tonic::Status::unavailable(e.to_string())),
@@ -44,10 +48,19 @@ async fn push(address: &str, tls: Option<&Tls>) -> Option<tonic::Status> {
 async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result<()> {
     let infra = infra()?;
     let dir = test_dir("tls");
-    let tls = make_ca(&dir.join("tls"), "Sluice test CA")?;
+    let ca = TestCa::new(&dir.join("tls"), "Sluice test CA")?;
+    let tls = ca.member("member", &["localhost", "127.0.0.1"])?;
+    // Workers' certificates name no address, as in Kubernetes, where they
+    // advertise pod IPs: they verify each other by name.
+    let worker_tls = ca.member("worker", &[WORKER_NAME])?;
     let other = make_ca(&dir.join("other-tls"), "Another CA")?;
     let options = ClusterOptions {
         tls: Some(tls.clone()),
+        worker_tls: Some(worker_tls.clone()),
+        worker_args: vec!["--tls-peer-name".into(), WORKER_NAME.into()],
+        // One slot each: the job's two subtasks of each stage run on
+        // different workers, so keyed records cross between them.
+        slots: 1,
         ..Default::default()
     };
     let mut cluster = SluiceCluster::start(&dir, 2, options).await?;

@@ -116,6 +116,17 @@ impl Tls {
 /// An endpoint for `address` (`host:port` or a URL): `https` with `tls`'s
 /// client configuration, else plain `http`.
 pub fn endpoint(address: &str, tls: Option<&Tls>) -> Result<Endpoint, TlsError> {
+    endpoint_named(address, tls, None)
+}
+
+/// [`endpoint`] whose server certificate is verified against `server_name`
+/// instead of the address's host, when given: for servers at addresses no
+/// certificate can name in advance, such as pod IPs.
+pub fn endpoint_named(
+    address: &str,
+    tls: Option<&Tls>,
+    server_name: Option<&str>,
+) -> Result<Endpoint, TlsError> {
     let url = sluice_common::http_url(address);
     let invalid = |source| TlsError::Address {
         address: address.to_string(),
@@ -128,8 +139,12 @@ pub fn endpoint(address: &str, tls: Option<&Tls>) -> Result<Endpoint, TlsError> 
                 Some(rest) => format!("https://{rest}"),
                 None => url,
             };
+            let config = match server_name {
+                Some(name) => tls.client().domain_name(name),
+                None => tls.client(),
+            };
             Endpoint::from_shared(url)
-                .and_then(|e| e.tls_config(tls.client()))
+                .and_then(|e| e.tls_config(config))
                 .map_err(invalid)
         }
     }

@@ -77,6 +77,12 @@ struct Args {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "SLUICE_TLS_KEY")]
     tls_key: Option<std::path::PathBuf>,
+    /// Verify other workers' certificates against this name instead of the
+    /// host of their data address: for addresses no certificate names in
+    /// advance, such as Kubernetes pod IPs. Every worker's certificate must
+    /// then name it.
+    #[arg(long, env = "SLUICE_TLS_PEER_NAME", requires = "tls_ca")]
+    tls_peer_name: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -110,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
     let inboxes = Arc::new(Inboxes::default());
     let ctx = Arc::new(RuntimeContext {
         inboxes: inboxes.clone(),
-        peers: Peers::new(tls.clone()),
+        peers: Peers::new(tls.clone(), args.tls_peer_name.clone()),
         own_address: data_address.clone(),
         store: sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
         secrets: sluice_common::secrets::Secrets {

@@ -7,13 +7,17 @@ use tonic::transport::Channel;
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
     tls: Option<sluice_proto::tls::Tls>,
+    /// The name peers' certificates are verified against; their address's
+    /// host when `None`.
+    peer_name: Option<String>,
 }
 
 impl Peers {
-    pub fn new(tls: Option<sluice_proto::tls::Tls>) -> Self {
+    pub fn new(tls: Option<sluice_proto::tls::Tls>, peer_name: Option<String>) -> Self {
         Self {
             channels: Mutex::default(),
             tls,
+            peer_name,
         }
     }
 
@@ -22,13 +26,17 @@ impl Peers {
         if let Some(c) = map.get(address) {
             return Ok(c.clone());
         }
-        let channel = sluice_proto::tls::endpoint(address, self.tls.as_ref())
-            .map_err(|e| format!("bad peer address `{address}`: {e}"))?
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(std::time::Duration::from_secs(5))
-            .keep_alive_timeout(std::time::Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+        let channel = sluice_proto::tls::endpoint_named(
+            address,
+            self.tls.as_ref(),
+            self.peer_name.as_deref(),
+        )
+        .map_err(|e| format!("bad peer address `{address}`: {e}"))?
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(std::time::Duration::from_secs(5))
+        .keep_alive_timeout(std::time::Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .connect_lazy();
         map.insert(address.to_string(), channel.clone());
         Ok(channel)
     }
