@@ -1,4 +1,4 @@
-//! With TLS on, a job runs end to end as without it, its records crossing the
+//! With TLS (and authentication) on, a job runs end to end as without them, its records crossing the
 //! workers' exchange between workers whose certificates name no address
 //! (`--tls-peer-name`); clients without TLS, and processes without a
 //! certificate the cluster's CA signed, cannot call the coordinator's member
@@ -18,6 +18,9 @@ use sluice_proto::{
     RegisterWorkerRequest, WorkerState,
 };
 use std::time::Duration;
+
+/// The operator token of the cluster, which has authentication on too.
+const TOKEN: &str = "op-5e0c2b9d41a7f386";
 
 /// The name in the workers' certificates, which name no address.
 const WORKER_NAME: &str = "sluice-worker";
@@ -61,6 +64,9 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
         // One slot each: the job's two subtasks of each stage run on
         // different workers, so keyed records cross between them.
         slots: 1,
+        // Authentication on too, as a production cluster would run.
+        auth_tokens: Some(format!("operator {TOKEN}\n")),
+        token: Some(TOKEN.into()),
         ..Default::default()
     };
     let mut cluster = SluiceCluster::start(&dir, 2, options).await?;
@@ -78,13 +84,14 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
             "name: over-tls\nparallelism: 2\nsource: {{ kafka: {{ brokers: \"{k}\", topic: {input} }} }}\ntransforms:\n  - key_by: [k]\nsink: {{ kafka: {{ brokers: \"{k}\", topic: {output} }} }}\n",
             k = infra.kafka
         ),
-        &[("SLUICE_TLS_CA", &ca)],
+        &[("SLUICE_TLS_CA", &ca), ("SLUICE_TOKEN", TOKEN)],
     )?;
     let mut client = cluster.client().await?;
     wait_for("job running", Duration::from_secs(60), || {
         let (mut c, job_id) = (client.clone(), job.clone());
+        let request = cluster.client_request(GetJobRequest { job_id });
         async move {
-            let status = c.get_job(GetJobRequest { job_id }).await?.into_inner();
+            let status = c.get_job(request).await?.into_inner();
             Ok((status.state == JobState::Running as i32).then_some(()))
         }
     })
@@ -101,10 +108,11 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
     );
 
     // jobctl with the CA reads; without it, it cannot reach the coordinator.
-    let listed = jobctl(&coordinator, &["--tls-ca", &ca, "list"], &[])?;
+    let token = [("SLUICE_TOKEN", TOKEN)];
+    let listed = jobctl(&coordinator, &["--tls-ca", &ca, "list"], &token)?;
     assert!(listed.success, "{}", listed.stderr);
     assert!(listed.stdout.contains(&job), "{}", listed.stdout);
-    let plaintext = jobctl(&coordinator, &["list"], &[])?;
+    let plaintext = jobctl(&coordinator, &["list"], &token)?;
     assert!(!plaintext.success, "a plaintext jobctl was served");
     assert!(
         plaintext.stderr.contains("coordinator unreachable"),
@@ -114,7 +122,7 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
     let plain_endpoint = endpoint(&coordinator, None)?;
     if let Ok(channel) = plain_endpoint.connect().await {
         let answer = sluice_proto::job_service_client::JobServiceClient::new(channel)
-            .list_workers(ListWorkersRequest {})
+            .list_workers(cluster.client_request(ListWorkersRequest {}))
             .await;
         assert!(answer.is_err(), "a plaintext client was answered");
     }
@@ -161,7 +169,7 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
     })
     .await?;
     let workers = client
-        .list_workers(ListWorkersRequest {})
+        .list_workers(cluster.client_request(ListWorkersRequest {}))
         .await?
         .into_inner()
         .workers;
