@@ -11,6 +11,8 @@ pub mod ids;
 #[cfg(feature = "kafka-txn")]
 pub mod kafka_txn;
 pub mod keys;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "process")]
 pub mod process;
 pub mod secrets;

@@ -33,6 +33,8 @@ struct Pending {
     source_offsets: BTreeMap<i32, i64>,
     sink_states: BTreeMap<u32, String>,
     state_handles: BTreeMap<u32, Vec<StateRef>>,
+    /// Bytes of keyed state uploaded for it so far.
+    size_bytes: u64,
     savepoint: Option<Requested>,
 }
 
@@ -281,6 +283,7 @@ fn step<S: MetaStore>(state: &Shared<S>) -> Vec<(JobId, u64)> {
                 source_offsets: BTreeMap::new(),
                 sink_states: BTreeMap::new(),
                 state_handles: BTreeMap::new(),
+                size_bytes: 0,
                 savepoint,
             });
             triggers.push((r.job, r.attempt, id, stop, r.source_workers, r.workers));
@@ -353,6 +356,7 @@ pub async fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         }
         p.awaiting.remove(&task);
         p.source_offsets.extend(ack.source_offsets);
+        p.size_bytes += ack.state_bytes;
         if let Some(index) = index.filter(|_| !ack.sink_state.is_empty()) {
             p.sink_states.insert(index, ack.sink_state);
         }
@@ -384,6 +388,7 @@ pub async fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
                 source_offsets: p.source_offsets,
                 sink_states: p.sink_states,
                 state_handles: p.state_handles,
+                size_bytes: p.size_bytes,
             },
             savepoint: p.savepoint.as_ref().map(|s| s.mark.clone()),
         })

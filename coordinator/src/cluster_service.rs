@@ -245,19 +245,9 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
             .filter(|d| !reported.contains(d.task_id.as_str()))
             .cloned()
             .collect();
-        let completed = self.state.store.read(|m| {
-            m.jobs
-                .values()
-                .filter(|j| j.wants_tasks_running() && j.tasks.iter().any(|t| t.worker == worker))
-                .filter_map(|j| {
-                    j.checkpoints.last().map(|c| CheckpointDone {
-                        job_id: j.id.to_string(),
-                        attempt: c.attempt,
-                        checkpoint_id: c.id,
-                    })
-                })
-                .collect()
-        });
+        // Abandoned first: a checkpoint completed before the abandoned one
+        // reported is then always among the completed ones read after, so a
+        // task never takes a completed checkpoint for an abandoned one.
         let abandoned = self.state.store.read(|m| {
             m.jobs
                 .values()
@@ -271,6 +261,19 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
                             attempt,
                             checkpoint_id: id,
                         })
+                })
+                .collect()
+        });
+        let completed = self.state.store.read(|m| {
+            m.jobs
+                .values()
+                .filter(|j| j.wants_tasks_running() && j.tasks.iter().any(|t| t.worker == worker))
+                .filter_map(|j| {
+                    j.checkpoints.last().map(|c| CheckpointDone {
+                        job_id: j.id.to_string(),
+                        attempt: c.attempt,
+                        checkpoint_id: c.id,
+                    })
                 })
                 .collect()
         });

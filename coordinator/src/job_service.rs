@@ -267,6 +267,7 @@ impl<S: MetaStore> JobApi<S> {
                             source_offsets: c.source_offsets.clone().into_iter().collect(),
                             duration_ms: c.duration_ms,
                             state_objects: c.state_keys().map(str::to_string).collect(),
+                            size_bytes: c.size_bytes,
                         })
                         .collect()
                 })

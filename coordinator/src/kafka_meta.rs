@@ -101,6 +101,35 @@ impl MetadataClient {
             reason,
         })
     }
+
+    /// The high watermark of each of `partitions` of `topic` now.
+    pub async fn high_watermarks(
+        &self,
+        topic: &str,
+        partitions: Vec<i32>,
+    ) -> Result<BTreeMap<i32, i64>, CoordinatorError> {
+        let (consumer, t) = (self.consumer.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || {
+            while consumer.poll(Duration::ZERO).is_some() {}
+            partitions
+                .into_iter()
+                .map(|p| {
+                    consumer
+                        .fetch_watermarks(&t, p, Duration::from_secs(10))
+                        .map(|(_, high)| (p, high))
+                        .map_err(|e| format!("offsets of partition {p}: {e}"))
+                })
+                .collect::<Result<BTreeMap<i32, i64>, String>>()
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(|reason| CoordinatorError::KafkaMetadata {
+            brokers: self.brokers.clone(),
+            topic: topic.to_string(),
+            reason,
+        })
+    }
 }
 
 /// The next offset of every partition of `topic` now: where a source that

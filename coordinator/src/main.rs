@@ -7,6 +7,7 @@ mod checkpoints;
 mod cluster_service;
 mod discovery;
 mod error;
+mod exposition;
 mod http;
 mod job_service;
 mod kafka_meta;
@@ -18,6 +19,7 @@ mod raft_service;
 mod registry;
 mod scheduler;
 mod state;
+mod stopped_lag;
 mod submit_checks;
 mod subscribers;
 mod transactions;
@@ -94,6 +96,10 @@ struct Args {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "SLUICE_TLS_KEY")]
     tls_key: Option<std::path::PathBuf>,
+    /// Address to serve Prometheus metrics on (`GET /metrics`); none when
+    /// not given. Port 0 picks a free one, which the log names.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Address to serve the HTTP API (`/api/...`, its OpenAPI document at
     /// `/api/openapi.json`) on, such as 127.0.0.1:7480; none by default.
     #[arg(long, env = "SLUICE_HTTP_LISTEN")]
@@ -212,6 +218,16 @@ async fn main() -> anyhow::Result<()> {
         },
         sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
     );
+    if let Some(address) = args.metrics_listen {
+        let metrics = sluice_common::metrics::Metrics::new(exposition::CoordinatorMetrics {
+            state: state.clone(),
+            raft: raft_handle.clone(),
+        });
+        let bound = sluice_common::metrics::start(address, metrics)
+            .await
+            .with_context(|| format!("cannot serve metrics on {address}"))?;
+        tracing::info!(metrics_address = %bound, "serving metrics");
+    }
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
@@ -266,6 +282,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(checkpoints::run(state.clone()));
     tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
+    tokio::spawn(stopped_lag::run(state.clone()));
     let mut server = tonic::transport::Server::builder();
     if let Some(config) = tls.as_ref().and_then(|t| t.server(false)) {
         server = server.tls_config(config)?;

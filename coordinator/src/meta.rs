@@ -80,6 +80,10 @@ pub struct CompletedCheckpoint {
     pub sink_states: BTreeMap<u32, String>,
     /// Keyed state snapshots in the checkpoint store, by stage.
     pub state_handles: BTreeMap<u32, Vec<StateRef>>,
+    /// Bytes of keyed state the subtasks uploaded for it (full snapshots or
+    /// deltas); 0 for a job without keyed state.
+    #[serde(default)]
+    pub size_bytes: u64,
 }
 
 impl CompletedCheckpoint {

@@ -102,7 +102,7 @@ impl WorkerRegistry {
             .collect();
         for t in tasks {
             if let Some(m) = &t.metrics {
-                metrics.insert(TaskId::new(t.task_id.clone()), *m);
+                metrics.insert(TaskId::new(t.task_id.clone()), m.clone());
             }
         }
         true
@@ -147,7 +147,7 @@ impl WorkerRegistry {
     }
 
     pub fn metrics(&self, task: &TaskId) -> Option<TaskMetrics> {
-        self.lock().metrics.get(task).copied()
+        self.lock().metrics.get(task).cloned()
     }
 
     /// Forgets every worker: on losing the lead, since what this member saw

@@ -9,7 +9,7 @@ use sluice_common::kafka_txn;
 use sluice_common::spec::{Delivery, SinkSpec};
 use sluice_common::store::CheckpointStore;
 use sluice_common::{JobId, TaskId};
-use sluice_proto::{JobState, JobStatus, TaskState, TaskStatus};
+use sluice_proto::{JobState, JobStatus, SourcePartitionLag, TaskState, TaskStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,8 @@ pub struct Coordinator<S> {
     pub checkpoints: CheckpointCoordinator,
     /// Where workers upload state snapshots; old ones are deleted from here.
     pub checkpoint_store: CheckpointStore,
+    /// How far each stopped job is behind its source partitions.
+    pub stopped_lag: crate::stopped_lag::StoppedLag,
     /// The leader term what this member knows of workers, their command
     /// streams and checkpoints in flight belongs to, and when it began.
     term: Mutex<Option<(u64, Instant)>>,
@@ -46,6 +48,7 @@ impl<S: MetaStore> Coordinator<S> {
             subscribers: Subscribers::default(),
             checkpoints: CheckpointCoordinator::default(),
             checkpoint_store,
+            stopped_lag: Default::default(),
             term: Mutex::new(None),
         })
     }
@@ -88,6 +91,20 @@ impl<S: MetaStore> Coordinator<S> {
                 causes: t.causes.clone(),
             })
             .collect();
+        // Each partition once: a source subtask that just took over a
+        // partition and the one that read it before may both report it.
+        let live: Vec<SourcePartitionLag> = tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Running as i32)
+            .flat_map(|t| t.metrics.iter().flat_map(|m| m.partition_lag.iter()))
+            .map(|l| ((l.topic.clone(), l.partition), l.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_values()
+            .collect();
+        let partition_lag = match job.state {
+            JobState::Stopped => self.stopped_lag.of(&job.id),
+            _ => live,
+        };
         let last_checkpoint_age_ms = job
             .checkpoints
             .last()
@@ -114,6 +131,7 @@ impl<S: MetaStore> Coordinator<S> {
                 .map(|e| e.to_proto())
                 .collect(),
             offsets_skipped: job.offsets_skipped,
+            partition_lag,
         }
     }
 
@@ -184,7 +202,7 @@ fn transaction_warnings(
     tasks
         .iter()
         .filter_map(|t| {
-            let age_ms = t.metrics?.open_transaction_age_ms;
+            let age_ms = t.metrics.as_ref()?.open_transaction_age_ms;
             transaction_warning(t.index, age_ms, timeout_ms, last_checkpoint_age_ms)
         })
         .collect()

@@ -26,6 +26,9 @@ pub struct ClusterOptions {
     pub checkpoint_store: Option<String>,
     /// Coordinators in the Raft group: 1 or 3.
     pub coordinators: usize,
+    /// Every process serves Prometheus metrics on a free port of its own
+    /// (`--metrics-listen`): see [`SluiceCluster::coordinator_metrics_address`].
+    pub metrics: bool,
     /// Extra arguments of every worker, such as `--secrets-dir DIR`.
     pub worker_args: Vec<String>,
     /// Text of the coordinators' tokens file (`ROLE TOKEN` lines): turns
@@ -51,6 +54,7 @@ impl Default for ClusterOptions {
             env: Vec::new(),
             checkpoint_store: None,
             coordinators: 1,
+            metrics: false,
             worker_args: Vec::new(),
             auth_tokens: None,
             token: None,
@@ -66,6 +70,10 @@ pub struct SluiceCluster {
     /// By index; `None` while stopped.
     coordinators: Vec<Option<ManagedChild>>,
     coordinator_ports: Vec<u16>,
+    /// Each coordinator's and worker's metrics port, by index, with
+    /// [`ClusterOptions::metrics`].
+    coordinator_metrics_ports: Vec<u16>,
+    worker_metrics_ports: Vec<u16>,
     /// Where each coordinator serves its HTTP API, by index.
     http_ports: Vec<u16>,
     /// Coordinator starts so far, naming each run's log.
@@ -112,6 +120,7 @@ fn spawn_coordinator(
     index: usize,
     ports: &[u16],
     http_port: u16,
+    metrics_port: Option<u16>,
     options: &ClusterOptions,
     log: &str,
 ) -> anyhow::Result<ManagedChild> {
@@ -154,6 +163,9 @@ fn spawn_coordinator(
         }
         cmd.arg("--auth-tokens").arg(file);
     }
+    if let Some(port) = metrics_port {
+        cmd.arg("--metrics-listen").arg(format!("127.0.0.1:{port}"));
+    }
     let mut coordinator =
         ManagedChild::spawn(&format!("coordinator {}", index + 1), cmd, &dir.join(log))?;
     let addr = format!("127.0.0.1:{port}").parse()?;
@@ -178,14 +190,22 @@ impl SluiceCluster {
         let ports = (0..options.coordinators.max(1))
             .map(|_| free_port())
             .collect::<std::io::Result<Vec<u16>>>()?;
+        let metrics_ports = match options.metrics {
+            true => ports
+                .iter()
+                .map(|_| free_port())
+                .collect::<std::io::Result<Vec<u16>>>()?,
+            false => Vec::new(),
+        };
         let http_ports = (0..ports.len())
             .map(|_| free_port())
             .collect::<std::io::Result<Vec<u16>>>()?;
         let mut coordinators = Vec::new();
         for (index, http_port) in http_ports.iter().enumerate() {
             let log = format!("coordinator-{}.log", index + 1);
+            let metrics = metrics_ports.get(index).copied();
             coordinators.push(Some(spawn_coordinator(
-                dir, index, &ports, *http_port, &options, &log,
+                dir, index, &ports, *http_port, metrics, &options, &log,
             )?));
         }
         let mut cluster = Self {
@@ -196,6 +216,8 @@ impl SluiceCluster {
                 .join(","),
             coordinators,
             coordinator_ports: ports,
+            coordinator_metrics_ports: metrics_ports,
+            worker_metrics_ports: Vec::new(),
             http_ports,
             starts: 0,
             workers: Vec::new(),
@@ -235,6 +257,7 @@ impl SluiceCluster {
             index,
             &self.coordinator_ports,
             self.http_ports[index],
+            self.coordinator_metrics_ports.get(index).copied(),
             &self.options,
             &log,
         )?;
@@ -281,6 +304,9 @@ impl SluiceCluster {
     pub fn add_coordinator(&mut self) -> anyhow::Result<usize> {
         let index = self.coordinator_ports.len();
         self.coordinator_ports.push(free_port()?);
+        if self.options.metrics {
+            self.coordinator_metrics_ports.push(free_port()?);
+        }
         self.http_ports.push(free_port()?);
         self.coordinators.push(None);
         self.start_coordinator(index)?;
@@ -298,6 +324,23 @@ impl SluiceCluster {
         if let Some(Some(c)) = self.coordinators.get(index) {
             c.signal(libc::SIGCONT);
         }
+    }
+
+    /// Coordinators started in the group so far, running or not.
+    pub fn coordinator_count(&self) -> usize {
+        self.coordinator_ports.len()
+    }
+
+    /// Where coordinator `index` serves `/metrics`, with [`ClusterOptions::metrics`].
+    pub fn coordinator_metrics_address(&self, index: usize) -> Option<String> {
+        let port = self.coordinator_metrics_ports.get(index)?;
+        Some(format!("127.0.0.1:{port}"))
+    }
+
+    /// Where worker `index` serves `/metrics`, with [`ClusterOptions::metrics`].
+    pub fn worker_metrics_address(&self, index: usize) -> Option<String> {
+        let port = self.worker_metrics_ports.get(index)?;
+        Some(format!("127.0.0.1:{port}"))
     }
 
     /// The address of coordinator `index`.
@@ -369,6 +412,11 @@ impl SluiceCluster {
             .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         if let Some(fp) = self.options.failpoints.get(&index) {
             cmd.env("FAILPOINTS", fp);
+        }
+        if self.options.metrics {
+            let port = free_port()?;
+            cmd.arg("--metrics-listen").arg(format!("127.0.0.1:{port}"));
+            self.worker_metrics_ports.push(port);
         }
         let log = self.dir.join(format!("worker-{index}.log"));
         self.workers.push(Some(ManagedChild::spawn(

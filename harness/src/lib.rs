@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod minio;
 pub mod net;
 pub mod process;
+pub mod prometheus;
 pub mod pytools;
 pub mod stack;
 pub mod testing;

@@ -115,6 +115,13 @@ impl DevStack {
                     tls.ca.to_string_lossy().into_owned(),
                 ));
             }
+            let metrics: Vec<String> = (0..cl.coordinator_count())
+                .filter_map(|i| cl.coordinator_metrics_address(i))
+                .chain((0..cl.worker_count()).filter_map(|i| cl.worker_metrics_address(i)))
+                .collect();
+            if !metrics.is_empty() {
+                out.push(("SLUICE_METRICS".into(), metrics.join(",")));
+            }
         }
         out
     }

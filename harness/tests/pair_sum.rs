@@ -249,6 +249,12 @@ async fn unmatched_numbers_survive_a_killed_worker() -> anyhow::Result<()> {
         .filter_map(|k| k.as_str().map(|k| store.join(k)))
         .collect();
     assert!(!held.is_empty());
+    let unheld = |store: &std::path::Path| -> Vec<std::path::PathBuf> {
+        walk(store)
+            .into_iter()
+            .filter(|p| !held.contains(p))
+            .collect()
+    };
     let snapshots = wait_for(
         "the store to hold only what retained checkpoints hold",
         Duration::from_secs(20),
@@ -260,7 +266,13 @@ async fn unmatched_numbers_survive_a_killed_worker() -> anyhow::Result<()> {
             }
         },
     )
-    .await?;
+    .await
+    .map_err(|e| {
+        e.context(format!(
+            "held by retained checkpoints: {held:?}; in the store and not held: {:?}",
+            unheld(&store)
+        ))
+    })?;
     println!(
         "snapshot objects left in the store: {}, held by retained checkpoints: {}",
         snapshots.len(),

@@ -92,7 +92,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 }
 
 fn task_json(t: &TaskStatus) -> Value {
-    let m = t.metrics.unwrap_or_default();
+    let m = t.metrics.clone().unwrap_or_default();
     json!({
         "task_id": t.task_id, "stage": t.stage, "index": t.index, "worker_id": t.worker_id,
         "state": task_state(t.state), "partitions": t.partitions, "error": t.error,
@@ -300,7 +300,7 @@ impl Printer {
                     j.tasks
                         .iter()
                         .map(|t| {
-                            let m = t.metrics.unwrap_or_default();
+                            let m = t.metrics.clone().unwrap_or_default();
                             vec![
                                 t.task_id.clone(),
                                 t.worker_id.clone(),

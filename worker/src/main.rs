@@ -83,6 +83,10 @@ struct Args {
     /// then name it.
     #[arg(long, env = "SLUICE_TLS_PEER_NAME", requires = "tls_ca")]
     tls_peer_name: Option<String>,
+    /// Address to serve Prometheus metrics on (`GET /metrics`); none when
+    /// not given. Port 0 picks a free one, which the log names.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -126,6 +130,15 @@ async fn main() -> anyhow::Result<()> {
     });
     let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
     let tasks = TaskManager::new(ctx, changes_tx);
+    if let Some(address) = args.metrics_listen {
+        let metrics = sluice_common::metrics::Metrics::new(runtime::WorkerMetrics {
+            tasks: tasks.clone(),
+        });
+        let bound = sluice_common::metrics::start(address, metrics)
+            .await
+            .with_context(|| format!("cannot serve metrics on {address}"))?;
+        tracing::info!(metrics_address = %bound, "serving metrics");
+    }
     // A stream's window bounds what one stalled sender can park here; the
     // connection window is only credit, large so stalled streams never starve
     // the others sharing a connection. Keepalive finds half-open peers.

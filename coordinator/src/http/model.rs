@@ -233,10 +233,11 @@ impl From<pb::JobStatus> for Job {
 
 impl From<pb::TaskStatus> for Task {
     fn from(t: pb::TaskStatus) -> Self {
+        let (state, fault) = (name(t.state().as_str_name()), fault(t.fault));
         let m = t.metrics.unwrap_or_default();
         Self {
-            state: name(t.state().as_str_name()),
-            fault: fault(t.fault),
+            state,
+            fault,
             task_id: t.task_id,
             stage: t.stage,
             index: t.index,

@@ -165,6 +165,7 @@ fn checkpoints_keep_the_latest_of_the_current_attempt() {
                 source_offsets: [(0, id as i64 * 10)].into(),
                 sink_states: Default::default(),
                 state_handles: Default::default(),
+                size_bytes: 0,
             },
             savepoint: None,
         });
@@ -179,6 +180,7 @@ fn checkpoints_keep_the_latest_of_the_current_attempt() {
             source_offsets: Default::default(),
             sink_states: Default::default(),
             state_handles: Default::default(),
+            size_bytes: 0,
         },
         savepoint: None,
     });

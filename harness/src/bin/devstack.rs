@@ -55,6 +55,10 @@ enum Command {
         /// give jobctl a token of it with --token or SLUICE_TOKEN.
         #[arg(long)]
         auth_tokens: Option<PathBuf>,
+        /// Coordinators and workers serve Prometheus metrics, each on a free
+        /// port, printed as SLUICE_METRICS (comma-separated).
+        #[arg(long)]
+        metrics: bool,
     },
     /// Create a Kafka topic (an existing one is left as it is).
     Topic {
@@ -108,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
             dir,
             tls,
             auth_tokens,
+            metrics,
         } => {
             let dir = dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("sluice-devstack-{}", std::process::id()))
@@ -145,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
                         .and_then(|t| sluice_common::auth::Tokens::parse(t, "--auth-tokens").ok())
                         .map(|t| t.any().to_string()),
                     auth_tokens,
+                    metrics,
                     ..Default::default()
                 },
             };

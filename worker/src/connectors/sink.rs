@@ -109,6 +109,15 @@ impl SinkWriter {
         }
     }
 
+    /// `true` while something pre-committed waits for its checkpoint.
+    pub fn uncommitted(&self) -> bool {
+        match self {
+            Self::TransactionalKafka(s) => s.uncommitted(),
+            Self::S3(s) => s.covers(u64::MAX),
+            Self::Kafka(_) | Self::Cassandra(_) | Self::Blackhole(_) => false,
+        }
+    }
+
     /// `true` when checkpoint `completed` covers something pre-committed and
     /// not yet committed.
     pub fn covers(&self, completed: u64) -> bool {
@@ -130,8 +139,9 @@ impl SinkWriter {
     }
 
     /// The coordinator settled checkpoints up to `completed` and abandoned
-    /// up to `abandoned`: a sink blocked on an abandoned one writes on.
-    pub fn abandoned(&mut self, completed: u64, abandoned: u64) {
+    /// up to `abandoned` (`completed` `None`: checkpoint `abandoned` alone
+    /// was abandoned): a sink blocked on an abandoned one writes on.
+    pub fn abandoned(&mut self, completed: Option<u64>, abandoned: u64) {
         if let Self::TransactionalKafka(s) = self {
             s.abandoned(completed, abandoned);
         }
@@ -146,8 +156,9 @@ impl SinkWriter {
         }
     }
 
-    /// The input ended after the last checkpoint committed: nothing the
-    /// sink began since is left open or in flight. Returns the records the
+    /// The input ended after the last checkpoint committed (nothing is
+    /// [`Self::uncommitted`]): nothing the sink began since is left open or
+    /// in flight. Returns the records the
     /// output refused since the last batch.
     pub async fn end(&mut self) -> Result<Vec<Failure>> {
         match self {

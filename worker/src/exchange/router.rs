@@ -31,6 +31,8 @@ pub struct Router {
     outs: Vec<Out>,
     buffers: Vec<Vec<Record>>,
     next_stage: u32,
+    /// Bytes of record frames sent to other workers since last taken.
+    bytes_sent: usize,
 }
 
 /// Where this subtask sends: its job, attempt and index, and the next stage.
@@ -104,6 +106,7 @@ impl Router {
             outs,
             buffers: (0..n).map(|_| Vec::new()).collect(),
             next_stage: route.next_stage,
+            bytes_sent: 0,
         })
     }
 
@@ -151,6 +154,12 @@ impl Router {
         Ok(())
     }
 
+    /// Bytes of record frames sent to subtasks on other workers since the
+    /// last call; records for this worker's own subtasks are never encoded.
+    pub fn take_bytes_sent(&mut self) -> usize {
+        std::mem::take(&mut self.bytes_sent)
+    }
+
     async fn deliver(&mut self, target: usize, frame: Frame) -> Result<()> {
         let stage = self.next_stage;
         match &mut self.outs[target] {
@@ -162,6 +171,7 @@ impl Router {
             }),
             Out::Remote { tx, call, peer } => {
                 for wire in wire_frames(frame) {
+                    self.bytes_sent += prost::Message::encoded_len(&wire);
                     if tx.send(wire).await.is_err() {
                         return Err(remote_failure(call, peer, stage, target).await);
                     }

@@ -1,4 +1,5 @@
 use super::Metrics;
+use super::metrics::SubtaskLabels;
 use crate::connectors::SinkWriter;
 use crate::connectors::kafka::{DeadLetterWriter, KafkaSource, Polled, RawMessage};
 use crate::connectors::sink::{PreCommit, SinkIdentity};
@@ -14,7 +15,7 @@ use sluice_common::{JobId, JobSpec, TaskId};
 use sluice_proto::{StateHandle, TaskDeployment};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use vrl::value::Value;
 
@@ -47,6 +48,8 @@ pub struct AckParts {
     pub sink_state: String,
     /// Where keyed operator state was uploaded.
     pub state: Option<StateHandle>,
+    /// Bytes of that upload.
+    pub state_bytes: u64,
 }
 
 /// Acknowledges this subtask's part of a checkpoint to the coordinator.
@@ -127,6 +130,12 @@ pub async fn run_subtask(
             job: job.clone(),
             source,
         })?;
+    let _ = metrics.labels.set(SubtaskLabels {
+        job: dep.job_id.clone(),
+        job_name: spec.name.clone(),
+        stage: dep.stage,
+        subtask: dep.index,
+    });
     let (transforms, key_fields) = spec.stage_plan(dep.stage);
     let info = TaskInfo {
         job: dep.job_id.clone(),
@@ -162,7 +171,14 @@ pub async fn run_subtask(
     let mut input = if dep.stage == 0 {
         let start: BTreeMap<i32, i64> = dep.start_offsets.iter().map(|(p, o)| (*p, *o)).collect();
         Input::Kafka {
-            source: KafkaSource::build(source_spec, &spec.name, &dep.partitions, &start).await?,
+            source: KafkaSource::build(
+                source_spec,
+                &spec.name,
+                &dep.partitions,
+                &start,
+                metrics.partitions.clone(),
+            )
+            .await?,
             format: source_spec.format,
             taken: BTreeMap::new(),
         }
@@ -251,11 +267,15 @@ pub async fn run_subtask(
     // Set while a source waits for its stop checkpoint: no input is read,
     // and the input ends once the checkpoint completed.
     let mut stopping: Option<u64> = None;
+    // Set when the input ended while the sink still held what a checkpoint
+    // has to complete for (the stop checkpoint, its word not heard yet): the
+    // sink ends once that is committed.
+    let mut ending = false;
     let mut timer = tokio::time::interval(TIMER_PERIOD);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = match &mut input {
-            _ if step.output.blocked() || stopping.is_some() => {
+            _ if step.output.blocked() || stopping.is_some() || ending => {
                 Step::Command(commands.recv().await)
             }
             Input::Kafka { source, .. } => tokio::select! {
@@ -302,7 +322,7 @@ pub async fn run_subtask(
                 settled.0 = id;
             }
             (Step::Command(Some(TaskCommand::Abandoned(id))), _) => {
-                step.output.abandoned(0, id);
+                step.output.abandoned(None, id);
                 settled.1 = id;
             }
             (
@@ -315,7 +335,7 @@ pub async fn run_subtask(
                 if done > 0 {
                     completed(&mut step, input, done).await?;
                 }
-                step.output.abandoned(done, abandoned);
+                step.output.abandoned(Some(done), abandoned);
                 settled = (done, abandoned);
             }
             (Step::Source(Polled::OutOfRange), Input::Kafka { source, .. }) => {
@@ -330,27 +350,47 @@ pub async fn run_subtask(
             (Step::Source(Polled::Message(first)), Input::Kafka { source, format, .. }) => {
                 let mut batch = vec![first];
                 source.fill(&mut batch, SOURCE_BATCH, SOURCE_LINGER).await?;
+                let started = Instant::now();
                 let read = batch.len();
+                let bytes: usize = batch
+                    .iter()
+                    .map(|m| {
+                        m.payload.as_ref().map_or(0, |p| p.len())
+                            + m.key.as_ref().map_or(0, |k| k.len())
+                    })
+                    .sum();
+                Metrics::add(&step.metrics.bytes_in, bytes);
                 let handed_on: Vec<(i32, i64)> =
                     batch.iter().map(|m| (m.partition, m.offset)).collect();
                 let mut failures = Vec::new();
                 let records = decode(batch, *format, &mut failures);
-                step.process(read, records, failures).await?;
+                step.process(started, read, records, failures).await?;
                 source.advance(&handed_on);
             }
             (Step::Event(Event::Records(records)), _) => {
-                step.process(records.len(), records, Vec::new()).await?;
+                step.process(Instant::now(), records.len(), records, Vec::new())
+                    .await?;
             }
             (Step::Event(Event::Barrier(id)), _) => {
                 step.checkpoint(id, BTreeMap::new()).await?;
             }
             (Step::Event(Event::End), _) => {
-                tracing::info!(task = %task, "input ended");
-                step.end().await?;
-                return Ok(());
+                if step.output.uncommitted() {
+                    tracing::info!(task = %task, "input ended: the sink ends once its last checkpoint completes");
+                    ending = true;
+                } else {
+                    tracing::info!(task = %task, "input ended");
+                    step.end().await?;
+                    return Ok(());
+                }
             }
             (Step::Source(_), Input::Inbox { .. }) => {}
             (Step::Timer, _) => step.chain.on_timer(now_ms()),
+        }
+        if ending && !step.output.uncommitted() {
+            tracing::info!(task = %task, "input ended, and the sink committed its last checkpoint");
+            step.end().await?;
+            return Ok(());
         }
         if let Some(stop) = stopping {
             if settled.0 >= stop {
@@ -396,7 +436,10 @@ async fn completed(step: &mut Stepper<'_>, input: &mut Input, id: u64) -> Result
         }
         taken.retain(|n, _| *n > id);
     }
-    if step.output.covers(id) && id > step.heard_late {
+    if id <= step.heard_late {
+        return Ok(());
+    }
+    if step.output.covers(id) {
         // As if the completion were heard late: the next barrier finds the
         // sink's transaction still waiting, and the coordinator's repeats of
         // this completion go unheard too.
@@ -407,9 +450,11 @@ async fn completed(step: &mut Stepper<'_>, input: &mut Input, id: u64) -> Result
         fail::fail_point!("checkpoint-completed-before-sink-commit", |_| {
             std::process::abort();
         });
-        step.output.commit(id).await?;
-        step.note_open_transaction();
     }
+    // Also with nothing to commit: a completion frees the ids of
+    // transactions committed before its barrier.
+    step.output.commit(id).await?;
+    step.note_open_transaction();
     Ok(())
 }
 
@@ -460,6 +505,7 @@ impl Stepper<'_> {
             source_offsets,
             sink_state: pre_commit.state.unwrap_or_default(),
             state: None,
+            state_bytes: 0,
         };
         match upload {
             None => (self.ack)(parts),
@@ -467,11 +513,13 @@ impl Stepper<'_> {
                 let ack = self.ack.clone();
                 let task = self.task.clone();
                 let broken = self.state_chain.failure_flag();
+                let state_bytes = upload.size() as u64;
                 let uploading = tokio::spawn(async move {
                     match upload.run().await {
                         Ok(handle) => {
                             ack(AckParts {
                                 state: Some(handle),
+                                state_bytes,
                                 ..parts
                             });
                             true
@@ -500,8 +548,12 @@ impl Stepper<'_> {
         }
     }
 
+    /// Handles `read` input records (decoded as `records`, or failed) from
+    /// `started` on, when the subtask had them: counts its busy time, and of
+    /// it the time the output kept it waiting.
     async fn process(
         &mut self,
+        started: Instant,
         read: usize,
         records: Vec<Record>,
         mut failures: Vec<Failure>,
@@ -510,10 +562,16 @@ impl Stepper<'_> {
         let records = self.chain.process(records, &mut failures);
         Metrics::add(&self.metrics.records_out, records.len());
         let failed_before = failures.len();
+        let handing_on = Instant::now();
         match self.output {
-            Output::Router(router) => router.send(records, &mut failures).await?,
+            Output::Router(router) => {
+                router.send(records, &mut failures).await?;
+                Metrics::add(&self.metrics.bytes_out, router.take_bytes_sent());
+            }
             Output::Sink(sink) => failures.extend(sink.write(records).await?),
         }
+        self.metrics
+            .add_busy(started.elapsed(), handing_on.elapsed());
         self.note_open_transaction();
         // Refusals may be of records counted out by an earlier batch: a sink
         // keeps writes in flight.
@@ -541,7 +599,9 @@ impl Stepper<'_> {
         if failures.is_empty() {
             return Ok(());
         }
-        Metrics::add(&self.metrics.dead_lettered, failures.len());
+        for f in &failures {
+            self.metrics.add_dead_lettered(f.at, 1);
+        }
         match self.dead_letter {
             Some(dl) => {
                 let dropped = dl.write(&failures).await?;
@@ -585,9 +645,17 @@ impl Output {
         }
     }
 
-    fn abandoned(&mut self, completed: u64, abandoned: u64) {
+    fn abandoned(&mut self, completed: Option<u64>, abandoned: u64) {
         if let Self::Sink(sink) = self {
             sink.abandoned(completed, abandoned);
+        }
+    }
+
+    /// `true` while a sink holds what a checkpoint still has to complete for.
+    fn uncommitted(&self) -> bool {
+        match self {
+            Self::Router(_) => false,
+            Self::Sink(sink) => sink.uncommitted(),
         }
     }
 

@@ -142,6 +142,7 @@ impl TaskManager {
                     source_offsets: parts.source_offsets.into_iter().collect(),
                     sink_state: parts.sink_state,
                     state: parts.state,
+                    state_bytes: parts.state_bytes,
                 }));
                 fail::fail_point!("after-checkpoint-ack", |_| {
                     std::process::abort();
@@ -239,6 +240,20 @@ impl TaskManager {
         for id in ids {
             self.cancel(&id);
         }
+    }
+
+    /// The metrics of every subtask of the current registration not ended.
+    pub fn running_metrics(&self) -> Vec<Arc<Metrics>> {
+        let session = self.session.load(std::sync::atomic::Ordering::Relaxed);
+        self.lock()
+            .values()
+            .filter(|e| e.session == session)
+            .filter(|e| {
+                let s = e.status.lock().unwrap_or_else(|p| p.into_inner());
+                s.ended_at.is_none()
+            })
+            .map(|e| e.metrics.clone())
+            .collect()
     }
 
     /// Every task for a heartbeat; ended tasks are dropped after a while.

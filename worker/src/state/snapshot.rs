@@ -117,6 +117,11 @@ impl SnapshotUpload {
         })
     }
 
+    /// Bytes the upload stores.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub async fn run(self) -> Result<StateHandle, StoreError> {
         if let Some(previous) = self.previous {
             // A delta stands only on a chain whose every link is stored.

@@ -220,7 +220,7 @@ async fn sluice(
             .tasks
             .iter()
             .filter(|t| t.stage == 1)
-            .filter_map(|t| t.metrics.map(|m| m.records_out))
+            .filter_map(|t| t.metrics.as_ref().map(|m| m.records_out))
             .sum();
         if written as usize >= size {
             break;

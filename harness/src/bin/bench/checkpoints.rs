@@ -205,7 +205,7 @@ impl Job<'_> {
                 .tasks
                 .iter()
                 .filter(|t| t.stage == 1)
-                .filter_map(|t| t.metrics.map(|m| m.records_out))
+                .filter_map(|t| t.metrics.as_ref().map(|m| m.records_out))
                 .sum();
             if let Some(s) = started
                 && written as usize >= self.records

@@ -528,7 +528,7 @@ impl Run<'_> {
                 .tasks
                 .iter()
                 .filter(|t| t.stage == last_stage)
-                .filter_map(|t| t.metrics.map(|m| m.records_out))
+                .filter_map(|t| t.metrics.as_ref().map(|m| m.records_out))
                 .sum();
             match written_at {
                 None if written as usize >= size => written_at = Some(status.last_checkpoint_id),

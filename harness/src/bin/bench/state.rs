@@ -103,7 +103,7 @@ async fn measure(
             .tasks
             .iter()
             .filter(|t| t.stage == 1)
-            .filter_map(|t| t.metrics.map(|m| m.records_in))
+            .filter_map(|t| t.metrics.as_ref().map(|m| m.records_in))
             .sum();
         if read as usize >= n {
             break;

@@ -1,12 +1,14 @@
 mod dead_letter;
 mod deliveries;
 mod detached_drop;
+mod lag;
 mod sink;
 mod source;
 mod transactional_sink;
 
 pub use dead_letter::DeadLetterWriter;
 use detached_drop::DetachedDrop;
+pub use lag::{PartitionOffsets, PartitionState};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, OutOfRange, Polled, RawMessage};
 pub use transactional_sink::TransactionalKafkaSink;

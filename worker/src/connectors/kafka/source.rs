@@ -1,6 +1,7 @@
 //! Kafka source with partitions assigned explicitly by the coordinator: no
 //! consumer-group rebalancing ever moves a partition behind Sluice's back.
 
+use super::lag::{PartitionOffsets, STATISTICS_INTERVAL_MS, SourceContext};
 use super::{client_config, kafka_err};
 use crate::error::Result;
 use crate::record::Headers;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 pub struct KafkaSource {
     /// `None` while the subtask has no partition to read.
-    consumer: Option<super::DetachedDrop<Arc<StreamConsumer>>>,
+    consumer: Option<super::DetachedDrop<Arc<SourceConsumer>>>,
     spec: KafkaSourceSpec,
     group: String,
     topic: Arc<str>,
@@ -28,7 +29,11 @@ pub struct KafkaSource {
     /// The consumer found a partition's position out of range and stopped
     /// fetching it: [`KafkaSource::recover_out_of_range`] before reading on.
     out_of_range: bool,
+    /// `positions` as the metrics see them, with each partition's high watermark.
+    offsets: Arc<PartitionOffsets>,
 }
+
+type SourceConsumer = StreamConsumer<SourceContext>;
 
 /// A message as read, before decoding.
 pub struct RawMessage {
@@ -69,13 +74,16 @@ impl KafkaSource {
     /// (the restored checkpoint, or where a `start_from: latest` topic ended
     /// at submission), else from its earliest offset: a partition without
     /// one was added to the topic after submission. Resolved to offsets now,
-    /// so the first checkpoint already names every partition.
+    /// so the first checkpoint already names every partition. Publishes
+    /// where it reads, and each partition's high watermark, to `offsets`.
     pub async fn build(
         spec: &KafkaSourceSpec,
         job_name: &str,
         partitions: &[i32],
         start: &BTreeMap<i32, i64>,
+        offsets: Arc<PartitionOffsets>,
     ) -> Result<Self> {
+        offsets.set_topic(&spec.topic);
         let group = spec
             .group_id
             .clone()
@@ -87,6 +95,7 @@ impl KafkaSource {
             topic: spec.topic.as_str().into(),
             positions: BTreeMap::new(),
             out_of_range: false,
+            offsets,
         };
         let start: BTreeMap<i32, i64> = start
             .iter()
@@ -127,10 +136,11 @@ impl KafkaSource {
         let (spec, group, partitions) =
             (self.spec.clone(), self.group.clone(), partitions.to_vec());
         let brokers = self.spec.brokers.clone();
+        let shared = self.offsets.clone();
         let (consumer, offsets) = tokio::task::spawn_blocking(move || {
             let consumer = match consumer {
                 Some(c) => c,
-                None => Arc::new(create_consumer(&spec, &group)?),
+                None => Arc::new(create_consumer(&spec, &group, shared)?),
             };
             let mut offsets = start;
             let mut tpl = TopicPartitionList::new();
@@ -157,6 +167,7 @@ impl KafkaSource {
             self.consumer = Some(super::DetachedDrop::new(consumer));
         }
         self.positions.extend(offsets);
+        self.offsets.set_positions(&self.positions);
         Ok(())
     }
 
@@ -201,7 +212,10 @@ impl KafkaSource {
         .map_err(|_| kafka_err("assign partitions", &self.spec.brokers)(KafkaError::Canceled))??;
         for m in &moved {
             self.positions.insert(m.partition, m.low);
+            self.offsets
+                .add_skipped(m.partition, (m.low - m.position).max(0) as u64);
         }
+        self.offsets.set_positions(&self.positions);
         Ok(moved)
     }
 
@@ -263,6 +277,7 @@ impl KafkaSource {
         for (partition, offset) in handed_on {
             self.positions.insert(*partition, offset + 1);
         }
+        self.offsets.set_positions(&self.positions);
     }
 
     pub fn positions(&self) -> &BTreeMap<i32, i64> {
@@ -314,7 +329,11 @@ impl KafkaSource {
 
 /// The consumer of a source: partitions are assigned explicitly, offsets
 /// come from checkpoints.
-fn create_consumer(spec: &KafkaSourceSpec, group: &str) -> Result<StreamConsumer> {
+fn create_consumer(
+    spec: &KafkaSourceSpec,
+    group: &str,
+    offsets: Arc<PartitionOffsets>,
+) -> Result<SourceConsumer> {
     client_config(
         &spec.brokers,
         &[
@@ -333,10 +352,12 @@ fn create_consumer(spec: &KafkaSourceSpec, group: &str) -> Result<StreamConsumer
             // it fetches again; its default of a second capped a source at
             // about 2 MB of records per second.
             ("fetch.queue.backoff.ms", "10"),
+            // Each partition's high watermark, for the live lag.
+            ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
         ],
         &spec.properties,
     )
-    .create()
+    .create_with_context(SourceContext { offsets })
     .map_err(kafka_err("create consumer", &spec.brokers))
 }
 
@@ -345,7 +366,7 @@ fn create_consumer(spec: &KafkaSourceSpec, group: &str) -> Result<StreamConsumer
 /// topic recreated) a moment ago: it is refreshed, and the query tried
 /// again, for a while. Blocks.
 fn watermarks(
-    consumer: &StreamConsumer,
+    consumer: &SourceConsumer,
     topic: &str,
     brokers: &str,
     partition: i32,

@@ -183,10 +183,11 @@ impl TransactionalKafkaSink {
         // The restored checkpoint's transactions are committed now, and their
         // ids wait like any committed one's: the job may restart from that
         // checkpoint again.
-        let cooling = named
+        let cooling: VecDeque<(usize, u64)> = named
             .iter()
             .map(|s| (s.id_index(), restored_checkpoint))
             .collect();
+        let next_txn = first_free(next_txn, &cooling);
         let mut sink = Self {
             producers,
             ids,
@@ -355,6 +356,11 @@ impl TransactionalKafkaSink {
         }
     }
 
+    /// `true` while a transaction waits for its checkpoint to complete.
+    pub fn uncommitted(&self) -> bool {
+        !self.pre_committed.is_empty()
+    }
+
     /// `true` when checkpoint `completed` covers a transaction still to commit.
     pub fn covers(&self, completed: u64) -> bool {
         self.pre_committed
@@ -363,8 +369,9 @@ impl TransactionalKafkaSink {
     }
 
     /// Checkpoint `completed` completed: commits, oldest first, every
-    /// transaction pre-committed at its barrier or an earlier one, and opens
-    /// the next transaction if the sink had none open.
+    /// transaction pre-committed at its barrier or an earlier one, frees the
+    /// ids no checkpoint that may be restored names any more, and opens the
+    /// next transaction if the sink had none open.
     pub async fn commit(&mut self, completed: u64) -> Result<()> {
         self.cooling.retain(|(_, until)| *until >= completed);
         while let Some(p) = self.pre_committed.front().copied() {
@@ -392,17 +399,25 @@ impl TransactionalKafkaSink {
     }
 
     /// What the coordinator settled: the latest checkpoint `completed` and
-    /// the latest `abandoned`. A sink with no open transaction whose newest
-    /// one's checkpoint was abandoned goes on writing into that one (it is
-    /// flushed, not ended), which the next checkpoint then covers whole: no
-    /// completed checkpoint names it as it is, and none will.
-    pub fn abandoned(&mut self, completed: u64, abandoned: u64) {
+    /// the latest `abandoned` (read before `completed`, so a checkpoint
+    /// that completed before `abandoned` is at most `completed`); with
+    /// `completed` `None`, checkpoint `abandoned` alone was abandoned. A sink
+    /// with no open transaction whose newest one's checkpoints were
+    /// abandoned goes on writing into that one (it is flushed, not ended),
+    /// which the next checkpoint then covers whole: no completed checkpoint
+    /// names it as it is, and none will.
+    pub fn abandoned(&mut self, completed: Option<u64>, abandoned: u64) {
         if self.open.is_some() {
             return;
         }
-        if let Some(newest) = self.pre_committed.back()
-            && abandoned >= newest.named_until
-            && completed < newest.checkpoint
+        let gone = |newest: &PreCommitted| match completed {
+            // Checkpoints settle one at a time, so one abandoned at or after
+            // the newest one's settles it, and `completed` says how.
+            Some(completed) => abandoned >= newest.named_until && completed < newest.checkpoint,
+            // A later checkpoint abandoned says nothing about this one.
+            None => abandoned == newest.named_until && newest.checkpoint == newest.named_until,
+        };
+        if self.pre_committed.back().is_some_and(gone)
             && let Some(newest) = self.pre_committed.pop_back()
         {
             tracing::info!(
@@ -414,10 +429,10 @@ impl TransactionalKafkaSink {
         }
     }
 
-    /// The input ended after the last checkpoint committed (a stop with a
-    /// savepoint): the transaction opened since holds nothing a checkpoint
-    /// covers, and is aborted rather than left begun. The stop's own commit
-    /// is done by then, so a failure here is only reported.
+    /// The input ended and every pre-committed transaction is committed (a
+    /// stop with a savepoint): the transaction opened since holds nothing a
+    /// checkpoint covers, and is aborted rather than left begun. The stop's
+    /// own commit is done by then, so a failure here is only reported.
     pub async fn end(&mut self) {
         let Some(open) = self.open.take() else {
             return;
@@ -457,6 +472,16 @@ impl TransactionalKafkaSink {
     }
 }
 
+/// The first transaction number from `next` on whose id no transaction
+/// cools: states of sinks with two ids name ids that numbers of three may
+/// map to. Numbers need not be consecutive; states name their own.
+fn first_free(mut next: u64, cooling: &VecDeque<(usize, u64)>) -> u64 {
+    while cooling.iter().any(|(index, _)| *index == slot(next)) {
+        next += 1;
+    }
+    next
+}
+
 /// The index of the transactional id transaction `txn` runs on.
 fn slot(txn: u64) -> usize {
     (txn % TRANSACTIONAL_IDS as u64) as usize
@@ -477,4 +502,51 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or(Err(rdkafka::error::KafkaError::Canceled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restored_sink_opens_its_next_transaction_on_a_free_id() {
+        for k in 1..=12_u64 {
+            // A state of a sink with two ids: transaction k ran on id k mod 2.
+            let old = TransactionalSinkState {
+                txn: k,
+                ids: 2,
+                records: 1,
+                producer: None,
+                earlier: None,
+            };
+            let cooling: VecDeque<(usize, u64)> = old
+                .transactions()
+                .iter()
+                .map(|s| (s.id_index(), 7))
+                .collect();
+            let next = first_free(k + 1, &cooling);
+            assert!(next > k);
+            assert_ne!(slot(next), old.id_index(), "txn {k}: next {next}");
+            // A state of three ids naming two transactions leaves k + 1 free.
+            let new = TransactionalSinkState {
+                txn: k + 1,
+                ids: 3,
+                records: 1,
+                producer: None,
+                earlier: Some(Box::new(TransactionalSinkState {
+                    txn: k,
+                    ids: 3,
+                    records: 1,
+                    producer: None,
+                    earlier: None,
+                })),
+            };
+            let cooling: VecDeque<(usize, u64)> = new
+                .transactions()
+                .iter()
+                .map(|s| (s.id_index(), 7))
+                .collect();
+            assert_eq!(first_free(k + 2, &cooling), k + 2);
+        }
+    }
 }
