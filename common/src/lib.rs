@@ -1,6 +1,7 @@
 //! Types shared by every Sluice process: the job spec and its validation, ids,
 //! and the error taxonomy.
 
+pub mod auth;
 #[cfg(feature = "cassandra")]
 pub mod cassandra;
 pub mod env;

@@ -1,6 +1,7 @@
 //! The Sluice coordinator: accepts jobs, keeps the worker registry, places
 //! subtasks on worker slots and tracks their state.
 
+mod auth;
 mod cassandra_meta;
 mod checkpoints;
 mod cluster_service;
@@ -10,6 +11,7 @@ mod exposition;
 mod http;
 mod job_service;
 mod kafka_meta;
+mod members_only;
 mod meta;
 mod monitor;
 mod raft;
@@ -24,9 +26,11 @@ mod transactions;
 
 use anyhow::Context;
 use clap::Parser;
+use members_only::MembersOnly;
 use sluice_proto::cluster_service_server::ClusterServiceServer;
 use sluice_proto::job_service_server::JobServiceServer;
 use sluice_proto::raft_service_server::RaftServiceServer;
+use sluice_proto::tls::Tls;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -73,6 +77,25 @@ struct Args {
     /// are deleted from here. Workers must name the same place.
     #[arg(long, env = "SLUICE_CHECKPOINT_STORE", default_value_t = sluice_common::store::default_location())]
     checkpoint_store: String,
+    /// Turns authentication of client calls on: a file of `ROLE TOKEN`
+    /// lines (ROLE `read-only` or `operator`), read again when it changes.
+    /// Every JobService call then needs `authorization: Bearer TOKEN`.
+    /// Without it, every call is taken, as from an operator.
+    #[arg(long, env = "SLUICE_AUTH_TOKENS")]
+    auth_tokens: Option<std::path::PathBuf>,
+    /// The cluster's CA certificate (PEM): turns TLS on. Clients are then
+    /// served over TLS only; workers and other coordinators must show a
+    /// certificate this CA signed, and this coordinator's peers are verified
+    /// with it.
+    #[arg(long, env = "SLUICE_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// This coordinator's certificate (PEM), signed by --tls-ca, naming the
+    /// host names or IP addresses it is reached at; needed with --tls-ca.
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
     /// Address to serve Prometheus metrics on (`GET /metrics`); none when
     /// not given. Port 0 picks a free one, which the log names.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
@@ -151,10 +174,19 @@ async fn main() -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| default_data_dir(id));
+    let tls = Tls::from_flags(
+        args.tls_ca.as_deref(),
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+    )?;
+    anyhow::ensure!(
+        tls.as_ref().is_none_or(Tls::has_identity),
+        "--tls-ca needs --tls-cert and --tls-key: a coordinator serves TLS with its own certificate"
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let store = raft::RaftStore::start(id, &data_dir, args.snapshot_every)
+    let store = raft::RaftStore::start(id, &data_dir, args.snapshot_every, tls.clone())
         .await
         .with_context(|| {
             format!(
@@ -162,7 +194,21 @@ async fn main() -> anyhow::Result<()> {
                 data_dir.display()
             )
         })?;
-    raft::bootstrap::join_or_initialize(&store.raft, id, &members, &advertise, &data_dir).await?;
+    let tokens = match &args.auth_tokens {
+        Some(path) => Some(auth::TokenFile::open(path.clone())?),
+        None => None,
+    };
+    let own_token = tokens.as_ref().map(|t| t.current().any().to_string());
+    raft::bootstrap::join_or_initialize(
+        &store.raft,
+        id,
+        &members,
+        &advertise,
+        &data_dir,
+        own_token.as_deref(),
+        tls.as_ref(),
+    )
+    .await?;
     let raft_handle = store.raft.clone();
     let state = state::Coordinator::new(
         store,
@@ -183,7 +229,17 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(metrics_address = %bound, "serving metrics");
     }
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, id, data_dir = %data_dir.display(), "coordinator listening");
+    tracing::info!(
+        %addr,
+        id,
+        data_dir = %data_dir.display(),
+        authentication = tokens.is_some(),
+        tls = tls.is_some(),
+        "coordinator listening"
+    );
+    if let Some(tokens) = &tokens {
+        tokio::spawn(tokens.clone().watch());
+    }
     let http_listener = match args.http_listen {
         Some(http) => Some(
             tokio::net::TcpListener::bind(http)
@@ -207,9 +263,16 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(listener), Some(http_address)) = (http_listener, http_address) {
         tracing::info!(addr = %http_address, "HTTP API listening");
         let api = job_api.clone();
+        let (tokens, tls) = (tokens.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) =
-                http::serve(listener, api, sluice_common::process::shutdown_signal()).await
+            if let Err(e) = http::serve(
+                listener,
+                api,
+                tokens,
+                tls,
+                sluice_common::process::shutdown_signal(),
+            )
+            .await
             {
                 tracing::error!(error = %e, "HTTP API stopped");
             }
@@ -220,14 +283,25 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
     tokio::spawn(stopped_lag::run(state.clone()));
-    tonic::transport::Server::builder()
-        .add_service(JobServiceServer::new(job_api))
-        .add_service(ClusterServiceServer::new(cluster_service::ClusterApi {
-            state,
-        }))
-        .add_service(RaftServiceServer::new(raft_service::RaftApi {
-            raft: raft_handle.clone(),
-        }))
+    let mut server = tonic::transport::Server::builder();
+    if let Some(config) = tls.as_ref().and_then(|t| t.server(false)) {
+        server = server.tls_config(config)?;
+    }
+    server
+        .add_service(auth::Authenticated::new(
+            JobServiceServer::new(job_api),
+            tokens,
+        ))
+        .add_service(MembersOnly::new(
+            ClusterServiceServer::new(cluster_service::ClusterApi { state }),
+            tls.is_some(),
+        ))
+        .add_service(MembersOnly::new(
+            RaftServiceServer::new(raft_service::RaftApi {
+                raft: raft_handle.clone(),
+            }),
+            tls.is_some(),
+        ))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             sluice_common::process::shutdown_signal(),

@@ -2,8 +2,10 @@
 
 use crate::net::{free_port, wait_for_port};
 use crate::process::ManagedChild;
+use crate::tls::TlsFiles;
 use anyhow::Context;
 use sluice_proto::job_service_client::JobServiceClient;
+use sluice_proto::tls::Tls;
 use sluice_proto::{ClusterInfoRequest, ListWorkersRequest, WorkerState};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +31,17 @@ pub struct ClusterOptions {
     pub metrics: bool,
     /// Extra arguments of every worker, such as `--secrets-dir DIR`.
     pub worker_args: Vec<String>,
+    /// Text of the coordinators' tokens file (`ROLE TOKEN` lines): turns
+    /// authentication on. The file is `tokens.txt` in the cluster's directory.
+    pub auth_tokens: Option<String>,
+    /// The token the harness's own calls carry (`client_request`).
+    pub token: Option<String>,
+    /// TLS on every process (`--tls-ca`, `--tls-cert`, `--tls-key`); the
+    /// harness's own clients then verify the coordinators with the CA.
+    pub tls: Option<TlsFiles>,
+    /// The workers' TLS files, when they differ from `tls` (such as
+    /// certificates that name no address, with `--tls-peer-name`).
+    pub worker_tls: Option<TlsFiles>,
 }
 
 impl Default for ClusterOptions {
@@ -43,6 +56,10 @@ impl Default for ClusterOptions {
             coordinators: 1,
             metrics: false,
             worker_args: Vec::new(),
+            auth_tokens: None,
+            token: None,
+            tls: None,
+            worker_tls: None,
         }
     }
 }
@@ -64,6 +81,8 @@ pub struct SluiceCluster {
     workers: Vec<Option<ManagedChild>>,
     dir: PathBuf,
     options: ClusterOptions,
+    /// The harness's own clients' TLS: the CA and the member certificate.
+    client_tls: Option<Tls>,
 }
 
 /// Where the workspace's binaries are: `SLUICE_BIN_DIR`, else beside the running
@@ -134,6 +153,16 @@ fn spawn_coordinator(
                 .unwrap_or_else(|| dir.join("checkpoints").to_string_lossy().into_owned()),
         )
         .envs(options.env.iter().map(|(k, v)| (k, v)));
+    if let Some(tls) = &options.tls {
+        cmd.args(tls.args());
+    }
+    if let Some(text) = &options.auth_tokens {
+        let file = tokens_file(dir);
+        if !file.exists() {
+            std::fs::write(&file, text)?;
+        }
+        cmd.arg("--auth-tokens").arg(file);
+    }
     if let Some(port) = metrics_port {
         cmd.arg("--metrics-listen").arg(format!("127.0.0.1:{port}"));
     }
@@ -142,6 +171,11 @@ fn spawn_coordinator(
     let addr = format!("127.0.0.1:{port}").parse()?;
     wait_for_port(addr, Duration::from_secs(30), || coordinator.check_alive())?;
     Ok(coordinator)
+}
+
+/// The coordinators' tokens file of a cluster with authentication on.
+pub fn tokens_file(dir: &Path) -> PathBuf {
+    dir.join("tokens.txt")
 }
 
 impl SluiceCluster {
@@ -188,6 +222,7 @@ impl SluiceCluster {
             starts: 0,
             workers: Vec::new(),
             dir: dir.to_path_buf(),
+            client_tls: options.tls.as_ref().map(TlsFiles::load).transpose()?,
             options,
         };
         for _ in 0..workers {
@@ -237,6 +272,11 @@ impl SluiceCluster {
             Some(Some(c)) => c.check_alive(),
             _ => anyhow::bail!("coordinator {} is not running", index + 1),
         }
+    }
+
+    /// The cluster's TLS files, when TLS is on.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.options.tls.as_ref()
     }
 
     /// The directory of the cluster's data and logs.
@@ -321,15 +361,14 @@ impl SluiceCluster {
             if self.coordinators[index].is_none() {
                 continue;
             }
-            let url = sluice_common::http_url(&self.coordinator_address_of(index));
             let Ok(Ok(mut c)) =
-                tokio::time::timeout(Duration::from_secs(1), JobServiceClient::connect(url)).await
+                tokio::time::timeout(Duration::from_secs(1), self.client_of(index)).await
             else {
                 continue;
             };
             let answer = tokio::time::timeout(
                 Duration::from_secs(1),
-                c.cluster_info(ClusterInfoRequest {}),
+                c.cluster_info(self.client_request(ClusterInfoRequest {})),
             )
             .await;
             if let Ok(Ok(info)) = answer {
@@ -344,6 +383,17 @@ impl SluiceCluster {
 
     /// Starts one more worker; returns its index.
     pub fn add_worker(&mut self) -> anyhow::Result<usize> {
+        let tls = self
+            .options
+            .worker_tls
+            .clone()
+            .or_else(|| self.options.tls.clone());
+        self.add_worker_with_tls(tls.as_ref())
+    }
+
+    /// Starts one more worker with these TLS files instead of the cluster's
+    /// (such as a certificate of another CA); returns its index.
+    pub fn add_worker_with_tls(&mut self, tls: Option<&TlsFiles>) -> anyhow::Result<usize> {
         let index = self.workers.len();
         let mut cmd = Command::new(binary("worker")?);
         cmd.arg("--coordinator")
@@ -358,6 +408,7 @@ impl SluiceCluster {
                     .unwrap_or_else(|| self.checkpoint_store().to_string_lossy().into_owned()),
             )
             .args(&self.options.worker_args)
+            .args(tls.map(TlsFiles::args).unwrap_or_default())
             .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         if let Some(fp) = self.options.failpoints.get(&index) {
             cmd.env("FAILPOINTS", fp);
@@ -392,8 +443,33 @@ impl SluiceCluster {
     /// A client of the leading coordinator.
     pub async fn client(&self) -> anyhow::Result<JobServiceClient<tonic::transport::Channel>> {
         let leader = self.leader().await.context("no coordinator leads")?;
-        let url = sluice_common::http_url(&self.coordinator_address_of(leader));
-        Ok(JobServiceClient::connect(url).await?)
+        self.client_of(leader).await
+    }
+
+    /// A client of coordinator `index`, over TLS when the cluster has it.
+    pub async fn client_of(
+        &self,
+        index: usize,
+    ) -> anyhow::Result<JobServiceClient<tonic::transport::Channel>> {
+        let address = self.coordinator_address_of(index);
+        let channel = sluice_proto::tls::endpoint(&address, self.client_tls.as_ref())?
+            .connect()
+            .await?;
+        Ok(JobServiceClient::new(channel))
+    }
+
+    /// A JobService request carrying the options' `token`, if any.
+    pub fn client_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = self
+            .options
+            .token
+            .as_deref()
+            .and_then(|t| sluice_common::auth::bearer(t).parse().ok())
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
     }
 
     /// Waits until `n` workers are registered and alive.
@@ -401,7 +477,9 @@ impl SluiceCluster {
         let start = Instant::now();
         loop {
             if let Ok(mut c) = self.client().await
-                && let Ok(resp) = c.list_workers(ListWorkersRequest {}).await
+                && let Ok(resp) = c
+                    .list_workers(self.client_request(ListWorkersRequest {}))
+                    .await
             {
                 let alive = resp
                     .into_inner()

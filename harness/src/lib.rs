@@ -17,6 +17,7 @@ pub mod prometheus;
 pub mod pytools;
 pub mod stack;
 pub mod testing;
+pub mod tls;
 
 pub use cluster::SluiceCluster;
 pub use stack::{DevStack, StackOptions};

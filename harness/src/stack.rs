@@ -109,6 +109,12 @@ impl DevStack {
             // The HTTP API and dashboard of the first coordinator; a follower
             // sends the browser on to the leader.
             out.push(("SLUICE_HTTP".into(), cl.http_url_of(0)));
+            if let Some(tls) = cl.tls() {
+                out.push((
+                    "SLUICE_TLS_CA".into(),
+                    tls.ca.to_string_lossy().into_owned(),
+                ));
+            }
             let metrics: Vec<String> = (0..cl.coordinator_count())
                 .filter_map(|i| cl.coordinator_metrics_address(i))
                 .chain((0..cl.worker_count()).filter_map(|i| cl.worker_metrics_address(i)))

@@ -28,6 +28,23 @@ struct Cli {
         value_delimiter = ','
     )]
     coordinator: Vec<String>,
+    /// Bearer token sent with every call, for coordinators that check them
+    /// (`--auth-tokens`): a read-only token lists and shows, an operator
+    /// token also submits, cancels, stops, rescales, takes savepoints and
+    /// changes the coordinator group.
+    #[arg(long, global = true, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The cluster's CA certificate (PEM): connect over TLS and verify the
+    /// coordinator's certificate with it.
+    #[arg(long, global = true, env = "SLUICE_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to show, signed by --tls-ca; not needed
+    /// for JobService, which takes tokens.
+    #[arg(long, global = true, env = "SLUICE_TLS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "SLUICE_TLS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
     /// How to print results.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -252,7 +269,20 @@ const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(300);
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Printer { format: cli.output };
-    let at = |timeout| Coordinators::new(cli.coordinator.clone(), timeout);
+    let token = cli.token.clone();
+    let tls = sluice_proto::tls::Tls::from_flags(
+        cli.tls_ca.as_deref(),
+        cli.tls_cert.as_deref(),
+        cli.tls_key.as_deref(),
+    )?;
+    let at = |timeout| {
+        Coordinators::new(
+            cli.coordinator.clone(),
+            timeout,
+            token.as_deref(),
+            tls.clone(),
+        )
+    };
     match cli.command {
         Command::Submit {
             file,
@@ -274,7 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 spec_json,
                 from_savepoint: from_savepoint.unwrap_or_default(),
             };
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let req = req.clone();
                     async move { c.submit_job(req).await }
@@ -286,7 +316,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: Some(SavepointAction::Delete { id }),
             ..
         } => {
-            let info = at(REQUEST_TIMEOUT)
+            let info = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let savepoint_id = id.clone();
                     async move {
@@ -299,7 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Savepoint { job, action: None } => {
             let job = job.unwrap_or_default();
-            let info = at(SAVEPOINT_TIMEOUT)
+            let info = at(SAVEPOINT_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move {
@@ -316,7 +346,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "stop needs --savepoint (to end a job without one, use `jobctl cancel {job}`)"
                 );
             }
-            let info = at(SAVEPOINT_TIMEOUT)
+            let info = at(SAVEPOINT_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move { c.stop_job(StopJobRequest { job_id }).await }
@@ -325,7 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.savepoint(&info, "stopped");
         }
         Command::Rescale { job, parallelism } => {
-            let info = at(SAVEPOINT_TIMEOUT)
+            let info = at(SAVEPOINT_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move {
@@ -343,13 +373,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Savepoints => {
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| async move { c.list_savepoints(ListSavepointsRequest {}).await })
                 .await?;
             out.savepoints(&resp.savepoints);
         }
         Command::List => {
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| async move { c.list_jobs(ListJobsRequest {}).await })
                 .await?;
             out.jobs(&resp.jobs);
@@ -357,7 +387,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status {
             job, watch: false, ..
         } => {
-            let status = at(REQUEST_TIMEOUT)
+            let status = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move { c.get_job(GetJobRequest { job_id }).await }
@@ -369,9 +399,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             job,
             watch: true,
             interval,
-        } => watch_status(&at(REQUEST_TIMEOUT), &out, &job, interval).await?,
+        } => watch_status(&at(REQUEST_TIMEOUT)?, &out, &job, interval).await?,
         Command::Cancel { job } => {
-            let status = at(REQUEST_TIMEOUT)
+            let status = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move { c.cancel_job(CancelJobRequest { job_id }).await }
@@ -380,7 +410,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.status(&status);
         }
         Command::Checkpoints { job } => {
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move { c.list_checkpoints(ListCheckpointsRequest { job_id }).await }
@@ -389,7 +419,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.checkpoints(&resp);
         }
         Command::Events { job } => {
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| {
                     let job_id = job.clone();
                     async move { c.list_job_events(ListJobEventsRequest { job_id }).await }
@@ -398,13 +428,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.events(&resp.events);
         }
         Command::Workers => {
-            let resp = at(REQUEST_TIMEOUT)
+            let resp = at(REQUEST_TIMEOUT)?
                 .call(|mut c| async move { c.list_workers(ListWorkersRequest {}).await })
                 .await?;
             out.workers(&resp.workers);
         }
         Command::Cluster { change: None } => {
-            let views = at(REQUEST_TIMEOUT)
+            let views = at(REQUEST_TIMEOUT)?
                 .each(|mut c| async move { c.cluster_info(ClusterInfoRequest {}).await })
                 .await;
             out.cluster(&views);
@@ -412,7 +442,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster {
             change: Some(change),
         } => {
-            let coordinators = at(SAVEPOINT_TIMEOUT);
+            let coordinators = at(SAVEPOINT_TIMEOUT)?;
             let info = match change {
                 ClusterChange::AddLearner { id, address } => {
                     coordinators

@@ -7,6 +7,8 @@ pub mod v1 {
     tonic::include_proto!("sluice.v1");
 }
 
+pub mod tls;
+
 pub use v1::*;
 
 impl JobState {

@@ -2,9 +2,10 @@
 //! far as the last answer told.
 
 use sluice_proto::cluster_service_client::ClusterServiceClient;
+use sluice_proto::tls::Tls;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 #[derive(Clone)]
 pub struct Coordinators {
@@ -15,6 +16,7 @@ struct Inner {
     /// Address and its client; one cached channel each.
     known: Vec<(String, ClusterServiceClient<Channel>)>,
     current: usize,
+    tls: Option<Tls>,
 }
 
 /// Well under any heartbeat timeout: a worker whose coordinator hangs (a
@@ -22,8 +24,8 @@ struct Inner {
 /// run, instead of waiting out the timeout on one call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn client(address: &str) -> anyhow::Result<ClusterServiceClient<Channel>> {
-    let channel = Endpoint::from_shared(sluice_common::http_url(address))?
+fn client(address: &str, tls: Option<&Tls>) -> anyhow::Result<ClusterServiceClient<Channel>> {
+    let channel = sluice_proto::tls::endpoint(address, tls)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(CALL_TIMEOUT)
         .connect_lazy();
@@ -31,14 +33,19 @@ fn client(address: &str) -> anyhow::Result<ClusterServiceClient<Channel>> {
 }
 
 impl Coordinators {
-    pub fn new(addresses: &[String]) -> anyhow::Result<Self> {
+    /// `tls`: the coordinators' certificates verified, this worker's shown.
+    pub fn new(addresses: &[String], tls: Option<&Tls>) -> anyhow::Result<Self> {
         anyhow::ensure!(!addresses.is_empty(), "no coordinator address given");
         let known = addresses
             .iter()
-            .map(|a| Ok((a.clone(), client(a)?)))
+            .map(|a| Ok((a.clone(), client(a, tls)?)))
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
-            inner: Arc::new(Mutex::new(Inner { known, current: 0 })),
+            inner: Arc::new(Mutex::new(Inner {
+                known,
+                current: 0,
+                tls: tls.cloned(),
+            })),
         })
     }
 
@@ -64,7 +71,7 @@ impl Coordinators {
         let next = match leader {
             Some(leader) => match inner.known.iter().position(|(a, _)| *a == leader) {
                 Some(i) => i,
-                None => match client(&leader) {
+                None => match client(&leader, inner.tls.as_ref()) {
                     Ok(c) => {
                         inner.known.push((leader, c));
                         inner.known.len() - 1

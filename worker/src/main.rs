@@ -16,6 +16,7 @@ use clap::Parser;
 use exchange::{ExchangeServer, Inboxes, Peers};
 use runtime::{RuntimeContext, TaskManager};
 use sluice_proto::exchange_service_server::ExchangeServiceServer;
+use sluice_proto::tls::Tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -63,6 +64,25 @@ struct Args {
     /// --secrets-dir and before the environment.
     #[arg(long, env = "SLUICE_SECRETS_FILE")]
     secrets_file: Option<std::path::PathBuf>,
+    /// The cluster's CA certificate (PEM): turns TLS on. The worker then
+    /// verifies coordinators and other workers with it, and its data exchange
+    /// takes records only from clients showing a certificate it signed.
+    #[arg(long, env = "SLUICE_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// This worker's certificate (PEM), signed by --tls-ca, naming the host
+    /// name or IP address of its --data-advertise address; needed with
+    /// --tls-ca, to serve the exchange and to register.
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Verify other workers' certificates against this name instead of the
+    /// host of their data address: for addresses no certificate names in
+    /// advance, such as Kubernetes pod IPs. Every worker's certificate must
+    /// then name it.
+    #[arg(long, env = "SLUICE_TLS_PEER_NAME", requires = "tls_ca")]
+    tls_peer_name: Option<String>,
     /// Address to serve Prometheus metrics on (`GET /metrics`); none when
     /// not given. Port 0 picks a free one, which the log names.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
@@ -80,6 +100,15 @@ async fn main() -> anyhow::Result<()> {
     // environment variable (for example `sink-before-commit=return`); the
     // failure-injection tests use them.
     let _failpoints = fail::FailScenario::setup();
+    let tls = Tls::from_flags(
+        args.tls_ca.as_deref(),
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+    )?;
+    anyhow::ensure!(
+        tls.as_ref().is_none_or(Tls::has_identity),
+        "--tls-ca needs --tls-cert and --tls-key: a worker proves it is a member with its certificate"
+    );
     let listener = tokio::net::TcpListener::bind(args.data_listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.data_listen))?;
@@ -87,11 +116,11 @@ async fn main() -> anyhow::Result<()> {
         Some(a) => a,
         None => listener.local_addr()?.to_string(),
     };
-    tracing::info!(%data_address, slots = args.slots, "worker starting");
+    tracing::info!(%data_address, slots = args.slots, tls = tls.is_some(), "worker starting");
     let inboxes = Arc::new(Inboxes::default());
     let ctx = Arc::new(RuntimeContext {
         inboxes: inboxes.clone(),
-        peers: Peers::default(),
+        peers: Peers::new(tls.clone(), args.tls_peer_name.clone()),
         own_address: data_address.clone(),
         store: sluice_common::store::CheckpointStore::open(&args.checkpoint_store)?,
         secrets: sluice_common::secrets::Secrets {
@@ -113,7 +142,11 @@ async fn main() -> anyhow::Result<()> {
     // A stream's window bounds what one stalled sender can park here; the
     // connection window is only credit, large so stalled streams never starve
     // the others sharing a connection. Keepalive finds half-open peers.
-    let server = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(config) = tls.as_ref().and_then(|t| t.server(true)) {
+        server = server.tls_config(config)?;
+    }
+    let server = server
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(1 << 30)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(5)))
@@ -124,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let control = control::Control {
-        coordinators: coordinators::Coordinators::new(&args.coordinator)?,
+        coordinators: coordinators::Coordinators::new(&args.coordinator, tls.as_ref())?,
         data_address,
         slots: args.slots,
         tasks: tasks.clone(),

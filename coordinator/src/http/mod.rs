@@ -10,6 +10,7 @@ pub mod error;
 mod jobs;
 mod model;
 
+use crate::auth::TokenFile;
 use crate::error::CoordinatorError;
 use crate::job_service::JobApi;
 use crate::meta::MetaStore;
@@ -22,8 +23,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use error::ApiError;
+use sluice_common::auth::Role;
 use sluice_proto::ClusterInfoRequest;
 use sluice_proto::job_service_client::JobServiceClient;
+use sluice_proto::tls::Tls;
 use std::time::Duration;
 use utoipa::OpenApi;
 
@@ -58,8 +61,24 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The API's routes over `api`.
-pub fn router(api: Api) -> Router {
+/// How a follower asks the leader where it serves HTTP: with a token of
+/// the tokens file and over TLS when the cluster has them.
+#[derive(Clone)]
+struct Forwarding {
+    api: Api,
+    tokens: Option<TokenFile>,
+    tls: Option<Tls>,
+}
+
+/// The API's routes over `api`; with `tokens`, every `/api/` call but the
+/// OpenAPI document needs a bearer token (see [`authenticate`]). `tls`:
+/// how to reach the other coordinators' gRPC.
+pub fn router(api: Api, tokens: Option<TokenFile>, tls: Option<Tls>) -> Router {
+    let forwarding = Forwarding {
+        api: api.clone(),
+        tokens: tokens.clone(),
+        tls,
+    };
     Router::new()
         .route("/", get(dashboard))
         .route("/api/openapi.json", get(|| async { Json(openapi()) }))
@@ -83,17 +102,60 @@ pub fn router(api: Api) -> Router {
         .route("/api/cluster", get(cluster::cluster))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(api.clone(), follow_leader))
+        .layer(middleware::from_fn_with_state(forwarding, follow_leader))
+        .layer(middleware::from_fn_with_state(tokens, authenticate))
         .with_state(api)
+}
+
+/// The token check of JobService, over HTTP: reading calls (`GET`) need a
+/// read-only or operator token, the others an operator token; 401 without
+/// an accepted token, 403 with a read-only one on a changing call, each
+/// naming the call (`POST /api/jobs`). The dashboard page and the OpenAPI
+/// document hold no cluster data and are served to anyone. Checked before
+/// a follower sends the call on to the leader.
+async fn authenticate(
+    State(tokens): State<Option<TokenFile>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let open = !path.starts_with("/api/") || path == "/api/openapi.json";
+    let Some(file) = tokens.filter(|_| !open) else {
+        return next.run(request).await;
+    };
+    let needs = if request.method() == axum::http::Method::GET {
+        Role::ReadOnly
+    } else {
+        Role::Operator
+    };
+    let call = format!("{} {path}", request.method());
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default());
+    match file.current().authorize(authorization, &call, needs) {
+        Ok(_) => next.run(request).await,
+        Err(e) => {
+            tracing::info!(call, error = %e, "call refused");
+            let (status, code) = if e.unauthenticated() {
+                (StatusCode::UNAUTHORIZED, "unauthenticated")
+            } else {
+                (StatusCode::FORBIDDEN, "permission_denied")
+            };
+            ApiError::new(status, code, e.to_string()).into_response()
+        }
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     api: Api,
+    tokens: Option<TokenFile>,
+    tls: Option<Tls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(api))
+    axum::serve(listener, router(api, tokens, tls))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -137,7 +199,12 @@ async fn method_not_allowed(request: Request) -> ApiError {
 /// On a follower, sends every call but the group's view and the API's
 /// document on to the leader's HTTP address (307, so the method and body
 /// are kept); 503 when no leader serving HTTP is known.
-async fn follow_leader(State(api): State<Api>, request: Request, next: Next) -> Response {
+async fn follow_leader(
+    State(forwarding): State<Forwarding>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let api = &forwarding.api;
     let path = request.uri().path();
     let any_member = matches!(path, "/api/cluster" | "/api/openapi.json");
     if any_member {
@@ -150,7 +217,12 @@ async fn follow_leader(State(api): State<Api>, request: Request, next: Next) -> 
         }) => leader,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let Some(http) = leader_http_address(&leader).await else {
+    let token = forwarding
+        .tokens
+        .as_ref()
+        .map(|t| t.current().any().to_string());
+    let Some(http) = leader_http_address(&leader, token.as_deref(), forwarding.tls.as_ref()).await
+    else {
         return ApiError::from(CoordinatorError::NotLeader { leader: None }).into_response();
     };
     let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
@@ -170,13 +242,26 @@ const LEADER_ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The HTTP address of the leader at gRPC address `leader`, as it says
 /// itself; `None` when it does not answer or serves no HTTP.
-async fn leader_http_address(leader: &str) -> Option<String> {
+async fn leader_http_address(
+    leader: &str,
+    token: Option<&str>,
+    tls: Option<&Tls>,
+) -> Option<String> {
     let ask = async {
-        let mut client = JobServiceClient::connect(format!("http://{leader}"))
+        let channel = sluice_proto::tls::endpoint(leader, tls)
+            .ok()?
+            .connect()
             .await
             .ok()?;
-        let info = client
-            .cluster_info(ClusterInfoRequest {})
+        let mut request = tonic::Request::new(ClusterInfoRequest {});
+        if let Some(token) = token {
+            request.metadata_mut().insert(
+                "authorization",
+                sluice_common::auth::bearer(token).parse().ok()?,
+            );
+        }
+        let info = JobServiceClient::new(channel)
+            .cluster_info(request)
             .await
             .ok()?
             .into_inner();

@@ -8,6 +8,7 @@ use super::Raft;
 use openraft::BasicNode;
 use sluice_proto::ClusterInfoRequest;
 use sluice_proto::job_service_client::JobServiceClient;
+use sluice_proto::tls::Tls;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub async fn join_or_initialize(
     members: &BTreeMap<u64, String>,
     advertise: &str,
     data_dir: &Path,
+    token: Option<&str>,
+    tls: Option<&Tls>,
 ) -> anyhow::Result<()> {
     if raft.is_initialized().await? || members.keys().next() != Some(&id) {
         return Ok(());
@@ -46,7 +49,7 @@ pub async fn join_or_initialize(
         .filter(|(n, _)| **n != id)
         .map(|(n, a)| (*n, a.as_str()))
         .collect();
-    match find_group(&peers).await {
+    match find_group(&peers, token, tls).await {
         None => {
             let nodes: BTreeMap<u64, BasicNode> = members
                 .iter()
@@ -90,8 +93,13 @@ pub async fn join_or_initialize(
 
 /// Asks every peer until one names its group, or all answered that they
 /// have none (`None`). Peers that do not answer are asked again: a group
-/// is only initialised with the word of all of them.
-async fn find_group(peers: &BTreeMap<u64, &str>) -> Option<PeerGroup> {
+/// is only initialised with the word of all of them. `token` goes with each
+/// question when the peers check tokens; `tls` when they serve TLS.
+async fn find_group(
+    peers: &BTreeMap<u64, &str>,
+    token: Option<&str>,
+    tls: Option<&Tls>,
+) -> Option<PeerGroup> {
     let mut answered = BTreeSet::new();
     let mut reported = Instant::now();
     while answered.len() < peers.len() {
@@ -101,7 +109,7 @@ async fn find_group(peers: &BTreeMap<u64, &str>) -> Option<PeerGroup> {
             .map(|(n, a)| (*n, *a))
             .collect();
         for (peer, address) in pending {
-            let Some(members) = ask(address).await else {
+            let Some(members) = ask(address, token, tls).await else {
                 continue;
             };
             if let Some(group) = members {
@@ -129,12 +137,22 @@ async fn find_group(peers: &BTreeMap<u64, &str>) -> Option<PeerGroup> {
 }
 
 /// One peer's group (`Some(None)`: it has none), or `None` without an answer.
-async fn ask(address: &str) -> Option<Option<PeerGroup>> {
+async fn ask(address: &str, token: Option<&str>, tls: Option<&Tls>) -> Option<Option<PeerGroup>> {
     let call = async {
-        let mut client = JobServiceClient::connect(sluice_common::http_url(address))
+        let channel = sluice_proto::tls::endpoint(address, tls)
+            .ok()?
+            .connect()
             .await
             .ok()?;
-        client.cluster_info(ClusterInfoRequest {}).await.ok()
+        let mut client = JobServiceClient::new(channel);
+        let mut request = tonic::Request::new(ClusterInfoRequest {});
+        if let Some(token) = token {
+            request.metadata_mut().insert(
+                "authorization",
+                sluice_common::auth::bearer(token).parse().ok()?,
+            );
+        }
+        client.cluster_info(request).await.ok()
     };
     let info = tokio::time::timeout(ASK_TIMEOUT, call)
         .await

@@ -23,19 +23,28 @@ pub struct SnapshotMessage {
     pub data: Vec<u8>,
 }
 
-/// Connections to the other coordinators: one cached channel per peer.
-#[derive(Clone, Default)]
+/// Connections to the other coordinators: one cached channel per peer,
+/// over TLS when the cluster has it.
+#[derive(Clone)]
 pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<sluice_proto::tls::Tls>,
 }
 
 impl Network {
+    pub fn new(tls: Option<sluice_proto::tls::Tls>) -> Self {
+        Self {
+            channels: Arc::default(),
+            tls,
+        }
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let channel = tonic::transport::Endpoint::from_shared(sluice_common::http_url(addr))
+        let channel = sluice_proto::tls::endpoint(addr, self.tls.as_ref())
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_millis(500))
             .connect_lazy();

@@ -30,8 +30,14 @@ pub struct RaftStore {
 impl RaftStore {
     /// Opens the Raft file under `data_dir` and starts this member; a member
     /// with new data comes into its group through
-    /// [`super::bootstrap::join_or_initialize`].
-    pub async fn start(id: u64, data_dir: &Path, snapshot_every: u64) -> anyhow::Result<Self> {
+    /// [`super::bootstrap::join_or_initialize`]. `tls`: how to reach the
+    /// other members (their certificate verified, this one's shown).
+    pub async fn start(
+        id: u64,
+        data_dir: &Path,
+        snapshot_every: u64,
+        tls: Option<sluice_proto::tls::Tls>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let (log, sm) = super::open(&data_dir.join("raft.redb"))?;
         let state = sm.shared();
@@ -46,7 +52,7 @@ impl RaftStore {
             ..Default::default()
         }
         .validate()?;
-        let raft = Raft::new(id, Arc::new(config), Network::default(), log, sm).await?;
+        let raft = Raft::new(id, Arc::new(config), Network::new(tls), log, sm).await?;
         Ok(Self { raft, state })
     }
 

@@ -1,5 +1,6 @@
 //! The local stack: Kafka, Cassandra, MinIO, a coordinator and workers on 127.0.0.1.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_harness::cluster::ClusterOptions;
 use sluice_harness::{DevStack, StackOptions, admin};
@@ -45,6 +46,15 @@ enum Command {
         /// Directory for data and logs; a fresh temporary one by default.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Turn TLS on: make a throwaway CA and a member certificate under
+        /// DIR/tls, start every coordinator and worker with them, and print
+        /// SLUICE_TLS_CA for jobctl.
+        #[arg(long)]
+        tls: bool,
+        /// Turn authentication on with this tokens file (`ROLE TOKEN` lines);
+        /// give jobctl a token of it with --token or SLUICE_TOKEN.
+        #[arg(long)]
+        auth_tokens: Option<PathBuf>,
         /// Coordinators and workers serve Prometheus metrics, each on a free
         /// port, printed as SLUICE_METRICS (comma-separated).
         #[arg(long)]
@@ -100,11 +110,28 @@ async fn main() -> anyhow::Result<()> {
             no_s3,
             no_sluice,
             dir,
+            tls,
+            auth_tokens,
             metrics,
         } => {
             let dir = dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("sluice-devstack-{}", std::process::id()))
             });
+            let tls = if tls {
+                Some(sluice_harness::tls::make_ca(
+                    &dir.join("tls"),
+                    "Sluice devstack CA",
+                )?)
+            } else {
+                None
+            };
+            let auth_tokens = match auth_tokens {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read tokens file {}", path.display()))?,
+                ),
+                None => None,
+            };
             let options = StackOptions {
                 workers,
                 kafka,
@@ -115,6 +142,14 @@ async fn main() -> anyhow::Result<()> {
                 cluster: ClusterOptions {
                     slots,
                     coordinators,
+                    tls,
+                    // The harness's own calls need a token; any of the file's
+                    // roles may make them.
+                    token: auth_tokens
+                        .as_deref()
+                        .and_then(|t| sluice_common::auth::Tokens::parse(t, "--auth-tokens").ok())
+                        .map(|t| t.any().to_string()),
+                    auth_tokens,
                     metrics,
                     ..Default::default()
                 },
