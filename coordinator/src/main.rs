@@ -183,6 +183,11 @@ async fn main() -> anyhow::Result<()> {
         tls.as_ref().is_none_or(Tls::has_identity),
         "--tls-ca needs --tls-cert and --tls-key: a coordinator serves TLS with its own certificate"
     );
+    // The HTTP API and metrics serve HTTPS with the same certificate.
+    let https = match &tls {
+        Some(tls) => tls.https_server()?,
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -223,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
             state: state.clone(),
             raft: raft_handle.clone(),
         });
-        let bound = sluice_common::metrics::start(address, metrics)
+        let bound = sluice_common::metrics::start(address, metrics, https.clone())
             .await
             .with_context(|| format!("cannot serve metrics on {address}"))?;
         tracing::info!(metrics_address = %bound, "serving metrics");
@@ -263,13 +268,14 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(listener), Some(http_address)) = (http_listener, http_address) {
         tracing::info!(addr = %http_address, "HTTP API listening");
         let api = job_api.clone();
-        let (tokens, tls) = (tokens.clone(), tls.clone());
+        let (tokens, tls, https) = (tokens.clone(), tls.clone(), https.clone());
         tokio::spawn(async move {
             if let Err(e) = http::serve(
                 listener,
                 api,
                 tokens,
                 tls,
+                https,
                 sluice_common::process::shutdown_signal(),
             )
             .await

@@ -24,6 +24,19 @@ pub enum TlsError {
     NotPem(PathBuf),
     #[error("--tls-cert and --tls-key go together: {0} is missing")]
     Half(&'static str),
+    #[error("cannot read the {what} in {path}: {source}")]
+    Pem {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("cannot serve HTTPS with {cert} and its key: {source}")]
+    Https {
+        cert: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
     #[error("`{address}` is not a valid address: {source}")]
     Address {
         address: String,
@@ -38,6 +51,8 @@ pub enum TlsError {
 pub struct Tls {
     ca: Certificate,
     identity: Option<Identity>,
+    /// The certificate and key files behind `identity`, for HTTPS.
+    identity_files: Option<(PathBuf, PathBuf)>,
 }
 
 fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -66,7 +81,14 @@ impl Tls {
             (Some(_), None) => return Err(TlsError::Half("--tls-key")),
             (None, Some(_)) => return Err(TlsError::Half("--tls-cert")),
         };
-        Ok(Self { ca, identity })
+        let identity_files = cert
+            .zip(key)
+            .map(|(c, k)| (c.to_path_buf(), k.to_path_buf()));
+        Ok(Self {
+            ca,
+            identity,
+            identity_files,
+        })
     }
 
     /// [`Tls::load`] from optional flags: `None` when no CA is given (TLS
@@ -100,6 +122,45 @@ impl Tls {
                 .client_ca_root(self.ca.clone())
                 .client_auth_optional(!members_only),
         )
+    }
+
+    /// The configuration of an HTTPS server (the HTTP API, metrics) with
+    /// this process's certificate and key, read again from their files
+    /// (blocking reads, at start); `None` without them. Clients show no
+    /// certificate: HTTP callers authenticate with tokens.
+    pub fn https_server(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let Some((cert, key)) = &self.identity_files else {
+            return Ok(None);
+        };
+        fn pem(
+            what: &'static str,
+            path: &Path,
+        ) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError {
+            let path = path.to_path_buf();
+            move |source| TlsError::Pem { what, path, source }
+        }
+        let chain = CertificateDer::pem_slice_iter(&read_pem("certificate", cert)?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(pem("certificates", cert))?;
+        let private_key = PrivateKeyDer::from_pem_slice(&read_pem("key", key)?)
+            .map_err(pem("private key", key))?;
+        let https = |source| TlsError::Https {
+            cert: cert.clone(),
+            source,
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(https)?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(https)?;
+        // The HTTP servers speak HTTP/1.1 only.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(Arc::new(config)))
     }
 
     /// A client's configuration: servers verified with the CA, and this

@@ -134,7 +134,12 @@ async fn main() -> anyhow::Result<()> {
         let metrics = sluice_common::metrics::Metrics::new(runtime::WorkerMetrics {
             tasks: tasks.clone(),
         });
-        let bound = sluice_common::metrics::start(address, metrics)
+        // Served over HTTPS with the worker's certificate when TLS is on.
+        let https = match &tls {
+            Some(tls) => tls.https_server()?,
+            None => None,
+        };
+        let bound = sluice_common::metrics::start(address, metrics, https)
             .await
             .with_context(|| format!("cannot serve metrics on {address}"))?;
         tracing::info!(metrics_address = %bound, "serving metrics");
