@@ -10,7 +10,7 @@ use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
 use sluice_harness::prometheus;
 use sluice_harness::testing::{count_numbers, infra, jobctl, submit, test_dir, unique, wait_for};
-use sluice_harness::tls::{TestCa, TlsFiles, make_ca};
+use sluice_harness::tls::{TestCa, TlsFiles, certificate_der, make_ca, served_certificate};
 use sluice_proto::cluster_service_client::ClusterServiceClient;
 use sluice_proto::exchange_frame::Kind;
 use sluice_proto::exchange_service_client::ExchangeServiceClient;
@@ -53,11 +53,11 @@ async fn push(address: &str, tls: Option<&Tls>) -> Option<tonic::Status> {
 async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result<()> {
     let infra = infra()?;
     let dir = test_dir("tls");
-    let ca = TestCa::new(&dir.join("tls"), "Sluice test CA")?;
-    let tls = ca.member("member", &["localhost", "127.0.0.1"])?;
+    let test_ca = TestCa::new(&dir.join("tls"), "Sluice test CA")?;
+    let tls = test_ca.member("member", &["localhost", "127.0.0.1"])?;
     // Workers' certificates name no address, as in Kubernetes, where they
     // advertise pod IPs: they verify each other by name.
-    let worker_tls = ca.member("worker", &[WORKER_NAME])?;
+    let worker_tls = test_ca.member("worker", &[WORKER_NAME])?;
     let other = make_ca(&dir.join("other-tls"), "Another CA")?;
     let options = ClusterOptions {
         tls: Some(tls.clone()),
@@ -254,6 +254,39 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
             std::error::Error::source(&status).is_some_and(|e| e.is::<tonic::transport::Error>()),
             "{who}: the connection failed, not the call: {status}"
         );
+    }
+
+    // A renewed certificate (same CA, new key and serial) written over the
+    // files is what the HTTP API and the metrics endpoint show new
+    // connections within seconds, without a restart.
+    let http_address = url.trim_start_matches("https://").to_string();
+    let metrics_address = cluster
+        .coordinator_metrics_address(0)
+        .expect("metrics are on");
+    let before = certificate_der(&tls.cert)?;
+    for address in [&http_address, &metrics_address] {
+        assert_eq!(
+            served_certificate(address, &tls.ca, "127.0.0.1").await?,
+            before,
+            "{address} shows the certificate of its files"
+        );
+    }
+    let renewed = test_ca.member("member", &["localhost", "127.0.0.1"])?;
+    let after = certificate_der(&renewed.cert)?;
+    assert_ne!(before, after, "the renewed certificate is another");
+    for address in [&http_address, &metrics_address] {
+        wait_for(
+            "renewed certificate served",
+            Duration::from_secs(20),
+            || {
+                let (address, ca, after) = (address.clone(), tls.ca.clone(), after.clone());
+                async move {
+                    let served = served_certificate(&address, &ca, "127.0.0.1").await?;
+                    Ok((served == after).then_some(()))
+                }
+            },
+        )
+        .await?;
     }
     Ok(())
 }

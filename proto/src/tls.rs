@@ -4,6 +4,7 @@
 //! members (coordinators and workers) also show their certificate, which the
 //! server verifies with the same CA.
 
+use crate::reloading_cert::ReloadingCert;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tonic::codegen::http;
@@ -55,7 +56,7 @@ pub struct Tls {
     identity_files: Option<(PathBuf, PathBuf)>,
 }
 
-fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
         what,
         path: path.to_path_buf(),
@@ -125,41 +126,27 @@ impl Tls {
     }
 
     /// The configuration of an HTTPS server (the HTTP API, metrics) with
-    /// this process's certificate and key, read again from their files
-    /// (blocking reads, at start); `None` without them. Clients show no
+    /// this process's certificate and key, read at once (blocking reads)
+    /// and again whenever their files change, by a task this spawns (call
+    /// it within a Tokio runtime); `None` without them. Clients show no
     /// certificate: HTTP callers authenticate with tokens.
     pub fn https_server(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let Some((cert, key)) = &self.identity_files else {
             return Ok(None);
         };
-        fn pem(
-            what: &'static str,
-            path: &Path,
-        ) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError {
-            let path = path.to_path_buf();
-            move |source| TlsError::Pem { what, path, source }
-        }
-        let chain = CertificateDer::pem_slice_iter(&read_pem("certificate", cert)?)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(pem("certificates", cert))?;
-        let private_key = PrivateKeyDer::from_pem_slice(&read_pem("key", key)?)
-            .map_err(pem("private key", key))?;
-        let https = |source| TlsError::Https {
-            cert: cert.clone(),
-            source,
-        };
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(https)?
-        .with_no_client_auth()
-        .with_single_cert(chain, private_key)
-        .map_err(https)?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let resolver = Arc::new(ReloadingCert::load(cert, key, provider.clone())?);
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|source| TlsError::Https {
+                cert: cert.clone(),
+                source,
+            })?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
         // The HTTP servers speak HTTP/1.1 only.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio::spawn(resolver.watch());
         Ok(Some(Arc::new(config)))
     }
 
