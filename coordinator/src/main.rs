@@ -34,6 +34,7 @@ use sluice_proto::tls::Tls;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio_stream::StreamExt;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -289,11 +290,14 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
     tokio::spawn(stopped_lag::run(state.clone()));
-    let mut server = tonic::transport::Server::builder();
-    if let Some(config) = tls.as_ref().and_then(|t| t.server(false)) {
-        server = server.tls_config(config)?;
-    }
-    server
+    // gRPC over TLS connections accepted here rather than by tonic, so
+    // that a renewed certificate is served without a restart; clients may
+    // show a certificate (members) or none (jobctl).
+    let grpc_tls = match &tls {
+        Some(tls) => tls.grpc_server(false)?,
+        None => None,
+    };
+    let router = tonic::transport::Server::builder()
         .add_service(auth::Authenticated::new(
             JobServiceServer::new(job_api),
             tokens,
@@ -307,12 +311,27 @@ async fn main() -> anyhow::Result<()> {
                 raft: raft_handle.clone(),
             }),
             tls.is_some(),
-        ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            sluice_common::process::shutdown_signal(),
-        )
-        .await?;
+        ));
+    match grpc_tls {
+        Some(config) => {
+            let connections = sluice_common::https::accept_tls(listener, config);
+            router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::ReceiverStream::new(connections)
+                        .map(|(stream, _)| Ok::<_, std::io::Error>(stream)),
+                    sluice_common::process::shutdown_signal(),
+                )
+                .await?
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    sluice_common::process::shutdown_signal(),
+                )
+                .await?
+        }
+    }
     let _ = raft_handle.shutdown().await;
     tracing::info!("coordinator stopped");
     Ok(())

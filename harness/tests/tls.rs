@@ -1,7 +1,7 @@
 //! With TLS (and authentication) on, a job runs end to end as without them, its records crossing the
 //! workers' exchange between workers whose certificates name no address
 //! (`--tls-peer-name`); the HTTP API and the metrics endpoints answer over
-//! HTTPS only; clients without TLS, and processes without a
+//! HTTPS only; a renewed certificate is served without a restart; clients without TLS, and processes without a
 //! certificate the cluster's CA signed, cannot call the coordinator's member
 //! services, register as a worker, or push records into an exchange.
 
@@ -257,14 +257,14 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
     }
 
     // A renewed certificate (same CA, new key and serial) written over the
-    // files is what the HTTP API and the metrics endpoint show new
-    // connections within seconds, without a restart.
+    // files is what the coordinator's gRPC port, HTTP API and metrics
+    // endpoint show new connections within seconds, without a restart.
     let http_address = url.trim_start_matches("https://").to_string();
     let metrics_address = cluster
         .coordinator_metrics_address(0)
         .expect("metrics are on");
     let before = certificate_der(&tls.cert)?;
-    for address in [&http_address, &metrics_address] {
+    for address in [&coordinator, &http_address, &metrics_address] {
         assert_eq!(
             served_certificate(address, &tls.ca, "127.0.0.1").await?,
             before,
@@ -274,7 +274,7 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
     let renewed = test_ca.member("member", &["localhost", "127.0.0.1"])?;
     let after = certificate_der(&renewed.cert)?;
     assert_ne!(before, after, "the renewed certificate is another");
-    for address in [&http_address, &metrics_address] {
+    for address in [&coordinator, &http_address, &metrics_address] {
         wait_for(
             "renewed certificate served",
             Duration::from_secs(20),
