@@ -35,6 +35,8 @@ struct Pending {
     state_handles: BTreeMap<u32, Vec<StateRef>>,
     /// Bytes of keyed state uploaded for it so far.
     size_bytes: u64,
+    /// The longest alignment a subtask acknowledged so far, in microseconds.
+    alignment_us: u64,
     savepoint: Option<Requested>,
 }
 
@@ -284,6 +286,7 @@ fn step<S: MetaStore>(state: &Shared<S>) -> Vec<(JobId, u64)> {
                 sink_states: BTreeMap::new(),
                 state_handles: BTreeMap::new(),
                 size_bytes: 0,
+                alignment_us: 0,
                 savepoint,
             });
             triggers.push((r.job, r.attempt, id, stop, r.source_workers, r.workers));
@@ -357,6 +360,7 @@ pub async fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         p.awaiting.remove(&task);
         p.source_offsets.extend(ack.source_offsets);
         p.size_bytes += ack.state_bytes;
+        p.alignment_us = p.alignment_us.max(ack.alignment_us);
         if let Some(index) = index.filter(|_| !ack.sink_state.is_empty()) {
             p.sink_states.insert(index, ack.sink_state);
         }
@@ -389,6 +393,7 @@ pub async fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
                 sink_states: p.sink_states,
                 state_handles: p.state_handles,
                 size_bytes: p.size_bytes,
+                alignment_us: p.alignment_us,
             },
             savepoint: p.savepoint.as_ref().map(|s| s.mark.clone()),
         })

@@ -146,6 +146,13 @@ impl CoordinatorMetrics {
                 .map(|(l, _, c)| (l.clone(), c.size_bytes as i64)),
         )?;
         out.gauge(
+            "sluice_checkpoint_alignment_seconds",
+            "The longest barrier alignment of a subtask in the job's latest completed checkpoint: from the first to the last of its inputs delivering the barrier.",
+            checkpointed
+                .iter()
+                .map(|(l, _, c)| (l.clone(), c.alignment_us as f64 / 1e6)),
+        )?;
+        out.gauge(
             "sluice_job_open_transaction_age_seconds",
             "How long the oldest open sink transaction of the job has held records; 0 when none does.",
             jobs.iter().map(|(s, _)| {

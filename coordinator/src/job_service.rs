@@ -268,6 +268,7 @@ impl<S: MetaStore> JobApi<S> {
                             duration_ms: c.duration_ms,
                             state_objects: c.state_keys().map(str::to_string).collect(),
                             size_bytes: c.size_bytes,
+                            alignment_us: c.alignment_us,
                         })
                         .collect()
                 })

@@ -84,6 +84,10 @@ pub struct CompletedCheckpoint {
     /// deltas); 0 for a job without keyed state.
     #[serde(default)]
     pub size_bytes: u64,
+    /// The longest barrier alignment of a subtask in it, in microseconds
+    /// (from the first to the last of its inputs delivering the barrier).
+    #[serde(default)]
+    pub alignment_us: u64,
 }
 
 impl CompletedCheckpoint {

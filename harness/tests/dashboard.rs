@@ -107,7 +107,8 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     let job = submitted["job_id"].as_str().unwrap_or_default().to_string();
     let records = (0..300).map(|i| json!({ "id": format!("r-{}", i % 200) }).to_string());
     producer::produce(&infra.kafka, &input, records, None, 0).await?;
-    // The figures the pages must show: all read, deduplicated, checkpointed.
+    // The figures the pages must show: all read (lag 0 at both partitions'
+    // ends), deduplicated, checkpointed.
     wait_for(
         "the job's counts final and checkpointed",
         Duration::from_secs(60),
@@ -129,7 +130,15 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
                         .filter_map(|t| t[f].as_u64())
                         .sum()
                 };
+                let ends: i64 = j["partition_lag"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l["high_watermark"].as_i64())
+                    .sum();
                 Ok((j["state"] == "RUNNING"
+                    && j["lag"] == 0
+                    && ends == 300
                     && stage(0, "records_in") == 300
                     && stage(1, "records_out") == 200
                     && j["last_checkpoint_id"].as_u64() > Some(0))
@@ -148,6 +157,7 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     assert_eq!(attrs(row, "data-name").first(), Some(&"dashboard-job"));
     assert_eq!(attrs(row, "data-state").first(), Some(&"RUNNING"));
     assert_eq!(attrs(row, "data-records-in").first(), Some(&"300"));
+    assert_eq!(attrs(row, "data-lag").first(), Some(&"0"), "the job's lag");
 
     let page = format!("{url}/#/job/{job}");
     let detail = chromium(&dir, &page, &["--dump-dom"]).await?;
@@ -162,6 +172,35 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
         !attrs(detail, "data-checkpoint").is_empty(),
         "checkpoints listed"
     );
+    let sizes = attrs(detail, "data-size");
+    assert_eq!(sizes.len(), attrs(detail, "data-checkpoint").len());
+    assert!(
+        sizes.iter().all(|s| s.parse::<u64>().is_ok_and(|s| s > 0)),
+        "each checkpoint's size, the dedup's keyed state: {sizes:?}"
+    );
+    let alignments = attrs(detail, "data-alignment");
+    assert_eq!(alignments.len(), sizes.len());
+    assert!(
+        alignments.iter().all(|a| a.parse::<u64>().is_ok()),
+        "each checkpoint's alignment in microseconds: {alignments:?}"
+    );
+    for share in ["data-busy", "data-back-pressure"] {
+        let shares = attrs(detail, share);
+        assert_eq!(shares.len(), 4, "{share} of each subtask");
+        assert!(
+            shares
+                .iter()
+                .all(|v| v.parse::<f64>().is_ok_and(|v| (0.0..=100.0).contains(&v))),
+            "{share} in percent: {shares:?}"
+        );
+    }
+    assert_eq!(
+        attrs(detail, "data-partition"),
+        [format!("{input}/0"), format!("{input}/1")],
+        "the lag of each partition"
+    );
+    assert_eq!(attrs(detail, "data-lag"), ["0", "0"]);
+    assert_eq!(attrs(detail, "data-job-lag"), ["0"]);
 
     let group = chromium(&dir, &format!("{url}/#/cluster"), &["--dump-dom"]).await?;
     let group = view(&group)?;

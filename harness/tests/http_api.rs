@@ -172,6 +172,55 @@ async fn each_call_does_what_it_says_with_errors_as_json() -> anyhow::Result<()>
     })
     .await?;
     assert_eq!(running["name"], "api-job");
+    // What the workers measure: the sources drained both partitions (lag 0
+    // at offsets summing to what was produced), and each subtask's busy and
+    // back-pressure shares are percentages.
+    let drained = wait_for("the job's lag 0", Duration::from_secs(30), || {
+        let (http, url, job) = (&http, &url, &job);
+        async move {
+            let (_, j) = call(http.get(format!("{url}/api/jobs/{job}"))).await?;
+            let lags = j["partition_lag"].as_array().cloned().unwrap_or_default();
+            let read: i64 = lags.iter().filter_map(|l| l["position"].as_i64()).sum();
+            let ends: i64 = lags
+                .iter()
+                .filter_map(|l| l["high_watermark"].as_i64())
+                .sum();
+            Ok((j["lag"] == 0 && lags.len() == 2 && read == 300 && ends == 300).then_some(j))
+        }
+    })
+    .await?;
+    for lag in drained["partition_lag"].as_array().into_iter().flatten() {
+        assert_eq!(lag["topic"], input.as_str(), "{lag}");
+        assert_eq!(lag["lag"], 0, "{lag}");
+        assert_eq!(lag["high_watermark"], lag["position"], "{lag}");
+    }
+    let tasks = drained["tasks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(tasks.len(), 4, "{drained}");
+    for t in &tasks {
+        for share in ["busy_percent", "back_pressure_percent"] {
+            let v = t[share].as_f64();
+            assert!(
+                v.is_some_and(|v| (0.0..=100.0).contains(&v)),
+                "{share}: {t}"
+            );
+        }
+        for counter in ["busy_ms", "back_pressure_ms", "bytes_in", "bytes_out"] {
+            assert!(t[counter].is_u64(), "{counter}: {t}");
+        }
+    }
+    let sources: Vec<&Value> = tasks.iter().filter(|t| t["stage"] == 0).collect();
+    assert!(
+        sources.iter().all(|t| t["bytes_in"].as_u64() > Some(0)),
+        "sources count the bytes they read: {drained}"
+    );
+    let source_lags: usize = sources
+        .iter()
+        .map(|t| t["partition_lag"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(
+        source_lags, 2,
+        "each partition's lag from its source: {drained}"
+    );
     assert_eq!(running["parallelism"], 2);
     assert_eq!(running["spec"]["source"]["kafka"]["topic"], input.as_str());
     let (_, jobs) = call(http.get(format!("{url}/api/jobs"))).await?;
@@ -217,6 +266,14 @@ async fn each_call_does_what_it_says_with_errors_as_json() -> anyhow::Result<()>
     let (_, all) = call(http.get(format!("{url}/api/savepoints"))).await?;
     assert_eq!(all.as_array().map(Vec::len), Some(1));
     let (_, checkpoints) = call(http.get(format!("{url}/api/jobs/{job}/checkpoints"))).await?;
+    assert!(
+        checkpoints["checkpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|c| c["size_bytes"].as_u64() > Some(0) && c["alignment_us"].is_u64()),
+        "each checkpoint uploaded the dedup's keyed state, its alignment: {checkpoints}"
+    );
     assert!(
         checkpoints["checkpoints"]
             .as_array()

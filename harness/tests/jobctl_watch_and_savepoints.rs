@@ -87,7 +87,7 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     assert_eq!(first["job_id"], job.as_str(), "{first}");
     assert_eq!(first["name"], "watched");
     wait_for(
-        "the watch showing every record read",
+        "the watch showing every record read, lag 0",
         Duration::from_secs(30),
         || {
             let frame = next_frame(&lines);
@@ -100,7 +100,13 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
                     .filter(|t| t["stage"] == 0)
                     .filter_map(|t| t["records_in"].as_u64())
                     .sum();
-                Ok((read == 200).then_some(()))
+                let ends: i64 = frame["partition_lag"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l["high_watermark"].as_i64())
+                    .sum();
+                Ok((read == 200 && frame["lag"] == 0 && ends == 200).then_some(()))
             }
         },
     )
@@ -112,6 +118,12 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
             .await?
             .success()
     );
+
+    // The table shows the lag too, in total and by partition.
+    let table = jobctl(&c, &["status", &job], &[])?;
+    assert!(table.success, "{}", table.stderr);
+    let lag = format!("lag:         0 ({input}/0:0 {input}/1:0)");
+    assert!(table.stdout.contains(&lag), "{lag} in:\n{}", table.stdout);
 
     // A savepoint, its snapshots in the store.
     let savepoint = jobctl_json(&c, &["savepoint", &job])?;
@@ -133,6 +145,14 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     assert!(
         !objects.is_empty(),
         "the savepoint's dedup state: {checkpoints}"
+    );
+    assert!(
+        checkpoints["checkpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|cp| cp["size_bytes"].as_u64() > Some(0)),
+        "the size of each checkpoint's state: {checkpoints}"
     );
     assert!(objects.iter().all(|o| store.join(o).exists()));
 

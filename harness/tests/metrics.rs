@@ -282,6 +282,24 @@ dead_letter: {{ kafka: {{ topic: {dlq} }} }}
         coordinator.sum("sluice_job_last_checkpoint_size_bytes", &job_l) > 0.0,
         "the dedup's keyed state was uploaded"
     );
+    // Each stage-1 subtask reads both sources (one per worker), so it aligns
+    // their barriers; the longest alignment of the checkpoint is exposed.
+    let alignments: Vec<f64> = coordinator
+        .samples("sluice_checkpoint_alignment_seconds", &job_l)
+        .map(|x| x.value)
+        .collect();
+    assert_eq!(alignments.len(), 1, "one alignment per job");
+    assert!(
+        alignments.iter().all(|a| a.is_finite() && *a >= 0.0),
+        "{alignments:?}"
+    );
+    let checkpoints = jobctl_json(&c, &["checkpoints", &job])?;
+    assert!(
+        checkpoints["checkpoints"]
+            .as_array()
+            .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|cp| cp["alignment_us"].is_u64())),
+        "each checkpoint's alignment: {checkpoints}"
+    );
     assert_eq!(
         coordinator
             .samples("sluice_job_partition_lag", &job_l)

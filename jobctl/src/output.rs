@@ -100,7 +100,29 @@ fn task_json(t: &TaskStatus) -> Value {
         "records_in": m.records_in, "records_out": m.records_out, "dead_lettered": m.dead_lettered,
         "open_transaction_age_ms": m.open_transaction_age_ms,
         "offsets_skipped": m.offsets_skipped, "dead_letters_dropped": m.dead_letters_dropped,
+        "busy_ms": m.busy_ms, "back_pressure_ms": m.back_pressure_ms,
+        "busy_percent": percent(m.busy_permille),
+        "back_pressure_percent": percent(m.back_pressure_permille),
+        "bytes_in": m.bytes_in, "bytes_out": m.bytes_out,
+        "partition_lag": m.partition_lag.iter().map(lag_json).collect::<Vec<_>>(),
     })
+}
+
+/// Thousandths of the time as percent.
+fn percent(permille: u32) -> f64 {
+    f64::from(permille.min(1000)) / 10.0
+}
+
+fn lag_json(l: &SourcePartitionLag) -> Value {
+    json!({
+        "topic": l.topic, "partition": l.partition, "position": l.position,
+        "high_watermark": l.high_watermark, "lag": l.lag,
+    })
+}
+
+/// Records a job's sources are behind their partitions' ends, in total.
+fn total_lag(j: &JobStatus) -> i64 {
+    j.partition_lag.iter().map(|l| l.lag.max(0)).sum()
 }
 
 /// Whose fault a task's error is (`record`, `spec`, `external`, `internal`);
@@ -175,6 +197,8 @@ fn job_json(j: &JobStatus) -> Value {
         "stopped_with_savepoint": j.stopped_with_savepoint, "from_savepoint": j.from_savepoint,
         "warnings": j.warnings,
         "offsets_skipped": j.offsets_skipped,
+        "lag": total_lag(j),
+        "partition_lag": j.partition_lag.iter().map(lag_json).collect::<Vec<_>>(),
         "recent_events": j.recent_events.iter().map(event_json).collect::<Vec<_>>(),
         "tasks": j.tasks.iter().map(task_json).collect::<Vec<_>>(),
     })
@@ -224,7 +248,15 @@ impl Printer {
         match self.format {
             Format::Json => self.json(Value::Array(jobs.iter().map(job_json).collect())),
             Format::Table => table(
-                &["JOB", "NAME", "STATE", "PARALLELISM", "TASKS", "FAILURE"],
+                &[
+                    "JOB",
+                    "NAME",
+                    "STATE",
+                    "PARALLELISM",
+                    "TASKS",
+                    "LAG",
+                    "FAILURE",
+                ],
                 jobs.iter()
                     .map(|j| {
                         vec![
@@ -233,6 +265,7 @@ impl Printer {
                             job_state(j.state).into(),
                             j.parallelism.to_string(),
                             j.tasks.len().to_string(),
+                            total_lag(j).to_string(),
                             j.failure.clone(),
                         ]
                     })
@@ -270,6 +303,16 @@ impl Printer {
                 } else {
                     println!("checkpoint:  none yet");
                 }
+                let mut lags: Vec<_> = j.partition_lag.iter().collect();
+                lags.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                println!(
+                    "lag:         {} ({})",
+                    total_lag(j),
+                    lags.iter()
+                        .map(|l| format!("{}/{}:{}", l.topic, l.partition, l.lag))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
                 for warning in &j.warnings {
                     println!("warning:     {warning}");
                 }
@@ -295,6 +338,8 @@ impl Printer {
                         "IN",
                         "OUT",
                         "DLQ",
+                        "BUSY",
+                        "BACKPRESSURE",
                         "ERROR",
                     ],
                     j.tasks
@@ -313,6 +358,8 @@ impl Printer {
                                 m.records_in.to_string(),
                                 m.records_out.to_string(),
                                 m.dead_lettered.to_string(),
+                                format!("{:.0}%", percent(m.busy_permille)),
+                                format!("{:.0}%", percent(m.back_pressure_permille)),
                                 match fault(t.fault) {
                                     Value::Null => t.error.clone(),
                                     f => {
@@ -433,7 +480,8 @@ impl Printer {
                     "checkpoint_id": c.checkpoint_id, "attempt": c.attempt,
                     "completed_at_ms": c.completed_at_ms, "duration_ms": c.duration_ms,
                     "source_offsets": offsets(c).into_iter().map(|(p, o)| (p.to_string(), json!(o))).collect::<serde_json::Map<_, _>>(),
-                    "state_objects": c.state_objects,
+                    "state_objects": c.state_objects, "size_bytes": c.size_bytes,
+                    "alignment_us": c.alignment_us,
                 })).collect::<Vec<_>>(),
             })),
             Format::Table => {
@@ -442,7 +490,9 @@ impl Printer {
                         "CHECKPOINT",
                         "ATTEMPT",
                         "DURATION",
+                        "ALIGNMENT",
                         "STATE OBJECTS",
+                        "SIZE",
                         "SOURCE OFFSETS",
                     ],
                     resp.checkpoints
@@ -452,7 +502,9 @@ impl Printer {
                                 c.checkpoint_id.to_string(),
                                 c.attempt.to_string(),
                                 format!("{}ms", c.duration_ms),
+                                format!("{:.1}ms", c.alignment_us as f64 / 1000.0),
                                 c.state_objects.len().to_string(),
+                                format!("{}B", c.size_bytes),
                                 offsets(c)
                                     .iter()
                                     .map(|(p, o)| format!("{p}:{o}"))

@@ -35,6 +35,13 @@ pub struct Job {
     pub warnings: Vec<String>,
     /// Source offsets the job went past unread since it was submitted.
     pub offsets_skipped: u64,
+    /// Records the job's sources are behind their partitions' ends, summed
+    /// over `partition_lag` (0 once the job has read everything).
+    pub lag: i64,
+    /// How far the job's sources are behind each partition's end: live from
+    /// its source subtasks while it runs; for a stopped job, from its stop
+    /// savepoint's offsets to the partitions' ends now.
+    pub partition_lag: Vec<PartitionLag>,
     /// The job's latest events (at most 5), oldest first.
     pub recent_events: Vec<Event>,
     /// The job's spec as the coordinator stores it (Sluice's own form).
@@ -67,6 +74,38 @@ pub struct Task {
     pub open_transaction_age_ms: u64,
     pub offsets_skipped: u64,
     pub dead_letters_dropped: u64,
+    /// Time the subtask spent handling input since it started, in ms, back
+    /// pressure included; waiting for input is not.
+    pub busy_ms: u64,
+    /// Time the subtask spent blocked handing records on because the next
+    /// stage or the sink did not take them, since it started, in ms.
+    pub back_pressure_ms: u64,
+    /// Share of the last few seconds the subtask was busy, in percent
+    /// (0-100), back pressure included.
+    pub busy_percent: f64,
+    /// Share of the last few seconds the subtask waited for the next stage
+    /// or the sink to take records, in percent (0-100).
+    pub back_pressure_percent: f64,
+    /// Bytes of the Kafka messages a source subtask read (keys and values).
+    pub bytes_in: u64,
+    /// Bytes of the records the subtask sent to subtasks on other workers.
+    pub bytes_out: u64,
+    /// A source subtask's partitions: where it reads and how far behind
+    /// their ends it is, measured live.
+    pub partition_lag: Vec<PartitionLag>,
+}
+
+/// How far a source is behind one partition's end.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset to read.
+    pub position: i64,
+    /// The partition's high watermark as the broker last told it; -1: not known yet.
+    pub high_watermark: i64,
+    /// `high_watermark - position`, at least 0; 0 while the high watermark is not known.
+    pub lag: i64,
 }
 
 /// Something that happened to a job.
@@ -105,6 +144,13 @@ pub struct Checkpoint {
     pub source_offsets: BTreeMap<String, i64>,
     /// The objects of the checkpoint store holding its keyed state.
     pub state_objects: Vec<String>,
+    /// Bytes of keyed state the subtasks uploaded for this checkpoint (full
+    /// snapshots or deltas); 0 for a job without keyed state.
+    pub size_bytes: u64,
+    /// The longest barrier alignment of a subtask in it, in microseconds:
+    /// from the first to the last of its inputs delivering the barrier (0
+    /// when no subtask has several inputs).
+    pub alignment_us: u64,
 }
 
 /// A job's retained checkpoints, newest first.
@@ -202,6 +248,23 @@ fn fault(f: i32) -> Option<String> {
     }
 }
 
+/// Thousandths of the time as percent.
+fn percent(permille: u32) -> f64 {
+    f64::from(permille.min(1000)) / 10.0
+}
+
+fn lags(lag: Vec<pb::SourcePartitionLag>) -> Vec<PartitionLag> {
+    lag.into_iter()
+        .map(|l| PartitionLag {
+            topic: l.topic,
+            partition: l.partition,
+            position: l.position,
+            high_watermark: l.high_watermark,
+            lag: l.lag,
+        })
+        .collect()
+}
+
 fn offsets(map: &std::collections::HashMap<i32, i64>) -> BTreeMap<String, i64> {
     map.iter().map(|(p, o)| (p.to_string(), *o)).collect()
 }
@@ -225,6 +288,8 @@ impl From<pb::JobStatus> for Job {
             from_savepoint: j.from_savepoint,
             warnings: j.warnings,
             offsets_skipped: j.offsets_skipped,
+            lag: j.partition_lag.iter().map(|l| l.lag.max(0)).sum(),
+            partition_lag: lags(j.partition_lag),
             recent_events: j.recent_events.into_iter().map(Event::from).collect(),
             tasks: j.tasks.into_iter().map(Task::from).collect(),
         }
@@ -251,6 +316,13 @@ impl From<pb::TaskStatus> for Task {
             open_transaction_age_ms: m.open_transaction_age_ms,
             offsets_skipped: m.offsets_skipped,
             dead_letters_dropped: m.dead_letters_dropped,
+            busy_ms: m.busy_ms,
+            back_pressure_ms: m.back_pressure_ms,
+            busy_percent: percent(m.busy_permille),
+            back_pressure_percent: percent(m.back_pressure_permille),
+            bytes_in: m.bytes_in,
+            bytes_out: m.bytes_out,
+            partition_lag: lags(m.partition_lag),
         }
     }
 }
@@ -288,6 +360,8 @@ impl From<pb::ListCheckpointsResponse> for Checkpoints {
                     attempt: c.attempt,
                     duration_ms: c.duration_ms,
                     state_objects: c.state_objects,
+                    size_bytes: c.size_bytes,
+                    alignment_us: c.alignment_us,
                 })
                 .collect(),
             failed: r.failed,

@@ -166,6 +166,7 @@ fn checkpoints_keep_the_latest_of_the_current_attempt() {
                 sink_states: Default::default(),
                 state_handles: Default::default(),
                 size_bytes: 0,
+                alignment_us: 0,
             },
             savepoint: None,
         });
@@ -181,6 +182,7 @@ fn checkpoints_keep_the_latest_of_the_current_attempt() {
             sink_states: Default::default(),
             state_handles: Default::default(),
             size_bytes: 0,
+            alignment_us: 0,
         },
         savepoint: None,
     });

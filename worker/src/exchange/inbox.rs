@@ -3,7 +3,7 @@ use sluice_common::JobId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 
 /// A receiving subtask: stages and attempts are part of it so a late sender of
@@ -83,9 +83,14 @@ impl Inboxes {
 #[derive(Debug)]
 pub enum Event {
     Records(Vec<Record>),
-    /// Every sender delivered this barrier; what came before it from each
-    /// sender has been yielded, nothing after it.
-    Barrier(u64),
+    /// Every sender delivered barrier `id`; what came before it from each
+    /// sender has been yielded, nothing after it. `alignment` is the time
+    /// from the first sender's barrier to the last one's (zero with one
+    /// sender): how long some senders were held back for this checkpoint.
+    Barrier {
+        id: u64,
+        alignment: Duration,
+    },
     /// Every sender ended.
     End,
 }
@@ -101,6 +106,8 @@ pub struct AlignedInput {
     blocked: Vec<bool>,
     ended: Vec<bool>,
     barrier: Option<u64>,
+    /// When the first sender delivered the barrier being aligned.
+    aligning_since: Option<Instant>,
     /// The last barrier released; anything at or below it is stale.
     released: u64,
     next: usize,
@@ -114,6 +121,7 @@ impl AlignedInput {
             blocked: vec![false; n],
             ended: vec![false; n],
             barrier: None,
+            aligning_since: None,
             released: 0,
             next: 0,
         }
@@ -176,11 +184,17 @@ impl AlignedInput {
                 self.blocked.iter_mut().for_each(|b| *b = false);
                 self.blocked[i] = true;
                 self.barrier = Some(id);
+                self.aligning_since = Some(Instant::now());
                 true
             }
-            _ => {
+            Some(_) => {
+                self.blocked[i] = true;
+                false
+            }
+            None => {
                 self.blocked[i] = true;
                 self.barrier = Some(id);
+                self.aligning_since = Some(Instant::now());
                 false
             }
         }
@@ -188,10 +202,14 @@ impl AlignedInput {
 
     fn release(&mut self) -> Event {
         self.blocked.iter_mut().for_each(|b| *b = false);
+        let alignment = self
+            .aligning_since
+            .take()
+            .map_or(Duration::ZERO, |since| since.elapsed());
         match self.barrier.take() {
             Some(id) => {
                 self.released = id;
-                Event::Barrier(id)
+                Event::Barrier { id, alignment }
             }
             None => Event::End,
         }
@@ -260,7 +278,16 @@ mod tests {
         assert!(early.is_err(), "no barrier before sender 1 delivers it");
 
         b.send(Frame::Barrier(7)).await.expect("open");
-        assert!(matches!(input.next().await, Event::Barrier(7)));
+        match input.next().await {
+            Event::Barrier { id, alignment } => {
+                assert_eq!(id, 7);
+                assert!(
+                    alignment >= Duration::from_millis(50),
+                    "sender 0 was held from its barrier until sender 1's: {alignment:?}"
+                );
+            }
+            other => panic!("expected barrier 7, got {other:?}"),
+        }
         match input.next().await {
             Event::Records(rs) => assert_eq!(rs[0].origin.offset, 2),
             other => panic!("expected record 2, got {other:?}"),
@@ -284,7 +311,7 @@ mod tests {
             Event::Records(rs) => assert_eq!(rs[0].origin.offset, 1),
             other => panic!("expected record 1 before barrier 5, got {other:?}"),
         }
-        assert!(matches!(input.next().await, Event::Barrier(5)));
+        assert!(matches!(input.next().await, Event::Barrier { id: 5, .. }));
         // A stale barrier is ignored.
         b.send(Frame::Barrier(3)).await.expect("open");
         b.send(Frame::Records(vec![rec(2)])).await.expect("open");

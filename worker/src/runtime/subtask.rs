@@ -50,6 +50,9 @@ pub struct AckParts {
     pub state: Option<StateHandle>,
     /// Bytes of that upload.
     pub state_bytes: u64,
+    /// Time from the first to the last of the subtask's inputs delivering
+    /// the checkpoint's barrier (zero for a source or a single input).
+    pub alignment: Duration,
 }
 
 /// Acknowledges this subtask's part of a checkpoint to the coordinator.
@@ -371,8 +374,8 @@ pub async fn run_subtask(
                 step.process(Instant::now(), records.len(), records, Vec::new())
                     .await?;
             }
-            (Step::Event(Event::Barrier(id)), _) => {
-                step.checkpoint(id, BTreeMap::new()).await?;
+            (Step::Event(Event::Barrier { id, alignment }), _) => {
+                step.checkpoint(id, BTreeMap::new(), alignment).await?;
             }
             (Step::Event(Event::End), _) => {
                 if step.output.uncommitted() {
@@ -424,7 +427,8 @@ async fn checkpoint_source(
 ) -> Result<()> {
     let offsets = source.positions().clone();
     taken.insert(id, offsets.clone());
-    step.checkpoint(id, offsets).await
+    // A source has no inputs to align.
+    step.checkpoint(id, offsets, Duration::ZERO).await
 }
 
 /// Checkpoint `id` completed: a source commits its offsets to the consumer
@@ -481,7 +485,13 @@ impl Stepper<'_> {
     /// operators' state, hand the barrier on (a sink pre-commits), and ack
     /// once the snapshot is uploaded, which happens while processing goes
     /// on.
-    async fn checkpoint(&mut self, id: u64, source_offsets: BTreeMap<i32, i64>) -> Result<()> {
+    /// `alignment` is how long the barrier took to arrive on all inputs.
+    async fn checkpoint(
+        &mut self,
+        id: u64,
+        source_offsets: BTreeMap<i32, i64>,
+        alignment: Duration,
+    ) -> Result<()> {
         // Expired state stays out of the snapshot, also when idle.
         self.chain.on_timer(now_ms());
         // Serialised here, before any later record changes the state.
@@ -506,6 +516,7 @@ impl Stepper<'_> {
             sink_state: pre_commit.state.unwrap_or_default(),
             state: None,
             state_bytes: 0,
+            alignment,
         };
         match upload {
             None => (self.ack)(parts),

@@ -143,6 +143,7 @@ impl TaskManager {
                     sink_state: parts.sink_state,
                     state: parts.state,
                     state_bytes: parts.state_bytes,
+                    alignment_us: u64::try_from(parts.alignment.as_micros()).unwrap_or(u64::MAX),
                 }));
                 fail::fail_point!("after-checkpoint-ack", |_| {
                     std::process::abort();
