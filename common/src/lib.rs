@@ -7,6 +7,8 @@ pub mod cassandra;
 pub mod env;
 pub mod error;
 pub mod fault;
+#[cfg(feature = "metrics")]
+pub mod https;
 pub mod ids;
 #[cfg(feature = "kafka-txn")]
 pub mod kafka_txn;

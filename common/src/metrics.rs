@@ -120,12 +120,13 @@ impl Metrics {
         out
     }
 
-    /// Serves `GET /metrics` on `listener` until `shutdown` resolves. Each
-    /// scrape is rendered on a blocking thread: collectors take locks and
-    /// read /proc.
+    /// Serves `GET /metrics` on `listener` until `shutdown` resolves, over
+    /// HTTPS with `tls` (see [`crate::https::serve`]). Each scrape is
+    /// rendered on a blocking thread: collectors take locks and read /proc.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         use axum::http::header::CONTENT_TYPE;
@@ -147,22 +148,25 @@ impl Metrics {
                 }
             }),
         );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        crate::https::serve(listener, app, tls, shutdown).await
     }
 }
 
 /// Binds `address` for the metrics endpoint and serves it in the
-/// background; returns the address it listens on (port 0 picks a free one).
+/// background, over HTTPS with `tls`; returns the address it listens on
+/// (port 0 picks a free one).
 pub async fn start(
     address: std::net::SocketAddr,
     metrics: Metrics,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 ) -> std::io::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = metrics.serve(listener, std::future::pending::<()>()).await {
+        if let Err(e) = metrics
+            .serve(listener, tls, std::future::pending::<()>())
+            .await
+        {
             tracing::error!(error = %e, "metrics endpoint stopped");
         }
     });

@@ -34,6 +34,7 @@ use sluice_proto::tls::Tls;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio_stream::StreamExt;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -183,6 +184,11 @@ async fn main() -> anyhow::Result<()> {
         tls.as_ref().is_none_or(Tls::has_identity),
         "--tls-ca needs --tls-cert and --tls-key: a coordinator serves TLS with its own certificate"
     );
+    // The HTTP API and metrics serve HTTPS with the same certificate.
+    let https = match &tls {
+        Some(tls) => tls.https_server()?,
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -223,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
             state: state.clone(),
             raft: raft_handle.clone(),
         });
-        let bound = sluice_common::metrics::start(address, metrics)
+        let bound = sluice_common::metrics::start(address, metrics, https.clone())
             .await
             .with_context(|| format!("cannot serve metrics on {address}"))?;
         tracing::info!(metrics_address = %bound, "serving metrics");
@@ -263,13 +269,14 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(listener), Some(http_address)) = (http_listener, http_address) {
         tracing::info!(addr = %http_address, "HTTP API listening");
         let api = job_api.clone();
-        let (tokens, tls) = (tokens.clone(), tls.clone());
+        let (tokens, tls, https) = (tokens.clone(), tls.clone(), https.clone());
         tokio::spawn(async move {
             if let Err(e) = http::serve(
                 listener,
                 api,
                 tokens,
                 tls,
+                https,
                 sluice_common::process::shutdown_signal(),
             )
             .await
@@ -283,11 +290,14 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(transactions::run(state.clone()));
     tokio::spawn(discovery::run(state.clone()));
     tokio::spawn(stopped_lag::run(state.clone()));
-    let mut server = tonic::transport::Server::builder();
-    if let Some(config) = tls.as_ref().and_then(|t| t.server(false)) {
-        server = server.tls_config(config)?;
-    }
-    server
+    // gRPC over TLS connections accepted here rather than by tonic, so
+    // that a renewed certificate is served without a restart; clients may
+    // show a certificate (members) or none (jobctl).
+    let grpc_tls = match &tls {
+        Some(tls) => tls.grpc_server(false)?,
+        None => None,
+    };
+    let router = tonic::transport::Server::builder()
         .add_service(auth::Authenticated::new(
             JobServiceServer::new(job_api),
             tokens,
@@ -301,12 +311,27 @@ async fn main() -> anyhow::Result<()> {
                 raft: raft_handle.clone(),
             }),
             tls.is_some(),
-        ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            sluice_common::process::shutdown_signal(),
-        )
-        .await?;
+        ));
+    match grpc_tls {
+        Some(config) => {
+            let connections = sluice_common::https::accept_tls(listener, config);
+            router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::ReceiverStream::new(connections)
+                        .map(|(stream, _)| Ok::<_, std::io::Error>(stream)),
+                    sluice_common::process::shutdown_signal(),
+                )
+                .await?
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    sluice_common::process::shutdown_signal(),
+                )
+                .await?
+        }
+    }
     let _ = raft_handle.shutdown().await;
     tracing::info!("coordinator stopped");
     Ok(())

@@ -348,9 +348,15 @@ impl SluiceCluster {
         format!("127.0.0.1:{}", self.coordinator_ports[index])
     }
 
-    /// Where coordinator `index` serves its HTTP API: `http://127.0.0.1:PORT`.
+    /// Where coordinator `index` serves its HTTP API:
+    /// `http://127.0.0.1:PORT`, `https://` with [`ClusterOptions::tls`].
     pub fn http_url_of(&self, index: usize) -> String {
-        format!("http://127.0.0.1:{}", self.http_ports[index])
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.http_ports[index])
     }
 
     /// The index of the coordinator that serves as the leader: of those that

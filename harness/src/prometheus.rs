@@ -6,20 +6,36 @@
 
 use anyhow::Context;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The parser's package, pinned.
 const REQUIREMENTS: &[&str] = &["prometheus-client==0.26.0"];
 
-/// Fetches the page, checks its content type and parses it; prints each
+/// Fetches the page (over https when given a CA file, verifying the
+/// server's certificate against the name given after it, the host by
+/// default), checks its status and content type and parses it; prints each
 /// family as a JSON line.
 const SCRAPE: &str = r#"
-import json, sys, urllib.request
+import http.client, json, socket, ssl, sys
 from prometheus_client.parser import text_string_to_metric_families
-with urllib.request.urlopen("http://" + sys.argv[1] + "/metrics", timeout=10) as r:
-    kind = r.headers.get("Content-Type", "")
-    text = r.read().decode("utf-8")
+host, port = sys.argv[1].rsplit(":", 1)
+if len(sys.argv) > 2:
+    context = ssl.create_default_context(cafile=sys.argv[2])
+    name = sys.argv[3] if len(sys.argv) > 3 else host
+    class Verified(http.client.HTTPSConnection):
+        def connect(self):
+            sock = socket.create_connection((self.host, self.port), self.timeout)
+            self.sock = context.wrap_socket(sock, server_hostname=name)
+    connection = Verified(host, int(port), timeout=10, context=context)
+else:
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+connection.request("GET", "/metrics")
+r = connection.getresponse()
+if r.status != 200:
+    sys.exit("unexpected status " + str(r.status))
+kind = r.headers.get("Content-Type", "")
+text = r.read().decode("utf-8")
 if not kind.startswith("text/plain"):
     sys.exit("unexpected content type " + kind)
 for f in text_string_to_metric_families(text):
@@ -96,13 +112,31 @@ fn python() -> anyhow::Result<PathBuf> {
 
 /// Scrapes `http://<address>/metrics`.
 pub async fn scrape(address: &str) -> anyhow::Result<Scrape> {
-    let address = address.to_string();
+    run(vec![address.into()]).await
+}
+
+/// Scrapes `https://<address>/metrics` as a Prometheus server with
+/// `tls_config` does: the server's certificate verified with the CA
+/// certificate file `ca` (`ca_file`) against `server_name` (`server_name`;
+/// the address's host when `None`).
+pub async fn scrape_tls(
+    address: &str,
+    ca: &Path,
+    server_name: Option<&str>,
+) -> anyhow::Result<Scrape> {
+    let mut args = vec![address.into(), ca.as_os_str().to_owned()];
+    args.extend(server_name.map(Into::into));
+    run(args).await
+}
+
+/// Runs [`SCRAPE`] with `args`.
+async fn run(args: Vec<std::ffi::OsString>) -> anyhow::Result<Scrape> {
     let out = tokio::task::spawn_blocking(move || {
         let python = python()?;
         std::process::Command::new(&python)
             .arg("-c")
             .arg(SCRAPE)
-            .arg(&address)
+            .args(args)
             .output()
             .with_context(|| format!("cannot run {}", python.display()))
     })

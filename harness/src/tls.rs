@@ -2,11 +2,15 @@
 //! tests): a fresh CA and one member certificate it signed, for `localhost`
 //! and `127.0.0.1`, good for serving and for showing as a client.
 
+use anyhow::Context;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// PEM files of a cluster's TLS, as the `--tls-ca`, `--tls-cert` and
 /// `--tls-key` flags take them.
@@ -113,4 +117,38 @@ impl TestCa {
 /// `localhost` and `127.0.0.1` (`member.pem`, `member-key.pem`).
 pub fn make_ca(dir: &Path, name: &str) -> anyhow::Result<TlsFiles> {
     TestCa::new(dir, name)?.member("member", &["localhost", "127.0.0.1"])
+}
+
+/// The first certificate of the PEM file `path`, as DER.
+pub fn certificate_der(path: &Path) -> anyhow::Result<CertificateDer<'static>> {
+    CertificateDer::from_pem_file(path)
+        .with_context(|| format!("no certificate in {}", path.display()))
+}
+
+/// The certificate the TLS server at `address` (`host:port`) shows a new
+/// connection, verified with the CA certificate file `ca` against
+/// `server_name`, as DER.
+pub async fn served_certificate(
+    address: &str,
+    ca: &Path,
+    server_name: &str,
+) -> anyhow::Result<CertificateDer<'static>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate_der(ca)?)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(server_name.to_string())?, tcp)
+        .await?;
+    let (_, connection) = stream.get_ref();
+    connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.clone().into_owned())
+        .context("the server showed no certificate")
 }

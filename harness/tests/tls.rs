@@ -1,14 +1,16 @@
 //! With TLS (and authentication) on, a job runs end to end as without them, its records crossing the
 //! workers' exchange between workers whose certificates name no address
-//! (`--tls-peer-name`); clients without TLS, and processes without a
+//! (`--tls-peer-name`); the HTTP API and the metrics endpoints answer over
+//! HTTPS only; a renewed certificate is served without a restart; clients without TLS, and processes without a
 //! certificate the cluster's CA signed, cannot call the coordinator's member
 //! services, register as a worker, or push records into an exchange.
 
 use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
+use sluice_harness::prometheus;
 use sluice_harness::testing::{count_numbers, infra, jobctl, submit, test_dir, unique, wait_for};
-use sluice_harness::tls::{TestCa, TlsFiles, make_ca};
+use sluice_harness::tls::{TestCa, TlsFiles, certificate_der, make_ca, served_certificate};
 use sluice_proto::cluster_service_client::ClusterServiceClient;
 use sluice_proto::exchange_frame::Kind;
 use sluice_proto::exchange_service_client::ExchangeServiceClient;
@@ -51,11 +53,11 @@ async fn push(address: &str, tls: Option<&Tls>) -> Option<tonic::Status> {
 async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result<()> {
     let infra = infra()?;
     let dir = test_dir("tls");
-    let ca = TestCa::new(&dir.join("tls"), "Sluice test CA")?;
-    let tls = ca.member("member", &["localhost", "127.0.0.1"])?;
+    let test_ca = TestCa::new(&dir.join("tls"), "Sluice test CA")?;
+    let tls = test_ca.member("member", &["localhost", "127.0.0.1"])?;
     // Workers' certificates name no address, as in Kubernetes, where they
     // advertise pod IPs: they verify each other by name.
-    let worker_tls = ca.member("worker", &[WORKER_NAME])?;
+    let worker_tls = test_ca.member("worker", &[WORKER_NAME])?;
     let other = make_ca(&dir.join("other-tls"), "Another CA")?;
     let options = ClusterOptions {
         tls: Some(tls.clone()),
@@ -67,6 +69,7 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
         // Authentication on too, as a production cluster would run.
         auth_tokens: Some(format!("operator {TOKEN}\n")),
         token: Some(TOKEN.into()),
+        metrics: true,
         ..Default::default()
     };
     let mut cluster = SluiceCluster::start(&dir, 2, options).await?;
@@ -125,6 +128,54 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
             .list_workers(cluster.client_request(ListWorkersRequest {}))
             .await;
         assert!(answer.is_err(), "a plaintext client was answered");
+    }
+
+    // The HTTP API answers over HTTPS, verified with the cluster's CA; a
+    // plaintext HTTP client gets no answer.
+    let url = cluster.http_url_of(0);
+    assert!(url.starts_with("https://"), "{url}");
+    let web = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&tls.ca)?)?)
+        .build()?;
+    let jobs = web
+        .get(format!("{url}/api/jobs"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    assert_eq!(jobs.status(), reqwest::StatusCode::OK);
+    let body = jobs.text().await?;
+    assert!(body.contains(&job), "{body}");
+    let plain_url = url.replacen("https://", "http://", 1);
+    let plain = reqwest::Client::new()
+        .get(format!("{plain_url}/api/jobs"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await;
+    assert!(
+        plain.is_err(),
+        "a plaintext HTTP client was answered: {:?}",
+        plain.map(|r| r.status())
+    );
+
+    // So do the metrics endpoints of coordinator and worker, scraped as a
+    // Prometheus server with the CA as its `ca_file` would.
+    // The workers' certificates name no address: the scrape checks the
+    // name, as Prometheus's `tls_config.server_name` would.
+    for (address, server_name) in [
+        (cluster.coordinator_metrics_address(0), None),
+        (cluster.worker_metrics_address(0), Some(WORKER_NAME)),
+    ] {
+        let address = address.expect("metrics are on");
+        let scrape = prometheus::scrape_tls(&address, &tls.ca, server_name).await?;
+        assert!(
+            scrape.family("process_start_time_seconds").is_some(),
+            "{address}: {:?}",
+            scrape.families
+        );
+        assert!(
+            prometheus::scrape(&address).await.is_err(),
+            "{address}: a plaintext scrape was answered"
+        );
     }
 
     // A client that verifies the coordinator but shows no certificate gets
@@ -203,6 +254,39 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
             std::error::Error::source(&status).is_some_and(|e| e.is::<tonic::transport::Error>()),
             "{who}: the connection failed, not the call: {status}"
         );
+    }
+
+    // A renewed certificate (same CA, new key and serial) written over the
+    // files is what the coordinator's gRPC port, HTTP API and metrics
+    // endpoint show new connections within seconds, without a restart.
+    let http_address = url.trim_start_matches("https://").to_string();
+    let metrics_address = cluster
+        .coordinator_metrics_address(0)
+        .expect("metrics are on");
+    let before = certificate_der(&tls.cert)?;
+    for address in [&coordinator, &http_address, &metrics_address] {
+        assert_eq!(
+            served_certificate(address, &tls.ca, "127.0.0.1").await?,
+            before,
+            "{address} shows the certificate of its files"
+        );
+    }
+    let renewed = test_ca.member("member", &["localhost", "127.0.0.1"])?;
+    let after = certificate_der(&renewed.cert)?;
+    assert_ne!(before, after, "the renewed certificate is another");
+    for address in [&coordinator, &http_address, &metrics_address] {
+        wait_for(
+            "renewed certificate served",
+            Duration::from_secs(20),
+            || {
+                let (address, ca, after) = (address.clone(), tls.ca.clone(), after.clone());
+                async move {
+                    let served = served_certificate(&address, &ca, "127.0.0.1").await?;
+                    Ok((served == after).then_some(()))
+                }
+            },
+        )
+        .await?;
     }
     Ok(())
 }

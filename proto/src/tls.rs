@@ -4,11 +4,12 @@
 //! members (coordinators and workers) also show their certificate, which the
 //! server verifies with the same CA.
 
+use crate::reloading_cert::ReloadingCert;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tonic::codegen::http;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// Why TLS material cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,21 @@ pub enum TlsError {
     NotPem(PathBuf),
     #[error("--tls-cert and --tls-key go together: {0} is missing")]
     Half(&'static str),
+    #[error("cannot read the {what} in {path}: {source}")]
+    Pem {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("cannot serve HTTPS with {cert} and its key: {source}")]
+    Https {
+        cert: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("the CA certificate cannot verify clients: {0}")]
+    ClientVerifier(#[source] rustls::server::VerifierBuilderError),
     #[error("`{address}` is not a valid address: {source}")]
     Address {
         address: String,
@@ -38,9 +54,11 @@ pub enum TlsError {
 pub struct Tls {
     ca: Certificate,
     identity: Option<Identity>,
+    /// The certificate and key files behind `identity`, for HTTPS.
+    identity_files: Option<(PathBuf, PathBuf)>,
 }
 
-fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
         what,
         path: path.to_path_buf(),
@@ -66,7 +84,14 @@ impl Tls {
             (Some(_), None) => return Err(TlsError::Half("--tls-key")),
             (None, Some(_)) => return Err(TlsError::Half("--tls-cert")),
         };
-        Ok(Self { ca, identity })
+        let identity_files = cert
+            .zip(key)
+            .map(|(c, k)| (c.to_path_buf(), k.to_path_buf()));
+        Ok(Self {
+            ca,
+            identity,
+            identity_files,
+        })
     }
 
     /// [`Tls::load`] from optional flags: `None` when no CA is given (TLS
@@ -88,18 +113,80 @@ impl Tls {
         self.identity.is_some()
     }
 
-    /// A server's configuration. With `members_only`, a client must show a
-    /// certificate the CA signed or the handshake fails; otherwise a client
-    /// may show none (then [`member_certificate`] tells the calls apart), but
-    /// one it shows must verify.
-    pub fn server(&self, members_only: bool) -> Option<ServerTlsConfig> {
-        let identity = self.identity.clone()?;
-        Some(
-            ServerTlsConfig::new()
-                .identity(identity)
-                .client_ca_root(self.ca.clone())
-                .client_auth_optional(!members_only),
-        )
+    /// The configuration of an HTTPS server (the HTTP API, metrics) with
+    /// this process's certificate and key, read at once (blocking reads)
+    /// and again whenever their files change, by a task this spawns (call
+    /// it within a Tokio runtime); `None` without them. Clients show no
+    /// certificate: HTTP callers authenticate with tokens.
+    pub fn https_server(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        self.rustls_server(None, b"http/1.1")
+    }
+
+    /// A gRPC server's configuration. With `members_only`, a client must
+    /// show a certificate the CA signed or the handshake fails; otherwise a
+    /// client may show none (then [`member_certificate`] tells the calls
+    /// apart), but one it shows must verify. The certificate and key follow
+    /// their files as [`Tls::https_server`]'s do; for a gRPC server
+    /// over `sluice_common::https::accept_tls` connections (tonic then
+    /// hands [`member_certificate`] the client's certificate).
+    pub fn grpc_server(
+        &self,
+        members_only: bool,
+    ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        self.rustls_server(Some(members_only), b"h2")
+    }
+
+    /// A server configuration with the reloading certificate, speaking
+    /// `protocol`; with `client_auth`, clients' certificates are verified
+    /// with the CA, and required when it is `Some(true)`.
+    fn rustls_server(
+        &self,
+        client_auth: Option<bool>,
+        protocol: &[u8],
+    ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let Some((cert, key)) = &self.identity_files else {
+            return Ok(None);
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let resolver = Arc::new(ReloadingCert::load(cert, key, provider.clone())?);
+        let https = |source| TlsError::Https {
+            cert: cert.clone(),
+            source,
+        };
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(https)?;
+        let builder = match client_auth {
+            None => builder.with_no_client_auth(),
+            Some(members_only) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for ca in CertificateDer::pem_slice_iter(self.ca.get_ref()) {
+                    let ca = ca.map_err(|source| TlsError::Pem {
+                        what: "CA certificate",
+                        path: PathBuf::from("--tls-ca"),
+                        source,
+                    })?;
+                    roots.add(ca).map_err(https)?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                );
+                let verifier = if members_only {
+                    verifier
+                } else {
+                    verifier.allow_unauthenticated()
+                };
+                builder
+                    .with_client_cert_verifier(verifier.build().map_err(TlsError::ClientVerifier)?)
+            }
+        };
+        let mut config = builder.with_cert_resolver(resolver.clone());
+        config.alpn_protocols = vec![protocol.to_vec()];
+        tokio::spawn(resolver.watch());
+        Ok(Some(Arc::new(config)))
     }
 
     /// A client's configuration: servers verified with the CA, and this

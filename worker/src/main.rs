@@ -19,6 +19,7 @@ use sluice_proto::exchange_service_server::ExchangeServiceServer;
 use sluice_proto::tls::Tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio_stream::StreamExt;
 
 /// Every record allocates and frees small values (its fields, its JSON);
 /// mimalloc does that at a fraction of the system allocator's cost.
@@ -134,7 +135,12 @@ async fn main() -> anyhow::Result<()> {
         let metrics = sluice_common::metrics::Metrics::new(runtime::WorkerMetrics {
             tasks: tasks.clone(),
         });
-        let bound = sluice_common::metrics::start(address, metrics)
+        // Served over HTTPS with the worker's certificate when TLS is on.
+        let https = match &tls {
+            Some(tls) => tls.https_server()?,
+            None => None,
+        };
+        let bound = sluice_common::metrics::start(address, metrics, https)
             .await
             .with_context(|| format!("cannot serve metrics on {address}"))?;
         tracing::info!(metrics_address = %bound, "serving metrics");
@@ -142,11 +148,14 @@ async fn main() -> anyhow::Result<()> {
     // A stream's window bounds what one stalled sender can park here; the
     // connection window is only credit, large so stalled streams never starve
     // the others sharing a connection. Keepalive finds half-open peers.
-    let mut server = tonic::transport::Server::builder();
-    if let Some(config) = tls.as_ref().and_then(|t| t.server(true)) {
-        server = server.tls_config(config)?;
-    }
-    let server = server
+    // Over TLS, connections are accepted here rather than by tonic, so that
+    // a renewed certificate is served without a restart; only clients
+    // showing a certificate the CA signed complete the handshake.
+    let grpc_tls = match &tls {
+        Some(tls) => tls.grpc_server(true)?,
+        None => None,
+    };
+    let router = tonic::transport::Server::builder()
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(1 << 30)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(5)))
@@ -154,8 +163,25 @@ async fn main() -> anyhow::Result<()> {
         .add_service(
             ExchangeServiceServer::new(ExchangeServer { inboxes })
                 .max_decoding_message_size(exchange::MAX_RECEIVED_FRAME_BYTES),
-        )
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        );
+    let server = async move {
+        match grpc_tls {
+            Some(config) => {
+                let connections = sluice_common::https::accept_tls(listener, config);
+                router
+                    .serve_with_incoming(
+                        tokio_stream::wrappers::ReceiverStream::new(connections)
+                            .map(|(stream, _)| Ok::<_, std::io::Error>(stream)),
+                    )
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                    .await
+            }
+        }
+    };
     let control = control::Control {
         coordinators: coordinators::Coordinators::new(&args.coordinator, tls.as_ref())?,
         data_address,

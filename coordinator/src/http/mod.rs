@@ -147,17 +147,17 @@ async fn authenticate(
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes, over HTTPS
+/// with `https` (the coordinator's certificate, see [`Tls::https_server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     api: Api,
     tokens: Option<TokenFile>,
     tls: Option<Tls>,
+    https: Option<std::sync::Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(api, tokens, tls))
-        .with_graceful_shutdown(shutdown)
-        .await
+    sluice_common::https::serve(listener, router(api, tokens, tls), https, shutdown).await
 }
 
 /// The dashboard: one page of HTML, CSS and JavaScript that polls this API
@@ -198,7 +198,8 @@ async fn method_not_allowed(request: Request) -> ApiError {
 
 /// On a follower, sends every call but the group's view and the API's
 /// document on to the leader's HTTP address (307, so the method and body
-/// are kept); 503 when no leader serving HTTP is known.
+/// are kept; `https` when the cluster has TLS, as every coordinator then
+/// serves it); 503 when no leader serving HTTP is known.
 async fn follow_leader(
     State(forwarding): State<Forwarding>,
     request: Request,
@@ -226,7 +227,12 @@ async fn follow_leader(
         return ApiError::from(CoordinatorError::NotLeader { leader: None }).into_response();
     };
     let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
-    let location = format!("http://{http}{target}");
+    let scheme = if forwarding.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let location = format!("{scheme}://{http}{target}");
     match HeaderValue::from_str(&location) {
         Ok(location) => (
             StatusCode::TEMPORARY_REDIRECT,
