@@ -328,6 +328,23 @@ mod tests {
     use crate::record::Origin;
     use sluice_common::spec::DEFAULT_S3_PATH;
 
+    /// Attempt 0 of sink subtask `index` of stage `stage` of job `job_uid`.
+    fn identity(job_uid: &str, stage: u32, index: u32) -> SinkIdentity<'_> {
+        SinkIdentity {
+            job_uid,
+            stage,
+            index,
+            attempt: 0,
+        }
+    }
+
+    /// A sink into `dir` restoring nothing, in UTC.
+    async fn fresh_sink(dir: &std::path::Path, id: &SinkIdentity<'_>) -> S3Sink {
+        S3Sink::build(&spec(dir), chrono_tz::UTC, id, "")
+            .await
+            .expect("builds")
+    }
+
     fn spec(dir: &std::path::Path) -> S3SinkSpec {
         S3SinkSpec {
             target: S3Target::Dir(dir.to_string_lossy().into_owned()),
@@ -400,15 +417,8 @@ mod tests {
     #[tokio::test]
     async fn files_of_an_abandoned_checkpoint_are_committed_with_the_next_one() {
         let dir = scratch("abandoned");
-        let id = SinkIdentity {
-            job_uid: "u2",
-            stage: 0,
-            index: 1,
-            attempt: 0,
-        };
-        let mut sink = S3Sink::build(&spec(&dir), chrono_tz::UTC, &id, "")
-            .await
-            .expect("builds");
+        let id = identity("u2", 0, 1);
+        let mut sink = fresh_sink(&dir, &id).await;
         sink.write(vec![event("a", 0)]).await.expect("writes");
         let first = sink
             .pre_commit(1)
@@ -439,15 +449,8 @@ mod tests {
     #[tokio::test]
     async fn recovery_commits_the_files_an_abandoned_checkpoint_handed_on() {
         let dir = scratch("abandoned-recovery");
-        let id = SinkIdentity {
-            job_uid: "u3",
-            stage: 1,
-            index: 0,
-            attempt: 0,
-        };
-        let mut sink = S3Sink::build(&spec(&dir), chrono_tz::UTC, &id, "")
-            .await
-            .expect("builds");
+        let id = identity("u3", 1, 0);
+        let mut sink = fresh_sink(&dir, &id).await;
         sink.write(vec![event("a", 0)]).await.expect("writes");
         sink.pre_commit(1).await.expect("pre-commits");
         sink.write(vec![event("b", 1)]).await.expect("writes");
@@ -479,15 +482,8 @@ mod tests {
     #[tokio::test]
     async fn a_completion_publishes_only_the_files_its_barrier_covers() {
         let dir = scratch("in-flight");
-        let id = SinkIdentity {
-            job_uid: "u4",
-            stage: 0,
-            index: 0,
-            attempt: 0,
-        };
-        let mut sink = S3Sink::build(&spec(&dir), chrono_tz::UTC, &id, "")
-            .await
-            .expect("builds");
+        let id = identity("u4", 0, 0);
+        let mut sink = fresh_sink(&dir, &id).await;
         let mut second = None;
         // Input goes on while checkpoint 1 is in flight; barrier 2 comes first.
         for (n, name) in ["a", "b"].into_iter().enumerate() {
@@ -519,15 +515,8 @@ mod tests {
     #[tokio::test]
     async fn files_become_visible_at_commit_and_recovery_repeats_it() {
         let dir = scratch("commit");
-        let id = SinkIdentity {
-            job_uid: "u1",
-            stage: 0,
-            index: 0,
-            attempt: 0,
-        };
-        let mut sink = S3Sink::build(&spec(&dir), chrono_tz::UTC, &id, "")
-            .await
-            .expect("builds");
+        let id = identity("u1", 0, 0);
+        let mut sink = fresh_sink(&dir, &id).await;
         let failures = sink
             .write(vec![
                 rec(
