@@ -102,7 +102,9 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
+/// The path of Sluice's binary `name` (`worker`, `coordinator`, `jobctl`),
+/// built beforehand.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = bin_dir()?.join(name);
     if !path.exists() {
         anyhow::bail!(

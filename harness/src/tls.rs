@@ -8,9 +8,10 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// PEM files of a cluster's TLS, as the `--tls-ca`, `--tls-cert` and
 /// `--tls-key` flags take them.
@@ -151,4 +152,57 @@ pub async fn served_certificate(
         .and_then(|chain| chain.first())
         .map(|c| c.clone().into_owned())
         .context("the server showed no certificate")
+}
+
+/// A TLS server on `127.0.0.1` that shows `server`'s certificate and takes
+/// only clients showing one its CA signed, for which certificate a client
+/// shows on new connections: each client's certificate (DER) is sent on as
+/// its handshake completes, and the connection dropped. Returns the
+/// server's `host:port`; it serves until the receiver is dropped.
+pub async fn client_certificates(
+    server: &TlsFiles,
+) -> anyhow::Result<(String, mpsc::UnboundedReceiver<CertificateDer<'static>>)> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate_der(&server.ca)?)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let chain = CertificateDer::pem_file_iter(&server.cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&server.key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let (tx, shown) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                () = tx.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(_) => continue,
+                },
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                if let Ok(stream) = acceptor.accept(tcp).await
+                    && let Some(cert) = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                {
+                    let _ = tx.send(cert.clone().into_owned());
+                }
+            });
+        }
+    });
+    Ok((address, shown))
 }

@@ -1,10 +1,12 @@
-//! A server certificate that follows its files: the HTTPS servers of a
-//! process (HTTP API, metrics) answer each new connection with the
-//! certificate and key last read from `--tls-cert` and `--tls-key`, read
-//! again when either file changes, so a renewed certificate is served
-//! without a restart.
+//! A certificate that follows its files: the TLS servers of a process
+//! (gRPC, HTTP API, metrics) answer each new connection with the
+//! certificate and key last read from `--tls-cert` and `--tls-key`, and its
+//! gRPC clients show them on each new connection, read again when either
+//! file changes, so a renewed certificate is used without a restart.
 
 use crate::tls::TlsError;
+use rustls::SignatureScheme;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -80,15 +82,35 @@ impl ReloadingCert {
     async fn stamp(&self) -> [Option<(SystemTime, u64)>; 2] {
         [stamp(&self.cert).await, stamp(&self.key).await]
     }
+
+    /// The certificate and key as last read.
+    fn current(&self) -> Arc<CertifiedKey> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let current = match self.current.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        Some(current)
+        Some(self.current())
+    }
+}
+
+/// A client shows the certificate whatever CAs the server names: members
+/// have one certificate, of the cluster's CA.
+impl ResolvesClientCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
