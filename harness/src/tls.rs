@@ -10,7 +10,7 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 
 /// PEM files of a cluster's TLS, as the `--tls-ca`, `--tls-cert` and
@@ -112,6 +112,54 @@ impl TestCa {
         std::fs::write(&files.key, key.serialize_pem())?;
         Ok(files)
     }
+}
+
+/// What test clusters run with when `SLUICE_TEST_TLS=1`: TLS on every
+/// process and authentication on, the harness's clients and `jobctl` given
+/// the CA and the operator token.
+#[derive(Debug, Clone)]
+pub struct TestSecurity {
+    /// A throwaway CA's certificate and a member certificate for
+    /// `localhost` and `127.0.0.1`, every process's.
+    pub tls: TlsFiles,
+    /// The one token of the coordinators' tokens file, an operator's.
+    pub token: String,
+}
+
+impl TestSecurity {
+    /// The coordinators' tokens file (`ROLE TOKEN` lines).
+    pub fn tokens_file(&self) -> String {
+        format!("operator {}\n", self.token)
+    }
+}
+
+static TEST_SECURITY: OnceLock<Result<Option<TestSecurity>, String>> = OnceLock::new();
+
+/// With `SLUICE_TEST_TLS=1`, the [`TestSecurity`] of this test binary (made
+/// on first use, its files under the temporary directory); `None` without.
+/// `SluiceCluster::start` applies it to clusters whose options turn on
+/// neither TLS nor authentication themselves, and `testing::jobctl` gives
+/// `jobctl` its CA and token.
+pub fn test_security() -> anyhow::Result<Option<&'static TestSecurity>> {
+    TEST_SECURITY
+        .get_or_init(|| {
+            if std::env::var("SLUICE_TEST_TLS").as_deref() != Ok("1") {
+                return Ok(None);
+            }
+            let dir = std::env::temp_dir()
+                .join("sluice-tests")
+                .join(crate::testing::unique("test-tls"));
+            let make = || -> anyhow::Result<TestSecurity> {
+                Ok(TestSecurity {
+                    tls: make_ca(&dir, "Sluice test CA")?,
+                    token: crate::testing::unique("op"),
+                })
+            };
+            make().map(Some).map_err(|e| format!("{e:#}"))
+        })
+        .as_ref()
+        .map(Option::as_ref)
+        .map_err(|e| anyhow::anyhow!("SLUICE_TEST_TLS=1: cannot make the test CA: {e}"))
 }
 
 /// Makes a new CA named `name` under `dir` and a member certificate for
