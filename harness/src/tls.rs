@@ -205,7 +205,7 @@ pub async fn served_certificate(
 /// A TLS server on `127.0.0.1` that shows `server`'s certificate and takes
 /// only clients showing one its CA signed, for which certificate a client
 /// shows on new connections: each client's certificate (DER) is sent on as
-/// its handshake completes, and the connection dropped. Returns the
+/// its handshake completes, and the connection dropped 200 ms later. Returns the
 /// server's `host:port`; it serves until the receiver is dropped.
 pub async fn client_certificates(
     server: &TlsFiles,
@@ -248,6 +248,12 @@ pub async fn client_certificates(
                         .and_then(|c| c.first())
                 {
                     let _ = tx.send(cert.clone().into_owned());
+                    // Open a moment longer, so the client takes the session
+                    // tickets sent after the handshake: one that resumed a
+                    // session on its next connection would show the old
+                    // certificate again.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    drop(stream);
                 }
             });
         }

@@ -27,6 +27,8 @@ pub struct ReloadingCert {
     key: PathBuf,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
+    /// The files' modification times and sizes just before `load` read them.
+    loaded: [Option<(SystemTime, u64)>; 2],
 }
 
 impl ReloadingCert {
@@ -34,21 +36,26 @@ impl ReloadingCert {
     /// that is not PEM, or a key that does not match the certificate is an
     /// error.
     pub fn load(cert: &Path, key: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+        // Looked at before reading: a change in between is read again by
+        // `watch` rather than missed.
+        let loaded = [stamp_now(cert), stamp_now(key)];
         let current = read(cert, key, &provider)?;
         Ok(Self {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             provider,
             current: RwLock::new(Arc::new(current)),
+            loaded,
         })
     }
 
     /// Reads the files again whenever the modification time or size of
-    /// either changes (looked at every second), forever. Files that cannot
+    /// either changes from what `load` saw (looked at every second),
+    /// forever; one such task per certificate is enough. Files that cannot
     /// be used, such as a certificate whose new key is not written yet, are
     /// logged and the certificate in force stays until they can.
     pub async fn watch(self: Arc<Self>) {
-        let mut seen = self.stamp().await;
+        let mut seen = self.loaded;
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
             let now = self.stamp().await;
@@ -112,6 +119,12 @@ impl ResolvesClientCert for ReloadingCert {
     fn has_certs(&self) -> bool {
         true
     }
+}
+
+/// [`stamp`] with a blocking call, for `load`.
+fn stamp_now(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 async fn stamp(path: &Path) -> Option<(SystemTime, u64)> {

@@ -73,13 +73,14 @@ pub struct Tls {
     ca: (PathBuf, Vec<u8>),
     /// This process's certificate and key files.
     identity_files: Option<(PathBuf, PathBuf)>,
-    /// The configuration of every client connection, showing `client_cert`.
+    /// The configuration of every client connection, showing `cert`.
     client: Arc<rustls::ClientConfig>,
-    /// This process's certificate and key as its clients show them.
-    client_cert: Option<Arc<ReloadingCert>>,
-    /// Whether `client_cert` follows its files yet: a task started with
-    /// the first connection (in a Tokio runtime), shared by all clones.
-    client_cert_watched: Arc<AtomicBool>,
+    /// This process's certificate and key as its servers and clients
+    /// show them, read from `identity_files`.
+    cert: Option<Arc<ReloadingCert>>,
+    /// Whether `cert` follows its files yet: one task, started by the
+    /// first server or connection (within a Tokio runtime), for all clones.
+    cert_watched: Arc<AtomicBool>,
 }
 
 pub(crate) fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -106,7 +107,7 @@ impl Tls {
             (None, Some(_)) => return Err(TlsError::Half("--tls-cert")),
         };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let client_cert = identity_files
+        let cert = identity_files
             .as_ref()
             .map(|(cert, key)| ReloadingCert::load(cert, key, provider.clone()).map(Arc::new))
             .transpose()?;
@@ -118,17 +119,21 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(ca_error)?
             .with_root_certificates(roots(&ca)?);
-        let mut client = match &client_cert {
+        let mut client = match &cert {
             Some(cert) => builder.with_client_cert_resolver(cert.clone()),
             None => builder.with_no_client_auth(),
         };
         client.alpn_protocols = vec![b"h2".to_vec()];
+        // A resumed TLS session carries the certificate of the connection
+        // that made it: every new connection shows the one in force instead.
+        // Connections are long-lived, so full handshakes cost little.
+        client.resumption = rustls::client::Resumption::disabled();
         Ok(Self {
             ca,
             identity_files,
             client: Arc::new(client),
-            client_cert,
-            client_cert_watched: Arc::new(AtomicBool::new(false)),
+            cert,
+            cert_watched: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -152,9 +157,9 @@ impl Tls {
     }
 
     /// The configuration of an HTTPS server (the HTTP API, metrics) with
-    /// this process's certificate and key, read at once (blocking reads)
-    /// and again whenever their files change, by a task this spawns (call
-    /// it within a Tokio runtime); `None` without them. Clients show no
+    /// this process's certificate and key as [`Tls::load`] read them, and
+    /// again whenever their files change (call it within a Tokio runtime,
+    /// whose task looks at them); `None` without them. Clients show no
     /// certificate: HTTP callers authenticate with tokens.
     pub fn https_server(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
         self.rustls_server(None, b"http/1.1")
@@ -182,11 +187,10 @@ impl Tls {
         client_auth: Option<bool>,
         protocol: &[u8],
     ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-        let Some((cert, key)) = &self.identity_files else {
+        let (Some((cert, _)), Some(resolver)) = (&self.identity_files, &self.cert) else {
             return Ok(None);
         };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let resolver = Arc::new(ReloadingCert::load(cert, key, provider.clone())?);
         let https = |source| TlsError::Https {
             cert: cert.clone(),
             source,
@@ -212,8 +216,19 @@ impl Tls {
         };
         let mut config = builder.with_cert_resolver(resolver.clone());
         config.alpn_protocols = vec![protocol.to_vec()];
-        tokio::spawn(resolver.watch());
+        self.watch_cert();
         Ok(Some(Arc::new(config)))
+    }
+
+    /// Starts the task that reads this process's certificate and key again
+    /// when their files change, unless one runs or there is no runtime.
+    fn watch_cert(&self) {
+        if let Some(cert) = &self.cert
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && !self.cert_watched.swap(true, Ordering::AcqRel)
+        {
+            runtime.spawn(cert.clone().watch());
+        }
     }
 
     /// What a client's connections are made with: servers verified with
@@ -222,12 +237,7 @@ impl Tls {
     /// its files (looked at every second from the first call on, within a
     /// Tokio runtime).
     fn dial(&self, server_name: Option<&str>) -> Result<TlsDial, TlsError> {
-        if let Some(cert) = &self.client_cert
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-            && !self.client_cert_watched.swap(true, Ordering::AcqRel)
-        {
-            runtime.spawn(cert.clone().watch());
-        }
+        self.watch_cert();
         let server_name = server_name
             .map(|name| {
                 ServerName::try_from(name.to_string()).map_err(|source| TlsError::ServerName {
