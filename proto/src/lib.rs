@@ -7,6 +7,7 @@ pub mod v1 {
     tonic::include_proto!("sluice.v1");
 }
 
+pub mod dialer;
 pub mod reloading_cert;
 pub mod tls;
 
