@@ -1,4 +1,4 @@
-use sluice_common::{JobId, SpecError, WorkerId};
+use sluice_common::{JobId, SpecError, SpecProblem, WorkerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -12,8 +12,13 @@ pub enum CoordinatorError {
     NotCancellable { job: JobId, state: &'static str },
     #[error("no savepoint `{0}` (jobctl savepoints lists them)")]
     UnknownSavepoint(String),
-    #[error("savepoint `{savepoint}` cannot start this job: {reason}")]
-    SavepointMismatch { savepoint: String, reason: String },
+    /// The savepoint's offsets or keyed state do not fit the job: each
+    /// problem at the path of the submitted spec that differs.
+    #[error("savepoint `{savepoint}` cannot start this job: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    SavepointMismatch {
+        savepoint: String,
+        problems: Vec<SpecProblem>,
+    },
     #[error("job `{job}` is {state}; {what} needs a running job")]
     NotRunning {
         job: JobId,

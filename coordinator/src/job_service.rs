@@ -6,7 +6,7 @@ use crate::raft::membership;
 use crate::state::Shared;
 use crate::{cassandra_meta, checkpoints, kafka_meta, submit_checks};
 use sluice_common::spec::{self, MAX_PARALLELISM, SourceSpec, StartFrom};
-use sluice_common::{JobId, JobSpec, SpecError};
+use sluice_common::{JobId, JobSpec, SpecError, SpecProblem};
 use sluice_proto::job_service_server::JobService;
 use sluice_proto::*;
 use tonic::{Request, Response, Status};
@@ -121,6 +121,55 @@ impl<S: MetaStore> JobApi<S> {
         }
     }
 
+    /// Refuses a job the savepoint `id` cannot start: offsets of another
+    /// topic, or keyed state of other stateful transforms than the job's
+    /// (which its tasks could not restore, failing at every restart).
+    /// Problems are at the paths of `spec_json`, the spec as submitted.
+    fn check_savepoint_fits(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        spec_json: &str,
+    ) -> Result<(), CoordinatorError> {
+        let (savepoint, taken_of) = self
+            .state
+            .store
+            .read(|m| {
+                m.savepoints
+                    .get(id)
+                    .map(|s| (s.clone(), m.jobs.get(&s.job).map(|j| j.spec.clone())))
+            })
+            .ok_or_else(|| CoordinatorError::UnknownSavepoint(id.to_string()))?;
+        let mut problems = Vec::new();
+        let SourceSpec::Kafka(source) = &spec.source;
+        if savepoint.topic != source.topic {
+            problems.push(SpecProblem {
+                path: "source.kafka.topic".into(),
+                message: format!(
+                    "the savepoint's offsets are of topic `{}`, the job reads `{}`",
+                    savepoint.topic, source.topic
+                ),
+            });
+        }
+        match taken_of {
+            Some(taken_of) => problems.extend(spec.state_mismatches(&taken_of)),
+            None => problems.push(SpecProblem {
+                path: String::new(),
+                message: format!(
+                    "the job `{}` the savepoint was taken of is not recorded, so its state cannot be matched",
+                    savepoint.job
+                ),
+            }),
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(CoordinatorError::SavepointMismatch {
+            savepoint: id.to_string(),
+            problems: spec::in_submitted_terms(spec_json, problems),
+        })
+    }
+
     fn find(&self, id: &str) -> Result<JobStatus, CoordinatorError> {
         let id = JobId::new(id);
         self.state
@@ -144,21 +193,7 @@ impl<S: MetaStore> JobApi<S> {
         self.state.store.check_leader()?;
         let spec = JobSpec::parse_resolved(spec_json)?;
         if let Some(id) = &from_savepoint {
-            let savepoint = self
-                .state
-                .store
-                .read(|m| m.savepoints.get(id).cloned())
-                .ok_or_else(|| CoordinatorError::UnknownSavepoint(id.clone()))?;
-            let SourceSpec::Kafka(source) = &spec.source;
-            if savepoint.topic != source.topic {
-                return Err(CoordinatorError::SavepointMismatch {
-                    savepoint: id.clone(),
-                    reason: format!(
-                        "its offsets are of topic `{}`, the job reads `{}`",
-                        savepoint.topic, source.topic
-                    ),
-                });
-            }
+            self.check_savepoint_fits(id, &spec, spec_json)?;
         }
         // Every problem the running systems show, in one answer.
         let (topics, table) = tokio::join!(

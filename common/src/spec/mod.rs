@@ -4,6 +4,7 @@ mod ingestion;
 mod reader;
 mod sink;
 mod source;
+mod stateful;
 mod transform;
 
 pub use sink::{
@@ -13,6 +14,7 @@ pub use sink::{
 pub use source::{
     DEFAULT_PARTITION_DISCOVERY, KafkaSourceSpec, SourceFormat, SourceSpec, StartFrom,
 };
+pub use stateful::StatefulOperator;
 pub use transform::{DedupSpec, PairSumSpec, TransformSpec};
 
 use crate::env::resolve_env;

@@ -21,7 +21,8 @@ pub struct ApiError {
     pub code: String,
     /// What went wrong, for people: one line.
     pub message: String,
-    /// Each problem of a refused job spec at its field path; empty otherwise.
+    /// Each problem of a refused job spec (or of a job spec that does not fit
+    /// the savepoint it starts from) at its field path; empty otherwise.
     pub problems: Vec<Problem>,
 }
 
@@ -80,16 +81,17 @@ impl From<CoordinatorError> for ApiError {
             }
         };
         let problems = match e {
-            InvalidSpec(spec) => spec
-                .problems()
-                .into_iter()
-                .map(|p| Problem {
-                    path: p.path,
-                    message: p.message,
-                })
-                .collect(),
+            InvalidSpec(spec) => spec.problems(),
+            SavepointMismatch { problems, .. } => problems,
             _ => Vec::new(),
         };
+        let problems = problems
+            .into_iter()
+            .map(|p| Problem {
+                path: p.path,
+                message: p.message,
+            })
+            .collect();
         Self {
             problems,
             ..Self::new(status, code, message)
