@@ -31,6 +31,12 @@ pub enum CoordinatorError {
     SavepointFailed { job: JobId, reason: String },
     #[error("parallelism must be between 1 and {max}, found {found}")]
     Parallelism { found: u32, max: u64 },
+    /// A parallelism the alive workers' task slots cannot hold: `free`
+    /// counts the slots of every alive worker that no other job uses.
+    #[error(
+        "job `{job}` at parallelism {needed} needs {needed} task slots, but the alive workers have {free} free for it (a slot holds one subtask of each stage); add workers or ask for at most {free}"
+    )]
+    NotEnoughSlots { job: JobId, needed: u32, free: u32 },
     #[error("this coordinator is not the leader{}", .leader.as_ref().map(|l| format!("; the leader is at {l}")).unwrap_or_else(|| "; no leader is known yet".into()))]
     NotLeader { leader: Option<String> },
     #[error("the coordinator group could not record the change: {0}")]
@@ -64,7 +70,9 @@ impl From<CoordinatorError> for tonic::Status {
             SavepointMismatch { .. } | Parallelism { .. } => {
                 tonic::Status::invalid_argument(message)
             }
-            NotRunning { .. } | CheckpointsOff(_) => tonic::Status::failed_precondition(message),
+            NotRunning { .. } | CheckpointsOff(_) | NotEnoughSlots { .. } => {
+                tonic::Status::failed_precondition(message)
+            }
             SavepointFailed { .. } => tonic::Status::aborted(message),
             NotLeader { leader } => {
                 let mut status = tonic::Status::unavailable(message);

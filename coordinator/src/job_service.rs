@@ -170,6 +170,51 @@ impl<S: MetaStore> JobApi<S> {
         })
     }
 
+    /// Rescales a job that waits for task slots (none of its tasks runs, so
+    /// no savepoint is taken); answers with what it starts from: the savepoint
+    /// it started from (`savepoint_id` empty when none) and its latest
+    /// checkpoint's offsets.
+    async fn resize_waiting(
+        &self,
+        job: JobId,
+        parallelism: u32,
+    ) -> Result<SavepointInfo, CoordinatorError> {
+        let applied = self
+            .state
+            .store
+            .apply(Command::ResizeWaiting {
+                job: job.clone(),
+                parallelism,
+            })
+            .await?;
+        if applied != Applied::Done {
+            return Err(CoordinatorError::SavepointFailed {
+                job,
+                reason: "the job was placed while it was rescaled; rescale it again".into(),
+            });
+        }
+        tracing::info!(job = %job, parallelism, "waiting job rescaled");
+        self.state
+            .store
+            .read(|m| {
+                m.jobs.get(&job).map(|j| {
+                    let latest = j.checkpoints.last();
+                    SavepointInfo {
+                        savepoint_id: j.from_savepoint.clone().unwrap_or_default(),
+                        job_id: job.to_string(),
+                        checkpoint_id: latest.map_or(0, |c| c.id),
+                        created_at_ms: latest.map_or(0, |c| c.completed_at_ms),
+                        parallelism,
+                        source_offsets: latest
+                            .map(|c| c.source_offsets.clone().into_iter().collect())
+                            .unwrap_or_default(),
+                        job_name: j.spec.name.clone(),
+                    }
+                })
+            })
+            .ok_or(CoordinatorError::UnknownJob(job))
+    }
+
     fn find(&self, id: &str) -> Result<JobStatus, CoordinatorError> {
         let id = JobId::new(id);
         self.state
@@ -344,6 +389,29 @@ impl<S: MetaStore> JobApi<S> {
                 found: parallelism,
                 max: MAX_PARALLELISM,
             });
+        }
+        let (waiting, free) = self
+            .state
+            .store
+            .read(|m| {
+                m.jobs.get(&job).map(|j| {
+                    let workers = self.state.placeable_workers();
+                    let free = crate::scheduler::free_slots_but_for(m, &workers, Some(&job));
+                    (j.waits_for_slots(), free.values().sum::<u32>())
+                })
+            })
+            .ok_or_else(|| CoordinatorError::UnknownJob(job.clone()))?;
+        // Refused before the stop: a job stopped for a parallelism no slots
+        // hold would wait for slots with nothing read meanwhile.
+        if parallelism > free {
+            return Err(CoordinatorError::NotEnoughSlots {
+                job,
+                needed: parallelism,
+                free,
+            });
+        }
+        if waiting {
+            return self.resize_waiting(job, parallelism).await;
         }
         let savepoint = self.savepoint(&job, true).await?;
         let applied = self

@@ -53,6 +53,13 @@ impl<S: MetaStore> Coordinator<S> {
         })
     }
 
+    /// Workers the scheduler places tasks on: alive, and heard from within
+    /// two heartbeat intervals.
+    pub fn placeable_workers(&self) -> Vec<crate::registry::WorkerEntry> {
+        self.workers
+            .placeable(self.timing.heartbeat_interval * 2 + Duration::from_millis(100))
+    }
+
     /// Called by every periodic loop before it acts. When this member's
     /// leader term changed, what it knew of workers, their command streams
     /// and checkpoints in flight is dropped: workers register and subscribe

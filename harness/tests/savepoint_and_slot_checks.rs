@@ -143,3 +143,71 @@ async fn a_savepoint_only_starts_jobs_with_its_stateful_transforms() -> anyhow::
     assert_eq!(status, StatusCode::OK);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescales_fit_the_free_slots_and_a_waiting_job_takes_one_down() -> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("rescale-slots");
+    let options = ClusterOptions {
+        slots: 2,
+        ..Default::default()
+    };
+    let cluster = SluiceCluster::start(&dir, 1, options).await?;
+    let url = cluster.http_url_of(0);
+    let http = reqwest::Client::new();
+    let (input, output) = (unique("slots-in"), unique("slots-out"));
+    admin::create_topic(&infra.kafka, &input, 2).await?;
+    admin::create_topic(&infra.kafka, &output, 1).await?;
+
+    // More subtasks than the worker's two slots: the job waits for slots.
+    let transforms = "  - key_by: [id]\n  - dedup: { ttl: 1h }\n";
+    let body = spec(&infra.kafka, &input, &output, 3, transforms);
+    let (status, submitted) = call(http.post(format!("{url}/api/jobs")).body(body)).await?;
+    assert_eq!(status, StatusCode::CREATED, "{submitted}");
+    let job = submitted["job_id"].as_str().unwrap_or_default().to_string();
+    let rescale = |parallelism: u32| {
+        http.post(format!("{url}/api/jobs/{job}/rescale"))
+            .json(&serde_json::json!({ "parallelism": parallelism }))
+    };
+    let (_, waiting) = call(http.get(format!("{url}/api/jobs/{job}"))).await?;
+    assert_eq!(waiting["state"], "SCHEDULING", "{waiting}");
+
+    // A parallelism the slots cannot hold is refused, naming both numbers.
+    let (status, refused) = call(rescale(4)).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "not_enough_slots", "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("needs 4 task slots") && message.contains("2 free"),
+        "{refused}"
+    );
+    // Down to what fits: the waiting job is placed and runs.
+    let (status, answer) = call(rescale(2)).await?;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["parallelism"], 2, "{answer}");
+    let running = wait_state(&http, &url, &job, "RUNNING").await?;
+    assert_eq!(running["parallelism"], 2, "{running}");
+
+    // Running, it is refused before it is stopped: it runs on as it was.
+    let (status, refused) = call(rescale(3)).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "not_enough_slots", "{refused}");
+    let (_, after) = call(http.get(format!("{url}/api/jobs/{job}"))).await?;
+    assert_eq!(
+        (&after["state"], &after["parallelism"], &after["attempt"]),
+        (
+            &running["state"],
+            &running["parallelism"],
+            &running["attempt"]
+        ),
+        "{after}"
+    );
+    let out = jobctl(
+        &cluster.coordinator_address_of(0),
+        &["rescale", &job, "--parallelism", "5"],
+        &[],
+    )?;
+    assert!(!out.success, "{out:?}");
+    assert!(out.stderr.contains("needs 5 task slots"), "{out:?}");
+    Ok(())
+}

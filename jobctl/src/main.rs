@@ -367,10 +367,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 })
                 .await?;
-            out.savepoint(
-                &info,
-                &format!("restarting at parallelism {parallelism} from"),
-            );
+            let what = if info.savepoint_id.is_empty() {
+                // A job waiting for slots takes the parallelism without a savepoint.
+                format!("waiting for slots, now at parallelism {parallelism}; it starts from")
+            } else {
+                format!("restarting at parallelism {parallelism} from")
+            };
+            out.savepoint(&info, &what);
         }
         Command::Savepoints => {
             let resp = at(REQUEST_TIMEOUT)?

@@ -379,8 +379,12 @@ impl Printer {
         match self.format {
             Format::Json => self.json(savepoint_json(s)),
             Format::Table => println!(
-                "{what}: savepoint {} (checkpoint {} of {}, parallelism {}, offsets {})",
-                s.savepoint_id,
+                "{what}: {} (checkpoint {} of {}, parallelism {}, offsets {})",
+                if s.savepoint_id.is_empty() {
+                    "no savepoint".to_string()
+                } else {
+                    format!("savepoint {}", s.savepoint_id)
+                },
                 s.checkpoint_id,
                 s.job_id,
                 s.parallelism,

@@ -16,7 +16,7 @@ pub struct ApiError {
     /// What went wrong, for programs: `invalid_spec`, `malformed_spec`,
     /// `bad_request`, `job_not_found`, `savepoint_not_found`, `not_found`,
     /// `unknown_worker`, `method_not_allowed`, `not_cancellable`, `not_running`,
-    /// `checkpoints_off`, `savepoint_mismatch`, `invalid_parallelism`,
+    /// `checkpoints_off`, `not_enough_slots`, `savepoint_mismatch`, `invalid_parallelism`,
     /// `savepoint_failed`, `no_leader`, `not_recorded` or `unavailable`.
     pub code: String,
     /// What went wrong, for people: one line.
@@ -70,6 +70,7 @@ impl From<CoordinatorError> for ApiError {
             NotCancellable { .. } => (StatusCode::CONFLICT, "not_cancellable"),
             NotRunning { .. } => (StatusCode::CONFLICT, "not_running"),
             CheckpointsOff(_) => (StatusCode::CONFLICT, "checkpoints_off"),
+            NotEnoughSlots { .. } => (StatusCode::CONFLICT, "not_enough_slots"),
             SavepointMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "savepoint_mismatch"),
             Parallelism { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parallelism"),
             SavepointFailed { .. } => (StatusCode::SERVICE_UNAVAILABLE, "savepoint_failed"),
