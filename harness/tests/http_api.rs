@@ -378,6 +378,74 @@ async fn each_call_does_what_it_says_with_errors_as_json() -> anyhow::Result<()>
     Ok(())
 }
 
+/// An error answer's status and JSON body, and how many bytes it was.
+async fn call_sized(
+    request: reqwest::RequestBuilder,
+) -> anyhow::Result<((StatusCode, Value), usize)> {
+    let response = request.send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    let body = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("{status}: not JSON ({e}): {}", &text[..text.len().min(500)])
+    })?;
+    Ok(((status, body), text.len()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_layers_refusals_are_api_errors_and_stay_small() -> anyhow::Result<()> {
+    let dir = test_dir("http-api-refusals");
+    let cluster = SluiceCluster::start(&dir, 0, ClusterOptions::default()).await?;
+    let url = cluster.http_url_of(0);
+    let http = client()?;
+
+    // A body over the 2 MiB limit.
+    let huge = "x".repeat(3 * 1024 * 1024);
+    let (got, size) = call_sized(http.post(format!("{url}/api/jobs")).body(huge)).await?;
+    assert_error(&got, 413, "body_too_large");
+    assert!(size < 2_000, "{size} bytes: {}", got.1);
+    // A spec under the limit whose problems quote large values: the answer
+    // quotes a little of each.
+    let long_name = "a b".repeat(150_000);
+    let spec = format!(
+        "name: {long_name}\nsource: {{ kafka: {{ brokers: x, topic: {long_name} }} }}\n\
+         transforms:\n  - remap: '.x = {long_name}'\n"
+    );
+    let (got, size) = call_sized(http.post(format!("{url}/api/jobs")).body(spec)).await?;
+    assert_error(&got, 422, "invalid_spec");
+    assert!(
+        size < 10_000,
+        "{size} bytes: {}",
+        &got.1.to_string()[..2_000]
+    );
+    // A URI over the limit; a route or method the API lacks; a body the
+    // call cannot read.
+    let long_id = "j".repeat(10_000);
+    let (got, size) = call_sized(http.get(format!("{url}/api/jobs/{long_id}"))).await?;
+    assert_error(&got, 414, "uri_too_long");
+    assert!(size < 2_000, "{size} bytes");
+    assert_error(
+        &call(http.get(format!("{url}/api/jobs/j/nothing"))).await?,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(http.put(format!("{url}/api/savepoints"))).await?,
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &call(
+            http.post(format!("{url}/api/jobs/j/rescale"))
+                .header("content-type", "text/plain")
+                .body("{ nope"),
+        )
+        .await?,
+        400,
+        "bad_request",
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_send_callers_on_to_the_leader() -> anyhow::Result<()> {
     let dir = test_dir("http-api-followers");
