@@ -1,4 +1,4 @@
-use sluice_common::{JobId, SpecError, SpecProblem, WorkerId};
+use sluice_common::{Fault, JobId, SpecError, SpecProblem, WorkerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -41,6 +41,16 @@ pub enum CoordinatorError {
     NotLeader { leader: Option<String> },
     #[error("the coordinator group could not record the change: {0}")]
     Raft(String),
+    #[error("no topic `{topic}` on {brokers}: {reason}")]
+    UnknownTopic {
+        brokers: String,
+        topic: String,
+        reason: String,
+    },
+    /// Systems the job spec names did not answer at submission: each at the
+    /// path of the field naming it. Trying again later may succeed.
+    #[error("systems the job spec names did not answer; try again once they do: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Unavailable(Vec<SpecProblem>),
     #[error("cannot read metadata of topic `{topic}` from {brokers}: {reason}")]
     KafkaMetadata {
         brokers: String,
@@ -55,6 +65,35 @@ pub enum CoordinatorError {
     },
 }
 
+impl CoordinatorError {
+    /// Whose fault the error is: the caller's request or spec (`Spec`,
+    /// answered as such and not worth retrying unchanged), an outside system
+    /// or the coordinator group not answering for now (`External`, worth
+    /// retrying), or Sluice's own (`Internal`).
+    pub fn fault(&self) -> Fault {
+        use CoordinatorError::*;
+        match self {
+            InvalidSpec(_)
+            | UnknownJob(_)
+            | UnknownWorker(_)
+            | NotCancellable { .. }
+            | UnknownSavepoint(_)
+            | SavepointMismatch { .. }
+            | NotRunning { .. }
+            | CheckpointsOff(_)
+            | Parallelism { .. }
+            | NotEnoughSlots { .. }
+            | UnknownTopic { .. } => Fault::Spec,
+            SavepointFailed { .. }
+            | NotLeader { .. }
+            | Unavailable(_)
+            | KafkaMetadata { .. }
+            | BrokerConfig { .. } => Fault::External,
+            Raft(_) => Fault::Internal,
+        }
+    }
+}
+
 /// The one place coordinator errors become gRPC statuses.
 impl From<CoordinatorError> for tonic::Status {
     fn from(e: CoordinatorError) -> Self {
@@ -65,7 +104,10 @@ impl From<CoordinatorError> for tonic::Status {
             UnknownJob(_) => tonic::Status::not_found(message),
             UnknownWorker(_) => tonic::Status::failed_precondition(message),
             NotCancellable { .. } => tonic::Status::failed_precondition(message),
-            KafkaMetadata { .. } | BrokerConfig { .. } => tonic::Status::unavailable(message),
+            KafkaMetadata { .. } | BrokerConfig { .. } | Unavailable(_) => {
+                tonic::Status::unavailable(message)
+            }
+            UnknownTopic { .. } => tonic::Status::invalid_argument(message),
             UnknownSavepoint(_) => tonic::Status::not_found(message),
             SavepointMismatch { .. } | Parallelism { .. } => {
                 tonic::Status::invalid_argument(message)

@@ -6,7 +6,7 @@ use crate::raft::membership;
 use crate::state::Shared;
 use crate::{cassandra_meta, checkpoints, kafka_meta, submit_checks};
 use sluice_common::spec::{self, MAX_PARALLELISM, SourceSpec, StartFrom};
-use sluice_common::{JobId, JobSpec, SpecError, SpecProblem};
+use sluice_common::{JobId, JobSpec, SpecProblem};
 use sluice_proto::job_service_server::JobService;
 use sluice_proto::*;
 use tonic::{Request, Response, Status};
@@ -241,22 +241,14 @@ impl<S: MetaStore> JobApi<S> {
             self.check_savepoint_fits(id, &spec, spec_json)?;
         }
         // Every problem the running systems show, in one answer.
-        let (topics, table) = tokio::join!(
+        let ((source_partitions, mut found), table) = tokio::join!(
             submit_checks::check_topics(&spec),
             cassandra_meta::sink_table_problems(&spec)
         );
-        // At the paths the user wrote (seed 004's configuration has its own).
-        let invalid =
-            |problems| SpecError::Invalid(spec::in_submitted_terms(spec_json, problems)).into();
-        let source_partitions = match topics {
-            Ok(n) if table.is_empty() => n,
-            Ok(_) => return Err(invalid(table)),
-            Err(CoordinatorError::InvalidSpec(SpecError::Invalid(mut problems))) => {
-                problems.extend(table);
-                return Err(invalid(problems));
-            }
-            Err(e) => return Err(e),
-        };
+        found.extend(table);
+        if let Some(e) = found.into_error(spec_json) {
+            return Err(e);
+        }
         let SourceSpec::Kafka(source) = &spec.source;
         let start_offsets = if from_savepoint.is_none() && source.start_from == StartFrom::Latest {
             kafka_meta::end_offsets(&source.brokers, &source.topic, source_partitions).await?

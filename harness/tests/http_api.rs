@@ -443,7 +443,44 @@ async fn the_http_layers_refusals_are_api_errors_and_stay_small() -> anyhow::Res
         400,
         "bad_request",
     );
+
+    // A broker that does not answer is the outside world's fault, worth a
+    // retry: 503 with Retry-After, the field naming it among the problems.
+    let unreachable = "name: j\nsource: { kafka: { brokers: \"127.0.0.1:9\", topic: t } }\n\
+                       sink: { blackhole: {} }\n";
+    let response = http
+        .post(format!("{url}/api/jobs"))
+        .body(unreachable)
+        .send()
+        .await?;
+    let retry_after = response.headers().get("retry-after").cloned();
+    let got = (response.status(), response.json::<Value>().await?);
+    assert_error(&got, 503, "unavailable");
+    assert!(retry_after.is_some(), "{}", got.1);
+    assert_eq!(
+        problem_paths(&got.1),
+        vec!["source.kafka.topic"],
+        "{}",
+        got.1
+    );
+    // A spec with problems of its own is refused as such (422) before any
+    // system is asked.
+    let (status, refused) = call(
+        http.post(format!("{url}/api/jobs"))
+            .body(format!("{unreachable}parallelism: 0\n")),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     Ok(())
+}
+
+fn problem_paths(body: &Value) -> Vec<&str> {
+    body["problems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["path"].as_str())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

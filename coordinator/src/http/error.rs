@@ -5,7 +5,7 @@ use crate::error::CoordinatorError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sluice_common::SpecError;
+use sluice_common::{Fault, SpecError};
 use utoipa::ToSchema;
 
 /// Every error the HTTP API answers with.
@@ -28,7 +28,15 @@ pub struct ApiError {
     /// the savepoint it starts from) at its field path, the first 50 of
     /// them (the message counts them all); empty otherwise.
     pub problems: Vec<Problem>,
+    /// Sent as `Retry-After` (seconds) when trying again later may succeed:
+    /// an outside system or the coordinator group did not answer.
+    #[serde(skip)]
+    pub retry_after_secs: Option<u64>,
 }
+
+/// What `Retry-After` suggests, in seconds, for a call refused because
+/// something did not answer for now.
+const RETRY_AFTER_SECS: u64 = 5;
 
 /// One problem of a job spec.
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,6 +57,7 @@ impl ApiError {
             code: code.to_string(),
             message: message.into(),
             problems: Vec::new(),
+            retry_after_secs: None,
         }
     }
 
@@ -81,13 +90,15 @@ impl From<CoordinatorError> for ApiError {
             NotLeader { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
             // Unknown whether the change took effect: a retry could apply it twice.
             Raft(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_recorded"),
-            KafkaMetadata { .. } | BrokerConfig { .. } => {
+            KafkaMetadata { .. } | BrokerConfig { .. } | Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
+            UnknownTopic { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_spec"),
         };
+        let retry_after_secs = (e.fault() == Fault::External).then_some(RETRY_AFTER_SECS);
         let problems = match e {
             InvalidSpec(spec) => spec.problems(),
-            SavepointMismatch { problems, .. } => problems,
+            SavepointMismatch { problems, .. } | Unavailable(problems) => problems,
             _ => Vec::new(),
         };
         let problems = problems
@@ -99,6 +110,7 @@ impl From<CoordinatorError> for ApiError {
             .collect();
         Self {
             problems,
+            retry_after_secs,
             ..Self::new(status, code, message)
         }
     }
@@ -170,7 +182,14 @@ impl IntoResponse for ApiError {
             p.path = capped(std::mem::take(&mut p.path), MAX_PROBLEM_PATH);
             p.message = capped(std::mem::take(&mut p.message), MAX_PROBLEM_MESSAGE);
         }
-        (status, axum::Json(self)).into_response()
+        let retry_after = self.retry_after_secs;
+        let mut response = (status, axum::Json(self)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -178,6 +197,27 @@ impl IntoResponse for ApiError {
 mod tests {
     use super::*;
     use sluice_common::{JobId, SpecProblem};
+
+    #[test]
+    fn systems_that_do_not_answer_are_worth_a_retry_and_missing_topics_are_not() {
+        let unanswered = ApiError::from(CoordinatorError::KafkaMetadata {
+            brokers: "b:1".into(),
+            topic: "t".into(),
+            reason: "timed out".into(),
+        });
+        assert_eq!(
+            (unanswered.status, unanswered.retry_after_secs),
+            (503, Some(5))
+        );
+        let response = unanswered.into_response();
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "5");
+        let missing = ApiError::from(CoordinatorError::UnknownTopic {
+            brokers: "b:1".into(),
+            topic: "t".into(),
+            reason: "UnknownTopicOrPartition".into(),
+        });
+        assert_eq!((missing.status, missing.retry_after_secs), (422, None));
+    }
 
     #[test]
     fn long_texts_are_cut_at_a_character_boundary_saying_how_much_is_left() {
