@@ -142,10 +142,17 @@ impl JobSpec {
             Ok(_) => Err(SpecError::Invalid(p.0)),
             Err(e) => {
                 // A field already refused as written is not reported again
-                // for what its absence means to the Sluice spec.
+                // for what its absence means to the Sluice spec, neither at
+                // its own path nor at a map holding it (in the Sluice spec's
+                // terms, such as `bucket` for `sink.bucketName`).
                 let mut problems = p.0;
                 for problem in ingestion_paths(e.problems()) {
-                    if !problems.iter().any(|q| q.path == problem.path) {
+                    let within = |q: &SpecProblem| {
+                        q.path == problem.path
+                            || problem.path.is_empty()
+                            || q.path.starts_with(&format!("{}.", problem.path))
+                    };
+                    if !problems.iter().any(within) {
                         problems.push(problem);
                     }
                 }
