@@ -444,6 +444,17 @@ async fn the_http_layers_refusals_are_api_errors_and_stay_small() -> anyhow::Res
         "bad_request",
     );
 
+    // A key written twice: refused at its path, not the last value taken.
+    let (status, refused) = call(http.post(format!("{url}/api/jobs")).body(
+        r#"{"name": "j", "source": {"kafka": {"brokers": "b", "topic": "t", "topic": "u"}}}"#,
+    ))
+    .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        problem_paths(&refused).contains(&"source.kafka.topic"),
+        "{refused}"
+    );
+
     // A broker that does not answer is the outside world's fault, worth a
     // retry: 503 with Retry-After, the field naming it among the problems.
     let unreachable = "name: j\nsource: { kafka: { brokers: \"127.0.0.1:9\", topic: t } }\n\

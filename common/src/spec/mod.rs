@@ -1,5 +1,6 @@
 //! The job spec: what a user submits, validated in full before anything runs.
 
+mod duplicates;
 mod ingestion;
 mod reader;
 mod sink;
@@ -129,7 +130,8 @@ impl JobSpec {
     /// equivalent Sluice job, with problems at its own field paths.
     pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SpecError> {
         let mut tree = parse_tree(text)?;
-        let mut problems = resolve_env(&mut tree, lookup);
+        let mut problems = duplicates::duplicate_keys(text);
+        problems.extend(resolve_env(&mut tree, lookup));
         if !ingestion::is_ingestion_config(&tree) {
             problems.extend(crate::secrets::clear_secrets(&tree));
             return Self::from_tree(&tree, problems);
@@ -218,12 +220,18 @@ impl JobSpec {
 /// Resolves the `${VAR}` references the client's environment knows and returns
 /// the spec as JSON, ready to submit. Unknown references stay for the
 /// coordinator to report, together with every other problem of the spec;
-/// references in secret fields stay for the workers to resolve.
+/// references in secret fields stay for the workers to resolve. A key
+/// written twice in one map is refused here, each at its path: the JSON
+/// sent could no longer show it.
 pub fn resolve_client_side(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, SpecError> {
     let mut tree = parse_tree(text)?;
+    let duplicates = duplicates::duplicate_keys(text);
+    if !duplicates.is_empty() {
+        return Err(SpecError::Invalid(duplicates));
+    }
     crate::env::resolve_env_partially(&mut tree, lookup);
     Ok(tree.to_string())
 }
