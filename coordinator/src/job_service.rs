@@ -62,7 +62,7 @@ impl<S: MetaStore> JobApi<S> {
         if state != JobState::Running {
             return Err(CoordinatorError::NotRunning {
                 job: job.clone(),
-                state: state.as_str_name(),
+                state: state.name(),
                 what,
             });
         }
@@ -108,7 +108,7 @@ impl<S: MetaStore> JobApi<S> {
                     return Err(format!(
                         "the savepoint completed, but the job is {} instead of stopping \
                          (a task failed while its sinks committed); it runs on from the savepoint",
-                        state.as_str_name()
+                        state.name()
                     ));
                 }
                 _ if tokio::time::Instant::now() >= deadline => {
@@ -304,7 +304,7 @@ impl<S: MetaStore> JobApi<S> {
         if state.is_terminal() {
             return Err(CoordinatorError::NotCancellable {
                 job: id,
-                state: state.as_str_name(),
+                state: state.name(),
             });
         }
         self.state

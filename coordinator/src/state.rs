@@ -161,7 +161,7 @@ impl<S: MetaStore> Coordinator<S> {
         if !changed {
             return;
         }
-        tracing::info!(job = %job, task = %task, state = ?state, error = error.as_deref().unwrap_or(""), "task state");
+        tracing::info!(job = %job, task = %task, state = state.name(), error = error.as_deref().unwrap_or(""), "task state");
         let before = self.store.read(job_state);
         let recorded = self
             .store
@@ -184,7 +184,7 @@ impl<S: MetaStore> Coordinator<S> {
             .read(|m| m.jobs.get(job).map(|j| (j.state, j.failure.clone())))
             .unwrap_or((JobState::Unspecified, None));
         if before != Some(after) {
-            tracing::info!(job = %job, state = after.as_str_name(), failure = failure.as_deref().unwrap_or(""), "job state");
+            tracing::info!(job = %job, state = after.name(), failure = failure.as_deref().unwrap_or(""), "job state");
         }
     }
 }

@@ -80,6 +80,25 @@ async fn a_savepoint_only_starts_jobs_with_its_stateful_transforms() -> anyhow::
         .as_str()
         .unwrap_or_default()
         .to_string();
+    // States by their documented names, in errors too.
+    let (status, refused) = call(http.post(format!("{url}/api/jobs/{job}/cancel"))).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.contains("is STOPPED"), "{refused}");
+    let out = jobctl(&cluster.coordinator_address_of(0), &["cancel", &job], &[])?;
+    assert!(
+        out.stderr.contains("is STOPPED") && !out.stderr.contains("JOB_STATE"),
+        "{out:?}"
+    );
+    let (_, doc) = call(http.get(format!("{url}/api/openapi.json"))).await?;
+    let states = &doc["components"]["schemas"]["JobState"]["enum"];
+    assert!(
+        states
+            .as_array()
+            .is_some_and(|s| s.contains(&"STOPPED".into())),
+        "{states}"
+    );
+    assert!(!doc.to_string().contains("JOB_STATE_"), "{states}");
     let submit_from = |body: String| {
         http.post(format!("{url}/api/jobs?from_savepoint={from}"))
             .body(body)

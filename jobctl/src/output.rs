@@ -10,36 +10,15 @@ pub struct Printer {
 }
 
 fn job_state(s: i32) -> &'static str {
-    match JobState::try_from(s).unwrap_or_default() {
-        JobState::Scheduling => "SCHEDULING",
-        JobState::Running => "RUNNING",
-        JobState::Failed => "FAILED",
-        JobState::Cancelling => "CANCELLING",
-        JobState::Cancelled => "CANCELLED",
-        JobState::Finished => "FINISHED",
-        JobState::Stopped => "STOPPED",
-        JobState::Unspecified => "UNKNOWN",
-    }
+    JobState::try_from(s).unwrap_or_default().name()
 }
 
 fn task_state(s: i32) -> &'static str {
-    match TaskState::try_from(s).unwrap_or_default() {
-        TaskState::Scheduled => "SCHEDULED",
-        TaskState::Deploying => "DEPLOYING",
-        TaskState::Running => "RUNNING",
-        TaskState::Finished => "FINISHED",
-        TaskState::Failed => "FAILED",
-        TaskState::Cancelled => "CANCELLED",
-        TaskState::Unspecified => "UNKNOWN",
-    }
+    TaskState::try_from(s).unwrap_or_default().name()
 }
 
 fn worker_state(s: i32) -> &'static str {
-    match WorkerState::try_from(s).unwrap_or_default() {
-        WorkerState::Alive => "ALIVE",
-        WorkerState::Lost => "LOST",
-        WorkerState::Unspecified => "UNKNOWN",
-    }
+    WorkerState::try_from(s).unwrap_or_default().name()
 }
 
 fn offsets(c: &CheckpointInfo) -> Vec<(i32, i64)> {

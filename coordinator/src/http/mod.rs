@@ -10,6 +10,7 @@ mod cluster;
 pub mod error;
 mod jobs;
 mod model;
+mod states;
 
 use crate::auth::TokenFile;
 use crate::error::CoordinatorError;
