@@ -2,11 +2,13 @@
 //! stateful transforms do not fit the savepoint it starts from (at the
 //! transform's path, over HTTP and in jobctl), and a rescale the cluster's
 //! task slots cannot hold; a job waiting for slots can be rescaled down.
+//! States keep their documented names in errors, and jobctl ends quietly
+//! when its reader goes away.
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use sluice_harness::admin;
-use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
+use sluice_harness::cluster::{ClusterOptions, SluiceCluster, bin_dir};
 use sluice_harness::testing::{infra, jobctl, test_dir, unique, wait_for};
 use std::time::Duration;
 
@@ -228,5 +230,18 @@ async fn rescales_fit_the_free_slots_and_a_waiting_job_takes_one_down() -> anyho
     )?;
     assert!(!out.success, "{out:?}");
     assert!(out.stderr.contains("needs 5 task slots"), "{out:?}");
+
+    // A reader that went away (`jobctl list | head -1`): jobctl ends
+    // quietly, as SIGPIPE would end it, without a panic.
+    let mut list = std::process::Command::new(bin_dir()?.join("jobctl"))
+        .args(["--coordinator", &cluster.coordinator_address_of(0), "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    drop(list.stdout.take());
+    let ended = list.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
     Ok(())
 }

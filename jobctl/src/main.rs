@@ -1,5 +1,7 @@
 //! `jobctl`: the command-line client of a Sluice cluster.
 
+#[macro_use]
+mod stdout;
 mod coordinators;
 mod output;
 
