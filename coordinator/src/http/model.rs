@@ -86,7 +86,9 @@ pub struct Task {
     /// Share of the last few seconds the subtask waited for the next stage
     /// or the sink to take records, in percent (0-100).
     pub back_pressure_percent: f64,
-    /// Bytes of the Kafka messages a source subtask read (keys and values).
+    /// Bytes the subtask read: of the Kafka messages (keys and values) for
+    /// a source subtask, of the records received from subtasks on other
+    /// workers otherwise.
     pub bytes_in: u64,
     /// Bytes of the records the subtask sent to subtasks on other workers.
     pub bytes_out: u64,
