@@ -10,7 +10,7 @@ use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
 use sluice_harness::pytools;
-use sluice_harness::testing::{infra, test_dir, unique, wait_for};
+use sluice_harness::testing::{infra, jobctl, test_dir, unique, wait_for};
 use std::time::Duration;
 
 /// A `reqwest` client that shows redirects instead of following them.
@@ -473,6 +473,19 @@ async fn the_http_layers_refusals_are_api_errors_and_stay_small() -> anyhow::Res
         vec!["source.kafka.topic"],
         "{}",
         got.1
+    );
+    let file = dir.join("unreachable.yaml");
+    std::fs::write(&file, unreachable)?;
+    let out = jobctl(
+        &cluster.coordinator_address_of(0),
+        &["submit", &file.to_string_lossy()],
+        &[],
+    )?;
+    assert!(
+        !out.success
+            && out.stderr.contains("did not answer")
+            && out.stderr.contains("source.kafka.topic"),
+        "{out:?}"
     );
     // A spec with problems of its own is refused as such (422) before any
     // system is asked.

@@ -193,10 +193,17 @@ async fn main() -> ExitCode {
 }
 
 /// A gRPC error reduced to what the server said; other errors with their causes.
+/// An UNAVAILABLE the client made itself (no connection: it keeps the
+/// transport error as its source) is the coordinator out of reach; one the
+/// coordinator answered (a broker the spec names did not answer) is shown
+/// as it said.
 fn one_line(e: &anyhow::Error) -> String {
     if let Some(status) = e.downcast_ref::<tonic::Status>() {
+        let from_transport = std::error::Error::source(status).is_some()
+            || status.message().is_empty()
+            || status.message().contains("transport error");
         return match status.code() {
-            tonic::Code::Unavailable if status.message().contains("transport") || status.message().is_empty() => {
+            tonic::Code::Unavailable if from_transport => {
                 "coordinator unreachable: is it running, and is --coordinator / SLUICE_COORDINATOR right?".into()
             }
             _ => status.message().to_string(),
