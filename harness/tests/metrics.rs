@@ -233,6 +233,10 @@ dead_letter: {{ kafka: {{ topic: {dlq} }} }}
         "received {crossed_in} of {crossed_out} bytes sent"
     );
     assert!(total(&workers, "sluice_subtask_busy_seconds_total", &job_l) > 0.0);
+    assert!(
+        total(&workers, "sluice_subtask_checkpoint_sync_seconds_total", &job_l) > 0.0,
+        "barriers held the data paths for a moment"
+    );
     let positions: Vec<f64> = workers
         .iter()
         .flat_map(|s| s.samples("sluice_source_partition_position", &job_l))

@@ -100,6 +100,14 @@ impl MetricSource for WorkerMetrics {
             "Time the subtask waited for the next stage or the sink to take its records.",
             seconds(true),
         )?;
+        out.counter(
+            "sluice_subtask_checkpoint_sync_seconds",
+            "Time the subtask's data path stood still for checkpoints: barrier snapshot and sink pre-commit, sink commit, an exactly-once sink waiting for a free transactional id.",
+            tasks
+                .iter()
+                .map(|(l, m)| (l.clone(), m.checkpoint_sync().as_secs_f64()))
+                .collect::<Vec<_>>(),
+        )?;
         let snapshots: Vec<(&Labels, sluice_proto::TaskMetrics)> =
             tasks.iter().map(|(l, m)| (l, m.snapshot())).collect();
         out.gauge(

@@ -90,6 +90,9 @@ pub struct Metrics {
     busy_ns: AtomicU64,
     /// Time spent waiting for the next stage or the sink to take records, in ns.
     back_pressure_ns: AtomicU64,
+    /// Time the data path stood still for checkpoints, in ns: see
+    /// [`Metrics::add_checkpoint_sync`].
+    checkpoint_sync_ns: AtomicU64,
     /// A source's partitions: positions, high watermarks, skipped offsets.
     pub partitions: Arc<PartitionOffsets>,
     /// The busy and back-pressure times at the start of the recent span.
@@ -148,6 +151,20 @@ impl Metrics {
             .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
         self.back_pressure_ns
             .fetch_add(blocked.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Adds time the data path stood still for a checkpoint: a barrier's
+    /// snapshot serialisation and sink pre-commit, a completion's sink
+    /// commit, or an exactly-once sink waiting for a free transactional id.
+    pub fn add_checkpoint_sync(&self, stood_still: Duration) {
+        self.checkpoint_sync_ns
+            .fetch_add(stood_still.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Time the data path stood still for checkpoints since the subtask
+    /// started.
+    pub fn checkpoint_sync(&self) -> Duration {
+        Duration::from_nanos(self.checkpoint_sync_ns.load(Ordering::Relaxed))
     }
 
     /// Busy and back-pressure time since the subtask started.
@@ -213,6 +230,7 @@ impl Metrics {
             back_pressure_permille,
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            checkpoint_sync_ms: self.checkpoint_sync().as_millis() as u64,
         }
     }
 
