@@ -234,7 +234,11 @@ dead_letter: {{ kafka: {{ topic: {dlq} }} }}
     );
     assert!(total(&workers, "sluice_subtask_busy_seconds_total", &job_l) > 0.0);
     assert!(
-        total(&workers, "sluice_subtask_checkpoint_sync_seconds_total", &job_l) > 0.0,
+        total(
+            &workers,
+            "sluice_subtask_checkpoint_sync_seconds_total",
+            &job_l
+        ) > 0.0,
         "barriers held the data paths for a moment"
     );
     let positions: Vec<f64> = workers
