@@ -138,6 +138,7 @@ pub async fn run_subtask(
         job_name: spec.name.clone(),
         stage: dep.stage,
         subtask: dep.index,
+        operator: SubtaskLabels::operators(&spec, dep.stage),
     });
     let (transforms, key_fields) = spec.stage_plan(dep.stage);
     let info = TaskInfo {
@@ -374,7 +375,8 @@ pub async fn run_subtask(
                 step.process(started, read, records, failures).await?;
                 source.advance(&handed_on);
             }
-            (Step::Event(Event::Records(records)), _) => {
+            (Step::Event(Event::Records(records, bytes)), _) => {
+                Metrics::add(&step.metrics.bytes_in, bytes);
                 step.process(Instant::now(), records.len(), records, Vec::new())
                     .await?;
             }
