@@ -129,6 +129,21 @@ fn rerun(cli: &Cli, o: &Outcome) -> String {
     line
 }
 
+/// Resolves at SIGINT or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -162,7 +177,20 @@ async fn main() -> anyhow::Result<()> {
             keep: cli.keep,
         };
         eprintln!("chaos: running {} (seed {})", scenario.name(), cli.seed);
-        let o = runner::run(&config).await;
+        // Interrupted, the run is dropped: its processes stop, its proxies
+        // close and its tmpfs is unmounted before the program exits.
+        let finished = tokio::select! {
+            o = runner::run(&config) => Some(o),
+            _ = interrupted() => None,
+        };
+        let Some(o) = finished else {
+            eprintln!(
+                "chaos: interrupted during {}; logs in {}",
+                scenario.name(),
+                config.dir.display()
+            );
+            std::process::exit(130);
+        };
         println!("{}", outcome::header());
         println!("{}", outcome::row(&o));
         outcomes.push(o);

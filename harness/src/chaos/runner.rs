@@ -173,12 +173,11 @@ async fn run_in(
             _ => {
                 tokio::time::sleep(step.before).await;
                 let at = now_ms();
-                eprintln!(
-                    "chaos: {} on slot {} for {:?}",
-                    step.fault.name(),
-                    step.target,
-                    step.hold
-                );
+                let on = match step.fault.strikes_a_worker() {
+                    true => format!(" on worker slot {}", step.target),
+                    false => String::new(),
+                };
+                eprintln!("chaos: {}{on} for {:?}", step.fault.name(), step.hold);
                 env.inject(&step).await?;
                 tokio::time::sleep(step.hold).await;
                 at

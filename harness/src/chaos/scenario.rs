@@ -56,6 +56,18 @@ pub enum StoreKind {
 }
 
 impl Fault {
+    /// `true` for faults of one worker, the step's `target`.
+    pub fn strikes_a_worker(&self) -> bool {
+        matches!(
+            self,
+            Self::WorkerKill
+                | Self::WorkerPause
+                | Self::PartitionWorkerCoordinator
+                | Self::PartitionWorkerWorker
+                | Self::Failpoint(_)
+        )
+    }
+
     pub fn name(&self) -> String {
         match self {
             Self::WorkerKill => "worker-kill".into(),
@@ -234,9 +246,9 @@ impl Scenario {
         }
     }
 
-    /// The faults of a run with `coordinators` coordinators, each planned;
-    /// `count` of them (the random scenario draws more as time allows, see
-    /// [`Scenario::next`]).
+    /// The next fault of the schedule, planned with `rng`: the scenario's
+    /// own, or for `random` one drawn from those a run of `coordinators`
+    /// coordinators can strike.
     pub fn next(
         &self,
         rng: &mut SmallRng,

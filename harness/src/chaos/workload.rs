@@ -72,8 +72,9 @@ impl Workload {
     }
 
     /// The job spec as the JobService takes it (JSON): exactly-once delivery,
-    /// checkpoints every 500 ms, restarts without a practical limit so that
-    /// only a fault Sluice cannot recover from ends the job.
+    /// checkpoints every 500 ms abandoned after 10 s (a checkpoint a fault
+    /// broke holds up the next one that long), restarts without a practical
+    /// limit so that only a fault Sluice cannot recover from ends the job.
     pub fn spec_json(&self, name: &str) -> String {
         let mut transforms = vec![serde_json::json!({"remap": ".tag = \"seen\""})];
         if self.kind == JobKind::Keyed {
@@ -84,7 +85,7 @@ impl Workload {
             "name": name,
             "parallelism": self.parallelism,
             "delivery": "exactly_once",
-            "checkpoint": {"interval": "500ms"},
+            "checkpoint": {"interval": "500ms", "timeout": "10s"},
             "restart": {"max_attempts": 100000, "backoff": "200ms", "max_backoff": "2s"},
             "source": {"kafka": {"brokers": self.brokers, "topic": self.input}},
             "transforms": transforms,
