@@ -255,7 +255,9 @@ mod tests {
         // The first upload failed, as with the store unreachable.
         drop(first);
         chain.uploading(tokio::spawn(async { false }));
-        chain.failure_flag().store(true, std::sync::atomic::Ordering::SeqCst);
+        chain
+            .failure_flag()
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(chain.wants_full());
         let second = SnapshotUpload::prepare(
             &store,
