@@ -1,7 +1,8 @@
 //! The cluster a chaos scenario runs on: coordinators and workers of this
 //! workspace, with a proxy on each link a fault can cut or slow (a worker's
 //! link to the coordinator, the links into each worker's data exchange, every
-//! process's link to the checkpoint store on S3) and, for a full disk, the
+//! process's link to the checkpoint store on S3, the S3 sink's link to
+//! MinIO) and, for a full disk, the
 //! checkpoint store on a small tmpfs of its own. Everything it started or
 //! mounted goes when it is dropped.
 
@@ -61,6 +62,8 @@ pub struct Environment {
     pub cluster: SluiceCluster,
     slots: Vec<Slot>,
     store_proxy: Option<Proxy>,
+    /// Between the S3 sink and MinIO.
+    sink_proxy: Proxy,
     tmpfs: Option<Tmpfs>,
     settings: Settings,
     /// The leader a coordinator fault took down or paused.
@@ -80,11 +83,14 @@ impl Environment {
         };
         let mut store_proxy = None;
         let mut tmpfs = None;
+        let minio = socket_of(&settings.s3_endpoint)?;
+        let sink_proxy = Proxy::start("S3 sink", minio).await?;
+        // The S3 sink's credentials and region; its endpoint is in the spec.
+        options.env = crate::minio::client_env(&settings.s3_endpoint);
         match settings.store {
             StoreKind::Local => {}
             StoreKind::S3 => {
-                let upstream = socket_of(&settings.s3_endpoint)?;
-                let proxy = Proxy::start("checkpoint store", upstream).await?;
+                let proxy = Proxy::start("checkpoint store", minio).await?;
                 options.env = crate::minio::client_env(&format!("http://{}", proxy.address()));
                 options.checkpoint_store = Some(format!(
                     "s3://sluice/{}",
@@ -113,6 +119,7 @@ impl Environment {
             cluster,
             slots: Vec::new(),
             store_proxy,
+            sink_proxy,
             tmpfs,
             settings,
             struck_coordinator: None,
@@ -260,6 +267,8 @@ impl Environment {
             Fault::StoreOutage => self.store_link()?.set_mode(LinkMode::Cut),
             Fault::SlowStore => self.store_link()?.set_mode(LinkMode::Delay(step.delay)),
             Fault::DiskFull => self.fill_disk()?,
+            Fault::SinkOutage => self.sink_proxy.set_mode(LinkMode::Cut),
+            Fault::SlowSink => self.sink_proxy.set_mode(LinkMode::Delay(step.delay)),
             Fault::Failpoint(_) => {}
         }
         Ok(())
@@ -293,6 +302,7 @@ impl Environment {
             }
             Fault::PartitionWorkerWorker => self.slots[slot].exchange.set_mode(LinkMode::Pass),
             Fault::StoreOutage | Fault::SlowStore => self.store_link()?.set_mode(LinkMode::Pass),
+            Fault::SinkOutage | Fault::SlowSink => self.sink_proxy.set_mode(LinkMode::Pass),
             Fault::DiskFull => {
                 let filler = self.filler()?;
                 std::fs::remove_file(&filler)
@@ -329,6 +339,11 @@ impl Environment {
                 return Ok(());
             }
         }
+    }
+
+    /// Where the S3 sink reaches MinIO: `http://127.0.0.1:PORT` of its proxy.
+    pub fn sink_endpoint(&self) -> String {
+        format!("http://{}", self.sink_proxy.address())
     }
 
     /// The directory of the run's logs and data.

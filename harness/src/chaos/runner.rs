@@ -114,12 +114,14 @@ async fn run_in(
         .await?,
     );
     let workload = Workload {
-        kind: config.job,
+        kind: config.scenario.job(config.job),
         brokers: config.infra.kafka.clone(),
         input: unique("chaos-in"),
         output: unique("chaos-out"),
         records: config.records,
         parallelism: config.parallelism,
+        sink_endpoint: env.sink_endpoint(),
+        read_endpoint: config.infra.s3_endpoint.clone(),
     };
     workload.create_topics().await?;
     let job = submit(env, &workload.spec_json(&config.scenario.name())).await?;
@@ -159,9 +161,13 @@ async fn run_in(
         if !more {
             break;
         }
-        let step = config
-            .scenario
-            .next(&mut rng, coordinators, config.workers, HEARTBEAT_TIMEOUT);
+        let step = config.scenario.next(
+            &mut rng,
+            coordinators,
+            workload.kind,
+            config.workers,
+            HEARTBEAT_TIMEOUT,
+        );
         let fault_at = match step.fault {
             Fault::Failpoint(name) => {
                 anyhow::ensure!(

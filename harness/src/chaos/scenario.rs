@@ -1,6 +1,7 @@
 //! The named scenarios of the chaos program and their seedable schedules:
 //! which fault, on which process, when, and for how long.
 
+use super::workload::JobKind;
 use rand::Rng;
 use rand::rngs::SmallRng;
 use std::time::Duration;
@@ -39,6 +40,11 @@ pub enum Fault {
     SlowStore,
     /// The checkpoint store's file system (a small tmpfs) full, then freed.
     DiskFull,
+    /// The S3 sink's object store (MinIO) unreachable, then back: the
+    /// sink's commits fail while the link is cut.
+    SinkOutage,
+    /// Every exchange of the S3 sink with its object store delayed.
+    SlowSink,
     /// A worker started with this failpoint armed aborts at that step of a
     /// checkpoint; a new worker is started in its place.
     Failpoint(&'static str),
@@ -79,13 +85,15 @@ impl Fault {
             Self::StoreOutage => "checkpoint-store-outage".into(),
             Self::SlowStore => "slow-checkpoint-store".into(),
             Self::DiskFull => "disk-full".into(),
+            Self::SinkOutage => "s3-sink-outage".into(),
+            Self::SlowSink => "slow-sink".into(),
             Self::Failpoint(name) => format!("failpoint-{name}"),
         }
     }
 
     /// The faults a run of `coordinators` coordinators with its store on S3
-    /// can draw from at random.
-    fn random_pool(coordinators: usize) -> Vec<Fault> {
+    /// can draw from at random; the sink's with the S3 job.
+    fn random_pool(coordinators: usize, job: JobKind) -> Vec<Fault> {
         let mut pool = vec![
             Self::WorkerKill,
             Self::LeaderKill,
@@ -97,6 +105,9 @@ impl Fault {
         ];
         if coordinators == 1 {
             pool.push(Self::PartitionWorkerCoordinator);
+        }
+        if job == JobKind::S3 {
+            pool.extend([Self::SinkOutage, Self::SlowSink]);
         }
         pool
     }
@@ -117,8 +128,10 @@ impl Fault {
             | Self::LeaderPause
             | Self::PartitionWorkerCoordinator
             | Self::PartitionWorkerWorker => (timeout + ms(rng, 1_000, 3_000), Duration::ZERO),
-            Self::StoreOutage | Self::DiskFull => (ms(rng, 2_000, 8_000), Duration::ZERO),
-            Self::SlowStore => (ms(rng, 3_000, 8_000), ms(rng, 100, 600)),
+            Self::StoreOutage | Self::DiskFull | Self::SinkOutage => {
+                (ms(rng, 2_000, 8_000), Duration::ZERO)
+            }
+            Self::SlowStore | Self::SlowSink => (ms(rng, 3_000, 8_000), ms(rng, 100, 600)),
             Self::Failpoint(_) => (Duration::ZERO, Duration::ZERO),
         };
         Step {
@@ -166,6 +179,8 @@ impl Scenario {
             Fault::StoreOutage,
             Fault::SlowStore,
             Fault::DiskFull,
+            Fault::SinkOutage,
+            Fault::SlowSink,
         ]
         .into_iter()
         .map(Scenario::One)
@@ -219,6 +234,12 @@ impl Scenario {
             Self::One(Fault::DiskFull) => {
                 "fill the checkpoint store's file system (a small tmpfs), then free it"
             }
+            Self::One(Fault::SinkOutage) => {
+                "make the S3 sink's object store (MinIO) unreachable during its commits (S3 job)"
+            }
+            Self::One(Fault::SlowSink) => {
+                "delay every exchange of the S3 sink with its object store (S3 job)"
+            }
             Self::One(Fault::Failpoint(_)) => {
                 "a worker aborts at this step of a checkpoint (failpoint); a new one takes over"
             }
@@ -238,6 +259,15 @@ impl Scenario {
         }
     }
 
+    /// The job the scenario runs: `asked` (`--job`), except that the S3
+    /// sink's faults need the S3 job.
+    pub fn job(&self, asked: JobKind) -> JobKind {
+        match self {
+            Self::One(Fault::SinkOutage | Fault::SlowSink) => JobKind::S3,
+            _ => asked,
+        }
+    }
+
     pub fn store(&self) -> StoreKind {
         match self {
             Self::One(Fault::StoreOutage | Fault::SlowStore) | Self::Random => StoreKind::S3,
@@ -248,18 +278,19 @@ impl Scenario {
 
     /// The next fault of the schedule, planned with `rng`: the scenario's
     /// own, or for `random` one drawn from those a run of `coordinators`
-    /// coordinators can strike.
+    /// coordinators and this job can strike.
     pub fn next(
         &self,
         rng: &mut SmallRng,
         coordinators: usize,
+        job: JobKind,
         workers: usize,
         timeout: Duration,
     ) -> Step {
         let fault = match self {
             Self::One(fault) => *fault,
             Self::Random => {
-                let pool = Fault::random_pool(coordinators);
+                let pool = Fault::random_pool(coordinators, job);
                 pool[rng.random_range(0..pool.len())]
             }
         };
@@ -286,7 +317,13 @@ mod tests {
             let mut rng = SmallRng::seed_from_u64(seed);
             (0..20)
                 .map(|_| {
-                    let s = Scenario::Random.next(&mut rng, 1, 3, Duration::from_secs(2));
+                    let s = Scenario::Random.next(
+                        &mut rng,
+                        1,
+                        JobKind::Keyed,
+                        3,
+                        Duration::from_secs(2),
+                    );
                     (s.fault, s.target, s.before, s.hold, s.delay)
                 })
                 .collect::<Vec<_>>()

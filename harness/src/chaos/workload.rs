@@ -17,6 +17,10 @@ pub enum JobKind {
     /// record's id: two stages joined by the exchange, with keyed state in
     /// every checkpoint.
     Keyed,
+    /// The keyed job writing JSON-lines files to S3 (MinIO) instead of
+    /// Kafka, as seed 004 does; its output is read back by listing the
+    /// prefix and reading every file.
+    S3,
 }
 
 /// One run's records and topics: ids `0..records` go into `input`, the job
@@ -29,7 +33,14 @@ pub struct Workload {
     pub output: String,
     pub records: u64,
     pub parallelism: u32,
+    /// Where the S3 job's sink writes (the sink's proxy) and where the
+    /// reader reads (MinIO itself): `http://HOST:PORT`; bucket `sluice`.
+    pub sink_endpoint: String,
+    pub read_endpoint: String,
 }
+
+/// The bucket the S3 job writes to (the local stack creates it).
+const BUCKET: &str = "sluice";
 
 /// What the reader found in the output, against ids `0..records`.
 #[derive(Debug, Clone, Default)]
@@ -64,11 +75,15 @@ pub fn payload(n: u64) -> String {
 }
 
 impl Workload {
-    /// Creates the input and output topics, one partition per subtask.
+    /// Creates the input topic and, for a Kafka sink, the output topic,
+    /// one partition per subtask.
     pub async fn create_topics(&self) -> anyhow::Result<()> {
         let partitions = i32::try_from(self.parallelism)?;
         admin::create_topic(&self.brokers, &self.input, partitions).await?;
-        admin::create_topic(&self.brokers, &self.output, partitions).await
+        match self.kind {
+            JobKind::S3 => Ok(()),
+            _ => admin::create_topic(&self.brokers, &self.output, partitions).await,
+        }
     }
 
     /// The job spec as the JobService takes it (JSON): exactly-once delivery,
@@ -77,7 +92,7 @@ impl Workload {
     /// limit so that only a fault Sluice cannot recover from ends the job.
     pub fn spec_json(&self, name: &str) -> String {
         let mut transforms = vec![serde_json::json!({"remap": ".tag = \"seen\""})];
-        if self.kind == JobKind::Keyed {
+        if self.kind != JobKind::Remap {
             transforms.push(serde_json::json!({"key_by": ["k"]}));
             // Every id is new, so the dedup drops nothing unless state or
             // offsets come back wrong after a recovery; the TTL bounds the
@@ -92,9 +107,23 @@ impl Workload {
             "restart": {"max_attempts": 100000, "backoff": "200ms", "max_backoff": "2s"},
             "source": {"kafka": {"brokers": self.brokers, "topic": self.input}},
             "transforms": transforms,
-            "sink": {"kafka": {"brokers": self.brokers, "topic": self.output}},
+            "sink": self.sink(),
         })
         .to_string()
+    }
+
+    fn sink(&self) -> serde_json::Value {
+        match self.kind {
+            JobKind::S3 => serde_json::json!({"s3": {
+                "bucket": BUCKET,
+                "endpoint": self.sink_endpoint,
+                "region": "us-east-1",
+                "prefix": self.output,
+                "path": "dt=%Y-%m-%d/hour=%H",
+                "batch_interval": "1s",
+            }}),
+            _ => serde_json::json!({"kafka": {"brokers": self.brokers, "topic": self.output}}),
+        }
     }
 
     /// Produces ids `0..records` at `rate` per second (unlimited: `None`);
@@ -108,6 +137,15 @@ impl Workload {
     /// against ids `0..records`: each exactly once, with the fields its id
     /// gives and the tag the job adds.
     pub async fn check(&self) -> anyhow::Result<Counts> {
+        if self.kind == JobKind::S3 {
+            let store = admin::s3_bucket(&self.read_endpoint, BUCKET)?;
+            let files = admin::read_objects(store.as_ref(), &self.output).await?;
+            let mut lines = Vec::new();
+            for (_, body) in &files {
+                lines.extend(String::from_utf8_lossy(body).lines().map(str::to_string));
+            }
+            return Ok(self.count(lines.iter().map(String::as_str)));
+        }
         let messages = admin::read_topic(
             &self.brokers,
             &self.output,
@@ -175,6 +213,8 @@ mod tests {
             output: String::new(),
             records,
             parallelism: 1,
+            sink_endpoint: String::new(),
+            read_endpoint: String::new(),
         }
     }
 
