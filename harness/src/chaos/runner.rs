@@ -161,35 +161,45 @@ async fn run_in(
         if !more {
             break;
         }
-        let step = config.scenario.next(
+        let steps = config.scenario.next_group(
             &mut rng,
             coordinators,
             workload.kind,
             config.workers,
             HEARTBEAT_TIMEOUT,
         );
-        let fault_at = match step.fault {
+        let fault_at = match steps[0].fault {
             Fault::Failpoint(name) => {
                 anyhow::ensure!(
                     env.wait_exit(0, RECOVERY_LIMIT).await,
                     "failpoint {name} never fired within {RECOVERY_LIMIT:?}"
                 );
-                now_ms()
+                let at = now_ms();
+                env.heal(&steps[0]).await?;
+                at
             }
             _ => {
-                tokio::time::sleep(step.before).await;
+                tokio::time::sleep(steps[0].before).await;
                 let at = now_ms();
-                let on = match step.fault.strikes_a_worker() {
-                    true => format!(" on worker slot {}", step.target),
-                    false => String::new(),
-                };
-                eprintln!("chaos: {}{on} for {:?}", step.fault.name(), step.hold);
-                env.inject(&step).await?;
-                tokio::time::sleep(step.hold).await;
+                let struck_at = Instant::now();
+                for step in &steps {
+                    let on = match step.fault.strikes_a_worker() {
+                        true => format!(" on worker slot {}", step.target),
+                        false => String::new(),
+                    };
+                    eprintln!("chaos: {}{on} for {:?}", step.fault.name(), step.hold);
+                    env.inject(step).await?;
+                }
+                // Each heals after its own hold, the shortest first.
+                let mut by_hold = steps.clone();
+                by_hold.sort_by_key(|s| s.hold);
+                for step in &by_hold {
+                    tokio::time::sleep_until((struck_at + step.hold).into()).await;
+                    env.heal(step).await?;
+                }
                 at
             }
         };
-        env.heal(&step).await?;
         let healed_at = now_ms();
         env.replace_exited()?;
         struck += 1;
@@ -217,7 +227,7 @@ async fn run_in(
         outcome.recoveries.push(recovery);
         // A zombie may give up after it woke.
         env.replace_exited()?;
-        if matches!(step.fault, Fault::Failpoint(_)) {
+        if matches!(steps[0].fault, Fault::Failpoint(_)) {
             // The failpoint fires once per process: one fault per run.
             break;
         }

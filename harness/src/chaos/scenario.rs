@@ -296,12 +296,69 @@ impl Scenario {
         };
         fault.plan(rng, workers, timeout)
     }
+
+    /// The faults struck together next: [`Scenario::next`]'s, and for
+    /// `random` one time in four a second fault at the same moment, of a
+    /// worker when the first is not and the other way round.
+    pub fn next_group(
+        &self,
+        rng: &mut SmallRng,
+        coordinators: usize,
+        job: JobKind,
+        workers: usize,
+        timeout: Duration,
+    ) -> Vec<Step> {
+        let first = self.next(rng, coordinators, job, workers, timeout);
+        let mut group = vec![first];
+        if *self == Self::Random && rng.random_range(0..4) == 0 {
+            let pool: Vec<Fault> = Fault::random_pool(coordinators, job)
+                .into_iter()
+                .filter(|f| f.strikes_a_worker() != first.fault.strikes_a_worker())
+                .collect();
+            if !pool.is_empty() {
+                let fault = pool[rng.random_range(0..pool.len())];
+                let mut second = fault.plan(rng, workers, timeout);
+                second.before = first.before;
+                group.push(second);
+            }
+        }
+        group
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn random_strikes_some_faults_together_one_of_a_worker_and_one_not() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        let groups: Vec<Vec<Step>> = (0..200)
+            .map(|_| {
+                Scenario::Random.next_group(&mut rng, 1, JobKind::S3, 3, Duration::from_secs(2))
+            })
+            .collect();
+        let pairs: Vec<&Vec<Step>> = groups.iter().filter(|g| g.len() == 2).collect();
+        assert!(!pairs.is_empty() && pairs.len() < groups.len());
+        for pair in pairs {
+            assert_ne!(
+                pair[0].fault.strikes_a_worker(),
+                pair[1].fault.strikes_a_worker()
+            );
+        }
+        let mut rng = SmallRng::seed_from_u64(11);
+        for _ in 0..50 {
+            let group = Scenario::One(Fault::WorkerKill).next_group(
+                &mut rng,
+                1,
+                JobKind::Keyed,
+                3,
+                Duration::ZERO,
+            );
+            assert_eq!(group.len(), 1);
+        }
+    }
 
     #[test]
     fn every_scenario_is_found_by_its_name() {
