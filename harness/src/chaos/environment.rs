@@ -1,8 +1,8 @@
 //! The cluster a chaos scenario runs on: coordinators and workers of this
 //! workspace, with a proxy on each link a fault can cut or slow (a worker's
 //! link to the coordinator, the links into each worker's data exchange, every
-//! process's link to the checkpoint store on S3, the S3 sink's link to
-//! MinIO) and, for a full disk, the
+//! process's link to the checkpoint store on S3, the sink's link to MinIO
+//! or Cassandra) and, for a full disk, the
 //! checkpoint store on a small tmpfs of its own. Everything it started or
 //! mounted goes when it is dropped.
 
@@ -13,7 +13,7 @@ use crate::net::free_port;
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ pub struct Settings {
     pub coordinators: usize,
     pub store: StoreKind,
     pub s3_endpoint: String,
+    /// What the sink's proxy leads to: MinIO's or Cassandra's `HOST:PORT`.
+    pub sink_upstream: String,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     /// `FAILPOINTS` of every worker (such as a deliberate fault).
@@ -62,7 +64,7 @@ pub struct Environment {
     pub cluster: SluiceCluster,
     slots: Vec<Slot>,
     store_proxy: Option<Proxy>,
-    /// Between the S3 sink and MinIO.
+    /// Between the sink and MinIO or Cassandra.
     sink_proxy: Proxy,
     tmpfs: Option<Tmpfs>,
     settings: Settings,
@@ -84,13 +86,13 @@ impl Environment {
         let mut store_proxy = None;
         let mut tmpfs = None;
         let minio = socket_of(&settings.s3_endpoint)?;
-        let sink_proxy = Proxy::start("S3 sink", minio).await?;
+        let sink_proxy = Proxy::start(socket_of(&settings.sink_upstream)?).await?;
         // The S3 sink's credentials and region; its endpoint is in the spec.
         options.env = crate::minio::client_env(&settings.s3_endpoint);
         match settings.store {
             StoreKind::Local => {}
             StoreKind::S3 => {
-                let proxy = Proxy::start("checkpoint store", minio).await?;
+                let proxy = Proxy::start(minio).await?;
                 options.env = crate::minio::client_env(&format!("http://{}", proxy.address()));
                 options.checkpoint_store = Some(format!(
                     "s3://sluice/{}",
@@ -125,19 +127,10 @@ impl Environment {
             struck_coordinator: None,
         };
         for slot in 0..env.settings.workers {
-            let exchange = Proxy::start(
-                &format!("exchange of worker {slot}"),
-                "127.0.0.1:9".parse()?,
-            )
-            .await?;
+            // Sent to the worker's own port once it is started (`spawn`).
+            let exchange = Proxy::start("127.0.0.1:9".parse()?).await?;
             let coordinator = match env.settings.coordinators {
-                1 => Some(
-                    Proxy::start(
-                        &format!("worker {slot} to coordinator"),
-                        socket_of(&env.cluster.coordinator_address)?,
-                    )
-                    .await?,
-                ),
+                1 => Some(Proxy::start(socket_of(&env.cluster.coordinator_address)?).await?),
                 _ => None,
             };
             env.slots.push(Slot {
@@ -209,7 +202,7 @@ impl Environment {
                 None => true,
             };
             if exited {
-                tracing_log(&format!("worker in slot {slot} exited: starting a new one"));
+                eprintln!("chaos: the worker in slot {slot} exited: starting a new one");
                 self.replace(slot)?;
                 replaced += 1;
             }
@@ -267,7 +260,7 @@ impl Environment {
             Fault::StoreOutage => self.store_link()?.set_mode(LinkMode::Cut),
             Fault::SlowStore => self.store_link()?.set_mode(LinkMode::Delay(step.delay)),
             Fault::DiskFull => self.fill_disk()?,
-            Fault::SinkOutage => self.sink_proxy.set_mode(LinkMode::Cut),
+            Fault::SinkOutage | Fault::CassandraOutage => self.sink_proxy.set_mode(LinkMode::Cut),
             Fault::SlowSink => self.sink_proxy.set_mode(LinkMode::Delay(step.delay)),
             Fault::Failpoint(_) => {}
         }
@@ -302,7 +295,9 @@ impl Environment {
             }
             Fault::PartitionWorkerWorker => self.slots[slot].exchange.set_mode(LinkMode::Pass),
             Fault::StoreOutage | Fault::SlowStore => self.store_link()?.set_mode(LinkMode::Pass),
-            Fault::SinkOutage | Fault::SlowSink => self.sink_proxy.set_mode(LinkMode::Pass),
+            Fault::SinkOutage | Fault::SlowSink | Fault::CassandraOutage => {
+                self.sink_proxy.set_mode(LinkMode::Pass)
+            }
             Fault::DiskFull => {
                 let filler = self.filler()?;
                 std::fs::remove_file(&filler)
@@ -341,14 +336,9 @@ impl Environment {
         }
     }
 
-    /// Where the S3 sink reaches MinIO: `http://127.0.0.1:PORT` of its proxy.
-    pub fn sink_endpoint(&self) -> String {
-        format!("http://{}", self.sink_proxy.address())
-    }
-
-    /// The directory of the run's logs and data.
-    pub fn dir(&self) -> &Path {
-        &self.settings.dir
+    /// Where the sink reaches MinIO or Cassandra: `127.0.0.1:PORT` of its proxy.
+    pub fn sink_address(&self) -> String {
+        self.sink_proxy.address().to_string()
     }
 }
 
@@ -362,8 +352,4 @@ fn socket_of(address: &str) -> anyhow::Result<SocketAddr> {
         .trim_end_matches('/');
     bare.parse()
         .with_context(|| format!("`{address}` is no IP address and port"))
-}
-
-fn tracing_log(message: &str) {
-    eprintln!("chaos: {message}");
 }

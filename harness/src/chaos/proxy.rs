@@ -24,7 +24,6 @@ pub enum LinkMode {
 /// connection to the upstream address it names at connection time. Stops
 /// listening when dropped.
 pub struct Proxy {
-    name: String,
     address: SocketAddr,
     upstream: Arc<Mutex<SocketAddr>>,
     mode: watch::Sender<LinkMode>,
@@ -32,15 +31,14 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts a link named `name` (for the log) to `upstream`.
-    pub async fn start(name: &str, upstream: SocketAddr) -> std::io::Result<Self> {
+    /// Starts a link to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let upstream = Arc::new(Mutex::new(upstream));
         let (mode, _) = watch::channel(LinkMode::Pass);
         let accept = tokio::spawn(accept_loop(listener, upstream.clone(), mode.subscribe()));
         Ok(Self {
-            name: name.to_string(),
             address,
             upstream,
             mode,
@@ -51,10 +49,6 @@ impl Proxy {
     /// Where clients connect: `127.0.0.1:PORT`.
     pub fn address(&self) -> SocketAddr {
         self.address
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// Sends new connections to `upstream` from now on, such as a restarted
@@ -165,7 +159,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_link_passes_cuts_and_heals() {
-        let proxy = Proxy::start("echo", echo_server().await).await.unwrap();
+        let proxy = Proxy::start(echo_server().await).await.unwrap();
         let mut open = TcpStream::connect(proxy.address()).await.unwrap();
         assert_eq!(round_trip(proxy.address()).await.unwrap(), b"ping");
         proxy.set_mode(LinkMode::Cut);
@@ -181,7 +175,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_delayed_link_answers_late() {
-        let proxy = Proxy::start("echo", echo_server().await).await.unwrap();
+        let proxy = Proxy::start(echo_server().await).await.unwrap();
         proxy.set_mode(LinkMode::Delay(Duration::from_millis(300)));
         let start = std::time::Instant::now();
         assert_eq!(round_trip(proxy.address()).await.unwrap(), b"ping");

@@ -106,6 +106,10 @@ async fn run_in(
             coordinators,
             store: config.scenario.store(),
             s3_endpoint: config.infra.s3_endpoint.clone(),
+            sink_upstream: match config.scenario.job(config.job) {
+                JobKind::Cassandra => config.infra.cassandra.clone(),
+                _ => config.infra.s3_endpoint.clone(),
+            },
             heartbeat_interval: HEARTBEAT_INTERVAL,
             heartbeat_timeout: HEARTBEAT_TIMEOUT,
             worker_failpoints: config.worker_failpoints.clone(),
@@ -120,8 +124,11 @@ async fn run_in(
         output: unique("chaos-out"),
         records: config.records,
         parallelism: config.parallelism,
-        sink_endpoint: env.sink_endpoint(),
-        read_endpoint: config.infra.s3_endpoint.clone(),
+        sink_address: env.sink_address(),
+        read_address: match config.scenario.job(config.job) {
+            JobKind::Cassandra => config.infra.cassandra.clone(),
+            _ => config.infra.s3_endpoint.clone(),
+        },
     };
     workload.create_topics().await?;
     let job = submit(env, &workload.spec_json(&config.scenario.name())).await?;

@@ -45,6 +45,8 @@ pub enum Fault {
     SinkOutage,
     /// Every exchange of the S3 sink with its object store delayed.
     SlowSink,
+    /// The Cassandra sink's link to Cassandra cut, then healed.
+    CassandraOutage,
     /// A worker started with this failpoint armed aborts at that step of a
     /// checkpoint; a new worker is started in its place.
     Failpoint(&'static str),
@@ -87,6 +89,7 @@ impl Fault {
             Self::DiskFull => "disk-full".into(),
             Self::SinkOutage => "s3-sink-outage".into(),
             Self::SlowSink => "slow-sink".into(),
+            Self::CassandraOutage => "cassandra-outage".into(),
             Self::Failpoint(name) => format!("failpoint-{name}"),
         }
     }
@@ -106,8 +109,10 @@ impl Fault {
         if coordinators == 1 {
             pool.push(Self::PartitionWorkerCoordinator);
         }
-        if job == JobKind::S3 {
-            pool.extend([Self::SinkOutage, Self::SlowSink]);
+        match job {
+            JobKind::S3 => pool.extend([Self::SinkOutage, Self::SlowSink]),
+            JobKind::Cassandra => pool.push(Self::CassandraOutage),
+            JobKind::Remap | JobKind::Keyed => {}
         }
         pool
     }
@@ -128,7 +133,7 @@ impl Fault {
             | Self::LeaderPause
             | Self::PartitionWorkerCoordinator
             | Self::PartitionWorkerWorker => (timeout + ms(rng, 1_000, 3_000), Duration::ZERO),
-            Self::StoreOutage | Self::DiskFull | Self::SinkOutage => {
+            Self::StoreOutage | Self::DiskFull | Self::SinkOutage | Self::CassandraOutage => {
                 (ms(rng, 2_000, 8_000), Duration::ZERO)
             }
             Self::SlowStore | Self::SlowSink => (ms(rng, 3_000, 8_000), ms(rng, 100, 600)),
@@ -181,6 +186,7 @@ impl Scenario {
             Fault::DiskFull,
             Fault::SinkOutage,
             Fault::SlowSink,
+            Fault::CassandraOutage,
         ]
         .into_iter()
         .map(Scenario::One)
@@ -240,6 +246,9 @@ impl Scenario {
             Self::One(Fault::SlowSink) => {
                 "delay every exchange of the S3 sink with its object store (S3 job)"
             }
+            Self::One(Fault::CassandraOutage) => {
+                "make Cassandra unreachable from the Cassandra sink (Cassandra job)"
+            }
             Self::One(Fault::Failpoint(_)) => {
                 "a worker aborts at this step of a checkpoint (failpoint); a new one takes over"
             }
@@ -260,10 +269,11 @@ impl Scenario {
     }
 
     /// The job the scenario runs: `asked` (`--job`), except that the S3
-    /// sink's faults need the S3 job.
+    /// sink's faults need the S3 job and Cassandra's the Cassandra job.
     pub fn job(&self, asked: JobKind) -> JobKind {
         match self {
             Self::One(Fault::SinkOutage | Fault::SlowSink) => JobKind::S3,
+            Self::One(Fault::CassandraOutage) => JobKind::Cassandra,
             _ => asked,
         }
     }

@@ -21,6 +21,10 @@ pub enum JobKind {
     /// Kafka, as seed 004 does; its output is read back by listing the
     /// prefix and reading every file.
     S3,
+    /// The keyed job writing rows to a Cassandra table of its own keyed by
+    /// the id, as seed 000 does; read back with CQL. Upserts make a
+    /// duplicate invisible there: loss and corruption are what shows.
+    Cassandra,
 }
 
 /// One run's records and topics: ids `0..records` go into `input`, the job
@@ -33,10 +37,12 @@ pub struct Workload {
     pub output: String,
     pub records: u64,
     pub parallelism: u32,
-    /// Where the S3 job's sink writes (the sink's proxy) and where the
-    /// reader reads (MinIO itself): `http://HOST:PORT`; bucket `sluice`.
-    pub sink_endpoint: String,
-    pub read_endpoint: String,
+    /// Where the sink writes: the sink's proxy, in front of MinIO for the
+    /// S3 job (bucket `sluice`), of Cassandra for the Cassandra job.
+    pub sink_address: String,
+    /// Where the reader reads: MinIO (`http://HOST:PORT`) or Cassandra
+    /// (`HOST:PORT`) itself.
+    pub read_address: String,
 }
 
 /// The bucket the S3 job writes to (the local stack creates it).
@@ -82,8 +88,30 @@ impl Workload {
         admin::create_topic(&self.brokers, &self.input, partitions).await?;
         match self.kind {
             JobKind::S3 => Ok(()),
-            _ => admin::create_topic(&self.brokers, &self.output, partitions).await,
+            JobKind::Cassandra => {
+                let session = admin::cassandra_session(&self.read_address).await?;
+                let keyspace = self.keyspace();
+                admin::run_cql(
+                    &session,
+                    &format!(
+                        "CREATE KEYSPACE {keyspace} WITH replication = \
+                         {{'class': 'SimpleStrategy', 'replication_factor': 1}}; \
+                         CREATE TABLE {keyspace}.records \
+                         (n bigint PRIMARY KEY, k bigint, v text, tag text)"
+                    ),
+                )
+                .await?;
+                Ok(())
+            }
+            JobKind::Remap | JobKind::Keyed => {
+                admin::create_topic(&self.brokers, &self.output, partitions).await
+            }
         }
+    }
+
+    /// The Cassandra job's keyspace: the output's name as CQL takes it.
+    fn keyspace(&self) -> String {
+        self.output.replace('-', "_")
     }
 
     /// The job spec as the JobService takes it (JSON): exactly-once delivery,
@@ -116,13 +144,20 @@ impl Workload {
         match self.kind {
             JobKind::S3 => serde_json::json!({"s3": {
                 "bucket": BUCKET,
-                "endpoint": self.sink_endpoint,
+                "endpoint": format!("http://{}", self.sink_address),
                 "region": "us-east-1",
                 "prefix": self.output,
                 "path": "dt=%Y-%m-%d/hour=%H",
                 "batch_interval": "1s",
             }}),
-            _ => serde_json::json!({"kafka": {"brokers": self.brokers, "topic": self.output}}),
+            JobKind::Cassandra => serde_json::json!({"cassandra": {
+                "contact_points": [self.sink_address],
+                "keyspace": self.keyspace(),
+                "table": "records",
+            }}),
+            JobKind::Remap | JobKind::Keyed => {
+                serde_json::json!({"kafka": {"brokers": self.brokers, "topic": self.output}})
+            }
         }
     }
 
@@ -137,8 +172,11 @@ impl Workload {
     /// against ids `0..records`: each exactly once, with the fields its id
     /// gives and the tag the job adds.
     pub async fn check(&self) -> anyhow::Result<Counts> {
+        if self.kind == JobKind::Cassandra {
+            return self.check_rows().await;
+        }
         if self.kind == JobKind::S3 {
-            let store = admin::s3_bucket(&self.read_endpoint, BUCKET)?;
+            let store = admin::s3_bucket(&self.read_address, BUCKET)?;
             let files = admin::read_objects(store.as_ref(), &self.output).await?;
             let mut lines = Vec::new();
             for (_, body) in &files {
@@ -156,6 +194,24 @@ impl Workload {
         )
         .await?;
         Ok(self.count(messages.iter().map(|m| m.payload.as_str())))
+    }
+
+    /// Reads every row of the Cassandra job's table, as records.
+    async fn check_rows(&self) -> anyhow::Result<Counts> {
+        use futures::TryStreamExt;
+        let session = admin::cassandra_session(&self.read_address).await?;
+        let mut rows = session
+            .query_iter(
+                format!("SELECT n, k, v, tag FROM {}.records", self.keyspace()),
+                (),
+            )
+            .await?
+            .rows_stream::<(i64, Option<i64>, Option<String>, Option<String>)>()?;
+        let mut records = Vec::new();
+        while let Some((n, k, v, tag)) = rows.try_next().await? {
+            records.push(serde_json::json!({"n": n, "k": k, "v": v, "tag": tag}).to_string());
+        }
+        Ok(self.count(records.iter().map(String::as_str)))
     }
 
     fn count<'a>(&self, payloads: impl Iterator<Item = &'a str>) -> Counts {
@@ -213,8 +269,8 @@ mod tests {
             output: String::new(),
             records,
             parallelism: 1,
-            sink_endpoint: String::new(),
-            read_endpoint: String::new(),
+            sink_address: String::new(),
+            read_address: String::new(),
         }
     }
 
