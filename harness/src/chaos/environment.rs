@@ -272,7 +272,9 @@ impl Environment {
     pub async fn heal(&mut self, step: &Step) -> anyhow::Result<()> {
         let slot = step.target.min(self.slots.len().saturating_sub(1));
         match step.fault {
-            Fault::WorkerKill | Fault::Failpoint(_) => self.spawn(slot, None)?,
+            // A process still in the slot would advertise the same exchange
+            // address as its successor: it goes first.
+            Fault::WorkerKill | Fault::Failpoint(_) => self.replace(slot)?,
             Fault::WorkerPause => {
                 if let Some(index) = self.slots[slot].index {
                     self.cluster.resume_worker(index);

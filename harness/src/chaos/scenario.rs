@@ -125,7 +125,11 @@ impl Fault {
             Duration::from_millis(rng.random_range(low..=high))
         };
         let before = ms(rng, 1_000, 4_000);
-        let target = rng.random_range(0..workers.max(1));
+        let target = match self {
+            // The failpoint is armed in the first worker only.
+            Self::Failpoint(_) => 0,
+            _ => rng.random_range(0..workers.max(1)),
+        };
         let (hold, delay) = match self {
             Self::WorkerKill => (ms(rng, 0, 1_000), Duration::ZERO),
             Self::LeaderKill => (ms(rng, 0, 2_000), Duration::ZERO),
@@ -367,6 +371,15 @@ mod tests {
                 Duration::ZERO,
             );
             assert_eq!(group.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_failpoint_strikes_the_worker_it_is_armed_in() {
+        for seed in 0..20 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let step = Fault::Failpoint("sink-before-commit").plan(&mut rng, 3, Duration::ZERO);
+            assert_eq!(step.target, 0);
         }
     }
 
