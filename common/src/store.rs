@@ -28,7 +28,8 @@ pub enum StoreError {
 /// Opens `location` as an object store rooted at a path: `s3://bucket/prefix`
 /// (endpoint, region and credentials from the usual `AWS_*` variables, such as
 /// `AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for a local server), or a
-/// local directory, created if missing.
+/// local directory, created if missing, in which a directory whose last file
+/// is deleted is removed as well.
 pub fn open_location(location: &str) -> Result<(Arc<dyn ObjectStore>, Path), StoreError> {
     let open_err = |reason: String| StoreError::Open {
         location: location.to_string(),
@@ -47,7 +48,11 @@ pub fn open_location(location: &str) -> Result<(Arc<dyn ObjectStore>, Path), Sto
     }
     let dir = location.strip_prefix("file://").unwrap_or(location);
     std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-    let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| open_err(e.to_string()))?;
+    // A directory whose last file is deleted goes too (up to the store's
+    // own), so discarded checkpoints leave no empty `chk-N` directories.
+    let store = LocalFileSystem::new_with_prefix(dir)
+        .map_err(|e| open_err(e.to_string()))?
+        .with_automatic_cleanup(true);
     Ok((Arc::new(store), Path::default()))
 }
 
@@ -154,6 +159,37 @@ mod tests {
             .expect("gone is fine");
         let missing = store.get("job/chk-1-a0/s1-0.json").await.unwrap_err();
         assert!(missing.to_string().contains("s1-0.json"), "{missing}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_local_directory_goes_with_its_last_file() {
+        let dir = std::env::temp_dir().join(format!("sluice-store-dirs-{}", std::process::id()));
+        let store = CheckpointStore::open(dir.to_str().expect("utf-8 path")).expect("opens");
+        for key in [
+            "job/chk-1-a0/s1-0.json",
+            "job/chk-1-a0/s1-1.json",
+            "job/chk-2-a0/s1-0.json",
+        ] {
+            store.put(key, b"{}".to_vec()).await.expect("put");
+        }
+        store
+            .delete("job/chk-1-a0/s1-0.json")
+            .await
+            .expect("delete");
+        assert!(dir.join("job/chk-1-a0").is_dir(), "a file is left in it");
+        store
+            .delete("job/chk-1-a0/s1-1.json")
+            .await
+            .expect("delete");
+        assert!(!dir.join("job/chk-1-a0").exists(), "its last file went");
+        assert!(dir.join("job/chk-2-a0/s1-0.json").is_file());
+        store
+            .delete("job/chk-2-a0/s1-0.json")
+            .await
+            .expect("delete");
+        assert!(!dir.join("job").exists(), "the job's directory went too");
+        assert!(dir.is_dir(), "the store's own directory stays");
         std::fs::remove_dir_all(dir).ok();
     }
 }

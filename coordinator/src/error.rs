@@ -1,4 +1,4 @@
-use sluice_common::{JobId, SpecError, WorkerId};
+use sluice_common::{Fault, JobId, SpecError, SpecProblem, WorkerId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -12,8 +12,13 @@ pub enum CoordinatorError {
     NotCancellable { job: JobId, state: &'static str },
     #[error("no savepoint `{0}` (jobctl savepoints lists them)")]
     UnknownSavepoint(String),
-    #[error("savepoint `{savepoint}` cannot start this job: {reason}")]
-    SavepointMismatch { savepoint: String, reason: String },
+    /// The savepoint's offsets or keyed state do not fit the job: each
+    /// problem at the path of the submitted spec that differs.
+    #[error("savepoint `{savepoint}` cannot start this job: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    SavepointMismatch {
+        savepoint: String,
+        problems: Vec<SpecProblem>,
+    },
     #[error("job `{job}` is {state}; {what} needs a running job")]
     NotRunning {
         job: JobId,
@@ -26,10 +31,26 @@ pub enum CoordinatorError {
     SavepointFailed { job: JobId, reason: String },
     #[error("parallelism must be between 1 and {max}, found {found}")]
     Parallelism { found: u32, max: u64 },
+    /// A parallelism the alive workers' task slots cannot hold: `free`
+    /// counts the slots of every alive worker that no other job uses.
+    #[error(
+        "job `{job}` at parallelism {needed} needs {needed} task slots, but the alive workers have {free} free for it (a slot holds one subtask of each stage); add workers or ask for at most {free}"
+    )]
+    NotEnoughSlots { job: JobId, needed: u32, free: u32 },
     #[error("this coordinator is not the leader{}", .leader.as_ref().map(|l| format!("; the leader is at {l}")).unwrap_or_else(|| "; no leader is known yet".into()))]
     NotLeader { leader: Option<String> },
     #[error("the coordinator group could not record the change: {0}")]
     Raft(String),
+    #[error("no topic `{topic}` on {brokers}: {reason}")]
+    UnknownTopic {
+        brokers: String,
+        topic: String,
+        reason: String,
+    },
+    /// Systems the job spec names did not answer at submission: each at the
+    /// path of the field naming it. Trying again later may succeed.
+    #[error("systems the job spec names did not answer; try again once they do: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Unavailable(Vec<SpecProblem>),
     #[error("cannot read metadata of topic `{topic}` from {brokers}: {reason}")]
     KafkaMetadata {
         brokers: String,
@@ -44,6 +65,35 @@ pub enum CoordinatorError {
     },
 }
 
+impl CoordinatorError {
+    /// Whose fault the error is: the caller's request or spec (`Spec`,
+    /// answered as such and not worth retrying unchanged), an outside system
+    /// or the coordinator group not answering for now (`External`, worth
+    /// retrying), or Sluice's own (`Internal`).
+    pub fn fault(&self) -> Fault {
+        use CoordinatorError::*;
+        match self {
+            InvalidSpec(_)
+            | UnknownJob(_)
+            | UnknownWorker(_)
+            | NotCancellable { .. }
+            | UnknownSavepoint(_)
+            | SavepointMismatch { .. }
+            | NotRunning { .. }
+            | CheckpointsOff(_)
+            | Parallelism { .. }
+            | NotEnoughSlots { .. }
+            | UnknownTopic { .. } => Fault::Spec,
+            SavepointFailed { .. }
+            | NotLeader { .. }
+            | Unavailable(_)
+            | KafkaMetadata { .. }
+            | BrokerConfig { .. } => Fault::External,
+            Raft(_) => Fault::Internal,
+        }
+    }
+}
+
 /// The one place coordinator errors become gRPC statuses.
 impl From<CoordinatorError> for tonic::Status {
     fn from(e: CoordinatorError) -> Self {
@@ -54,12 +104,17 @@ impl From<CoordinatorError> for tonic::Status {
             UnknownJob(_) => tonic::Status::not_found(message),
             UnknownWorker(_) => tonic::Status::failed_precondition(message),
             NotCancellable { .. } => tonic::Status::failed_precondition(message),
-            KafkaMetadata { .. } | BrokerConfig { .. } => tonic::Status::unavailable(message),
+            KafkaMetadata { .. } | BrokerConfig { .. } | Unavailable(_) => {
+                tonic::Status::unavailable(message)
+            }
+            UnknownTopic { .. } => tonic::Status::invalid_argument(message),
             UnknownSavepoint(_) => tonic::Status::not_found(message),
             SavepointMismatch { .. } | Parallelism { .. } => {
                 tonic::Status::invalid_argument(message)
             }
-            NotRunning { .. } | CheckpointsOff(_) => tonic::Status::failed_precondition(message),
+            NotRunning { .. } | CheckpointsOff(_) | NotEnoughSlots { .. } => {
+                tonic::Status::failed_precondition(message)
+            }
             SavepointFailed { .. } => tonic::Status::aborted(message),
             NotLeader { leader } => {
                 let mut status = tonic::Status::unavailable(message);

@@ -26,12 +26,9 @@ pub struct CoordinatorMetrics {
     pub raft: Raft,
 }
 
-/// `JOB_STATE_RUNNING` as `running`.
+/// `RUNNING` as `running`.
 fn state_name(state: JobState) -> String {
-    state
-        .as_str_name()
-        .trim_start_matches("JOB_STATE_")
-        .to_ascii_lowercase()
+    state.name().to_ascii_lowercase()
 }
 
 impl CoordinatorMetrics {

@@ -6,7 +6,7 @@ use crate::raft::membership;
 use crate::state::Shared;
 use crate::{cassandra_meta, checkpoints, kafka_meta, submit_checks};
 use sluice_common::spec::{self, MAX_PARALLELISM, SourceSpec, StartFrom};
-use sluice_common::{JobId, JobSpec, SpecError};
+use sluice_common::{JobId, JobSpec, SpecProblem};
 use sluice_proto::job_service_server::JobService;
 use sluice_proto::*;
 use tonic::{Request, Response, Status};
@@ -62,7 +62,7 @@ impl<S: MetaStore> JobApi<S> {
         if state != JobState::Running {
             return Err(CoordinatorError::NotRunning {
                 job: job.clone(),
-                state: state.as_str_name(),
+                state: state.name(),
                 what,
             });
         }
@@ -108,7 +108,7 @@ impl<S: MetaStore> JobApi<S> {
                     return Err(format!(
                         "the savepoint completed, but the job is {} instead of stopping \
                          (a task failed while its sinks committed); it runs on from the savepoint",
-                        state.as_str_name()
+                        state.name()
                     ));
                 }
                 _ if tokio::time::Instant::now() >= deadline => {
@@ -119,6 +119,100 @@ impl<S: MetaStore> JobApi<S> {
                 _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
             }
         }
+    }
+
+    /// Refuses a job the savepoint `id` cannot start: offsets of another
+    /// topic, or keyed state of other stateful transforms than the job's
+    /// (which its tasks could not restore, failing at every restart).
+    /// Problems are at the paths of `spec_json`, the spec as submitted.
+    fn check_savepoint_fits(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        spec_json: &str,
+    ) -> Result<(), CoordinatorError> {
+        let (savepoint, taken_of) = self
+            .state
+            .store
+            .read(|m| {
+                m.savepoints
+                    .get(id)
+                    .map(|s| (s.clone(), m.jobs.get(&s.job).map(|j| j.spec.clone())))
+            })
+            .ok_or_else(|| CoordinatorError::UnknownSavepoint(id.to_string()))?;
+        let mut problems = Vec::new();
+        let SourceSpec::Kafka(source) = &spec.source;
+        if savepoint.topic != source.topic {
+            problems.push(SpecProblem {
+                path: "source.kafka.topic".into(),
+                message: format!(
+                    "the savepoint's offsets are of topic `{}`, the job reads `{}`",
+                    savepoint.topic, source.topic
+                ),
+            });
+        }
+        match taken_of {
+            Some(taken_of) => problems.extend(spec.state_mismatches(&taken_of)),
+            None => problems.push(SpecProblem {
+                path: String::new(),
+                message: format!(
+                    "the job `{}` the savepoint was taken of is not recorded, so its state cannot be matched",
+                    savepoint.job
+                ),
+            }),
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(CoordinatorError::SavepointMismatch {
+            savepoint: id.to_string(),
+            problems: spec::in_submitted_terms(spec_json, problems),
+        })
+    }
+
+    /// Rescales a job that waits for task slots (none of its tasks runs, so
+    /// no savepoint is taken); answers with what it starts from: the savepoint
+    /// it started from (`savepoint_id` empty when none) and its latest
+    /// checkpoint's offsets.
+    async fn resize_waiting(
+        &self,
+        job: JobId,
+        parallelism: u32,
+    ) -> Result<SavepointInfo, CoordinatorError> {
+        let applied = self
+            .state
+            .store
+            .apply(Command::ResizeWaiting {
+                job: job.clone(),
+                parallelism,
+            })
+            .await?;
+        if applied != Applied::Done {
+            return Err(CoordinatorError::SavepointFailed {
+                job,
+                reason: "the job was placed while it was rescaled; rescale it again".into(),
+            });
+        }
+        tracing::info!(job = %job, parallelism, "waiting job rescaled");
+        self.state
+            .store
+            .read(|m| {
+                m.jobs.get(&job).map(|j| {
+                    let latest = j.checkpoints.last();
+                    SavepointInfo {
+                        savepoint_id: j.from_savepoint.clone().unwrap_or_default(),
+                        job_id: job.to_string(),
+                        checkpoint_id: latest.map_or(0, |c| c.id),
+                        created_at_ms: latest.map_or(0, |c| c.completed_at_ms),
+                        parallelism,
+                        source_offsets: latest
+                            .map(|c| c.source_offsets.clone().into_iter().collect())
+                            .unwrap_or_default(),
+                        job_name: j.spec.name.clone(),
+                    }
+                })
+            })
+            .ok_or(CoordinatorError::UnknownJob(job))
     }
 
     fn find(&self, id: &str) -> Result<JobStatus, CoordinatorError> {
@@ -144,39 +238,17 @@ impl<S: MetaStore> JobApi<S> {
         self.state.store.check_leader()?;
         let spec = JobSpec::parse_resolved(spec_json)?;
         if let Some(id) = &from_savepoint {
-            let savepoint = self
-                .state
-                .store
-                .read(|m| m.savepoints.get(id).cloned())
-                .ok_or_else(|| CoordinatorError::UnknownSavepoint(id.clone()))?;
-            let SourceSpec::Kafka(source) = &spec.source;
-            if savepoint.topic != source.topic {
-                return Err(CoordinatorError::SavepointMismatch {
-                    savepoint: id.clone(),
-                    reason: format!(
-                        "its offsets are of topic `{}`, the job reads `{}`",
-                        savepoint.topic, source.topic
-                    ),
-                });
-            }
+            self.check_savepoint_fits(id, &spec, spec_json)?;
         }
         // Every problem the running systems show, in one answer.
-        let (topics, table) = tokio::join!(
+        let ((source_partitions, mut found), table) = tokio::join!(
             submit_checks::check_topics(&spec),
             cassandra_meta::sink_table_problems(&spec)
         );
-        // At the paths the user wrote (seed 004's configuration has its own).
-        let invalid =
-            |problems| SpecError::Invalid(spec::in_submitted_terms(spec_json, problems)).into();
-        let source_partitions = match topics {
-            Ok(n) if table.is_empty() => n,
-            Ok(_) => return Err(invalid(table)),
-            Err(CoordinatorError::InvalidSpec(SpecError::Invalid(mut problems))) => {
-                problems.extend(table);
-                return Err(invalid(problems));
-            }
-            Err(e) => return Err(e),
-        };
+        found.extend(table);
+        if let Some(e) = found.into_error(spec_json) {
+            return Err(e);
+        }
         let SourceSpec::Kafka(source) = &spec.source;
         let start_offsets = if from_savepoint.is_none() && source.start_from == StartFrom::Latest {
             kafka_meta::end_offsets(&source.brokers, &source.topic, source_partitions).await?
@@ -232,7 +304,7 @@ impl<S: MetaStore> JobApi<S> {
         if state.is_terminal() {
             return Err(CoordinatorError::NotCancellable {
                 job: id,
-                state: state.as_str_name(),
+                state: state.name(),
             });
         }
         self.state
@@ -309,6 +381,29 @@ impl<S: MetaStore> JobApi<S> {
                 found: parallelism,
                 max: MAX_PARALLELISM,
             });
+        }
+        let (waiting, free) = self
+            .state
+            .store
+            .read(|m| {
+                m.jobs.get(&job).map(|j| {
+                    let workers = self.state.placeable_workers();
+                    let free = crate::scheduler::free_slots_but_for(m, &workers, Some(&job));
+                    (j.waits_for_slots(), free.values().sum::<u32>())
+                })
+            })
+            .ok_or_else(|| CoordinatorError::UnknownJob(job.clone()))?;
+        // Refused before the stop: a job stopped for a parallelism no slots
+        // hold would wait for slots with nothing read meanwhile.
+        if parallelism > free {
+            return Err(CoordinatorError::NotEnoughSlots {
+                job,
+                needed: parallelism,
+                free,
+            });
+        }
+        if waiting {
+            return self.resize_waiting(job, parallelism).await;
         }
         let savepoint = self.savepoint(&job, true).await?;
         let applied = self

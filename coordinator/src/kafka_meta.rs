@@ -35,25 +35,58 @@ async fn with_consumer<T: Send + 'static>(
     .map_err(err)
 }
 
-/// Number of partitions of `topic`; an error names the topic when it does not exist.
+/// Number of partitions of `topic`. Errors: [`CoordinatorError::UnknownTopic`]
+/// when the brokers answer without the topic (the spec's fault),
+/// [`CoordinatorError::KafkaMetadata`] when they do not answer.
 pub async fn partition_count(brokers: &str, topic: &str) -> Result<i32, CoordinatorError> {
-    with_consumer(brokers, topic, |consumer, t| {
-        count_partitions(&consumer, &t)
+    let counted = with_consumer(brokers, topic, |consumer, t| {
+        Ok(count_partitions(&consumer, &t))
     })
-    .await
+    .await?;
+    counted.map_err(|e| match e {
+        Uncounted::Unanswered(reason) => CoordinatorError::KafkaMetadata {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            reason,
+        },
+        Uncounted::NoTopic(reason) => CoordinatorError::UnknownTopic {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            reason,
+        },
+    })
 }
 
-fn count_partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32, String> {
+/// Why a topic's partitions were not counted.
+enum Uncounted {
+    /// The brokers did not answer (unreachable, timed out).
+    Unanswered(String),
+    /// They answered without the topic.
+    NoTopic(String),
+}
+
+impl Uncounted {
+    fn into_reason(self) -> String {
+        match self {
+            Self::Unanswered(r) | Self::NoTopic(r) => r,
+        }
+    }
+}
+
+fn count_partitions(consumer: &BaseConsumer, topic: &str) -> Result<i32, Uncounted> {
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Uncounted::Unanswered(e.to_string()))?;
     let found = md
         .topics()
         .iter()
         .find(|mt| mt.name() == topic)
-        .ok_or_else(|| "topic missing from metadata".to_string())?;
+        .ok_or_else(|| Uncounted::NoTopic("topic missing from metadata".to_string()))?;
     if let Some(e) = found.error() {
-        return Err(format!("{:?} (does the topic exist?)", e));
+        return Err(Uncounted::NoTopic(format!(
+            "{:?} (does the topic exist?)",
+            e
+        )));
     }
     Ok(found.partitions().len() as i32)
 }
@@ -90,7 +123,7 @@ impl MetadataClient {
         tokio::task::spawn_blocking(move || {
             // Nothing is assigned, but client errors queue up until polled.
             while consumer.poll(Duration::ZERO).is_some() {}
-            count_partitions(&consumer, &t)
+            count_partitions(&consumer, &t).map_err(Uncounted::into_reason)
         })
         .await
         .map_err(|e| e.to_string())

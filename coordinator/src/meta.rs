@@ -221,6 +221,12 @@ pub enum Command {
         job: JobId,
         parallelism: u32,
     },
+    /// A job waiting for task slots, none of its tasks placed, takes a new
+    /// parallelism; it starts from what it would have started from.
+    ResizeWaiting {
+        job: JobId,
+        parallelism: u32,
+    },
     SetJobState {
         job: JobId,
         #[serde(with = "codec::job_state")]
@@ -425,6 +431,17 @@ impl ClusterMeta {
                 j.tasks.clear();
                 j.failure = None;
                 j.state = JobState::Scheduling;
+                Applied::Done
+            }
+            Command::ResizeWaiting { job, parallelism } => {
+                let Some(j) = self.jobs.get_mut(&job) else {
+                    return Applied::NotFound;
+                };
+                if !j.waits_for_slots() {
+                    return Applied::Stale;
+                }
+                j.spec.parallelism = parallelism;
+                j.spec_json = j.spec.to_json();
                 Applied::Done
             }
             Command::SetJobState {
@@ -670,6 +687,12 @@ impl JobRecord {
     }
 
     /// Whether workers should be running this job's tasks.
+    /// Scheduling with none of its tasks placed: the scheduler places it
+    /// once enough task slots are free.
+    pub fn waits_for_slots(&self) -> bool {
+        self.state == JobState::Scheduling && self.tasks.is_empty()
+    }
+
     pub fn wants_tasks_running(&self) -> bool {
         matches!(self.state, JobState::Scheduling | JobState::Running)
     }

@@ -5,7 +5,7 @@ use crate::meta::{Command, MetaStore};
 use crate::scheduler;
 use crate::state::Shared;
 use sluice_common::{Fault, WorkerId};
-use sluice_proto::{JobState, TaskState};
+use sluice_proto::TaskState;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -100,15 +100,13 @@ async fn schedule_waiting_jobs<S: MetaStore>(state: &Shared<S>) {
     let waiting: Vec<_> = state.store.read(|m| {
         m.jobs
             .values()
-            .filter(|j| j.state == JobState::Scheduling && j.tasks.is_empty())
+            .filter(|j| j.waits_for_slots())
             .filter(|j| j.not_before_ms <= crate::job_service::now_ms())
             .map(|j| j.id.clone())
             .collect()
     });
     for job in waiting {
-        let alive = state
-            .workers
-            .placeable(state.timing.heartbeat_interval * 2 + Duration::from_millis(100));
+        let alive = state.placeable_workers();
         let placed = state.store.read(|m| {
             let free = scheduler::free_slots(m, &alive);
             m.jobs.get(&job).map(|j| scheduler::place(j, free))

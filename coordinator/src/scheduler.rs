@@ -6,7 +6,7 @@
 
 use crate::meta::{ClusterMeta, JobRecord, TaskRecord};
 use crate::registry::WorkerEntry;
-use sluice_common::{TaskId, WorkerId};
+use sluice_common::{JobId, TaskId, WorkerId};
 use sluice_proto::TaskState;
 use std::collections::BTreeMap;
 
@@ -19,8 +19,19 @@ pub struct NotEnoughSlots {
 
 /// Slots each alive worker has left, given the tasks of live jobs.
 pub fn free_slots(meta: &ClusterMeta, workers: &[WorkerEntry]) -> BTreeMap<WorkerId, u32> {
+    free_slots_but_for(meta, workers, None)
+}
+
+/// Slots each alive worker has left, given the tasks of live jobs other
+/// than `job`: what `job` could have once its own tasks ended (a rescale).
+pub fn free_slots_but_for(
+    meta: &ClusterMeta,
+    workers: &[WorkerEntry],
+    job: Option<&JobId>,
+) -> BTreeMap<WorkerId, u32> {
     let mut used: BTreeMap<&WorkerId, std::collections::BTreeSet<(&str, u32)>> = BTreeMap::new();
-    for job in meta.jobs.values().filter(|j| j.wants_tasks_running()) {
+    let others = meta.jobs.values().filter(|j| Some(&j.id) != job);
+    for job in others.filter(|j| j.wants_tasks_running()) {
         for t in job.tasks.iter().filter(|t| !t.state.is_terminal()) {
             used.entry(&t.worker)
                 .or_default()

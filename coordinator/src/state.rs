@@ -53,6 +53,13 @@ impl<S: MetaStore> Coordinator<S> {
         })
     }
 
+    /// Workers the scheduler places tasks on: alive, and heard from within
+    /// two heartbeat intervals.
+    pub fn placeable_workers(&self) -> Vec<crate::registry::WorkerEntry> {
+        self.workers
+            .placeable(self.timing.heartbeat_interval * 2 + Duration::from_millis(100))
+    }
+
     /// Called by every periodic loop before it acts. When this member's
     /// leader term changed, what it knew of workers, their command streams
     /// and checkpoints in flight is dropped: workers register and subscribe
@@ -154,7 +161,7 @@ impl<S: MetaStore> Coordinator<S> {
         if !changed {
             return;
         }
-        tracing::info!(job = %job, task = %task, state = ?state, error = error.as_deref().unwrap_or(""), "task state");
+        tracing::info!(job = %job, task = %task, state = state.name(), error = error.as_deref().unwrap_or(""), "task state");
         let before = self.store.read(job_state);
         let recorded = self
             .store
@@ -177,7 +184,7 @@ impl<S: MetaStore> Coordinator<S> {
             .read(|m| m.jobs.get(job).map(|j| (j.state, j.failure.clone())))
             .unwrap_or((JobState::Unspecified, None));
         if before != Some(after) {
-            tracing::info!(job = %job, state = after.as_str_name(), failure = failure.as_deref().unwrap_or(""), "job state");
+            tracing::info!(job = %job, state = after.name(), failure = failure.as_deref().unwrap_or(""), "job state");
         }
     }
 }

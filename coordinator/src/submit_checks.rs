@@ -7,23 +7,66 @@ use crate::error::CoordinatorError;
 use crate::kafka_meta;
 use sluice_common::kafka_txn;
 use sluice_common::secrets::KAFKA_SECRET_PROPERTIES;
+use sluice_common::spec;
 use sluice_common::spec::{Delivery, SinkSpec, SourceSpec};
-use sluice_common::{JobSpec, SpecError, SpecProblem};
+use sluice_common::{Fault, JobSpec, SpecError, SpecProblem};
 
 const MAX_TIMEOUT: &str = "transaction.max.timeout.ms";
 
+/// What the checks of the running systems found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Problems of the spec, each at its field path.
+    pub problems: Vec<SpecProblem>,
+    /// Systems that did not answer, each at the path of the field naming it.
+    pub unanswered: Vec<SpecProblem>,
+}
+
+impl Findings {
+    /// Files a lookup's error: a system that did not answer (an external
+    /// fault) under `unanswered`, anything else as a problem of the spec.
+    pub fn add(&mut self, path: &str, e: &CoordinatorError) {
+        let found = SpecProblem {
+            path: path.into(),
+            message: e.to_string(),
+        };
+        match e.fault() {
+            Fault::External => self.unanswered.push(found),
+            _ => self.problems.push(found),
+        }
+    }
+
+    pub fn extend(&mut self, other: Findings) {
+        self.problems.extend(other.problems);
+        self.unanswered.extend(other.unanswered);
+    }
+
+    /// The error to answer a submit with, its paths those of `spec_json`
+    /// (the spec as submitted): problems of the spec (with the systems that
+    /// did not answer among them) refuse it for good; systems that did not
+    /// answer alone are worth a retry. `None` when nothing was found.
+    pub fn into_error(self, spec_json: &str) -> Option<CoordinatorError> {
+        let at_paths = |found| spec::in_submitted_terms(spec_json, found);
+        if !self.problems.is_empty() {
+            let mut all = self.problems;
+            all.extend(self.unanswered);
+            return Some(SpecError::Invalid(at_paths(all)).into());
+        }
+        (!self.unanswered.is_empty())
+            .then(|| CoordinatorError::Unavailable(at_paths(self.unanswered)))
+    }
+}
+
 /// Checks what only the running systems can tell: that the topics exist.
-/// Returns the source topic's partition count.
-pub async fn check_topics(spec: &JobSpec) -> Result<i32, CoordinatorError> {
+/// Returns the source topic's partition count (0 when it was not read) and
+/// what was found.
+pub async fn check_topics(spec: &JobSpec) -> (i32, Findings) {
     let SourceSpec::Kafka(source) = &spec.source;
-    let mut problems = Vec::new();
+    let mut found = Findings::default();
     let partitions = match kafka_meta::partition_count(&source.brokers, &source.topic).await {
         Ok(n) => n,
         Err(e) => {
-            problems.push(SpecProblem {
-                path: "source.kafka.topic".into(),
-                message: e.to_string(),
-            });
+            found.add("source.kafka.topic", &e);
             0
         }
     };
@@ -37,22 +80,15 @@ pub async fn check_topics(spec: &JobSpec) -> Result<i32, CoordinatorError> {
     }
     for (path, brokers, topic) in outputs {
         if let Err(e) = kafka_meta::partition_count(&brokers, &topic).await {
-            problems.push(SpecProblem {
-                path: path.into(),
-                message: e.to_string(),
-            });
+            found.add(path, &e);
         }
     }
-    problems.extend(check_client_properties(spec).await);
-    problems.extend(check_keys_for_compaction(spec).await);
-    if problems.is_empty() {
-        problems.extend(check_transaction_timeout(spec).await);
+    found.problems.extend(check_client_properties(spec).await);
+    found.problems.extend(check_keys_for_compaction(spec).await);
+    if found.problems.is_empty() && found.unanswered.is_empty() {
+        found.problems.extend(check_transaction_timeout(spec).await);
     }
-    if problems.is_empty() {
-        Ok(partitions)
-    } else {
-        Err(SpecError::Invalid(problems).into())
-    }
+    (partitions, found)
 }
 
 /// A compacted output topic refuses every message without a key: a Kafka

@@ -102,7 +102,9 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
+/// The path of Sluice's binary `name` (`worker`, `coordinator`, `jobctl`),
+/// built beforehand.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = bin_dir()?.join(name);
     if !path.exists() {
         anyhow::bail!(
@@ -180,13 +182,24 @@ pub fn tokens_file(dir: &Path) -> PathBuf {
 
 impl SluiceCluster {
     /// Starts a coordinator and `workers` workers; returns once the coordinator
-    /// answers and every worker has registered.
+    /// answers and every worker has registered. With `SLUICE_TEST_TLS=1` and
+    /// options that turn on neither TLS nor authentication, both are on (see
+    /// [`crate::tls::test_security`]).
     pub async fn start(
         dir: &Path,
         workers: usize,
         options: ClusterOptions,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let mut options = options;
+        if options.tls.is_none()
+            && options.auth_tokens.is_none()
+            && let Some(security) = crate::tls::test_security()?
+        {
+            options.tls = Some(security.tls.clone());
+            options.auth_tokens = Some(security.tokens_file());
+            options.token = Some(security.token.clone());
+        }
         let ports = (0..options.coordinators.max(1))
             .map(|_| free_port())
             .collect::<std::io::Result<Vec<u16>>>()?;

@@ -110,13 +110,20 @@ pub struct JobctlOutput {
     pub stderr: String,
 }
 
-/// Runs the `jobctl` binary against `coordinator` with extra environment.
+/// Runs the `jobctl` binary against `coordinator` with extra environment;
+/// with `SLUICE_TEST_TLS=1`, with the test CA and token too (`env` may
+/// override them).
 pub fn jobctl(
     coordinator: &str,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<JobctlOutput> {
-    let out = Command::new(bin_dir()?.join("jobctl"))
+    let mut cmd = Command::new(bin_dir()?.join("jobctl"));
+    if let Some(security) = crate::tls::test_security()? {
+        cmd.env("SLUICE_TLS_CA", &security.tls.ca)
+            .env("SLUICE_TOKEN", &security.token);
+    }
+    let out = cmd
         .arg("--coordinator")
         .arg(coordinator)
         .args(args)

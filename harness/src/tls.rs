@@ -8,9 +8,10 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::mpsc;
 
 /// PEM files of a cluster's TLS, as the `--tls-ca`, `--tls-cert` and
 /// `--tls-key` flags take them.
@@ -113,6 +114,54 @@ impl TestCa {
     }
 }
 
+/// What test clusters run with when `SLUICE_TEST_TLS=1`: TLS on every
+/// process and authentication on, the harness's clients and `jobctl` given
+/// the CA and the operator token.
+#[derive(Debug, Clone)]
+pub struct TestSecurity {
+    /// A throwaway CA's certificate and a member certificate for
+    /// `localhost` and `127.0.0.1`, every process's.
+    pub tls: TlsFiles,
+    /// The one token of the coordinators' tokens file, an operator's.
+    pub token: String,
+}
+
+impl TestSecurity {
+    /// The coordinators' tokens file (`ROLE TOKEN` lines).
+    pub fn tokens_file(&self) -> String {
+        format!("operator {}\n", self.token)
+    }
+}
+
+static TEST_SECURITY: OnceLock<Result<Option<TestSecurity>, String>> = OnceLock::new();
+
+/// With `SLUICE_TEST_TLS=1`, the [`TestSecurity`] of this test binary (made
+/// on first use, its files under the temporary directory); `None` without.
+/// `SluiceCluster::start` applies it to clusters whose options turn on
+/// neither TLS nor authentication themselves, and `testing::jobctl` gives
+/// `jobctl` its CA and token.
+pub fn test_security() -> anyhow::Result<Option<&'static TestSecurity>> {
+    TEST_SECURITY
+        .get_or_init(|| {
+            if std::env::var("SLUICE_TEST_TLS").as_deref() != Ok("1") {
+                return Ok(None);
+            }
+            let dir = std::env::temp_dir()
+                .join("sluice-tests")
+                .join(crate::testing::unique("test-tls"));
+            let make = || -> anyhow::Result<TestSecurity> {
+                Ok(TestSecurity {
+                    tls: make_ca(&dir, "Sluice test CA")?,
+                    token: crate::testing::unique("op"),
+                })
+            };
+            make().map(Some).map_err(|e| format!("{e:#}"))
+        })
+        .as_ref()
+        .map(Option::as_ref)
+        .map_err(|e| anyhow::anyhow!("SLUICE_TEST_TLS=1: cannot make the test CA: {e}"))
+}
+
 /// Makes a new CA named `name` under `dir` and a member certificate for
 /// `localhost` and `127.0.0.1` (`member.pem`, `member-key.pem`).
 pub fn make_ca(dir: &Path, name: &str) -> anyhow::Result<TlsFiles> {
@@ -151,4 +200,63 @@ pub async fn served_certificate(
         .and_then(|chain| chain.first())
         .map(|c| c.clone().into_owned())
         .context("the server showed no certificate")
+}
+
+/// A TLS server on `127.0.0.1` that shows `server`'s certificate and takes
+/// only clients showing one its CA signed, for which certificate a client
+/// shows on new connections: each client's certificate (DER) is sent on as
+/// its handshake completes, and the connection dropped 200 ms later. Returns the
+/// server's `host:port`; it serves until the receiver is dropped.
+pub async fn client_certificates(
+    server: &TlsFiles,
+) -> anyhow::Result<(String, mpsc::UnboundedReceiver<CertificateDer<'static>>)> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate_der(&server.ca)?)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let chain = CertificateDer::pem_file_iter(&server.cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&server.key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let (tx, shown) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                () = tx.closed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(_) => continue,
+                },
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                if let Ok(stream) = acceptor.accept(tcp).await
+                    && let Some(cert) = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                {
+                    let _ = tx.send(cert.clone().into_owned());
+                    // Open a moment longer, so the client takes the session
+                    // tickets sent after the handshake: one that resumed a
+                    // session on its next connection would show the old
+                    // certificate again.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    drop(stream);
+                }
+            });
+        }
+    });
+    Ok((address, shown))
 }

@@ -1,7 +1,9 @@
 //! The coordinator's dashboard in a real browser: headless Chromium loads
 //! its pages against a cluster running a real job, and what they show (job
 //! name, state, record counts per stage, checkpoints, workers, the leader)
-//! matches the job; a screenshot of the job's page is kept.
+//! matches the job; a screenshot of the job's page is kept. Authentication
+//! is on: the pages show a clear refusal without a token or with a wrong
+//! one, and everything with a read-only token.
 
 use serde_json::{Value, json};
 use sluice_harness::admin;
@@ -10,6 +12,11 @@ use sluice_harness::datagen::producer;
 use sluice_harness::testing::{infra, test_dir, unique, wait_for};
 use std::path::Path;
 use std::time::Duration;
+
+/// The cluster's tokens: an operator's for the test's own calls, a
+/// read-only one for the dashboard.
+const OPERATOR: &str = "op-9c41d0e7b25a";
+const READ_ONLY: &str = "ro-3f82a6c1d94e";
 
 /// Debian's Chromium, as `scripts/test` installs it.
 const CHROMIUM: &str = "chromium";
@@ -78,7 +85,12 @@ fn stage_records(dom: &str, stage: u32, records: &str) -> u64 {
 async fn the_dashboard_shows_the_running_job_in_chromium() -> anyhow::Result<()> {
     let infra = infra()?;
     let dir = test_dir("dashboard");
-    let cluster = SluiceCluster::start(&dir, 1, ClusterOptions::default()).await?;
+    let options = ClusterOptions {
+        auth_tokens: Some(format!("operator {OPERATOR}\nread-only {READ_ONLY}\n")),
+        token: Some(OPERATOR.into()),
+        ..Default::default()
+    };
+    let cluster = SluiceCluster::start(&dir, 1, options).await?;
     let url = cluster.http_url_of(0);
     let (input, output) = (unique("dash-in"), unique("dash-out"));
     admin::create_topic(&infra.kafka, &input, 2).await?;
@@ -99,6 +111,7 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     let http = reqwest::Client::new();
     let submitted: Value = http
         .post(format!("{url}/api/jobs"))
+        .bearer_auth(OPERATOR)
         .body(spec)
         .send()
         .await?
@@ -117,6 +130,7 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
             async move {
                 let j: Value = http
                     .get(format!("{url}/api/jobs/{job}"))
+                    .bearer_auth(OPERATOR)
                     .send()
                     .await?
                     .json()
@@ -148,7 +162,26 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     )
     .await?;
 
-    let jobs = chromium(&dir, &format!("{url}/#/"), &["--dump-dom"]).await?;
+    // Without a token, or with one the coordinator does not know, the page
+    // says what is wrong instead of staying empty.
+    for (token, says) in [
+        ("", "Authentication is on: enter a token"),
+        (
+            "?token=guessed",
+            "The coordinator does not accept the token",
+        ),
+    ] {
+        let refused = chromium(&dir, &format!("{url}/#/{token}"), &["--dump-dom"]).await?;
+        let refused = view(&refused)?;
+        assert_eq!(attrs(refused, "data-refused"), ["401"], "{refused}");
+        assert!(refused.contains(says), "{refused}");
+        assert!(!refused.contains(&job), "{refused}");
+    }
+
+    // A read-only token given in the link (kept in the tab's
+    // sessionStorage, as one typed into the field is) shows every page.
+    let with_token = format!("?token={READ_ONLY}");
+    let jobs = chromium(&dir, &format!("{url}/#/{with_token}"), &["--dump-dom"]).await?;
     let jobs = view(&jobs)?;
     let row = jobs
         .split("data-job=\"")
@@ -159,7 +192,7 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     assert_eq!(attrs(row, "data-records-in").first(), Some(&"300"));
     assert_eq!(attrs(row, "data-lag").first(), Some(&"0"), "the job's lag");
 
-    let page = format!("{url}/#/job/{job}");
+    let page = format!("{url}/#/job/{job}{with_token}");
     let detail = chromium(&dir, &page, &["--dump-dom"]).await?;
     let detail = view(&detail)?;
     assert_eq!(attrs(detail, "data-name").first(), Some(&"dashboard-job"));
@@ -202,7 +235,12 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     assert_eq!(attrs(detail, "data-lag"), ["0", "0"]);
     assert_eq!(attrs(detail, "data-job-lag"), ["0"]);
 
-    let group = chromium(&dir, &format!("{url}/#/cluster"), &["--dump-dom"]).await?;
+    let group = chromium(
+        &dir,
+        &format!("{url}/#/cluster{with_token}"),
+        &["--dump-dom"],
+    )
+    .await?;
     let group = view(&group)?;
     assert_eq!(attrs(group, "data-worker"), ["worker-1"]);
     assert_eq!(attrs(group, "data-member"), ["1"]);

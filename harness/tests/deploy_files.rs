@@ -306,6 +306,9 @@ fn the_helm_chart_gives_the_binaries_only_flags_and_variables_they_take() -> any
         "checkpointStore.credentialsSecret=s3-credentials",
         "tls.enabled=true",
         "tls.secretName=sluice-tls",
+        "auth.enabled=true",
+        "auth.tokensSecret=sluice-tokens",
+        "auth.tokensKey=tokens.txt",
         "worker.autoscaling.enabled=true",
     ])?;
     let config: Vec<String> = docs
@@ -318,6 +321,8 @@ fn the_helm_chart_gives_the_binaries_only_flags_and_variables_they_take() -> any
     let mut containers = 0;
     let mut peers = String::new();
     let mut advertise = String::new();
+    let mut tokens_file = String::new();
+    let mut tokens_mounted = Vec::new();
     for doc in &docs {
         let kind = doc["kind"].as_str().unwrap_or_default();
         if !matches!(kind, "StatefulSet" | "Deployment") {
@@ -358,11 +363,44 @@ fn the_helm_chart_gives_the_binaries_only_flags_and_variables_they_take() -> any
             if binary == "coordinator" {
                 peers = value("SLUICE_PEERS");
                 advertise = value("SLUICE_ADVERTISE");
+                tokens_file = value("SLUICE_AUTH_TOKENS");
+                // Each mount's directory and the Secret and key of each file
+                // its volume puts there.
+                let volumes = doc["spec"]["template"]["spec"]["volumes"]
+                    .as_sequence()
+                    .cloned()
+                    .unwrap_or_default();
+                for mount in c["volumeMounts"].as_sequence().into_iter().flatten() {
+                    let Some(volume) = volumes.iter().find(|v| v["name"] == mount["name"]) else {
+                        continue;
+                    };
+                    for item in volume["secret"]["items"]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                    {
+                        tokens_mounted.push(format!(
+                            "{}/{} <- {}:{}",
+                            mount["mountPath"].as_str().unwrap_or_default(),
+                            item["path"].as_str().unwrap_or_default(),
+                            volume["secret"]["secretName"].as_str().unwrap_or_default(),
+                            item["key"].as_str().unwrap_or_default(),
+                        ));
+                    }
+                }
             }
         }
     }
     assert_eq!(containers, 2, "a coordinator and a worker container");
     assert!(problems.is_empty(), "the chart: {problems:#?}");
+
+    // With auth on, the coordinators read the tokens file from the
+    // Secret's key, mounted where --auth-tokens points.
+    assert_eq!(
+        tokens_mounted,
+        [format!("{tokens_file} <- sluice-tokens:tokens.txt")],
+        "the tokens file from the Secret"
+    );
 
     // Pod i advertises the address --peers gives id i + 1, so it finds its id.
     for i in 0..3 {

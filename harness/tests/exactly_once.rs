@@ -195,7 +195,9 @@ async fn two_workers_killed_one_after_the_other_and_every_record_is_written_once
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_dying_after_its_checkpoint_completed_and_before_its_commit_loses_nothing()
 -> anyhow::Result<()> {
-    let records = 30_000;
+    // Ten seconds of input: the tenth commit comes while records still flow,
+    // also when the input starts late on a loaded machine.
+    let records = 60_000;
     let options = ClusterOptions {
         heartbeat_interval: Duration::from_millis(250),
         heartbeat_timeout: Duration::from_secs(2),

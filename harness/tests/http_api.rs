@@ -10,7 +10,7 @@ use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
 use sluice_harness::pytools;
-use sluice_harness::testing::{infra, test_dir, unique, wait_for};
+use sluice_harness::testing::{infra, jobctl, test_dir, unique, wait_for};
 use std::time::Duration;
 
 /// A `reqwest` client that shows redirects instead of following them.
@@ -376,6 +376,135 @@ async fn each_call_does_what_it_says_with_errors_as_json() -> anyhow::Result<()>
         "bad_request",
     );
     Ok(())
+}
+
+/// An error answer's status and JSON body, and how many bytes it was.
+async fn call_sized(
+    request: reqwest::RequestBuilder,
+) -> anyhow::Result<((StatusCode, Value), usize)> {
+    let response = request.send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    let body = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("{status}: not JSON ({e}): {}", &text[..text.len().min(500)])
+    })?;
+    Ok(((status, body), text.len()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_layers_refusals_are_api_errors_and_stay_small() -> anyhow::Result<()> {
+    let dir = test_dir("http-api-refusals");
+    let cluster = SluiceCluster::start(&dir, 0, ClusterOptions::default()).await?;
+    let url = cluster.http_url_of(0);
+    let http = client()?;
+
+    // A body over the 2 MiB limit.
+    let huge = "x".repeat(3 * 1024 * 1024);
+    let (got, size) = call_sized(http.post(format!("{url}/api/jobs")).body(huge)).await?;
+    assert_error(&got, 413, "body_too_large");
+    assert!(size < 2_000, "{size} bytes: {}", got.1);
+    // A spec under the limit whose problems quote large values: the answer
+    // quotes a little of each.
+    let long_name = "a b".repeat(150_000);
+    let spec = format!(
+        "name: {long_name}\nsource: {{ kafka: {{ brokers: x, topic: {long_name} }} }}\n\
+         transforms:\n  - remap: '.x = {long_name}'\n"
+    );
+    let (got, size) = call_sized(http.post(format!("{url}/api/jobs")).body(spec)).await?;
+    assert_error(&got, 422, "invalid_spec");
+    assert!(
+        size < 10_000,
+        "{size} bytes: {}",
+        &got.1.to_string()[..2_000]
+    );
+    // A URI over the limit; a route or method the API lacks; a body the
+    // call cannot read.
+    let long_id = "j".repeat(10_000);
+    let (got, size) = call_sized(http.get(format!("{url}/api/jobs/{long_id}"))).await?;
+    assert_error(&got, 414, "uri_too_long");
+    assert!(size < 2_000, "{size} bytes");
+    assert_error(
+        &call(http.get(format!("{url}/api/jobs/j/nothing"))).await?,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &call(http.put(format!("{url}/api/savepoints"))).await?,
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &call(
+            http.post(format!("{url}/api/jobs/j/rescale"))
+                .header("content-type", "text/plain")
+                .body("{ nope"),
+        )
+        .await?,
+        400,
+        "bad_request",
+    );
+
+    // A key written twice: refused at its path, not the last value taken.
+    let (status, refused) = call(http.post(format!("{url}/api/jobs")).body(
+        r#"{"name": "j", "source": {"kafka": {"brokers": "b", "topic": "t", "topic": "u"}}}"#,
+    ))
+    .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        problem_paths(&refused).contains(&"source.kafka.topic"),
+        "{refused}"
+    );
+
+    // A broker that does not answer is the outside world's fault, worth a
+    // retry: 503 with Retry-After, the field naming it among the problems.
+    let unreachable = "name: j\nsource: { kafka: { brokers: \"127.0.0.1:9\", topic: t } }\n\
+                       sink: { blackhole: {} }\n";
+    let response = http
+        .post(format!("{url}/api/jobs"))
+        .body(unreachable)
+        .send()
+        .await?;
+    let retry_after = response.headers().get("retry-after").cloned();
+    let got = (response.status(), response.json::<Value>().await?);
+    assert_error(&got, 503, "unavailable");
+    assert!(retry_after.is_some(), "{}", got.1);
+    assert_eq!(
+        problem_paths(&got.1),
+        vec!["source.kafka.topic"],
+        "{}",
+        got.1
+    );
+    let file = dir.join("unreachable.yaml");
+    std::fs::write(&file, unreachable)?;
+    let out = jobctl(
+        &cluster.coordinator_address_of(0),
+        &["submit", &file.to_string_lossy()],
+        &[],
+    )?;
+    assert!(
+        !out.success
+            && out.stderr.contains("did not answer")
+            && out.stderr.contains("source.kafka.topic"),
+        "{out:?}"
+    );
+    // A spec with problems of its own is refused as such (422) before any
+    // system is asked.
+    let (status, refused) = call(
+        http.post(format!("{url}/api/jobs"))
+            .body(format!("{unreachable}parallelism: 0\n")),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    Ok(())
+}
+
+fn problem_paths(body: &Value) -> Vec<&str> {
+    body["problems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["path"].as_str())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,20 +214,33 @@ dead_letter: {{ kafka: {{ topic: {dlq} }} }}
         total(&workers, "sluice_subtask_dead_lettered_total", &job_l),
         4.0
     );
+    let stage = |s: &'static str| [("job", job.as_str()), ("stage", s)];
     assert_eq!(
-        total(&workers, "sluice_subtask_bytes_in_total", &job_l),
+        total(&workers, "sluice_subtask_bytes_in_total", &stage("0")),
         bytes as f64,
         "bytes of every message read"
     );
+    let crossed_out = total(&workers, "sluice_subtask_bytes_out_total", &stage("0"));
+    let crossed_in = total(&workers, "sluice_subtask_bytes_in_total", &stage("1"));
+    assert!(
+        crossed_out > 0.0,
+        "keyed records crossed to the other worker"
+    );
+    // What the keyed stage received from the other worker, as sent (the
+    // senders also count their barriers).
+    assert!(
+        crossed_in > 0.0 && crossed_in <= crossed_out,
+        "received {crossed_in} of {crossed_out} bytes sent"
+    );
+    assert!(total(&workers, "sluice_subtask_busy_seconds_total", &job_l) > 0.0);
     assert!(
         total(
             &workers,
-            "sluice_subtask_bytes_out_total",
-            &[("job", &job), ("stage", "0")]
+            "sluice_subtask_checkpoint_sync_seconds_total",
+            &job_l
         ) > 0.0,
-        "keyed records crossed to the other worker"
+        "barriers held the data paths for a moment"
     );
-    assert!(total(&workers, "sluice_subtask_busy_seconds_total", &job_l) > 0.0);
     let positions: Vec<f64> = workers
         .iter()
         .flat_map(|s| s.samples("sluice_source_partition_position", &job_l))
@@ -246,6 +259,21 @@ dead_letter: {{ kafka: {{ topic: {dlq} }} }}
         .unwrap_or_default();
     assert_eq!(labelled["job_name"], "metered", "{labelled:?}");
     assert!(labelled.contains_key("subtask"), "{labelled:?}");
+    for (stage, operator) in [
+        ("0", "kafka_source -> key_by"),
+        ("1", "dedup -> kafka_sink"),
+    ] {
+        let labels = [
+            ("job", job.as_str()),
+            ("stage", stage),
+            ("operator", operator),
+        ];
+        assert_eq!(
+            total(&workers, "sluice_subtask_records_in_total", &labels),
+            if stage == "0" { 304.0 } else { 300.0 },
+            "stage {stage} labelled {operator}"
+        );
+    }
 
     // The coordinator: the job running, its checkpoints moving on, the lag
     // reported by its sources, Raft and the workers.

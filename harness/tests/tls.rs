@@ -3,14 +3,18 @@
 //! (`--tls-peer-name`); the HTTP API and the metrics endpoints answer over
 //! HTTPS only; a renewed certificate is served without a restart; clients without TLS, and processes without a
 //! certificate the cluster's CA signed, cannot call the coordinator's member
-//! services, register as a worker, or push records into an exchange.
+//! services, register as a worker, or push records into an exchange. A
+//! member's renewed certificate is what its new client connections show.
 
 use sluice_harness::admin;
-use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
+use sluice_harness::cluster::{ClusterOptions, SluiceCluster, binary};
 use sluice_harness::datagen::producer;
+use sluice_harness::process::ManagedChild;
 use sluice_harness::prometheus;
 use sluice_harness::testing::{count_numbers, infra, jobctl, submit, test_dir, unique, wait_for};
-use sluice_harness::tls::{TestCa, TlsFiles, certificate_der, make_ca, served_certificate};
+use sluice_harness::tls::{
+    TestCa, TlsFiles, certificate_der, client_certificates, make_ca, served_certificate,
+};
 use sluice_proto::cluster_service_client::ClusterServiceClient;
 use sluice_proto::exchange_frame::Kind;
 use sluice_proto::exchange_service_client::ExchangeServiceClient;
@@ -288,5 +292,47 @@ async fn with_tls_a_job_runs_and_only_cluster_members_get_in() -> anyhow::Result
         )
         .await?;
     }
+    Ok(())
+}
+
+/// A worker whose certificate is renewed (same CA, new key and serial,
+/// written over its files) shows the new one on its next connections to
+/// the coordinator, without a restart: as it would need to once the old
+/// one expires. The "coordinator" here is a TLS server that records the
+/// certificate each connection shows and drops it, so the worker keeps
+/// reconnecting to register.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_client_certificate_is_shown_on_new_connections() -> anyhow::Result<()> {
+    let dir = test_dir("tls-client-renewal");
+    let test_ca = TestCa::new(&dir.join("tls"), "Sluice test CA")?;
+    let server = test_ca.member("coordinator", &["localhost", "127.0.0.1"])?;
+    let worker = test_ca.member("worker", &[WORKER_NAME])?;
+    let (coordinator, mut shown) = client_certificates(&server).await?;
+    let mut cmd = std::process::Command::new(binary("worker")?);
+    cmd.args(["--coordinator", &coordinator, "--slots", "1"])
+        .arg("--checkpoint-store")
+        .arg(dir.join("checkpoints"))
+        .args(worker.args());
+    let _worker = ManagedChild::spawn("worker", cmd, &dir.join("worker.log"))?;
+
+    let mut wait_shown =
+        async |what: &str, expected: &rustls::pki_types::CertificateDer<'static>| {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                match tokio::time::timeout_at(deadline, shown.recv()).await {
+                    Ok(Some(cert)) if &cert == expected => return Ok(()),
+                    Ok(Some(_)) => continue,
+                    Ok(None) => anyhow::bail!("the server stopped"),
+                    Err(_) => anyhow::bail!("the worker never showed {what}"),
+                }
+            }
+        };
+    let before = certificate_der(&worker.cert)?;
+    wait_shown("its certificate", &before).await?;
+
+    let renewed = test_ca.member("worker", &[WORKER_NAME])?;
+    let after = certificate_der(&renewed.cert)?;
+    assert_ne!(before, after, "the renewed certificate is another");
+    wait_shown("the renewed certificate", &after).await?;
     Ok(())
 }

@@ -93,10 +93,9 @@ impl Coordinators {
     async fn connect(&self, address: &str) -> anyhow::Result<Client> {
         let endpoint = sluice_proto::tls::endpoint(address, self.tls.as_ref())
             .map_err(|_| anyhow::anyhow!("`{address}` is not a valid coordinator address"))?;
-        let url = endpoint.uri().to_string();
+        let url = endpoint.url();
         let channel = endpoint
-            .connect_timeout(PROBE_TIMEOUT)
-            .timeout(self.timeout)
+            .configure(|e| e.connect_timeout(PROBE_TIMEOUT).timeout(self.timeout))
             .connect()
             .await
             .map_err(|e| {

@@ -1,5 +1,7 @@
 //! `jobctl`: the command-line client of a Sluice cluster.
 
+#[macro_use]
+mod stdout;
 mod coordinators;
 mod output;
 
@@ -191,10 +193,17 @@ async fn main() -> ExitCode {
 }
 
 /// A gRPC error reduced to what the server said; other errors with their causes.
+/// An UNAVAILABLE the client made itself (no connection: it keeps the
+/// transport error as its source) is the coordinator out of reach; one the
+/// coordinator answered (a broker the spec names did not answer) is shown
+/// as it said.
 fn one_line(e: &anyhow::Error) -> String {
     if let Some(status) = e.downcast_ref::<tonic::Status>() {
+        let from_transport = std::error::Error::source(status).is_some()
+            || status.message().is_empty()
+            || status.message().contains("transport error");
         return match status.code() {
-            tonic::Code::Unavailable if status.message().contains("transport") || status.message().is_empty() => {
+            tonic::Code::Unavailable if from_transport => {
                 "coordinator unreachable: is it running, and is --coordinator / SLUICE_COORDINATOR right?".into()
             }
             _ => status.message().to_string(),
@@ -367,10 +376,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 })
                 .await?;
-            out.savepoint(
-                &info,
-                &format!("restarting at parallelism {parallelism} from"),
-            );
+            let what = if info.savepoint_id.is_empty() {
+                // A job waiting for slots takes the parallelism without a savepoint.
+                format!("waiting for slots, now at parallelism {parallelism}; it starts from")
+            } else {
+                format!("restarting at parallelism {parallelism} from")
+            };
+            out.savepoint(&info, &what);
         }
         Command::Savepoints => {
             let resp = at(REQUEST_TIMEOUT)?

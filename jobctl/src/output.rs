@@ -10,36 +10,15 @@ pub struct Printer {
 }
 
 fn job_state(s: i32) -> &'static str {
-    match JobState::try_from(s).unwrap_or_default() {
-        JobState::Scheduling => "SCHEDULING",
-        JobState::Running => "RUNNING",
-        JobState::Failed => "FAILED",
-        JobState::Cancelling => "CANCELLING",
-        JobState::Cancelled => "CANCELLED",
-        JobState::Finished => "FINISHED",
-        JobState::Stopped => "STOPPED",
-        JobState::Unspecified => "UNKNOWN",
-    }
+    JobState::try_from(s).unwrap_or_default().name()
 }
 
 fn task_state(s: i32) -> &'static str {
-    match TaskState::try_from(s).unwrap_or_default() {
-        TaskState::Scheduled => "SCHEDULED",
-        TaskState::Deploying => "DEPLOYING",
-        TaskState::Running => "RUNNING",
-        TaskState::Finished => "FINISHED",
-        TaskState::Failed => "FAILED",
-        TaskState::Cancelled => "CANCELLED",
-        TaskState::Unspecified => "UNKNOWN",
-    }
+    TaskState::try_from(s).unwrap_or_default().name()
 }
 
 fn worker_state(s: i32) -> &'static str {
-    match WorkerState::try_from(s).unwrap_or_default() {
-        WorkerState::Alive => "ALIVE",
-        WorkerState::Lost => "LOST",
-        WorkerState::Unspecified => "UNKNOWN",
-    }
+    WorkerState::try_from(s).unwrap_or_default().name()
 }
 
 fn offsets(c: &CheckpointInfo) -> Vec<(i32, i64)> {
@@ -83,7 +62,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        say!("{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
     for row in rows {
@@ -206,20 +185,20 @@ fn job_json(j: &JobStatus) -> Value {
 
 impl Printer {
     fn json(&self, v: Value) {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     }
 
     /// One refresh of `status --watch`: the table in place of the last one
     /// on a terminal, or one line of JSON.
     pub fn watch_frame(&self, j: &JobStatus, interval: std::time::Duration) {
         match self.format {
-            Format::Json => println!("{}", job_json(j)),
+            Format::Json => say!("{}", job_json(j)),
             Format::Table => {
                 if std::io::stdout().is_terminal() {
                     // Cursor home, then clear the screen: the new table replaces the old.
-                    print!("\x1b[H\x1b[2J");
+                    say_part!("\x1b[H\x1b[2J");
                 }
-                println!(
+                say!(
                     "{}  every {}  (Ctrl-C to stop)\n",
                     time_text(now_ms()),
                     humantime::format_duration(interval)
@@ -232,15 +211,15 @@ impl Printer {
     /// A refresh of `status --watch` that found no coordinator to answer.
     pub fn watch_error(&self, error: &str) {
         match self.format {
-            Format::Json => println!("{}", json!({ "error": error })),
-            Format::Table => println!("{}  {error}; trying again", time_text(now_ms())),
+            Format::Json => say!("{}", json!({ "error": error })),
+            Format::Table => say!("{}  {error}; trying again", time_text(now_ms())),
         }
     }
 
     pub fn submitted(&self, job_id: &str) {
         match self.format {
             Format::Json => self.json(json!({ "job_id": job_id })),
-            Format::Table => println!("submitted {job_id}"),
+            Format::Table => say!("submitted {job_id}"),
         }
     }
 
@@ -278,34 +257,34 @@ impl Printer {
         match self.format {
             Format::Json => self.json(job_json(j)),
             Format::Table => {
-                println!("job:         {} ({})", j.job_id, j.name);
-                println!("state:       {}", job_state(j.state));
-                println!("parallelism: {}", j.parallelism);
+                say!("job:         {} ({})", j.job_id, j.name);
+                say!("state:       {}", job_state(j.state));
+                say!("parallelism: {}", j.parallelism);
                 if !j.from_savepoint.is_empty() {
-                    println!("started from savepoint: {}", j.from_savepoint);
+                    say!("started from savepoint: {}", j.from_savepoint);
                 }
                 if !j.stopped_with_savepoint.is_empty() {
-                    println!("stopped with savepoint: {}", j.stopped_with_savepoint);
+                    say!("stopped with savepoint: {}", j.stopped_with_savepoint);
                 }
                 if !j.failure.is_empty() {
-                    println!("failure:     {}", j.failure);
+                    say!("failure:     {}", j.failure);
                 }
-                println!("attempt:     {} ({} restarts)", j.attempt, j.restarts);
+                say!("attempt:     {} ({} restarts)", j.attempt, j.restarts);
                 if !j.last_failure.is_empty() {
-                    println!("last failure: {}", j.last_failure);
+                    say!("last failure: {}", j.last_failure);
                 }
                 if j.last_checkpoint_id > 0 {
-                    println!(
+                    say!(
                         "checkpoint:  {} ({:.1}s ago)",
                         j.last_checkpoint_id,
                         j.last_checkpoint_age_ms as f64 / 1000.0
                     );
                 } else {
-                    println!("checkpoint:  none yet");
+                    say!("checkpoint:  none yet");
                 }
                 let mut lags: Vec<_> = j.partition_lag.iter().collect();
                 lags.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-                println!(
+                say!(
                     "lag:         {} ({})",
                     total_lag(j),
                     lags.iter()
@@ -314,21 +293,22 @@ impl Printer {
                         .join(" ")
                 );
                 for warning in &j.warnings {
-                    println!("warning:     {warning}");
+                    say!("warning:     {warning}");
                 }
                 if j.offsets_skipped > 0 {
-                    println!(
+                    say!(
                         "offsets skipped: {} (deleted before the job read them; see `jobctl events {}`)",
-                        j.offsets_skipped, j.job_id
+                        j.offsets_skipped,
+                        j.job_id
                     );
                 }
                 if !j.recent_events.is_empty() {
-                    println!("recent events:");
+                    say!("recent events:");
                     for e in &j.recent_events {
-                        println!("  {}  {}", time_text(e.at_ms), e.message);
+                        say!("  {}  {}", time_text(e.at_ms), e.message);
                     }
                 }
-                println!();
+                say!();
                 table(
                     &[
                         "TASK",
@@ -378,9 +358,13 @@ impl Printer {
     pub fn savepoint(&self, s: &SavepointInfo, what: &str) {
         match self.format {
             Format::Json => self.json(savepoint_json(s)),
-            Format::Table => println!(
-                "{what}: savepoint {} (checkpoint {} of {}, parallelism {}, offsets {})",
-                s.savepoint_id,
+            Format::Table => say!(
+                "{what}: {} (checkpoint {} of {}, parallelism {}, offsets {})",
+                if s.savepoint_id.is_empty() {
+                    "no savepoint".to_string()
+                } else {
+                    format!("savepoint {}", s.savepoint_id)
+                },
                 s.checkpoint_id,
                 s.job_id,
                 s.parallelism,
@@ -466,7 +450,7 @@ impl Printer {
                         .iter()
                         .map(|m| format!("{}={}{}", m.id, m.address, if m.voter { "" } else { " (learner)" }))
                         .collect();
-                    println!("members: {}", members.join(", "));
+                    say!("members: {}", members.join(", "));
                 }
             }
         }
@@ -514,7 +498,7 @@ impl Printer {
                         })
                         .collect(),
                 );
-                println!("abandoned since the coordinator started: {}", resp.failed);
+                say!("abandoned since the coordinator started: {}", resp.failed);
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod v1 {
     tonic::include_proto!("sluice.v1");
 }
 
+pub mod dialer;
 pub mod reloading_cert;
 pub mod tls;
 
@@ -22,9 +23,51 @@ impl JobState {
     }
 }
 
+impl JobState {
+    /// The name users see (jobctl, the HTTP API, logs): `RUNNING`, not the
+    /// protobuf name `JOB_STATE_RUNNING`; `UNKNOWN` for a value this build
+    /// does not know.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Scheduling => "SCHEDULING",
+            Self::Running => "RUNNING",
+            Self::Failed => "FAILED",
+            Self::Cancelling => "CANCELLING",
+            Self::Cancelled => "CANCELLED",
+            Self::Finished => "FINISHED",
+            Self::Stopped => "STOPPED",
+            Self::Unspecified => "UNKNOWN",
+        }
+    }
+}
+
 impl TaskState {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Finished | Self::Failed | Self::Cancelled)
+    }
+
+    /// The name users see: `RUNNING`, not `TASK_STATE_RUNNING`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Scheduled => "SCHEDULED",
+            Self::Deploying => "DEPLOYING",
+            Self::Running => "RUNNING",
+            Self::Finished => "FINISHED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+            Self::Unspecified => "UNKNOWN",
+        }
+    }
+}
+
+impl WorkerState {
+    /// The name users see: `ALIVE`, not `WORKER_STATE_ALIVE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Alive => "ALIVE",
+            Self::Lost => "LOST",
+            Self::Unspecified => "UNKNOWN",
+        }
     }
 }
 

@@ -1,10 +1,12 @@
-//! A server certificate that follows its files: the HTTPS servers of a
-//! process (HTTP API, metrics) answer each new connection with the
-//! certificate and key last read from `--tls-cert` and `--tls-key`, read
-//! again when either file changes, so a renewed certificate is served
-//! without a restart.
+//! A certificate that follows its files: the TLS servers of a process
+//! (gRPC, HTTP API, metrics) answer each new connection with the
+//! certificate and key last read from `--tls-cert` and `--tls-key`, and its
+//! gRPC clients show them on each new connection, read again when either
+//! file changes, so a renewed certificate is used without a restart.
 
 use crate::tls::TlsError;
+use rustls::SignatureScheme;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -25,6 +27,8 @@ pub struct ReloadingCert {
     key: PathBuf,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
+    /// The files' modification times and sizes just before `load` read them.
+    loaded: [Option<(SystemTime, u64)>; 2],
 }
 
 impl ReloadingCert {
@@ -32,21 +36,26 @@ impl ReloadingCert {
     /// that is not PEM, or a key that does not match the certificate is an
     /// error.
     pub fn load(cert: &Path, key: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+        // Looked at before reading: a change in between is read again by
+        // `watch` rather than missed.
+        let loaded = [stamp_now(cert), stamp_now(key)];
         let current = read(cert, key, &provider)?;
         Ok(Self {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             provider,
             current: RwLock::new(Arc::new(current)),
+            loaded,
         })
     }
 
     /// Reads the files again whenever the modification time or size of
-    /// either changes (looked at every second), forever. Files that cannot
+    /// either changes from what `load` saw (looked at every second),
+    /// forever; one such task per certificate is enough. Files that cannot
     /// be used, such as a certificate whose new key is not written yet, are
     /// logged and the certificate in force stays until they can.
     pub async fn watch(self: Arc<Self>) {
-        let mut seen = self.stamp().await;
+        let mut seen = self.loaded;
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
             let now = self.stamp().await;
@@ -80,16 +89,42 @@ impl ReloadingCert {
     async fn stamp(&self) -> [Option<(SystemTime, u64)>; 2] {
         [stamp(&self.cert).await, stamp(&self.key).await]
     }
+
+    /// The certificate and key as last read.
+    fn current(&self) -> Arc<CertifiedKey> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let current = match self.current.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        Some(current)
+        Some(self.current())
     }
+}
+
+/// A client shows the certificate whatever CAs the server names: members
+/// have one certificate, of the cluster's CA.
+impl ResolvesClientCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// [`stamp`] with a blocking call, for `load`.
+fn stamp_now(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 async fn stamp(path: &Path) -> Option<(SystemTime, u64)> {

@@ -2,14 +2,19 @@
 //! cluster's CA certificate and, to serve or to prove it is a member, its own
 //! certificate and key, all PEM files. Clients verify servers with the CA;
 //! members (coordinators and workers) also show their certificate, which the
-//! server verifies with the same CA.
+//! server verifies with the same CA. Servers and clients both use the
+//! certificate and key last read from their files (see [`ReloadingCert`]).
 
+use crate::dialer::{Dialer, TlsDial};
 use crate::reloading_cert::ReloadingCert;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::codegen::http;
+use tonic::transport::Endpoint;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// Why TLS material cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +45,23 @@ pub enum TlsError {
     },
     #[error("the CA certificate cannot verify clients: {0}")]
     ClientVerifier(#[source] rustls::server::VerifierBuilderError),
+    #[error("cannot verify servers with the CA certificate {ca}: {source}")]
+    Ca {
+        ca: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
     #[error("`{address}` is not a valid address: {source}")]
     Address {
         address: String,
         #[source]
         source: tonic::transport::Error,
+    },
+    #[error("`{name}` is not a valid server name: {source}")]
+    ServerName {
+        name: String,
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
     },
 }
 
@@ -52,10 +69,18 @@ pub enum TlsError {
 /// certificates, and this process's certificate and key when it has them.
 #[derive(Clone, Debug)]
 pub struct Tls {
-    ca: Certificate,
-    identity: Option<Identity>,
-    /// The certificate and key files behind `identity`, for HTTPS.
+    /// The CA certificate file and its PEM text.
+    ca: (PathBuf, Vec<u8>),
+    /// This process's certificate and key files.
     identity_files: Option<(PathBuf, PathBuf)>,
+    /// The configuration of every client connection, showing `cert`.
+    client: Arc<rustls::ClientConfig>,
+    /// This process's certificate and key as its servers and clients
+    /// show them, read from `identity_files`.
+    cert: Option<Arc<ReloadingCert>>,
+    /// Whether `cert` follows its files yet: one task, started by the
+    /// first server or connection (within a Tokio runtime), for all clones.
+    cert_watched: Arc<AtomicBool>,
 }
 
 pub(crate) fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -74,23 +99,41 @@ impl Tls {
     /// Reads the PEM files (blocking reads, at start): `ca` the CA
     /// certificate, `cert` and `key` this process's own, both or neither.
     pub fn load(ca: &Path, cert: Option<&Path>, key: Option<&Path>) -> Result<Self, TlsError> {
-        let ca = Certificate::from_pem(read_pem("CA certificate", ca)?);
-        let identity = match (cert, key) {
-            (Some(cert), Some(key)) => Some(Identity::from_pem(
-                read_pem("certificate", cert)?,
-                read_pem("key", key)?,
-            )),
+        let ca = (ca.to_path_buf(), read_pem("CA certificate", ca)?);
+        let identity_files = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert.to_path_buf(), key.to_path_buf())),
             (None, None) => None,
             (Some(_), None) => return Err(TlsError::Half("--tls-key")),
             (None, Some(_)) => return Err(TlsError::Half("--tls-cert")),
         };
-        let identity_files = cert
-            .zip(key)
-            .map(|(c, k)| (c.to_path_buf(), k.to_path_buf()));
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cert = identity_files
+            .as_ref()
+            .map(|(cert, key)| ReloadingCert::load(cert, key, provider.clone()).map(Arc::new))
+            .transpose()?;
+        let ca_error = |source| TlsError::Ca {
+            ca: ca.0.clone(),
+            source,
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(ca_error)?
+            .with_root_certificates(roots(&ca)?);
+        let mut client = match &cert {
+            Some(cert) => builder.with_client_cert_resolver(cert.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        client.alpn_protocols = vec![b"h2".to_vec()];
+        // A resumed TLS session carries the certificate of the connection
+        // that made it: every new connection shows the one in force instead.
+        // Connections are long-lived, so full handshakes cost little.
+        client.resumption = rustls::client::Resumption::disabled();
         Ok(Self {
             ca,
-            identity,
             identity_files,
+            client: Arc::new(client),
+            cert,
+            cert_watched: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -110,13 +153,13 @@ impl Tls {
 
     /// Whether this process has its own certificate to serve and to show.
     pub fn has_identity(&self) -> bool {
-        self.identity.is_some()
+        self.identity_files.is_some()
     }
 
     /// The configuration of an HTTPS server (the HTTP API, metrics) with
-    /// this process's certificate and key, read at once (blocking reads)
-    /// and again whenever their files change, by a task this spawns (call
-    /// it within a Tokio runtime); `None` without them. Clients show no
+    /// this process's certificate and key as [`Tls::load`] read them, and
+    /// again whenever their files change (call it within a Tokio runtime,
+    /// whose task looks at them); `None` without them. Clients show no
     /// certificate: HTTP callers authenticate with tokens.
     pub fn https_server(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
         self.rustls_server(None, b"http/1.1")
@@ -144,13 +187,10 @@ impl Tls {
         client_auth: Option<bool>,
         protocol: &[u8],
     ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let Some((cert, key)) = &self.identity_files else {
+        let (Some((cert, _)), Some(resolver)) = (&self.identity_files, &self.cert) else {
             return Ok(None);
         };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let resolver = Arc::new(ReloadingCert::load(cert, key, provider.clone())?);
         let https = |source| TlsError::Https {
             cert: cert.clone(),
             source,
@@ -161,17 +201,8 @@ impl Tls {
         let builder = match client_auth {
             None => builder.with_no_client_auth(),
             Some(members_only) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for ca in CertificateDer::pem_slice_iter(self.ca.get_ref()) {
-                    let ca = ca.map_err(|source| TlsError::Pem {
-                        what: "CA certificate",
-                        path: PathBuf::from("--tls-ca"),
-                        source,
-                    })?;
-                    roots.add(ca).map_err(https)?;
-                }
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
+                    Arc::new(roots(&self.ca)?),
                     provider,
                 );
                 let verifier = if members_only {
@@ -185,24 +216,61 @@ impl Tls {
         };
         let mut config = builder.with_cert_resolver(resolver.clone());
         config.alpn_protocols = vec![protocol.to_vec()];
-        tokio::spawn(resolver.watch());
+        self.watch_cert();
         Ok(Some(Arc::new(config)))
     }
 
-    /// A client's configuration: servers verified with the CA, and this
-    /// process's certificate shown when it has one.
-    pub fn client(&self) -> ClientTlsConfig {
-        let config = ClientTlsConfig::new().ca_certificate(self.ca.clone());
-        match &self.identity {
-            Some(identity) => config.identity(identity.clone()),
-            None => config,
+    /// Starts the task that reads this process's certificate and key again
+    /// when their files change, unless one runs or there is no runtime.
+    fn watch_cert(&self) {
+        if let Some(cert) = &self.cert
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && !self.cert_watched.swap(true, Ordering::AcqRel)
+        {
+            runtime.spawn(cert.clone().watch());
         }
+    }
+
+    /// What a client's connections are made with: servers verified with
+    /// the CA as `server_name`, else as the host they are reached at, and
+    /// this process's certificate shown when it has one, as last read from
+    /// its files (looked at every second from the first call on, within a
+    /// Tokio runtime).
+    fn dial(&self, server_name: Option<&str>) -> Result<TlsDial, TlsError> {
+        self.watch_cert();
+        let server_name = server_name
+            .map(|name| {
+                ServerName::try_from(name.to_string()).map_err(|source| TlsError::ServerName {
+                    name: name.to_string(),
+                    source,
+                })
+            })
+            .transpose()?;
+        Ok(TlsDial::new(self.client.clone(), server_name))
     }
 }
 
-/// An endpoint for `address` (`host:port` or a URL): `https` with `tls`'s
-/// client configuration, else plain `http`.
-pub fn endpoint(address: &str, tls: Option<&Tls>) -> Result<Endpoint, TlsError> {
+/// The certificates of the CA file `ca` (its path and PEM text), as trust
+/// roots.
+fn roots((path, pem): &(PathBuf, Vec<u8>)) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pem) {
+        let ca = ca.map_err(|source| TlsError::Pem {
+            what: "CA certificate",
+            path: path.clone(),
+            source,
+        })?;
+        roots.add(ca).map_err(|source| TlsError::Ca {
+            ca: path.clone(),
+            source,
+        })?;
+    }
+    Ok(roots)
+}
+
+/// Where a client connects to `address` (`host:port` or a URL): over
+/// TLS with `tls` (see [`Dialer`]), else plain `http`.
+pub fn endpoint(address: &str, tls: Option<&Tls>) -> Result<Dialer, TlsError> {
     endpoint_named(address, tls, None)
 }
 
@@ -213,28 +281,20 @@ pub fn endpoint_named(
     address: &str,
     tls: Option<&Tls>,
     server_name: Option<&str>,
-) -> Result<Endpoint, TlsError> {
+) -> Result<Dialer, TlsError> {
     let url = sluice_common::http_url(address);
-    let invalid = |source| TlsError::Address {
+    // With TLS the connections are made by the dialer, so tonic is given
+    // the address as plain `http`: its own TLS would wrap them again.
+    let url = match (tls, url.strip_prefix("https://")) {
+        (Some(_), Some(rest)) => format!("http://{rest}"),
+        _ => url,
+    };
+    let endpoint = Endpoint::from_shared(url).map_err(|source| TlsError::Address {
         address: address.to_string(),
         source,
-    };
-    match tls {
-        None => Endpoint::from_shared(url).map_err(invalid),
-        Some(tls) => {
-            let url = match url.strip_prefix("http://") {
-                Some(rest) => format!("https://{rest}"),
-                None => url,
-            };
-            let config = match server_name {
-                Some(name) => tls.client().domain_name(name),
-                None => tls.client(),
-            };
-            Endpoint::from_shared(url)
-                .and_then(|e| e.tls_config(config))
-                .map_err(invalid)
-        }
-    }
+    })?;
+    let dial = tls.map(|tls| tls.dial(server_name)).transpose()?;
+    Ok(Dialer::new(endpoint, dial))
 }
 
 /// Whether the connection `request` came on showed a certificate that the

@@ -26,8 +26,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn client(address: &str, tls: Option<&Tls>) -> anyhow::Result<ClusterServiceClient<Channel>> {
     let channel = sluice_proto::tls::endpoint(address, tls)?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(CALL_TIMEOUT)
+        .configure(|e| {
+            e.connect_timeout(Duration::from_secs(2))
+                .timeout(CALL_TIMEOUT)
+        })
         .connect_lazy();
     Ok(ClusterServiceClient::new(channel))
 }

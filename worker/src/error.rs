@@ -42,6 +42,14 @@ pub enum WorkerError {
         #[source]
         source: Box<scylla::errors::ExecutionError>,
     },
+    /// An exactly-once Kafka sink's transaction, ended at a barrier, could
+    /// not be flushed; whose fault it is is the cause's.
+    #[error("kafka transaction {txn} cannot be flushed for its checkpoint: {source}")]
+    Flush {
+        txn: u64,
+        #[source]
+        source: std::sync::Arc<WorkerError>,
+    },
     #[error("kafka transaction of {ids}: {source}")]
     Transaction {
         ids: String,
@@ -98,6 +106,7 @@ impl WorkerError {
                 Fault::Internal
             }
             Self::Transaction { source, .. } => transaction_fault(source),
+            Self::Flush { source, .. } => source.fault(),
             Self::Unacknowledged { .. }
             | Self::Exchange { .. }
             | Self::S3 { .. }

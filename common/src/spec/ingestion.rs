@@ -70,7 +70,7 @@ pub(crate) fn config_path(spec_path: &str) -> String {
 /// left out of the tree, so the Sluice spec's own checks still run on the rest.
 pub(crate) fn to_spec_tree(tree: &Value, p: &mut Problems) -> Value {
     let mut spec = json!({ "delivery": "exactly_once" });
-    let Some(mut job) = Obj::new("", tree, p) else {
+    let Some(mut job) = Obj::new("", tree, p).map(Obj::typed) else {
         return spec;
     };
     if let Some(name) = job.string("jobId", p) {
@@ -113,7 +113,7 @@ fn check_type(o: &mut Obj<'_>, expected: &str, what: &str, p: &mut Problems) {
 }
 
 fn read_source(v: &Value, p: &mut Problems) -> Option<Value> {
-    let mut o = Obj::new("source", v, p)?;
+    let mut o = Obj::new("source", v, p)?.typed();
     check_type(&mut o, "KAFKA", "source", p);
     let mut kafka = json!({ "format": "json" });
     if let Some(brokers) = o.string("bootstrapServers", p) {
@@ -121,7 +121,8 @@ fn read_source(v: &Value, p: &mut Problems) -> Option<Value> {
     }
     let unit = o
         .required("kafkaIngestionUnit", p)
-        .and_then(|v| Obj::new("source.kafkaIngestionUnit", v, p));
+        .and_then(|v| Obj::new("source.kafkaIngestionUnit", v, p))
+        .map(Obj::typed);
     if let Some(mut unit) = unit {
         if let Some(topic) = unit.string("topic", p) {
             kafka["topic"] = topic.into();
@@ -136,7 +137,7 @@ fn read_source(v: &Value, p: &mut Problems) -> Option<Value> {
 }
 
 fn read_sink(v: &Value, p: &mut Problems) -> Option<Value> {
-    let mut o = Obj::new("sink", v, p)?;
+    let mut o = Obj::new("sink", v, p)?.typed();
     check_type(&mut o, "S3", "sink", p);
     let mut sink = json!({ "path": super::DEFAULT_S3_PATH, "time_field": TIME_FIELD });
     if let Some(bucket) = o.string("bucketName", p) {
@@ -144,7 +145,8 @@ fn read_sink(v: &Value, p: &mut Problems) -> Option<Value> {
     }
     let unit = o
         .required("s3DeliveryUnit", p)
-        .and_then(|v| Obj::new("sink.s3DeliveryUnit", v, p));
+        .and_then(|v| Obj::new("sink.s3DeliveryUnit", v, p))
+        .map(Obj::typed);
     if let Some(mut unit) = unit {
         for (key, field) in [
             ("region", "region"),
@@ -264,6 +266,42 @@ mod tests {
         assert!(at("sink.format", "unknown option"), "{found:?}");
         assert!(at("owner", "unknown option"), "{found:?}");
         assert_eq!(found.len(), 6, "{found:?}");
+    }
+
+    #[test]
+    fn wrong_types_are_refused_at_their_path_and_nowhere_else() {
+        let mut tree: serde_json::Value = serde_json::from_str(SEED).expect("JSON");
+        tree["jobId"] = 1.into();
+        tree["mode"] = 2.into();
+        tree["source"]["bootstrapServers"] = 9092.into();
+        tree["source"]["kafkaIngestionUnit"]["topic"] = 42.into();
+        tree["source"]["kafkaIngestionUnit"]["groupId"] = 7.into();
+        tree["sink"]["bucketName"] = 5.into();
+        tree["sink"]["s3DeliveryUnit"]["region"] = true.into();
+        tree["sink"]["s3DeliveryUnit"]["pathPrefix"] = serde_json::json!(["raw"]);
+        let found = problems(&tree.to_string());
+        let mut paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        paths.sort_unstable();
+        assert_eq!(
+            paths,
+            vec![
+                "jobId",
+                "mode",
+                "sink.bucketName",
+                "sink.s3DeliveryUnit.pathPrefix",
+                "sink.s3DeliveryUnit.region",
+                "source.bootstrapServers",
+                "source.kafkaIngestionUnit.groupId",
+                "source.kafkaIngestionUnit.topic",
+            ],
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .all(|(_, m)| m.starts_with("expected a string")),
+            "{found:?}"
+        );
     }
 
     #[test]

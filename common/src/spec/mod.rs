@@ -1,9 +1,11 @@
 //! The job spec: what a user submits, validated in full before anything runs.
 
+mod duplicates;
 mod ingestion;
 mod reader;
 mod sink;
 mod source;
+mod stateful;
 mod transform;
 
 pub use sink::{
@@ -13,6 +15,7 @@ pub use sink::{
 pub use source::{
     DEFAULT_PARTITION_DISCOVERY, KafkaSourceSpec, SourceFormat, SourceSpec, StartFrom,
 };
+pub use stateful::StatefulOperator;
 pub use transform::{DedupSpec, PairSumSpec, TransformSpec};
 
 use crate::env::resolve_env;
@@ -127,7 +130,8 @@ impl JobSpec {
     /// equivalent Sluice job, with problems at its own field paths.
     pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SpecError> {
         let mut tree = parse_tree(text)?;
-        let mut problems = resolve_env(&mut tree, lookup);
+        let mut problems = duplicates::duplicate_keys(text);
+        problems.extend(resolve_env(&mut tree, lookup));
         if !ingestion::is_ingestion_config(&tree) {
             problems.extend(crate::secrets::clear_secrets(&tree));
             return Self::from_tree(&tree, problems);
@@ -140,10 +144,17 @@ impl JobSpec {
             Ok(_) => Err(SpecError::Invalid(p.0)),
             Err(e) => {
                 // A field already refused as written is not reported again
-                // for what its absence means to the Sluice spec.
+                // for what its absence means to the Sluice spec, neither at
+                // its own path nor at a map holding it (in the Sluice spec's
+                // terms, such as `bucket` for `sink.bucketName`).
                 let mut problems = p.0;
                 for problem in ingestion_paths(e.problems()) {
-                    if !problems.iter().any(|q| q.path == problem.path) {
+                    let within = |q: &SpecProblem| {
+                        q.path == problem.path
+                            || problem.path.is_empty()
+                            || q.path.starts_with(&format!("{}.", problem.path))
+                    };
+                    if !problems.iter().any(within) {
                         problems.push(problem);
                     }
                 }
@@ -209,12 +220,18 @@ impl JobSpec {
 /// Resolves the `${VAR}` references the client's environment knows and returns
 /// the spec as JSON, ready to submit. Unknown references stay for the
 /// coordinator to report, together with every other problem of the spec;
-/// references in secret fields stay for the workers to resolve.
+/// references in secret fields stay for the workers to resolve. A key
+/// written twice in one map is refused here, each at its path: the JSON
+/// sent could no longer show it.
 pub fn resolve_client_side(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, SpecError> {
     let mut tree = parse_tree(text)?;
+    let duplicates = duplicates::duplicate_keys(text);
+    if !duplicates.is_empty() {
+        return Err(SpecError::Invalid(duplicates));
+    }
     crate::env::resolve_env_partially(&mut tree, lookup);
     Ok(tree.to_string())
 }

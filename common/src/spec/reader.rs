@@ -43,6 +43,10 @@ pub(crate) struct Obj<'a> {
     pub(crate) path: String,
     map: &'a Map<String, Value>,
     known: Vec<&'static str>,
+    /// Whether a number stands for its text where a string is expected, as
+    /// YAML writes `group_id: 2024` unquoted; a document of a typed schema
+    /// of its own (seed 004's JSON configuration) refuses it.
+    numbers_as_text: bool,
 }
 
 impl<'a> Obj<'a> {
@@ -52,11 +56,20 @@ impl<'a> Obj<'a> {
                 path: path.to_string(),
                 map,
                 known: Vec::new(),
+                numbers_as_text: true,
             }),
             other => {
                 p.push(path, format!("expected a map, found {}", type_name(other)));
                 None
             }
+        }
+    }
+
+    /// This map, refusing numbers where strings are expected.
+    pub(crate) fn typed(self) -> Self {
+        Self {
+            numbers_as_text: false,
+            ..self
         }
     }
 
@@ -94,7 +107,7 @@ impl<'a> Obj<'a> {
                 None
             }
             Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+            Value::Number(n) if self.numbers_as_text => Some(n.to_string()),
             other => {
                 p.push(
                     &self.path_of(key),

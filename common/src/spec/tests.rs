@@ -216,3 +216,21 @@ fn partition_discovery_is_on_by_default_can_be_set_or_turned_off() {
         "{p:?}"
     );
 }
+
+#[test]
+fn a_key_written_twice_is_refused_at_its_path_on_either_side() {
+    let twice = "name: j\nparallelism: 1\nsource: { kafka: { brokers: b, topic: t } }\n\
+                 sink: { kafka: { brokers: b, topic: o, topic: p } }\nparallelism: 2\n";
+    let p = problems(twice);
+    assert!(has(&p, "sink.kafka.topic", "more than once"), "{p:?}");
+    assert!(has(&p, "parallelism", "more than once"), "{p:?}");
+    assert_eq!(p.len(), 2, "{p:?}");
+    // The client refuses it before its JSON (which keeps one value) is sent.
+    let e = resolve_client_side(twice, &env).expect_err("refused");
+    assert!(
+        has(&e.problems(), "sink.kafka.topic", "more than once"),
+        "{e}"
+    );
+    let seed = r#"{"jobId": "j", "jobId": "k", "mode": "STREAMING"}"#;
+    assert!(has(&problems(seed), "jobId", "more than once"));
+}

@@ -2,13 +2,15 @@
 //! `jobctl` does over gRPC, described by an OpenAPI document at
 //! `/api/openapi.json`. Every call but `/api/cluster` is the leader's: a
 //! follower answers 307 with the leader's HTTP address in `Location`.
-//! Errors are [`ApiError`] documents. `/` serves the dashboard, a page
+//! Every error answer, the HTTP layer's own included (a body over 2 MiB, a
+//! URI over 8 KiB, an unknown route), is an [`ApiError`] document. `/` serves the dashboard, a page
 //! that polls the API.
 
 mod cluster;
 pub mod error;
 mod jobs;
 mod model;
+mod states;
 
 use crate::auth::TokenFile;
 use crate::error::CoordinatorError;
@@ -16,7 +18,7 @@ use crate::job_service::JobApi;
 use crate::meta::MetaStore;
 use crate::raft::RaftStore;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -102,9 +104,55 @@ pub fn router(api: Api, tokens: Option<TokenFile>, tls: Option<Tls>) -> Router {
         .route("/api/cluster", get(cluster::cluster))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(forwarding, follow_leader))
         .layer(middleware::from_fn_with_state(tokens, authenticate))
+        .layer(middleware::from_fn(limit_uri))
+        .layer(middleware::map_response(json_errors))
         .with_state(api)
+}
+
+/// Largest request body the API reads, in bytes (a job spec); a larger one
+/// is refused with 413.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Longest request URI (path and query) the API reads, in bytes; a longer
+/// one is refused with 414. (Past 64 KiB the HTTP server itself refuses
+/// it, with a 414 and no body, before the API sees it.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+async fn limit_uri(request: Request, next: Next) -> Response {
+    let length = request.uri().to_string().len();
+    if length > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request URI is {length} bytes, over the API's limit of {MAX_URI_BYTES}"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Every error answer in the API's shape: those the HTTP layer makes
+/// itself (a body over the limit, a body or query it cannot read) come as
+/// plain text or empty, and are rewritten as [`ApiError`]s with their
+/// status and text. Answers of the API's own are JSON already, and so
+/// are left alone.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    // Rejection texts are short; a longer one is not read.
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    ApiError::from_http(status, &text).into_response()
 }
 
 /// The token check of JobService, over HTTP: reading calls (`GET`) need a

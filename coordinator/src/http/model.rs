@@ -8,13 +8,14 @@ use sluice_proto as pb;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
+pub use super::states::{JobState, TaskState, WorkerState};
+
 /// A job with its subtasks and their counters.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Job {
     pub job_id: String,
     pub name: String,
-    /// SCHEDULING, RUNNING, FAILED, CANCELLING, CANCELLED, FINISHED or STOPPED.
-    pub state: String,
+    pub state: JobState,
     pub parallelism: u32,
     /// Why the job failed or was cancelled; empty while it runs.
     pub failure: String,
@@ -58,8 +59,7 @@ pub struct Task {
     pub stage: u32,
     pub index: u32,
     pub worker_id: String,
-    /// SCHEDULED, DEPLOYING, RUNNING, FINISHED, FAILED or CANCELLED.
-    pub state: String,
+    pub state: TaskState,
     /// The source partitions a stage-0 subtask reads.
     pub partitions: Vec<i32>,
     /// Why the subtask failed; empty otherwise.
@@ -86,7 +86,9 @@ pub struct Task {
     /// Share of the last few seconds the subtask waited for the next stage
     /// or the sink to take records, in percent (0-100).
     pub back_pressure_percent: f64,
-    /// Bytes of the Kafka messages a source subtask read (keys and values).
+    /// Bytes the subtask read: of the Kafka messages (keys and values) for
+    /// a source subtask, of the records received from subtasks on other
+    /// workers otherwise.
     pub bytes_in: u64,
     /// Bytes of the records the subtask sent to subtasks on other workers.
     pub bytes_out: u64,
@@ -180,8 +182,7 @@ pub struct Worker {
     pub worker_id: String,
     /// Where other workers send it records (host:port).
     pub data_address: String,
-    /// ALIVE or LOST.
-    pub state: String,
+    pub state: WorkerState,
     pub slots: u32,
     pub used_slots: u32,
     pub last_heartbeat_ms_ago: u64,
@@ -234,18 +235,11 @@ pub struct Rescale {
     pub parallelism: u32,
 }
 
-fn name(proto_name: &str) -> String {
-    ["JOB_STATE_", "TASK_STATE_", "WORKER_STATE_"]
-        .iter()
-        .fold(proto_name, |n, prefix| n.trim_start_matches(prefix))
-        .to_string()
-}
-
 fn fault(f: i32) -> Option<String> {
-    match pb::Fault::try_from(f).unwrap_or_default() {
-        pb::Fault::Unspecified => None,
-        f => Some(f.as_str_name().trim_start_matches("FAULT_").to_lowercase()),
-    }
+    pb::Fault::try_from(f)
+        .unwrap_or_default()
+        .to_common()
+        .map(|f| f.as_str().to_string())
 }
 
 /// Thousandths of the time as percent.
@@ -272,7 +266,7 @@ fn offsets(map: &std::collections::HashMap<i32, i64>) -> BTreeMap<String, i64> {
 impl From<pb::JobStatus> for Job {
     fn from(j: pb::JobStatus) -> Self {
         Self {
-            state: name(j.state().as_str_name()),
+            state: j.state().into(),
             spec: serde_json::from_str(&j.spec_json).unwrap_or_default(),
             job_id: j.job_id,
             name: j.name,
@@ -298,7 +292,7 @@ impl From<pb::JobStatus> for Job {
 
 impl From<pb::TaskStatus> for Task {
     fn from(t: pb::TaskStatus) -> Self {
-        let (state, fault) = (name(t.state().as_str_name()), fault(t.fault));
+        let (state, fault) = (t.state().into(), fault(t.fault));
         let m = t.metrics.unwrap_or_default();
         Self {
             state,
@@ -386,7 +380,7 @@ impl From<pb::SavepointInfo> for Savepoint {
 impl From<pb::WorkerInfo> for Worker {
     fn from(w: pb::WorkerInfo) -> Self {
         Self {
-            state: name(w.state().as_str_name()),
+            state: w.state().into(),
             worker_id: w.worker_id,
             data_address: w.data_address,
             slots: w.slots,

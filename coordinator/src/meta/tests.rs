@@ -496,3 +496,33 @@ fn a_job_keeps_its_last_hundred_events() {
     );
     assert_eq!(j.events[0].to_proto().from_offset, 510);
 }
+
+#[test]
+fn only_a_job_waiting_for_slots_is_resized_in_place() {
+    let mut meta = ClusterMeta::default();
+    let Applied::JobCreated(job) = meta.apply(Command::SubmitJob {
+        uid: "u".into(),
+        spec: Box::new(spec(0)),
+        source_partitions: 2,
+        submitted_at_ms: 0,
+        from_savepoint: None,
+        start_offsets: BTreeMap::new(),
+    }) else {
+        panic!("job not created");
+    };
+    assert!(meta.jobs[&job].waits_for_slots());
+    let resize = |parallelism| Command::ResizeWaiting {
+        job: job.clone(),
+        parallelism,
+    };
+    assert_eq!(meta.apply(resize(1)), Applied::Done);
+    assert_eq!(meta.jobs[&job].spec.parallelism, 1);
+    assert!(meta.jobs[&job].spec_json.contains("\"parallelism\":1"));
+    // Placed, its tasks run at the parallelism they were placed for.
+    meta.apply(Command::AssignTasks {
+        job: job.clone(),
+        tasks: vec![task(&job, 0)],
+    });
+    assert_eq!(meta.apply(resize(2)), Applied::Stale);
+    assert_eq!(meta.jobs[&job].spec.parallelism, 1);
+}

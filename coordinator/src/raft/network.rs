@@ -46,7 +46,7 @@ impl Network {
         }
         let channel = sluice_proto::tls::endpoint(addr, self.tls.as_ref())
             .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_millis(500))
+            .configure(|e| e.connect_timeout(Duration::from_millis(500)))
             .connect_lazy();
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)

@@ -18,6 +18,7 @@ impl fmt::Display for Command {
             Self::SetTaskState { job, .. } => ("task state", job.as_str()),
             Self::CheckpointCompleted { job, .. } => ("checkpoint completed", job.as_str()),
             Self::Rescale { job, .. } => ("rescale", job.as_str()),
+            Self::ResizeWaiting { job, .. } => ("rescale waiting job", job.as_str()),
             Self::SetJobState { job, .. } => ("job state", job.as_str()),
             Self::ReserveCheckpointIds { job, .. } => ("reserve checkpoint ids", job.as_str()),
             Self::TransactionsSettled { job } => ("transactions settled", job.as_str()),

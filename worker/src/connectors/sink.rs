@@ -4,6 +4,8 @@ use super::kafka::{KafkaSink, TransactionalKafkaSink};
 use super::s3::S3Sink;
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryFutureExt};
 use sluice_common::kafka_txn::{TransactionalSinkState, transactional_ids};
 use sluice_common::spec::{Delivery, SinkSpec};
 use std::time::SystemTime;
@@ -17,12 +19,33 @@ pub enum SinkWriter {
     S3(Box<S3Sink>),
 }
 
+/// What a checkpoint holds of a sink when something of it waits for the
+/// checkpoint to complete before it commits (JSON).
+pub enum SinkState {
+    /// Known at the barrier.
+    Ready(String),
+    /// Known once the sink learnt from the outside what it records (the
+    /// producer session holding a transaction), which it does while
+    /// records after the barrier flow; an error means the checkpoint cannot
+    /// be acknowledged, and the sink fails.
+    Flushing(BoxFuture<'static, Result<String>>),
+}
+
+impl SinkState {
+    /// The state, once known.
+    pub async fn resolve(self) -> Result<String> {
+        match self {
+            Self::Ready(state) => Ok(state),
+            Self::Flushing(flushing) => flushing.await,
+        }
+    }
+}
+
 /// What a sink's pre-commit at a barrier gives.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct PreCommit {
-    /// What the checkpoint holds of the sink when something of it waits for
-    /// the checkpoint to complete before it commits (JSON).
-    pub state: Option<String>,
+    /// The sink's part of the checkpoint, if any.
+    pub state: Option<SinkState>,
     /// Records the output refused since the last batch, for the dead-letter topic.
     pub failures: Vec<Failure>,
 }
@@ -87,9 +110,13 @@ impl SinkWriter {
     pub async fn pre_commit(&mut self, checkpoint: u64) -> Result<PreCommit> {
         match self {
             Self::TransactionalKafka(s) => {
-                let state = s.pre_commit(checkpoint).await?;
+                let flushing = s.pre_commit(checkpoint).await?;
                 Ok(PreCommit {
-                    state: Some(serde_json::to_string(&state).unwrap_or_default()),
+                    state: Some(SinkState::Flushing(
+                        flushing
+                            .map_ok(|state| serde_json::to_string(&state).unwrap_or_default())
+                            .boxed(),
+                    )),
                     failures: Vec::new(),
                 })
             }
@@ -98,7 +125,7 @@ impl SinkWriter {
                 failures: s.pre_commit().await?,
             }),
             Self::S3(s) => Ok(PreCommit {
-                state: s.pre_commit(checkpoint).await?,
+                state: s.pre_commit(checkpoint).await?.map(SinkState::Ready),
                 failures: Vec::new(),
             }),
             Self::Cassandra(s) => Ok(PreCommit {

@@ -18,7 +18,9 @@ pub struct InboxKey {
 
 #[derive(Debug)]
 pub enum Frame {
-    Records(Vec<Record>),
+    /// Records, and the bytes they took on the wire coming from another
+    /// worker (0 from a subtask on this one).
+    Records(Vec<Record>, usize),
     Barrier(u64),
     End,
 }
@@ -82,15 +84,14 @@ impl Inboxes {
 /// What an aligned input yields.
 #[derive(Debug)]
 pub enum Event {
-    Records(Vec<Record>),
+    /// Records, and the bytes they took on the wire coming from another
+    /// worker (0 from a subtask on this one).
+    Records(Vec<Record>, usize),
     /// Every sender delivered barrier `id`; what came before it from each
     /// sender has been yielded, nothing after it. `alignment` is the time
     /// from the first sender's barrier to the last one's (zero with one
     /// sender): how long some senders were held back for this checkpoint.
-    Barrier {
-        id: u64,
-        alignment: Duration,
-    },
+    Barrier { id: u64, alignment: Duration },
     /// Every sender ended.
     End,
 }
@@ -151,11 +152,11 @@ impl AlignedInput {
                 let i = (self.next + step) % n;
                 while !self.blocked[i] && !self.ended[i] {
                     match self.receivers[i].poll_recv(cx) {
-                        Poll::Ready(Some(Frame::Records(records))) => {
+                        Poll::Ready(Some(Frame::Records(records, bytes))) => {
                             // Start at the next sender next time, so one busy
                             // sender cannot starve the rest.
                             self.next = (i + 1) % n;
-                            return Poll::Ready(Event::Records(records));
+                            return Poll::Ready(Event::Records(records, bytes));
                         }
                         Poll::Ready(Some(Frame::Barrier(id))) => rescan |= self.on_barrier(i, id),
                         Poll::Ready(Some(Frame::End)) | Poll::Ready(None) => self.ended[i] = true,
@@ -256,15 +257,17 @@ mod tests {
     #[tokio::test]
     async fn a_sender_past_its_barrier_is_held_until_all_delivered_it() {
         let (mut input, a, b) = two_senders().await;
-        a.send(Frame::Records(vec![rec(1)])).await.expect("open");
+        a.send(Frame::Records(vec![rec(1)], 0)).await.expect("open");
         a.send(Frame::Barrier(7)).await.expect("open");
-        a.send(Frame::Records(vec![rec(2)])).await.expect("open");
-        b.send(Frame::Records(vec![rec(10)])).await.expect("open");
+        a.send(Frame::Records(vec![rec(2)], 0)).await.expect("open");
+        b.send(Frame::Records(vec![rec(10)], 0))
+            .await
+            .expect("open");
 
         let mut seen = Vec::new();
         for _ in 0..2 {
             match input.next().await {
-                Event::Records(rs) => seen.extend(rs.iter().map(|r| r.origin.offset)),
+                Event::Records(rs, _) => seen.extend(rs.iter().map(|r| r.origin.offset)),
                 other => panic!("expected records, got {other:?}"),
             }
         }
@@ -289,7 +292,7 @@ mod tests {
             other => panic!("expected barrier 7, got {other:?}"),
         }
         match input.next().await {
-            Event::Records(rs) => assert_eq!(rs[0].origin.offset, 2),
+            Event::Records(rs, _) => assert_eq!(rs[0].origin.offset, 2),
             other => panic!("expected record 2, got {other:?}"),
         }
         a.send(Frame::End).await.expect("open");
@@ -302,21 +305,21 @@ mod tests {
         let (mut input, a, b) = two_senders().await;
         // Sender 0 got the trigger of checkpoint 4, sender 1 never did.
         a.send(Frame::Barrier(4)).await.expect("open");
-        a.send(Frame::Records(vec![rec(1)])).await.expect("open");
+        a.send(Frame::Records(vec![rec(1)], 0)).await.expect("open");
         a.send(Frame::Barrier(5)).await.expect("open");
         b.send(Frame::Barrier(5)).await.expect("open");
         // Record 1 came after barrier 4 but before barrier 5: it must be read
         // before checkpoint 5 is aligned.
         match input.next().await {
-            Event::Records(rs) => assert_eq!(rs[0].origin.offset, 1),
+            Event::Records(rs, _) => assert_eq!(rs[0].origin.offset, 1),
             other => panic!("expected record 1 before barrier 5, got {other:?}"),
         }
         assert!(matches!(input.next().await, Event::Barrier { id: 5, .. }));
         // A stale barrier is ignored.
         b.send(Frame::Barrier(3)).await.expect("open");
-        b.send(Frame::Records(vec![rec(2)])).await.expect("open");
+        b.send(Frame::Records(vec![rec(2)], 0)).await.expect("open");
         match input.next().await {
-            Event::Records(rs) => assert_eq!(rs[0].origin.offset, 2),
+            Event::Records(rs, _) => assert_eq!(rs[0].origin.offset, 2),
             other => panic!("expected record 2, got {other:?}"),
         }
     }

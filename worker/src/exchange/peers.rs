@@ -32,10 +32,12 @@ impl Peers {
             self.peer_name.as_deref(),
         )
         .map_err(|e| format!("bad peer address `{address}`: {e}"))?
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(std::time::Duration::from_secs(5))
-        .keep_alive_timeout(std::time::Duration::from_secs(10))
-        .keep_alive_while_idle(true)
+        .configure(|e| {
+            e.tcp_nodelay(true)
+                .http2_keep_alive_interval(std::time::Duration::from_secs(5))
+                .keep_alive_timeout(std::time::Duration::from_secs(10))
+                .keep_alive_while_idle(true)
+        })
         .connect_lazy();
         map.insert(address.to_string(), channel.clone());
         Ok(channel)

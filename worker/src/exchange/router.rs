@@ -132,7 +132,7 @@ impl Router {
                 continue;
             }
             let batch = std::mem::take(&mut self.buffers[target]);
-            self.deliver(target, Frame::Records(batch)).await?;
+            self.deliver(target, Frame::Records(batch, 0)).await?;
         }
         Ok(())
     }
@@ -198,7 +198,7 @@ fn wire_frames(frame: Frame) -> Vec<ExchangeFrame> {
 /// The wire kind of a control frame, or the records of a data frame.
 fn frame_kind(frame: Frame) -> std::result::Result<Kind, Vec<Record>> {
     match frame {
-        Frame::Records(records) => Err(records),
+        Frame::Records(records, _) => Err(records),
         Frame::Barrier(id) => Ok(Kind::Barrier(sluice_proto::Barrier { checkpoint_id: id })),
         Frame::End => Ok(Kind::End(sluice_proto::EndOfStream {})),
     }

@@ -43,9 +43,11 @@ impl ExchangeService for ExchangeServer {
             .ok_or_else(|| Status::not_found(format!("no subtask {key:?} runs on this worker")))?;
         let gone = || Status::cancelled(format!("subtask {key:?} stopped"));
         while let Some(frame) = stream.message().await? {
+            // The subtask's bytes in, measured as the sender measures its bytes out.
+            let bytes = prost::Message::encoded_len(&frame);
             let frame = match frame.kind {
                 Some(Kind::Records(batch)) => {
-                    Frame::Records(from_batch(batch).map_err(Status::data_loss)?)
+                    Frame::Records(from_batch(batch).map_err(Status::data_loss)?, bytes)
                 }
                 Some(Kind::Barrier(b)) => Frame::Barrier(b.checkpoint_id),
                 Some(Kind::End(_)) => Frame::End,

@@ -1,6 +1,7 @@
 //! The worker's `/metrics`: each subtask it runs, read from the counters the
 //! subtask keeps for its reports. Series carry the labels `job`, `job_name`,
-//! `stage` and `subtask`; a source's partitions add `topic` and `partition`.
+//! `stage`, `subtask` and `operator` (the operators the subtask runs); a
+//! source's partitions add `topic` and `partition`.
 
 use super::TaskManager;
 use super::metrics::Metrics;
@@ -20,6 +21,7 @@ fn labels(m: &Metrics) -> Option<Labels> {
         ("job_name", l.job_name.clone()),
         ("stage", l.stage.to_string()),
         ("subtask", l.subtask.to_string()),
+        ("operator", l.operator.clone()),
     ])
 }
 
@@ -70,7 +72,7 @@ impl MetricSource for WorkerMetrics {
         )?;
         out.counter(
             "sluice_subtask_bytes_in",
-            "Bytes of the Kafka messages (keys and values) a source subtask read.",
+            "Bytes a subtask read: of the Kafka messages (keys and values) for a source subtask, of the records received from subtasks on other workers otherwise.",
             counter(|m| m.bytes_in.load(Ordering::Relaxed)),
         )?;
         out.counter(
@@ -97,6 +99,14 @@ impl MetricSource for WorkerMetrics {
             "sluice_subtask_back_pressure_seconds",
             "Time the subtask waited for the next stage or the sink to take its records.",
             seconds(true),
+        )?;
+        out.counter(
+            "sluice_subtask_checkpoint_sync_seconds",
+            "Time the subtask's data path stood still for checkpoints: barrier snapshot and sink pre-commit, sink commit, an exactly-once sink waiting for a free transactional id.",
+            tasks
+                .iter()
+                .map(|(l, m)| (l.clone(), m.checkpoint_sync().as_secs_f64()))
+                .collect::<Vec<_>>(),
         )?;
         let snapshots: Vec<(&Labels, sluice_proto::TaskMetrics)> =
             tasks.iter().map(|(l, m)| (l, m.snapshot())).collect();

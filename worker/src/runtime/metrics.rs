@@ -1,5 +1,7 @@
 use crate::connectors::kafka::{OutOfRange, PartitionOffsets};
 use crate::record::FailedAt;
+use sluice_common::JobSpec;
+use sluice_common::spec::{SinkSpec, SourceSpec, TransformSpec};
 use sluice_proto::{OffsetReset, TaskMetrics};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -29,6 +31,42 @@ pub struct SubtaskLabels {
     pub job_name: String,
     pub stage: u32,
     pub subtask: u32,
+    /// The operators the subtask runs, in order, as [`SubtaskLabels::operators`]
+    /// names them.
+    pub operator: String,
+}
+
+impl SubtaskLabels {
+    /// The operators a subtask of `stage` runs, in order, joined by ` -> `:
+    /// the source (stage 0), the stage's transforms, the `key_by` routing
+    /// its output, or the sink (the last stage), such as
+    /// `kafka_source -> remap -> key_by` or `dedup -> kafka_sink`.
+    pub fn operators(spec: &JobSpec, stage: u32) -> String {
+        let (transforms, key_fields) = spec.stage_plan(stage);
+        let mut names: Vec<&str> = Vec::new();
+        if stage == 0 {
+            let SourceSpec::Kafka(_) = &spec.source;
+            names.push("kafka_source");
+        }
+        names.extend(transforms.iter().map(|t| match t {
+            TransformSpec::Remap(_) => "remap",
+            TransformSpec::Filter(_) => "filter",
+            TransformSpec::KeyBy(_) => "key_by",
+            TransformSpec::PairSum(_) => "pair_sum",
+            TransformSpec::Dedup(_) => "dedup",
+        }));
+        if key_fields.is_some() {
+            names.push("key_by");
+        } else {
+            names.push(match &spec.sink {
+                SinkSpec::Kafka(_) => "kafka_sink",
+                SinkSpec::Cassandra(_) => "cassandra_sink",
+                SinkSpec::Blackhole(_) => "blackhole_sink",
+                SinkSpec::S3(_) => "s3_sink",
+            });
+        }
+        names.join(" -> ")
+    }
 }
 
 /// What one subtask tells the coordinator with every report and the metrics
@@ -43,7 +81,8 @@ pub struct Metrics {
     pub dead_lettered: AtomicU64,
     /// Dead letters by where the record failed, in the order of [`FAILED_AT`].
     dead_lettered_at: [AtomicU64; 4],
-    /// Bytes of the Kafka messages a source read (keys and values).
+    /// Bytes of the Kafka messages a source read (keys and values), or of
+    /// the records a later stage received from other workers (as sent).
     pub bytes_in: AtomicU64,
     /// Bytes of the records sent to subtasks on other workers.
     pub bytes_out: AtomicU64,
@@ -51,6 +90,9 @@ pub struct Metrics {
     busy_ns: AtomicU64,
     /// Time spent waiting for the next stage or the sink to take records, in ns.
     back_pressure_ns: AtomicU64,
+    /// Time the data path stood still for checkpoints, in ns: see
+    /// [`Metrics::add_checkpoint_sync`].
+    checkpoint_sync_ns: AtomicU64,
     /// A source's partitions: positions, high watermarks, skipped offsets.
     pub partitions: Arc<PartitionOffsets>,
     /// The busy and back-pressure times at the start of the recent span.
@@ -109,6 +151,20 @@ impl Metrics {
             .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
         self.back_pressure_ns
             .fetch_add(blocked.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Adds time the data path stood still for a checkpoint: a barrier's
+    /// snapshot serialisation and sink pre-commit, a completion's sink
+    /// commit, or an exactly-once sink waiting for a free transactional id.
+    pub fn add_checkpoint_sync(&self, stood_still: Duration) {
+        self.checkpoint_sync_ns
+            .fetch_add(stood_still.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Time the data path stood still for checkpoints since the subtask
+    /// started.
+    pub fn checkpoint_sync(&self) -> Duration {
+        Duration::from_nanos(self.checkpoint_sync_ns.load(Ordering::Relaxed))
     }
 
     /// Busy and back-pressure time since the subtask started.
@@ -174,6 +230,7 @@ impl Metrics {
             back_pressure_permille,
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            checkpoint_sync_ms: self.checkpoint_sync().as_millis() as u64,
         }
     }
 
@@ -208,6 +265,24 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_subtask_is_labelled_with_the_operators_it_runs() {
+        let spec = JobSpec::parse_resolved(
+            "name: j\nsource: { kafka: { brokers: b, topic: t } }\n\
+             transforms: [ { remap: '.x = 1' }, { key_by: [k] }, { dedup: {} } ]\n\
+             sink: { s3: { dir: /tmp/x } }\n",
+        )
+        .expect("valid spec");
+        assert_eq!(
+            super::SubtaskLabels::operators(&spec, 0),
+            "kafka_source -> remap -> key_by"
+        );
+        assert_eq!(
+            super::SubtaskLabels::operators(&spec, 1),
+            "dedup -> s3_sink"
+        );
+    }
+
     use super::*;
     use std::time::Duration;
 

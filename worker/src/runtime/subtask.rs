@@ -2,7 +2,7 @@ use super::Metrics;
 use super::metrics::SubtaskLabels;
 use crate::connectors::SinkWriter;
 use crate::connectors::kafka::{DeadLetterWriter, KafkaSource, Polled, RawMessage};
-use crate::connectors::sink::{PreCommit, SinkIdentity};
+use crate::connectors::sink::{PreCommit, SinkIdentity, SinkState};
 use crate::error::{Result, WorkerError};
 use crate::exchange::{AlignedInput, Event, InboxKey, Inboxes, Peers, Route, Router};
 use crate::operators::{Chain, TaskInfo};
@@ -138,6 +138,7 @@ pub async fn run_subtask(
         job_name: spec.name.clone(),
         stage: dep.stage,
         subtask: dep.index,
+        operator: SubtaskLabels::operators(&spec, dep.stage),
     });
     let (transforms, key_fields) = spec.stage_plan(dep.stage);
     let info = TaskInfo {
@@ -278,9 +279,13 @@ pub async fn run_subtask(
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = match &mut input {
-            _ if step.output.blocked() || stopping.is_some() || ending => {
-                Step::Command(commands.recv().await)
+            _ if step.output.blocked() && stopping.is_none() && !ending => {
+                let waiting = Instant::now();
+                let command = commands.recv().await;
+                step.metrics.add_checkpoint_sync(waiting.elapsed());
+                Step::Command(command)
             }
+            _ if stopping.is_some() || ending => Step::Command(commands.recv().await),
             Input::Kafka { source, .. } => tokio::select! {
                 biased;
                 c = commands.recv() => Step::Command(c),
@@ -370,7 +375,8 @@ pub async fn run_subtask(
                 step.process(started, read, records, failures).await?;
                 source.advance(&handed_on);
             }
-            (Step::Event(Event::Records(records)), _) => {
+            (Step::Event(Event::Records(records, bytes)), _) => {
+                Metrics::add(&step.metrics.bytes_in, bytes);
                 step.process(Instant::now(), records.len(), records, Vec::new())
                     .await?;
             }
@@ -457,7 +463,9 @@ async fn completed(step: &mut Stepper<'_>, input: &mut Input, id: u64) -> Result
     }
     // Also with nothing to commit: a completion frees the ids of
     // transactions committed before its barrier.
+    let committing = Instant::now();
     step.output.commit(id).await?;
+    step.metrics.add_checkpoint_sync(committing.elapsed());
     step.note_open_transaction();
     Ok(())
 }
@@ -492,6 +500,7 @@ impl Stepper<'_> {
         source_offsets: BTreeMap<i32, i64>,
         alignment: Duration,
     ) -> Result<()> {
+        let barrier_at = Instant::now();
         // Expired state stays out of the snapshot, also when idle.
         self.chain.on_timer(now_ms());
         // Serialised here, before any later record changes the state.
@@ -510,43 +519,76 @@ impl Stepper<'_> {
             self.not_out(pre_commit.failures.len());
             self.dead_letter(pre_commit.failures).await?;
         }
+        self.metrics.add_checkpoint_sync(barrier_at.elapsed());
         let parts = AckParts {
             checkpoint: id,
             source_offsets,
-            sink_state: pre_commit.state.unwrap_or_default(),
+            sink_state: String::new(),
             state: None,
             state_bytes: 0,
             alignment,
         };
-        match upload {
-            None => (self.ack)(parts),
-            Some(upload) => {
-                let ack = self.ack.clone();
-                let task = self.task.clone();
-                let broken = self.state_chain.failure_flag();
-                let state_bytes = upload.size() as u64;
-                let uploading = tokio::spawn(async move {
-                    match upload.run().await {
-                        Ok(handle) => {
-                            ack(AckParts {
-                                state: Some(handle),
-                                state_bytes,
-                                ..parts
-                            });
-                            true
-                        }
-                        // Unacknowledged, the checkpoint times out and is
-                        // abandoned; the job goes on, and its next snapshot
-                        // is a full one.
-                        Err(e) => {
-                            broken.store(true, std::sync::atomic::Ordering::SeqCst);
-                            tracing::warn!(task = %task, checkpoint = id, error = %e, "state snapshot upload failed");
-                            false
-                        }
+        let sink_state = pre_commit.state;
+        if upload.is_none() && !matches!(sink_state, Some(SinkState::Flushing(_))) {
+            let sink_state = match sink_state {
+                Some(SinkState::Ready(state)) => state,
+                _ => String::new(),
+            };
+            (self.ack)(AckParts {
+                sink_state,
+                ..parts
+            });
+            return Ok(());
+        }
+        // Acknowledged once the sink's flush and the state upload are done,
+        // while processing goes on.
+        let ack = self.ack.clone();
+        let task = self.task.clone();
+        let broken = self.state_chain.failure_flag();
+        let uploads_state = upload.is_some();
+        let acking = tokio::spawn(async move {
+            let resolving = async {
+                match sink_state {
+                    Some(state) => state.resolve().await,
+                    None => Ok(String::new()),
+                }
+            };
+            let uploading = async {
+                match upload {
+                    None => Ok((None, 0)),
+                    Some(upload) => {
+                        let bytes = upload.size() as u64;
+                        upload.run().await.map(|handle| (Some(handle), bytes))
                     }
-                });
-                self.state_chain.uploading(uploading);
+                }
+            };
+            match tokio::join!(resolving, uploading) {
+                (Ok(sink_state), Ok((state, state_bytes))) => {
+                    ack(AckParts {
+                        sink_state,
+                        state,
+                        state_bytes,
+                        ..parts
+                    });
+                    true
+                }
+                // Unacknowledged, the checkpoint times out and is abandoned;
+                // the job goes on, and its next snapshot is a full one.
+                (_, Err(e)) => {
+                    broken.store(true, std::sync::atomic::Ordering::SeqCst);
+                    tracing::warn!(task = %task, checkpoint = id, error = %e, "state snapshot upload failed");
+                    false
+                }
+                // The sink fails with it at its next call; the snapshot
+                // uploaded stays on the chain.
+                (Err(e), Ok(_)) => {
+                    tracing::warn!(task = %task, checkpoint = id, error = %e, "sink flush failed: the checkpoint is not acknowledged");
+                    true
+                }
             }
+        });
+        if uploads_state {
+            self.state_chain.uploading(acking);
         }
         Ok(())
     }

@@ -75,15 +75,19 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     // Warms the broker's page cache and the workers; not reported.
     job.run(&mut client, SETTINGS[0]).await?;
     let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); SETTINGS.len()];
+    let mut stood_still: Vec<Vec<f64>> = vec![Vec::new(); SETTINGS.len()];
     for round in 1..=s.rounds {
         for (i, setting) in SETTINGS.into_iter().enumerate() {
-            let took = job.run(&mut client, setting).await?;
+            let run = job.run(&mut client, setting).await?;
             eprintln!(
-                "round {round}: {} checkpoints {}: {took:.2}s",
+                "round {round}: {} checkpoints {}: {:.2}s, data path stood still {:.2}%",
                 setting.0,
-                setting.1.unwrap_or("off")
+                setting.1.unwrap_or("off"),
+                run.seconds,
+                100.0 * run.stood_still
             );
-            seconds[i].push(took);
+            seconds[i].push(run.seconds);
+            stood_still[i].push(run.stood_still);
         }
     }
 
@@ -97,17 +101,22 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         s.rounds
     );
     println!(
-        "{:<15} {:>10} {:>10} {:>12} {:>10} {:>16}",
-        "delivery", "checkpoint", "seconds", "records/s", "vs off", "spread (s)"
+        "{:<15} {:>10} {:>10} {:>12} {:>10} {:>12} {:>16}",
+        "delivery", "checkpoint", "seconds", "records/s", "vs off", "stood still", "spread (s)"
     );
     let base = s.records as f64 / median(&mut seconds[0].clone());
-    for ((delivery, interval), runs) in SETTINGS.into_iter().zip(seconds.iter_mut()) {
+    for (((delivery, interval), runs), still) in SETTINGS
+        .into_iter()
+        .zip(seconds.iter_mut())
+        .zip(stood_still.iter_mut())
+    {
         let m = median(runs);
         let rate = s.records as f64 / m;
         println!(
-            "{delivery:<15} {:>10} {m:>10.2} {rate:>12.0} {:>10.2} {:>16}",
+            "{delivery:<15} {:>10} {m:>10.2} {rate:>12.0} {:>10.2} {:>11.2}% {:>16}",
             interval.unwrap_or("off"),
             rate / base,
+            100.0 * median(still),
             format!(
                 "{:.2}-{:.2}",
                 runs.first().copied().unwrap_or(0.0),
@@ -125,6 +134,15 @@ fn median(runs: &mut [f64]) -> f64 {
     runs.get(runs.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// One run of the job.
+struct Run {
+    /// From the job running to every record written.
+    seconds: f64,
+    /// The share of that time the subtasks' data paths stood still for
+    /// checkpoints, averaged over the subtasks (0-1).
+    stood_still: f64,
+}
+
 /// The benchmark's job over its input topic.
 struct Job<'a> {
     brokers: &'a str,
@@ -134,13 +152,12 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Runs the job once over the whole input into a fresh topic; returns
-    /// the seconds from running to every record written.
+    /// Runs the job once over the whole input into a fresh topic.
     async fn run(
         &self,
         client: &mut JobServiceClient<Channel>,
         (delivery, interval): (&str, Option<&str>),
-    ) -> anyhow::Result<f64> {
+    ) -> anyhow::Result<Run> {
         let output = unique("bench-out");
         admin::create_topic(self.brokers, &output, 4).await?;
         let checkpoint = match interval {
@@ -164,22 +181,23 @@ impl Job<'_> {
             .await?
             .into_inner()
             .job_id;
-        let seconds = self.measure(client, &job).await?;
+        let run = self.measure(client, &job).await?;
         client
             .cancel_job(CancelJobRequest {
                 job_id: job.clone(),
             })
             .await?;
         wait_stopped(client, &job).await?;
-        Ok(seconds)
+        Ok(run)
     }
 
-    /// Seconds from the job running to every record written by its sinks.
+    /// Seconds from the job running to every record written by its sinks,
+    /// and the share of it its subtasks stood still for checkpoints.
     async fn measure(
         &self,
         client: &mut JobServiceClient<Channel>,
         job: &str,
-    ) -> anyhow::Result<f64> {
+    ) -> anyhow::Result<Run> {
         let deadline = Instant::now() + RUN_LIMIT;
         let mut started = None;
         loop {
@@ -210,7 +228,18 @@ impl Job<'_> {
             if let Some(s) = started
                 && written as usize >= self.records
             {
-                return Ok(s.elapsed().as_secs_f64());
+                let seconds = s.elapsed().as_secs_f64();
+                let syncs: Vec<f64> = status
+                    .tasks
+                    .iter()
+                    .filter_map(|t| t.metrics.as_ref())
+                    .map(|m| m.checkpoint_sync_ms as f64 / 1000.0 / seconds)
+                    .collect();
+                let stood_still = syncs.iter().sum::<f64>() / syncs.len().max(1) as f64;
+                return Ok(Run {
+                    seconds,
+                    stood_still,
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

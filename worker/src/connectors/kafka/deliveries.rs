@@ -19,9 +19,14 @@ use std::time::{Duration, Instant};
 use vrl::value::Value;
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
-/// Delivery report events served after each batch; each holds the reports
-/// of one produce request, so a few keep the queue short.
-const REPORTS_PER_BATCH: usize = 16;
+/// Most messages a sink's producer queues unacknowledged, unless the spec's
+/// properties set `queue.buffering.max.messages`: a barrier waits until the
+/// broker acknowledged all that is queued, and librdkafka's default of
+/// 100,000 held the data path there for up to a second of input.
+pub const QUEUED_MESSAGES: &str = "20000";
+/// Most delivery report events served at once; each holds the reports of
+/// one produce request.
+const MAX_REPORT_EVENTS: usize = 100_000;
 
 /// A message the broker refused, with where its record was read.
 struct Refused {
@@ -70,6 +75,24 @@ pub fn create(config: &ClientConfig, what: &str, brokers: &str) -> Result<Arc<Si
         .create_with_context(SinkContext::default())
         .map(Arc::new)
         .map_err(kafka_err(what.to_string(), brokers))
+}
+
+/// Reads `topic`'s metadata with `producer` before its first message:
+/// librdkafka held the first messages to a topic it had no metadata of
+/// until its next one-second topic scan, so each new sink producer stood
+/// still for most of a second (a new transactional id's first transaction,
+/// a restarted job's first records).
+pub async fn learn_topic(producer: &Arc<SinkProducer>, topic: &str, brokers: &str) -> Result<()> {
+    let (p, t) = (Arc::clone(producer), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        p.client().fetch_metadata(Some(&t), ACK_TIMEOUT).map(|_| ())
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))
+    .map_err(kafka_err(
+        format!("read metadata of topic `{topic}`"),
+        brokers,
+    ))
 }
 
 fn pack(origin: &Origin) -> usize {
@@ -149,8 +172,12 @@ impl Deliveries {
                     // which makes room as the broker acknowledges.
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
                         msg = m;
-                        producer.poll(Duration::ZERO);
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        let queued = producer.in_flight_count();
+                        serve_reports(producer);
+                        // Nothing acknowledged yet: wait for the broker.
+                        if producer.in_flight_count() >= queued {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
                     }
                     Err((e, _)) if is_record_error(&e) => {
                         let error = format!(
@@ -170,18 +197,16 @@ impl Deliveries {
                 }
             }
         }
-        for _ in 0..REPORTS_PER_BATCH {
-            producer.poll(Duration::ZERO);
-        }
+        serve_reports(producer);
         Ok(failures)
     }
 
     /// Waits until the broker acknowledged everything sent; returns the
     /// records it refused for their own fault.
-    pub async fn drain(&mut self, producer: &SinkProducer) -> Result<Vec<Failure>> {
+    pub async fn drain(&self, producer: &SinkProducer) -> Result<Vec<Failure>> {
         let start = Instant::now();
         loop {
-            producer.poll(Duration::ZERO);
+            serve_reports(producer);
             if producer.in_flight_count() == 0 {
                 break;
             }
@@ -230,6 +255,23 @@ impl Deliveries {
             });
         }
         Ok(failures)
+    }
+}
+
+/// Serves every delivery report librdkafka has ready, without waiting.
+/// Acknowledged messages count against the producer's queue until their
+/// reports are served: serving one report event per millisecond held
+/// the sink at a few thousand messages a second after each time the queue
+/// filled up.
+fn serve_reports(producer: &SinkProducer) {
+    let mut left = producer.in_flight_count();
+    for _ in 0..MAX_REPORT_EVENTS {
+        producer.poll(Duration::ZERO);
+        let now = producer.in_flight_count();
+        if now >= left {
+            break;
+        }
+        left = now;
     }
 }
 

@@ -19,10 +19,14 @@ impl KafkaSink {
         let limits = topic_limits(&spec.brokers, &spec.properties, &spec.topic).await;
         let config = client_config(
             &spec.brokers,
-            &[("linger.ms", "5")],
+            &[
+                ("linger.ms", "5"),
+                ("queue.buffering.max.messages", deliveries::QUEUED_MESSAGES),
+            ],
             &with_limit(&spec.properties, &limits.max_message_bytes.to_string()),
         );
         let producer = deliveries::create(&config, "create producer", &spec.brokers)?;
+        deliveries::learn_topic(&producer, &spec.topic, &spec.brokers).await?;
         Ok(Self {
             producer: super::DetachedDrop::new(producer),
             deliveries: Deliveries::new(spec, limits.compacted),

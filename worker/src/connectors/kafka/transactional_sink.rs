@@ -2,11 +2,13 @@
 //!
 //! Each sink subtask owns three transactional ids, stable across attempts
 //! of the job so a restarted subtask fences its zombie. Transaction `k` runs
-//! on id `k mod 3`. At barrier `n` the sink flushes transaction `k`
-//! (pre-commit), records it and the producer session holding it in the
-//! checkpoint, and at once opens `k + 1` on the next id, so input flows on
-//! while checkpoint `n` completes; it commits `k` when `n` (or a later
-//! checkpoint) completes. Once committed, `k`'s id takes no new transaction
+//! on id `k mod 3`. At barrier `n` the sink flushes transaction `k` (every
+//! record acknowledged by the broker, so no record after the barrier lands
+//! before one of `k` in a partition) and opens `k + 1` on the next id, so
+//! input flows on; the producer session holding `k` is read from the broker
+//! in a task of its own meanwhile, and checkpoint `n`'s state, naming `k`
+//! and that session, is ready once it is known. The sink commits `k` when
+//! `n` (or a later checkpoint) completes. Once committed, `k`'s id takes no new transaction
 //! until a checkpoint whose barrier came after that commit completes: until
 //! then the job may restart from a checkpoint naming `k`, and recovery must
 //! find on that id `k` itself or nothing newer. In a steady run each
@@ -25,6 +27,8 @@ use super::deliveries::{self, Deliveries, SinkProducer};
 use super::{client_config, kafka_err, topic_limits, with_limit};
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use rdkafka::producer::Producer;
 use sluice_common::kafka_txn::{
     self, DEFAULT_TRANSACTION_TIMEOUT_MS, InDoubt, ProducerIdentity, TRANSACTION_TIMEOUT,
@@ -37,6 +41,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The producer session holding a transaction flushed at its barrier, read
+/// from the broker while records flow on, shared by the checkpoints whose
+/// state names it (`None`: it held no records), or why it cannot commit.
+type Flushed =
+    Shared<BoxFuture<'static, std::result::Result<Option<ProducerIdentity>, Arc<WorkerError>>>>;
 
 pub struct TransactionalKafkaSink {
     producers: [super::DetachedDrop<Arc<SinkProducer>>; TRANSACTIONAL_IDS],
@@ -72,7 +82,7 @@ struct Txn {
 
 /// A transaction flushed at a barrier, waiting for a checkpoint covering it
 /// to complete.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 struct PreCommitted {
     txn: Txn,
     /// The checkpoint of that barrier: its completion, or any later one's,
@@ -83,7 +93,9 @@ struct PreCommitted {
     named_until: u64,
     /// The producer session holding it, read from the broker when it held
     /// records.
-    producer: Option<ProducerIdentity>,
+    flushed: Flushed,
+    /// Stops reading the session when the transaction takes records again.
+    flush_task: tokio::task::AbortHandle,
 }
 
 impl TransactionalKafkaSink {
@@ -150,6 +162,9 @@ impl TransactionalKafkaSink {
                     ("transactional.id", id),
                     (TRANSACTION_TIMEOUT, &timeout),
                     ("linger.ms", "5"),
+                    // Records after a barrier must not land before those
+                    // before it, so it waits for all that is queued.
+                    ("queue.buffering.max.messages", deliveries::QUEUED_MESSAGES),
                 ],
                 &properties,
             );
@@ -165,8 +180,8 @@ impl TransactionalKafkaSink {
             super::DetachedDrop::new(make(&ids[2])?),
         ];
         // Fences older attempts' producers and aborts whatever they left open.
-        for (p, id) in producers.iter().zip(&ids) {
-            let p = Arc::clone(p);
+        for (producer, id) in producers.iter().zip(&ids) {
+            let p = Arc::clone(producer);
             let flag = cancelled.clone();
             blocking(move || {
                 if flag.load(Ordering::SeqCst) {
@@ -179,6 +194,7 @@ impl TransactionalKafkaSink {
                 format!("init transactions of `{id}`"),
                 &spec.brokers,
             ))?;
+            deliveries::learn_topic(producer, &spec.topic, &spec.brokers).await?;
         }
         // The restored checkpoint's transactions are committed now, and their
         // ids wait like any committed one's: the job may restart from that
@@ -249,6 +265,7 @@ impl TransactionalKafkaSink {
     }
 
     pub async fn write(&mut self, batch: Vec<Record>) -> Result<Vec<Failure>> {
+        self.check_flushes()?;
         let Some(open) = self.open else {
             return Err(WorkerError::InDoubt {
                 ids: self.ids.join(", "),
@@ -287,38 +304,56 @@ impl TransactionalKafkaSink {
     }
 
     /// At the barrier of checkpoint `checkpoint`: flushes the open
-    /// transaction and opens the next one when an id is free. The
-    /// checkpoint's state names every transaction not yet committed, with
-    /// the producer session holding each one that holds records.
-    pub async fn pre_commit(&mut self, checkpoint: u64) -> Result<TransactionalSinkState> {
+    /// transaction, starts reading the producer session holding it, and
+    /// opens the next one when an id is free. Returns the checkpoint's
+    /// state, naming every transaction not yet committed with the producer
+    /// session holding each one that holds records, ready once those are
+    /// known; failing to read one fails the state, and the sink's next call.
+    pub async fn pre_commit(
+        &mut self,
+        checkpoint: u64,
+    ) -> Result<BoxFuture<'static, Result<TransactionalSinkState>>> {
+        self.check_flushes()?;
         self.last_barrier = checkpoint;
         if let Some(open) = self.open.take() {
             let producer = Arc::clone(self.producer(open.number));
+            let draining = std::time::Instant::now();
             let refused = self.deliveries.drain(&producer).await?;
             self.refuse_doomed(open.number, &refused)?;
-            let identity = if open.records > 0 {
-                let (brokers, id) = (self.brokers.clone(), self.id(open.number).to_string());
-                let identity = tokio::task::spawn_blocking(move || {
-                    kafka_txn::open_producer(&brokers, &id, CALL_TIMEOUT, &AtomicBool::new(false))
+            tracing::debug!(
+                checkpoint,
+                txn = open.number,
+                records = open.records,
+                drain_ms = draining.elapsed().as_secs_f64() * 1e3,
+                "transaction flushed"
+            );
+            let flush = tokio::spawn(producer_session(
+                self.brokers.clone(),
+                self.id(open.number).to_string(),
+                open,
+            ));
+            let flush_task = flush.abort_handle();
+            let ids = self.ids.join(", ");
+            let flushed = async move {
+                flush.await.unwrap_or_else(|e| {
+                    Err(Arc::new(WorkerError::InDoubt {
+                        ids,
+                        reason: if e.is_cancelled() {
+                            "its checkpoint was abandoned and it takes records again".into()
+                        } else {
+                            format!("reading the producer session holding it failed: {e}")
+                        },
+                    }))
                 })
-                .await
-                .map_err(|e| WorkerError::InDoubt {
-                    ids: self.ids.join(", "),
-                    reason: e.to_string(),
-                })?
-                .map_err(|source| WorkerError::Transaction {
-                    ids: self.ids.join(", "),
-                    source,
-                })?;
-                Some(identity)
-            } else {
-                None
-            };
+            }
+            .boxed()
+            .shared();
             self.pre_committed.push_back(PreCommitted {
                 txn: open,
                 checkpoint,
                 named_until: checkpoint,
-                producer: identity,
+                flushed,
+                flush_task,
             });
             self.begin()?;
         } else {
@@ -329,31 +364,63 @@ impl TransactionalKafkaSink {
         Ok(self.state())
     }
 
-    /// What a checkpoint taken now holds: the newest transaction not yet
-    /// committed, and the one before it if that one waits too.
-    fn state(&self) -> TransactionalSinkState {
-        let as_state = |p: &PreCommitted| TransactionalSinkState {
-            txn: p.txn.number,
-            ids: TRANSACTIONAL_IDS as u64,
-            records: p.txn.records,
-            producer: p.producer,
-            earlier: None,
-        };
-        let mut newest = self.pre_committed.iter().rev();
-        match newest.next() {
-            Some(last) => TransactionalSinkState {
-                earlier: newest.next().map(|p| Box::new(as_state(p))),
-                ..as_state(last)
-            },
-            // Unreachable after a pre-commit; an empty state commits nothing.
-            None => TransactionalSinkState {
-                txn: self.next_txn.saturating_sub(1),
-                ids: TRANSACTIONAL_IDS as u64,
-                records: 0,
-                producer: None,
-                earlier: None,
-            },
+    /// A failed flush fails the sink: its transaction cannot commit.
+    fn check_flushes(&self) -> Result<()> {
+        for p in &self.pre_committed {
+            if let Some(Err(e)) = p.flushed.peek() {
+                return Err(WorkerError::Flush {
+                    txn: p.txn.number,
+                    source: Arc::clone(e),
+                });
+            }
         }
+        Ok(())
+    }
+
+    /// What a checkpoint taken now holds, once the flushes of the
+    /// transactions it names are done: the newest transaction not yet
+    /// committed, and the one before it if that one waits too.
+    fn state(&self) -> BoxFuture<'static, Result<TransactionalSinkState>> {
+        let mut newest = self.pre_committed.iter().rev();
+        let named: Vec<PreCommitted> = newest
+            .next()
+            .into_iter()
+            .chain(newest.next())
+            .cloned()
+            .collect();
+        let next_txn = self.next_txn;
+        async move {
+            let mut states = Vec::with_capacity(named.len());
+            for p in named {
+                let producer = p.flushed.await.map_err(|source| WorkerError::Flush {
+                    txn: p.txn.number,
+                    source,
+                })?;
+                states.push(TransactionalSinkState {
+                    txn: p.txn.number,
+                    ids: TRANSACTIONAL_IDS as u64,
+                    records: p.txn.records,
+                    producer,
+                    earlier: None,
+                });
+            }
+            let mut states = states.into_iter();
+            Ok(match states.next() {
+                Some(last) => TransactionalSinkState {
+                    earlier: states.next().map(Box::new),
+                    ..last
+                },
+                // Unreachable after a pre-commit; an empty state commits nothing.
+                None => TransactionalSinkState {
+                    txn: next_txn.saturating_sub(1),
+                    ids: TRANSACTIONAL_IDS as u64,
+                    records: 0,
+                    producer: None,
+                    earlier: None,
+                },
+            })
+        }
+        .boxed()
     }
 
     /// `true` while a transaction waits for its checkpoint to complete.
@@ -374,20 +441,32 @@ impl TransactionalKafkaSink {
     /// next transaction if the sink had none open.
     pub async fn commit(&mut self, completed: u64) -> Result<()> {
         self.cooling.retain(|(_, until)| *until >= completed);
-        while let Some(p) = self.pre_committed.front().copied() {
+        while let Some(p) = self.pre_committed.front().cloned() {
             if p.checkpoint > completed {
                 break;
             }
+            // Done already: the checkpoint was acknowledged after it.
+            p.flushed.await.map_err(|source| WorkerError::Flush {
+                txn: p.txn.number,
+                source,
+            })?;
             fail::fail_point!("sink-before-commit", |_| {
                 std::process::abort();
             });
             let producer = Arc::clone(self.producer(p.txn.number));
+            let committing = std::time::Instant::now();
             blocking(move || producer.commit_transaction(CALL_TIMEOUT))
                 .await
                 .map_err(kafka_err(
                     format!("commit transaction on `{}`", self.id(p.txn.number)),
                     &self.brokers,
                 ))?;
+            tracing::debug!(
+                checkpoint = completed,
+                txn = p.txn.number,
+                commit_ms = committing.elapsed().as_secs_f64() * 1e3,
+                "transaction committed"
+            );
             fail::fail_point!("sink-after-commit", |_| {
                 std::process::abort();
             });
@@ -420,6 +499,7 @@ impl TransactionalKafkaSink {
         if self.pre_committed.back().is_some_and(gone)
             && let Some(newest) = self.pre_committed.pop_back()
         {
+            newest.flush_task.abort();
             tracing::info!(
                 txn = newest.txn.number,
                 checkpoint = newest.checkpoint,
@@ -470,6 +550,38 @@ impl TransactionalKafkaSink {
             None => Ok(()),
         }
     }
+}
+
+impl Drop for TransactionalKafkaSink {
+    fn drop(&mut self) {
+        for p in &self.pre_committed {
+            p.flush_task.abort();
+        }
+    }
+}
+
+/// The producer session holding transaction `txn`, flushed on
+/// transactional id `id`, read from the broker; `None` when it holds no
+/// records (the broker never saw it).
+async fn producer_session(
+    brokers: String,
+    id: String,
+    txn: Txn,
+) -> std::result::Result<Option<ProducerIdentity>, Arc<WorkerError>> {
+    if txn.records == 0 {
+        return Ok(None);
+    }
+    let describing = id.clone();
+    let identity = tokio::task::spawn_blocking(move || {
+        kafka_txn::open_producer(&brokers, &describing, CALL_TIMEOUT, &AtomicBool::new(false))
+    })
+    .await
+    .map_err(|e| WorkerError::InDoubt {
+        ids: id.clone(),
+        reason: e.to_string(),
+    })?
+    .map_err(|source| WorkerError::Transaction { ids: id, source })?;
+    Ok(Some(identity))
 }
 
 /// The first transaction number from `next` on whose id no transaction
