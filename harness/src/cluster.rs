@@ -413,10 +413,39 @@ impl SluiceCluster {
     /// Starts one more worker with these TLS files instead of the cluster's
     /// (such as a certificate of another CA); returns its index.
     pub fn add_worker_with_tls(&mut self, tls: Option<&TlsFiles>) -> anyhow::Result<usize> {
+        let coordinator = self.coordinator_address.clone();
+        self.spawn_worker(&coordinator, tls, &[], &[])
+    }
+
+    /// Starts one more worker that reaches the coordinators at `coordinator`
+    /// (comma-separated, such as a proxy's address), with extra arguments and
+    /// environment (`FAILPOINTS` here is added to the options' own for the
+    /// worker's index); returns its index.
+    pub fn add_worker_with(
+        &mut self,
+        coordinator: &str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<usize> {
+        let tls = self
+            .options
+            .worker_tls
+            .clone()
+            .or_else(|| self.options.tls.clone());
+        self.spawn_worker(coordinator, tls.as_ref(), args, env)
+    }
+
+    fn spawn_worker(
+        &mut self,
+        coordinator: &str,
+        tls: Option<&TlsFiles>,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<usize> {
         let index = self.workers.len();
         let mut cmd = Command::new(binary("worker")?);
         cmd.arg("--coordinator")
-            .arg(&self.coordinator_address)
+            .arg(coordinator)
             .arg("--slots")
             .arg(self.options.slots.to_string())
             .arg("--checkpoint-store")
@@ -427,10 +456,28 @@ impl SluiceCluster {
                     .unwrap_or_else(|| self.checkpoint_store().to_string_lossy().into_owned()),
             )
             .args(&self.options.worker_args)
+            .args(args)
             .args(tls.map(TlsFiles::args).unwrap_or_default())
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)));
-        if let Some(fp) = self.options.failpoints.get(&index) {
-            cmd.env("FAILPOINTS", fp);
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .envs(
+                env.iter()
+                    .filter(|(k, _)| k != "FAILPOINTS")
+                    .map(|(k, v)| (k, v)),
+            );
+        let failpoints: Vec<&str> = self
+            .options
+            .failpoints
+            .get(&index)
+            .map(String::as_str)
+            .into_iter()
+            .chain(
+                env.iter()
+                    .filter(|(k, _)| k == "FAILPOINTS")
+                    .map(|(_, v)| v.as_str()),
+            )
+            .collect();
+        if !failpoints.is_empty() {
+            cmd.env("FAILPOINTS", failpoints.join(";"));
         }
         if self.options.metrics {
             let port = free_port()?;
@@ -551,6 +598,15 @@ impl SluiceCluster {
     pub fn resume_worker(&self, index: usize) {
         if let Some(Some(w)) = self.workers.get(index) {
             w.signal(libc::SIGCONT);
+        }
+    }
+
+    /// An error with the end of its log once worker `index` has exited (or
+    /// was stopped here).
+    pub fn check_worker(&mut self, index: usize) -> anyhow::Result<()> {
+        match self.workers.get_mut(index) {
+            Some(Some(w)) => w.check_alive(),
+            _ => anyhow::bail!("worker {index} is not running"),
         }
     }
 

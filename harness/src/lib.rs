@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod cache;
 pub mod cassandra;
+pub mod chaos;
 pub mod checks;
 pub mod cluster;
 pub mod datagen;

@@ -102,6 +102,10 @@ impl SnapshotUpload {
         };
         let bytes = serde_json::to_vec(&snapshot).unwrap_or_default();
         let (base, deltas) = chain.link(&key, bytes.len(), full);
+        // A full snapshot starts a new chain: it stands whether the link
+        // before it was stored or not, so one failed upload (a checkpoint
+        // store briefly unreachable) is not repeated by every later one.
+        let previous = chain.take_last().filter(|_| !full);
         let (first_group, last_group) = owned_groups(target.index, target.parallelism);
         Some(Self {
             store: store.clone(),
@@ -113,7 +117,7 @@ impl SnapshotUpload {
                 last_group,
                 deltas,
             },
-            previous: chain.take_last(),
+            previous,
         })
     }
 
@@ -222,6 +226,52 @@ mod tests {
         }
         let legacy = serde_json::json!({"93": [["k\0", [1, 2]]]});
         assert_eq!(read_operator(legacy), Ok(StateSnapshot::Full(whole)));
+    }
+
+    /// After a snapshot whose upload failed, the next full snapshot is
+    /// uploaded: the checkpoints after an outage of the store complete.
+    #[tokio::test]
+    async fn a_full_snapshot_after_a_failed_upload_is_stored() {
+        let dir = std::env::temp_dir().join(format!("sluice-snapshot-{}", std::process::id()));
+        let store = CheckpointStore::open(&dir.to_string_lossy()).expect("store");
+        let target = SnapshotTarget {
+            job_uid: "j",
+            attempt: 0,
+            stage: 1,
+            index: 0,
+            parallelism: 1,
+        };
+        let mut chain = StateChain::default();
+        let mut state = GroupedState::new();
+        state.insert(1, vec![("k".into(), serde_json::json!(1))]);
+        let first = SnapshotUpload::prepare(
+            &store,
+            &target,
+            1,
+            vec![Some(StateSnapshot::Full(state.clone()))],
+            &mut chain,
+        )
+        .expect("an upload");
+        // The first upload failed, as with the store unreachable.
+        drop(first);
+        chain.uploading(tokio::spawn(async { false }));
+        chain
+            .failure_flag()
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(chain.wants_full());
+        let second = SnapshotUpload::prepare(
+            &store,
+            &target,
+            2,
+            vec![Some(StateSnapshot::Full(state))],
+            &mut chain,
+        )
+        .expect("an upload");
+        let stored = second.run().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let handle = stored.expect("the full snapshot is stored");
+        assert_eq!(handle.key, "j/chk-2-a0/s1-0.json");
+        assert!(handle.deltas.is_empty());
     }
 
     #[test]

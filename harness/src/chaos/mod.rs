@@ -1,0 +1,13 @@
+//! The chaos program's parts: failure injection users run against a
+//! cluster of their own making, with a verdict on exactly-once delivery.
+//! [`runner::run`] runs one [`scenario::Scenario`] on an
+//! [`environment::Environment`] (processes behind [`proxy::Proxy`] links)
+//! with the sequenced [`workload::Workload`], and returns its
+//! [`outcome::Outcome`].
+
+pub mod environment;
+pub mod outcome;
+pub mod proxy;
+pub mod runner;
+pub mod scenario;
+pub mod workload;

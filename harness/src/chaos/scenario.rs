@@ -1,0 +1,414 @@
+//! The named scenarios of the chaos program and their seedable schedules:
+//! which fault, on which process, when, and for how long.
+
+use super::workload::JobKind;
+use rand::Rng;
+use rand::rngs::SmallRng;
+use std::time::Duration;
+
+/// The worker failpoints of the checkpoint protocol a scenario can trip:
+/// each aborts the worker at one step (see the worker's `fail_point!`s).
+pub const FAILPOINTS: &[&str] = &[
+    "snapshot-before-upload",
+    "snapshot-after-upload",
+    "after-checkpoint-ack",
+    "checkpoint-completed-before-sink-commit",
+    "sink-before-commit",
+    "sink-after-commit",
+];
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL of a worker, and a new worker started in its place.
+    WorkerKill,
+    /// SIGKILL of the leading coordinator, started again later.
+    LeaderKill,
+    /// SIGSTOP of a worker past the heartbeat timeout, then SIGCONT: a
+    /// zombie that wakes up after the job recovered without it.
+    WorkerPause,
+    /// SIGSTOP of the leading coordinator past the heartbeat timeout, then SIGCONT.
+    LeaderPause,
+    /// A worker's link to the coordinator cut, then healed.
+    PartitionWorkerCoordinator,
+    /// The links into a worker's data exchange cut, then healed: the other
+    /// workers cannot send it records while it still reaches the coordinator.
+    PartitionWorkerWorker,
+    /// The checkpoint store (S3) unreachable from every process, then back.
+    StoreOutage,
+    /// Every exchange with the checkpoint store (S3) delayed.
+    SlowStore,
+    /// The checkpoint store's file system (a small tmpfs) full, then freed.
+    DiskFull,
+    /// The S3 sink's object store (MinIO) unreachable, then back: the
+    /// sink's commits fail while the link is cut.
+    SinkOutage,
+    /// Every exchange of the S3 sink with its object store delayed.
+    SlowSink,
+    /// The Cassandra sink's link to Cassandra cut, then healed.
+    CassandraOutage,
+    /// A worker started with this failpoint armed aborts at that step of a
+    /// checkpoint; a new worker is started in its place.
+    Failpoint(&'static str),
+}
+
+/// Where the processes keep their checkpoints, as a scenario needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A directory of the run's own.
+    Local,
+    /// A prefix of MinIO's `sluice` bucket, reached through a proxy.
+    S3,
+    /// A directory on a small tmpfs of the run's own.
+    Tmpfs,
+}
+
+impl Fault {
+    /// `true` for faults of one worker, the step's `target`.
+    pub fn strikes_a_worker(&self) -> bool {
+        matches!(
+            self,
+            Self::WorkerKill
+                | Self::WorkerPause
+                | Self::PartitionWorkerCoordinator
+                | Self::PartitionWorkerWorker
+                | Self::Failpoint(_)
+        )
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Self::WorkerKill => "worker-kill".into(),
+            Self::LeaderKill => "leader-kill".into(),
+            Self::WorkerPause => "worker-pause".into(),
+            Self::LeaderPause => "leader-pause".into(),
+            Self::PartitionWorkerCoordinator => "partition-worker-coordinator".into(),
+            Self::PartitionWorkerWorker => "partition-worker-worker".into(),
+            Self::StoreOutage => "checkpoint-store-outage".into(),
+            Self::SlowStore => "slow-checkpoint-store".into(),
+            Self::DiskFull => "disk-full".into(),
+            Self::SinkOutage => "s3-sink-outage".into(),
+            Self::SlowSink => "slow-sink".into(),
+            Self::CassandraOutage => "cassandra-outage".into(),
+            Self::Failpoint(name) => format!("failpoint-{name}"),
+        }
+    }
+
+    /// The faults a run of `coordinators` coordinators with its store on S3
+    /// can draw from at random; the sink's with the S3 job.
+    fn random_pool(coordinators: usize, job: JobKind) -> Vec<Fault> {
+        let mut pool = vec![
+            Self::WorkerKill,
+            Self::LeaderKill,
+            Self::WorkerPause,
+            Self::LeaderPause,
+            Self::PartitionWorkerWorker,
+            Self::StoreOutage,
+            Self::SlowStore,
+        ];
+        if coordinators == 1 {
+            pool.push(Self::PartitionWorkerCoordinator);
+        }
+        match job {
+            JobKind::S3 => pool.extend([Self::SinkOutage, Self::SlowSink]),
+            JobKind::Cassandra => pool.push(Self::CassandraOutage),
+            JobKind::Remap | JobKind::Keyed => {}
+        }
+        pool
+    }
+
+    /// When and for how long this fault strikes, drawn from `rng`:
+    /// `timeout` is the cluster's heartbeat timeout, which faults meant to
+    /// make a process look dead outlast.
+    pub fn plan(self, rng: &mut SmallRng, workers: usize, timeout: Duration) -> Step {
+        let ms = |rng: &mut SmallRng, low: u64, high: u64| {
+            Duration::from_millis(rng.random_range(low..=high))
+        };
+        let before = ms(rng, 1_000, 4_000);
+        let target = match self {
+            // The failpoint is armed in the first worker only.
+            Self::Failpoint(_) => 0,
+            _ => rng.random_range(0..workers.max(1)),
+        };
+        let (hold, delay) = match self {
+            Self::WorkerKill => (ms(rng, 0, 1_000), Duration::ZERO),
+            Self::LeaderKill => (ms(rng, 0, 2_000), Duration::ZERO),
+            Self::WorkerPause
+            | Self::LeaderPause
+            | Self::PartitionWorkerCoordinator
+            | Self::PartitionWorkerWorker => (timeout + ms(rng, 1_000, 3_000), Duration::ZERO),
+            Self::StoreOutage | Self::DiskFull | Self::SinkOutage | Self::CassandraOutage => {
+                (ms(rng, 2_000, 8_000), Duration::ZERO)
+            }
+            Self::SlowStore | Self::SlowSink => (ms(rng, 3_000, 8_000), ms(rng, 100, 600)),
+            Self::Failpoint(_) => (Duration::ZERO, Duration::ZERO),
+        };
+        Step {
+            fault: self,
+            target,
+            before,
+            hold,
+            delay,
+        }
+    }
+}
+
+/// One fault of a schedule.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub fault: Fault,
+    /// The worker it strikes (by slot), for faults of one worker.
+    pub target: usize,
+    /// How long the job runs undisturbed before it.
+    pub before: Duration,
+    /// How long it lasts before it heals (a killed process is started again).
+    pub hold: Duration,
+    /// The delay of each chunk of data, for [`Fault::SlowStore`].
+    pub delay: Duration,
+}
+
+/// A named scenario: one kind of fault a few times, or faults drawn at random.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    One(Fault),
+    Random,
+}
+
+impl Scenario {
+    /// Every scenario `--scenario all` runs: each kind of fault once
+    /// (`random` is left to the soak).
+    pub fn all() -> Vec<Scenario> {
+        let mut all: Vec<Scenario> = [
+            Fault::WorkerKill,
+            Fault::LeaderKill,
+            Fault::WorkerPause,
+            Fault::LeaderPause,
+            Fault::PartitionWorkerCoordinator,
+            Fault::PartitionWorkerWorker,
+            Fault::StoreOutage,
+            Fault::SlowStore,
+            Fault::DiskFull,
+            Fault::SinkOutage,
+            Fault::SlowSink,
+            Fault::CassandraOutage,
+        ]
+        .into_iter()
+        .map(Scenario::One)
+        .collect();
+        all.extend(
+            FAILPOINTS
+                .iter()
+                .map(|f| Scenario::One(Fault::Failpoint(f))),
+        );
+        all
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Self::One(fault) => fault.name(),
+            Self::Random => "random".into(),
+        }
+    }
+
+    /// The scenario of this name, `None` for an unknown one.
+    pub fn parse(name: &str) -> Option<Scenario> {
+        if name == "random" {
+            return Some(Self::Random);
+        }
+        Self::all().into_iter().find(|s| s.name() == name)
+    }
+
+    /// What the scenario does, for `--list`.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::One(Fault::WorkerKill) => "SIGKILL a worker, start a new one in its place",
+            Self::One(Fault::LeaderKill) => {
+                "SIGKILL the leading coordinator (of 3), start it again"
+            }
+            Self::One(Fault::WorkerPause) => {
+                "SIGSTOP a worker past the heartbeat timeout, then SIGCONT (zombie)"
+            }
+            Self::One(Fault::LeaderPause) => {
+                "SIGSTOP the leading coordinator (of 3) past the heartbeat timeout, then SIGCONT"
+            }
+            Self::One(Fault::PartitionWorkerCoordinator) => {
+                "cut a worker off from the coordinator past the heartbeat timeout, then heal"
+            }
+            Self::One(Fault::PartitionWorkerWorker) => {
+                "cut the links into a worker's data exchange (keyed job), then heal"
+            }
+            Self::One(Fault::StoreOutage) => {
+                "make the checkpoint store (S3 on MinIO) unreachable, then reachable again"
+            }
+            Self::One(Fault::SlowStore) => "delay every exchange with the checkpoint store (S3)",
+            Self::One(Fault::DiskFull) => {
+                "fill the checkpoint store's file system (a small tmpfs), then free it"
+            }
+            Self::One(Fault::SinkOutage) => {
+                "make the S3 sink's object store (MinIO) unreachable during its commits (S3 job)"
+            }
+            Self::One(Fault::SlowSink) => {
+                "delay every exchange of the S3 sink with its object store (S3 job)"
+            }
+            Self::One(Fault::CassandraOutage) => {
+                "make Cassandra unreachable from the Cassandra sink (Cassandra job)"
+            }
+            Self::One(Fault::Failpoint(_)) => {
+                "a worker aborts at this step of a checkpoint (failpoint); a new one takes over"
+            }
+            Self::Random => "faults drawn at random for --duration (the soak)",
+        }
+    }
+
+    /// Coordinators the scenario runs with: `asked` (`--coordinators`) when
+    /// given, else 3 for the leader's faults and 1 for the others. A worker
+    /// cut off from the coordinator needs 1: with a group, workers follow
+    /// the leader to its own address, past the proxy.
+    pub fn coordinators(&self, asked: Option<usize>) -> usize {
+        match self {
+            Self::One(Fault::PartitionWorkerCoordinator) => 1,
+            Self::One(Fault::LeaderKill | Fault::LeaderPause) => asked.unwrap_or(3),
+            _ => asked.unwrap_or(1),
+        }
+    }
+
+    /// The job the scenario runs: `asked` (`--job`), except that the S3
+    /// sink's faults need the S3 job and Cassandra's the Cassandra job.
+    pub fn job(&self, asked: JobKind) -> JobKind {
+        match self {
+            Self::One(Fault::SinkOutage | Fault::SlowSink) => JobKind::S3,
+            Self::One(Fault::CassandraOutage) => JobKind::Cassandra,
+            _ => asked,
+        }
+    }
+
+    pub fn store(&self) -> StoreKind {
+        match self {
+            Self::One(Fault::StoreOutage | Fault::SlowStore) | Self::Random => StoreKind::S3,
+            Self::One(Fault::DiskFull) => StoreKind::Tmpfs,
+            Self::One(_) => StoreKind::Local,
+        }
+    }
+
+    /// The next fault of the schedule, planned with `rng`: the scenario's
+    /// own, or for `random` one drawn from those a run of `coordinators`
+    /// coordinators and this job can strike.
+    pub fn next(
+        &self,
+        rng: &mut SmallRng,
+        coordinators: usize,
+        job: JobKind,
+        workers: usize,
+        timeout: Duration,
+    ) -> Step {
+        let fault = match self {
+            Self::One(fault) => *fault,
+            Self::Random => {
+                let pool = Fault::random_pool(coordinators, job);
+                pool[rng.random_range(0..pool.len())]
+            }
+        };
+        fault.plan(rng, workers, timeout)
+    }
+
+    /// The faults struck together next: [`Scenario::next`]'s, and for
+    /// `random` one time in four a second fault at the same moment, of a
+    /// worker when the first is not and the other way round.
+    pub fn next_group(
+        &self,
+        rng: &mut SmallRng,
+        coordinators: usize,
+        job: JobKind,
+        workers: usize,
+        timeout: Duration,
+    ) -> Vec<Step> {
+        let first = self.next(rng, coordinators, job, workers, timeout);
+        let mut group = vec![first];
+        if *self == Self::Random && rng.random_range(0..4) == 0 {
+            let pool: Vec<Fault> = Fault::random_pool(coordinators, job)
+                .into_iter()
+                .filter(|f| f.strikes_a_worker() != first.fault.strikes_a_worker())
+                .collect();
+            if !pool.is_empty() {
+                let fault = pool[rng.random_range(0..pool.len())];
+                let mut second = fault.plan(rng, workers, timeout);
+                second.before = first.before;
+                group.push(second);
+            }
+        }
+        group
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn random_strikes_some_faults_together_one_of_a_worker_and_one_not() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        let groups: Vec<Vec<Step>> = (0..200)
+            .map(|_| {
+                Scenario::Random.next_group(&mut rng, 1, JobKind::S3, 3, Duration::from_secs(2))
+            })
+            .collect();
+        let pairs: Vec<&Vec<Step>> = groups.iter().filter(|g| g.len() == 2).collect();
+        assert!(!pairs.is_empty() && pairs.len() < groups.len());
+        for pair in pairs {
+            assert_ne!(
+                pair[0].fault.strikes_a_worker(),
+                pair[1].fault.strikes_a_worker()
+            );
+        }
+        let mut rng = SmallRng::seed_from_u64(11);
+        for _ in 0..50 {
+            let group = Scenario::One(Fault::WorkerKill).next_group(
+                &mut rng,
+                1,
+                JobKind::Keyed,
+                3,
+                Duration::ZERO,
+            );
+            assert_eq!(group.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_failpoint_strikes_the_worker_it_is_armed_in() {
+        for seed in 0..20 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let step = Fault::Failpoint("sink-before-commit").plan(&mut rng, 3, Duration::ZERO);
+            assert_eq!(step.target, 0);
+        }
+    }
+
+    #[test]
+    fn every_scenario_is_found_by_its_name() {
+        for s in Scenario::all().into_iter().chain([Scenario::Random]) {
+            assert_eq!(Scenario::parse(&s.name()), Some(s));
+        }
+        assert_eq!(Scenario::parse("no-such-fault"), None);
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_schedule() {
+        let plan = |seed| {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            (0..20)
+                .map(|_| {
+                    let s = Scenario::Random.next(
+                        &mut rng,
+                        1,
+                        JobKind::Keyed,
+                        3,
+                        Duration::from_secs(2),
+                    );
+                    (s.fault, s.target, s.before, s.hold, s.delay)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(plan(7), plan(7));
+        assert_ne!(plan(7), plan(8));
+    }
+}

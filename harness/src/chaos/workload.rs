@@ -1,0 +1,312 @@
+//! The chaos program's workload: a sequenced generator whose every record
+//! can be told apart and checked afterwards, the job that carries it from
+//! one Kafka topic to another with exactly-once delivery, and the
+//! independent reader that counts what the job made visible.
+
+use crate::admin;
+use crate::datagen::producer;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The job the records go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobKind {
+    /// Kafka to Kafka through a `remap`, one stage.
+    Remap,
+    /// Kafka to Kafka through `remap`, `key_by: [k]` and a `dedup` on the
+    /// record's id: two stages joined by the exchange, with keyed state in
+    /// every checkpoint.
+    Keyed,
+    /// The keyed job writing JSON-lines files to S3 (MinIO) instead of
+    /// Kafka, as seed 004 does; its output is read back by listing the
+    /// prefix and reading every file.
+    S3,
+    /// The keyed job writing rows to a Cassandra table of its own keyed by
+    /// the id, as seed 000 does; read back with CQL. Upserts make a
+    /// duplicate invisible there: loss and corruption are what shows.
+    Cassandra,
+}
+
+/// One run's records and topics: ids `0..records` go into `input`, the job
+/// writes them to `output`.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub kind: JobKind,
+    pub brokers: String,
+    pub input: String,
+    pub output: String,
+    pub records: u64,
+    pub parallelism: u32,
+    /// Where the sink writes: the sink's proxy, in front of MinIO for the
+    /// S3 job (bucket `sluice`), of Cassandra for the Cassandra job.
+    pub sink_address: String,
+    /// Where the reader reads: MinIO (`http://HOST:PORT`) or Cassandra
+    /// (`HOST:PORT`) itself.
+    pub read_address: String,
+}
+
+/// The bucket the S3 job writes to (the local stack creates it).
+const BUCKET: &str = "sluice";
+
+/// What the reader found in the output, against ids `0..records`.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    /// Records read from the output (read_committed).
+    pub read: u64,
+    pub lost: u64,
+    /// Extra copies: a record seen three times counts two.
+    pub duplicated: u64,
+    /// Records whose fields are not those their id gives (or no id at all).
+    pub corrupted: u64,
+    /// A few ids of each kind, for the report.
+    pub lost_examples: Vec<u64>,
+    pub duplicated_examples: Vec<u64>,
+    pub corrupted_examples: Vec<String>,
+}
+
+/// Field `k` of record `n`: the key of the keyed job.
+fn key_of(n: u64) -> u64 {
+    n % 97
+}
+
+/// Field `v` of record `n`: derived from the id alone, so a record whose
+/// fields got mixed up with another's shows.
+fn value_of(n: u64) -> String {
+    format!("{:016x}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// The input record of id `n`, as JSON text.
+pub fn payload(n: u64) -> String {
+    serde_json::json!({"n": n, "k": key_of(n), "v": value_of(n)}).to_string()
+}
+
+impl Workload {
+    /// Creates the input topic and, for a Kafka sink, the output topic,
+    /// one partition per subtask.
+    pub async fn create_topics(&self) -> anyhow::Result<()> {
+        let partitions = i32::try_from(self.parallelism)?;
+        admin::create_topic(&self.brokers, &self.input, partitions).await?;
+        match self.kind {
+            JobKind::S3 => Ok(()),
+            JobKind::Cassandra => {
+                let session = admin::cassandra_session(&self.read_address).await?;
+                let keyspace = self.keyspace();
+                admin::run_cql(
+                    &session,
+                    &format!(
+                        "CREATE KEYSPACE {keyspace} WITH replication = \
+                         {{'class': 'SimpleStrategy', 'replication_factor': 1}}; \
+                         CREATE TABLE {keyspace}.records \
+                         (n bigint PRIMARY KEY, k bigint, v text, tag text)"
+                    ),
+                )
+                .await?;
+                Ok(())
+            }
+            JobKind::Remap | JobKind::Keyed => {
+                admin::create_topic(&self.brokers, &self.output, partitions).await
+            }
+        }
+    }
+
+    /// The Cassandra job's keyspace: the output's name as CQL takes it.
+    fn keyspace(&self) -> String {
+        self.output.replace('-', "_")
+    }
+
+    /// The job spec as the JobService takes it (JSON): exactly-once delivery,
+    /// checkpoints every 500 ms abandoned after 10 s (a checkpoint a fault
+    /// broke holds up the next one that long), restarts without a practical
+    /// limit so that only a fault Sluice cannot recover from ends the job.
+    pub fn spec_json(&self, name: &str) -> String {
+        let mut transforms = vec![serde_json::json!({"remap": ".tag = \"seen\""})];
+        if self.kind != JobKind::Remap {
+            transforms.push(serde_json::json!({"key_by": ["k"]}));
+            // Every id is new, so the dedup drops nothing unless state or
+            // offsets come back wrong after a recovery; the TTL bounds the
+            // state of a long run.
+            transforms.push(serde_json::json!({"dedup": {"fields": ["n"], "ttl": "2m"}}));
+        }
+        serde_json::json!({
+            "name": name,
+            "parallelism": self.parallelism,
+            "delivery": "exactly_once",
+            "checkpoint": {"interval": "500ms", "timeout": "10s"},
+            "restart": {"max_attempts": 100000, "backoff": "200ms", "max_backoff": "2s"},
+            "source": {"kafka": {"brokers": self.brokers, "topic": self.input}},
+            "transforms": transforms,
+            "sink": self.sink(),
+        })
+        .to_string()
+    }
+
+    fn sink(&self) -> serde_json::Value {
+        match self.kind {
+            JobKind::S3 => serde_json::json!({"s3": {
+                "bucket": BUCKET,
+                "endpoint": format!("http://{}", self.sink_address),
+                "region": "us-east-1",
+                "prefix": self.output,
+                "path": "dt=%Y-%m-%d/hour=%H",
+                "batch_interval": "1s",
+            }}),
+            JobKind::Cassandra => serde_json::json!({"cassandra": {
+                "contact_points": [self.sink_address],
+                "keyspace": self.keyspace(),
+                "table": "records",
+            }}),
+            JobKind::Remap | JobKind::Keyed => {
+                serde_json::json!({"kafka": {"brokers": self.brokers, "topic": self.output}})
+            }
+        }
+    }
+
+    /// Produces ids `0..records` at `rate` per second (unlimited: `None`);
+    /// returns once the broker acknowledged every one.
+    pub async fn produce(&self, rate: Option<u64>) -> anyhow::Result<usize> {
+        let payloads = (0..self.records).map(payload);
+        producer::produce(&self.brokers, &self.input, payloads, rate, 0).await
+    }
+
+    /// Reads the whole output as a `read_committed` consumer and checks it
+    /// against ids `0..records`: each exactly once, with the fields its id
+    /// gives and the tag the job adds.
+    pub async fn check(&self) -> anyhow::Result<Counts> {
+        if self.kind == JobKind::Cassandra {
+            return self.check_rows().await;
+        }
+        if self.kind == JobKind::S3 {
+            let store = admin::s3_bucket(&self.read_address, BUCKET)?;
+            let files = admin::read_objects(store.as_ref(), &self.output).await?;
+            let mut lines = Vec::new();
+            for (_, body) in &files {
+                lines.extend(String::from_utf8_lossy(body).lines().map(str::to_string));
+            }
+            return Ok(self.count(lines.iter().map(String::as_str)));
+        }
+        let messages = admin::read_topic(
+            &self.brokers,
+            &self.output,
+            usize::MAX,
+            Duration::from_secs(4),
+            Duration::from_secs(900),
+            "read_committed",
+        )
+        .await?;
+        Ok(self.count(messages.iter().map(|m| m.payload.as_str())))
+    }
+
+    /// Reads every row of the Cassandra job's table, as records.
+    async fn check_rows(&self) -> anyhow::Result<Counts> {
+        use futures::TryStreamExt;
+        let session = admin::cassandra_session(&self.read_address).await?;
+        let mut rows = session
+            .query_iter(
+                format!("SELECT n, k, v, tag FROM {}.records", self.keyspace()),
+                (),
+            )
+            .await?
+            .rows_stream::<(i64, Option<i64>, Option<String>, Option<String>)>()?;
+        let mut records = Vec::new();
+        while let Some((n, k, v, tag)) = rows.try_next().await? {
+            records.push(serde_json::json!({"n": n, "k": k, "v": v, "tag": tag}).to_string());
+        }
+        Ok(self.count(records.iter().map(String::as_str)))
+    }
+
+    fn count<'a>(&self, payloads: impl Iterator<Item = &'a str>) -> Counts {
+        let mut counts = Counts::default();
+        let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+        for text in payloads {
+            counts.read += 1;
+            let record: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            let Some(n) = record["n"].as_u64().filter(|n| *n < self.records) else {
+                counts.corrupted += 1;
+                push_example(&mut counts.corrupted_examples, text.to_string());
+                continue;
+            };
+            let intact = record["k"].as_u64() == Some(key_of(n))
+                && record["v"].as_str() == Some(value_of(n).as_str())
+                && record["tag"] == "seen";
+            if !intact {
+                counts.corrupted += 1;
+                push_example(&mut counts.corrupted_examples, text.to_string());
+            }
+            *seen.entry(n).or_default() += 1;
+        }
+        for n in 0..self.records {
+            match seen.get(&n) {
+                None => {
+                    counts.lost += 1;
+                    push_example(&mut counts.lost_examples, n);
+                }
+                Some(&c) if c > 1 => {
+                    counts.duplicated += u64::from(c - 1);
+                    push_example(&mut counts.duplicated_examples, n);
+                }
+                Some(_) => {}
+            }
+        }
+        counts
+    }
+}
+
+fn push_example<T>(examples: &mut Vec<T>, example: T) {
+    if examples.len() < 5 {
+        examples.push(example);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(records: u64) -> Workload {
+        Workload {
+            kind: JobKind::Remap,
+            brokers: String::new(),
+            input: String::new(),
+            output: String::new(),
+            records,
+            parallelism: 1,
+            sink_address: String::new(),
+            read_address: String::new(),
+        }
+    }
+
+    fn out(n: u64) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(&payload(n)).unwrap();
+        v["tag"] = "seen".into();
+        v.to_string()
+    }
+
+    #[test]
+    fn the_reader_counts_lost_duplicated_and_corrupted_records() {
+        let mut texts: Vec<String> = [0, 1, 1, 1, 3].into_iter().map(out).collect();
+        // Record 4 with record 5's value; and one that is no record.
+        texts.push(out(4).replace(&value_of(4), &value_of(5)));
+        texts.push("not json".into());
+        let counts = workload(6).count(texts.iter().map(String::as_str));
+        assert_eq!(counts.read, 7);
+        assert_eq!(counts.lost_examples, vec![2, 5]);
+        assert_eq!(counts.lost, 2);
+        assert_eq!(counts.duplicated, 2);
+        assert_eq!(counts.duplicated_examples, vec![1]);
+        assert_eq!(counts.corrupted, 2);
+    }
+
+    #[test]
+    fn an_exact_output_has_nothing_to_report() {
+        let texts: Vec<String> = (0..50).map(out).collect();
+        let counts = workload(50).count(texts.iter().map(String::as_str));
+        assert_eq!(
+            (
+                counts.read,
+                counts.lost,
+                counts.duplicated,
+                counts.corrupted
+            ),
+            (50, 0, 0, 0)
+        );
+    }
+}
