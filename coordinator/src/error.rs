@@ -25,6 +25,15 @@ pub enum CoordinatorError {
         state: &'static str,
         what: &'static str,
     },
+    /// A rescale of a job that is not running nor waiting for task slots:
+    /// `savepoint` is its latest savepoint, which a new job can start from
+    /// at another parallelism.
+    #[error("job `{job}` is {state}, not running, so it cannot be rescaled; {}", rescale_hint(state, savepoint.as_deref()))]
+    NotRescalable {
+        job: JobId,
+        state: &'static str,
+        savepoint: Option<String>,
+    },
     #[error("job `{0}` has checkpoints off, so it cannot take a savepoint")]
     CheckpointsOff(JobId),
     #[error("savepoint of job `{job}` failed: {reason}")]
@@ -34,7 +43,8 @@ pub enum CoordinatorError {
     /// A parallelism the alive workers' task slots cannot hold: `free`
     /// counts the slots of every alive worker that no other job uses.
     #[error(
-        "job `{job}` at parallelism {needed} needs {needed} task slots, but the alive workers have {free} free for it (a slot holds one subtask of each stage); add workers or ask for at most {free}"
+        "job `{job}` at parallelism {needed} needs {needed} task slots, but the alive workers have {free} free for it (a slot holds one subtask of each stage); {}",
+        if *free == 0 { "no slot is free: add workers or end other jobs".to_string() } else { format!("add workers or ask for at most {free}") }
     )]
     NotEnoughSlots { job: JobId, needed: u32, free: u32 },
     #[error("this coordinator is not the leader{}", .leader.as_ref().map(|l| format!("; the leader is at {l}")).unwrap_or_else(|| "; no leader is known yet".into()))]
@@ -65,6 +75,21 @@ pub enum CoordinatorError {
     },
 }
 
+/// How to get a job that is not running (in `state`) to another
+/// parallelism: once it runs when its tasks are being placed, else from
+/// its latest savepoint `savepoint`.
+fn rescale_hint(state: &str, savepoint: Option<&str>) -> String {
+    match (state, savepoint) {
+        ("SCHEDULING", _) => "its tasks are being placed: rescale it once it is RUNNING".into(),
+        (_, Some(id)) => format!(
+            "start a new job from its savepoint `{id}` at the new parallelism: \
+             `jobctl submit SPEC --from-savepoint {id} --parallelism N`, or \
+             POST /api/jobs?from_savepoint={id} with the spec's parallelism set"
+        ),
+        (_, None) => "it has no savepoint: submit its spec again at the new parallelism".into(),
+    }
+}
+
 impl CoordinatorError {
     /// Whose fault the error is: the caller's request or spec (`Spec`,
     /// answered as such and not worth retrying unchanged), an outside system
@@ -80,6 +105,7 @@ impl CoordinatorError {
             | UnknownSavepoint(_)
             | SavepointMismatch { .. }
             | NotRunning { .. }
+            | NotRescalable { .. }
             | CheckpointsOff(_)
             | Parallelism { .. }
             | NotEnoughSlots { .. }
@@ -112,9 +138,10 @@ impl From<CoordinatorError> for tonic::Status {
             SavepointMismatch { .. } | Parallelism { .. } => {
                 tonic::Status::invalid_argument(message)
             }
-            NotRunning { .. } | CheckpointsOff(_) | NotEnoughSlots { .. } => {
-                tonic::Status::failed_precondition(message)
-            }
+            NotRunning { .. }
+            | NotRescalable { .. }
+            | CheckpointsOff(_)
+            | NotEnoughSlots { .. } => tonic::Status::failed_precondition(message),
             SavepointFailed { .. } => tonic::Status::aborted(message),
             NotLeader { leader } => {
                 let mut status = tonic::Status::unavailable(message);
@@ -128,5 +155,49 @@ impl From<CoordinatorError> for tonic::Status {
             // Unknown whether the change took effect: a retry could apply it twice.
             Raft(_) => tonic::Status::aborted(message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_refusals_never_suggest_a_parallelism_of_zero() {
+        let full = CoordinatorError::NotEnoughSlots {
+            job: JobId::new("job-1"),
+            needed: 2,
+            free: 0,
+        }
+        .to_string();
+        assert!(!full.contains("at most 0"), "{full}");
+        assert!(full.contains("no slot is free"), "{full}");
+        let some = CoordinatorError::NotEnoughSlots {
+            job: JobId::new("job-1"),
+            needed: 3,
+            free: 2,
+        }
+        .to_string();
+        assert!(some.contains("ask for at most 2"), "{some}");
+    }
+
+    #[test]
+    fn an_ended_job_is_rescaled_by_starting_a_new_one_from_its_savepoint() {
+        let stopped = CoordinatorError::NotRescalable {
+            job: JobId::new("job-1"),
+            state: "STOPPED",
+            savepoint: Some("sp-1".into()),
+        }
+        .to_string();
+        assert!(stopped.contains("is STOPPED, not running"), "{stopped}");
+        assert!(stopped.contains("--from-savepoint sp-1"), "{stopped}");
+        assert!(!stopped.contains("stop with savepoint"), "{stopped}");
+        let cancelled = CoordinatorError::NotRescalable {
+            job: JobId::new("job-1"),
+            state: "CANCELLED",
+            savepoint: None,
+        }
+        .to_string();
+        assert!(cancelled.contains("no savepoint"), "{cancelled}");
     }
 }

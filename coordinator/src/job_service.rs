@@ -209,6 +209,7 @@ impl<S: MetaStore> JobApi<S> {
                             .map(|c| c.source_offsets.clone().into_iter().collect())
                             .unwrap_or_default(),
                         job_name: j.spec.name.clone(),
+                        waiting_for_slots: true,
                     }
                 })
             })
@@ -382,17 +383,40 @@ impl<S: MetaStore> JobApi<S> {
                 max: MAX_PARALLELISM,
             });
         }
-        let (waiting, free) = self
+        let (state, waiting, free, latest_savepoint) = self
             .state
             .store
             .read(|m| {
                 m.jobs.get(&job).map(|j| {
                     let workers = self.state.placeable_workers();
                     let free = crate::scheduler::free_slots_but_for(m, &workers, Some(&job));
-                    (j.waits_for_slots(), free.values().sum::<u32>())
+                    let latest_savepoint = m
+                        .savepoints
+                        .values()
+                        .filter(|s| s.job == job)
+                        .max_by_key(|s| (s.checkpoint.completed_at_ms, s.checkpoint.id))
+                        .map(|s| s.id.clone());
+                    (
+                        j.state,
+                        j.waits_for_slots(),
+                        free.values().sum::<u32>(),
+                        latest_savepoint,
+                    )
                 })
             })
             .ok_or_else(|| CoordinatorError::UnknownJob(job.clone()))?;
+        // A waiting job holds no slot and reads nothing: it keeps waiting,
+        // for as many slots as it now needs.
+        if waiting {
+            return self.resize_waiting(job, parallelism).await;
+        }
+        if state != JobState::Running {
+            return Err(CoordinatorError::NotRescalable {
+                job,
+                state: state.name(),
+                savepoint: latest_savepoint,
+            });
+        }
         // Refused before the stop: a job stopped for a parallelism no slots
         // hold would wait for slots with nothing read meanwhile.
         if parallelism > free {
@@ -401,9 +425,6 @@ impl<S: MetaStore> JobApi<S> {
                 needed: parallelism,
                 free,
             });
-        }
-        if waiting {
-            return self.resize_waiting(job, parallelism).await;
         }
         let savepoint = self.savepoint(&job, true).await?;
         let applied = self
@@ -677,6 +698,7 @@ fn savepoint_info(s: &Savepoint) -> SavepointInfo {
         parallelism: s.parallelism,
         source_offsets: s.checkpoint.source_offsets.clone().into_iter().collect(),
         job_name: s.job_name.clone(),
+        waiting_for_slots: false,
     }
 }
 

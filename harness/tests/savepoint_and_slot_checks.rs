@@ -1,7 +1,8 @@
 //! What the coordinator refuses before it deploys anything: a job whose
 //! stateful transforms do not fit the savepoint it starts from (at the
 //! transform's path, over HTTP and in jobctl), and a rescale the cluster's
-//! task slots cannot hold; a job waiting for slots can be rescaled down.
+//! task slots cannot hold; a job waiting for slots takes any parallelism,
+//! and an ended job is told to start from its savepoint.
 //! States keep their documented names in errors, and jobctl ends quietly
 //! when its reader goes away.
 
@@ -166,7 +167,8 @@ async fn a_savepoint_only_starts_jobs_with_its_stateful_transforms() -> anyhow::
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rescales_fit_the_free_slots_and_a_waiting_job_takes_one_down() -> anyhow::Result<()> {
+async fn rescales_check_the_state_first_and_a_waiting_job_takes_any_parallelism()
+-> anyhow::Result<()> {
     let infra = infra()?;
     let dir = test_dir("rescale-slots");
     let options = ClusterOptions {
@@ -193,15 +195,27 @@ async fn rescales_fit_the_free_slots_and_a_waiting_job_takes_one_down() -> anyho
     let (_, waiting) = call(http.get(format!("{url}/api/jobs/{job}"))).await?;
     assert_eq!(waiting["state"], "SCHEDULING", "{waiting}");
 
-    // A parallelism the slots cannot hold is refused, naming both numbers.
-    let (status, refused) = call(rescale(4)).await?;
-    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
-    assert_eq!(refused["code"], "not_enough_slots", "{refused}");
-    let message = refused["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("needs 4 task slots") && message.contains("2 free"),
-        "{refused}"
+    // Waiting, it takes any valid parallelism at once, even one the slots
+    // cannot hold: it holds no slot, and keeps waiting.
+    let (status, answer) = call(rescale(4)).await?;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["parallelism"], 4, "{answer}");
+    let (_, still) = call(http.get(format!("{url}/api/jobs/{job}"))).await?;
+    assert_eq!(
+        (&still["state"], &still["parallelism"]),
+        (&"SCHEDULING".into(), &4.into()),
+        "{still}"
     );
+    let address = cluster.coordinator_address_of(0);
+    let out = jobctl(&address, &["rescale", &job, "--parallelism", "5"], &[])?;
+    assert!(out.success, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("waits for task slots, now at parallelism 5")
+            && out.stdout.contains("starts from the start of its input"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("checkpoint 0"), "{out:?}");
     // Down to what fits: the waiting job is placed and runs.
     let (status, answer) = call(rescale(2)).await?;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -209,10 +223,16 @@ async fn rescales_fit_the_free_slots_and_a_waiting_job_takes_one_down() -> anyho
     let running = wait_state(&http, &url, &job, "RUNNING").await?;
     assert_eq!(running["parallelism"], 2, "{running}");
 
-    // Running, it is refused before it is stopped: it runs on as it was.
+    // Running, a parallelism the slots cannot hold is refused before it is
+    // stopped, naming both numbers: it runs on as it was.
     let (status, refused) = call(rescale(3)).await?;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert_eq!(refused["code"], "not_enough_slots", "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("needs 3 task slots") && message.contains("2 free"),
+        "{refused}"
+    );
     let (_, after) = call(http.get(format!("{url}/api/jobs/{job}"))).await?;
     assert_eq!(
         (&after["state"], &after["parallelism"], &after["attempt"]),
@@ -223,13 +243,60 @@ async fn rescales_fit_the_free_slots_and_a_waiting_job_takes_one_down() -> anyho
         ),
         "{after}"
     );
-    let out = jobctl(
-        &cluster.coordinator_address_of(0),
-        &["rescale", &job, "--parallelism", "5"],
-        &[],
-    )?;
+    let out = jobctl(&address, &["rescale", &job, "--parallelism", "5"], &[])?;
     assert!(!out.success, "{out:?}");
     assert!(out.stderr.contains("needs 5 task slots"), "{out:?}");
+
+    // A second job waits while the first holds every slot, and takes a new
+    // parallelism with no slot free.
+    let second_out = unique("slots-out2");
+    admin::create_topic(&infra.kafka, &second_out, 1).await?;
+    let body = spec(&infra.kafka, &input, &second_out, 2, transforms);
+    let (status, submitted) = call(http.post(format!("{url}/api/jobs")).body(body)).await?;
+    assert_eq!(status, StatusCode::CREATED, "{submitted}");
+    let second = submitted["job_id"].as_str().unwrap_or_default().to_string();
+    let rescale_second = |parallelism: u32| {
+        http.post(format!("{url}/api/jobs/{second}/rescale"))
+            .json(&serde_json::json!({ "parallelism": parallelism }))
+    };
+    let (status, answer) = call(rescale_second(3)).await?;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // The first stops with a savepoint; the second fits once down to 2.
+    let (status, stopped) = call(http.post(format!("{url}/api/jobs/{job}/stop"))).await?;
+    assert_eq!(status, StatusCode::OK, "{stopped}");
+    let savepoint = stopped["savepoint_id"].as_str().unwrap_or_default();
+    wait_state(&http, &url, &job, "STOPPED").await?;
+    let (status, answer) = call(rescale_second(2)).await?;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    wait_state(&http, &url, &second, "RUNNING").await?;
+
+    // The stopped job, with the cluster full, is refused for not running
+    // (not for slots), told how to start from its savepoint.
+    let (status, refused) = call(rescale(1)).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "not_running", "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("is STOPPED, not running")
+            && message.contains(&format!("--from-savepoint {savepoint}"))
+            && !message.contains("at most 0")
+            && !message.contains("stop with savepoint"),
+        "{refused}"
+    );
+    let out = jobctl(&address, &["rescale", &job, "--parallelism", "1"], &[])?;
+    assert!(!out.success, "{out:?}");
+    assert!(out.stderr.contains("is STOPPED, not running"), "{out:?}");
+    let (status, _) = call(http.post(format!("{url}/api/jobs/{second}/cancel"))).await?;
+    assert_eq!(status, StatusCode::OK);
+    wait_state(&http, &url, &second, "CANCELLED").await?;
+    let (status, refused) = call(rescale_second(1)).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is CANCELLED, not running") && m.contains("no savepoint")),
+        "{refused}"
+    );
 
     // A reader that went away (`jobctl list | head -1`): jobctl ends
     // quietly, as SIGPIPE would end it, without a panic.

@@ -263,6 +263,23 @@ async fn watch_status(
     }
 }
 
+/// What a rescale of a job waiting for task slots did: no savepoint was
+/// taken, so it says what the job starts from once placed.
+fn waiting_rescaled(info: &SavepointInfo) -> String {
+    let from = match (info.savepoint_id.as_str(), info.checkpoint_id) {
+        ("", 0) => "the start of its input (no checkpoint yet)".to_string(),
+        ("", checkpoint) => format!("its checkpoint {checkpoint}"),
+        (savepoint, 0) => format!("savepoint {savepoint}"),
+        (savepoint, checkpoint) => {
+            format!("its checkpoint {checkpoint} (taken since savepoint {savepoint})")
+        }
+    };
+    format!(
+        "{} waits for task slots, now at parallelism {}; once placed it starts from {from}",
+        info.job_id, info.parallelism
+    )
+}
+
 fn humantime_arg(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
         Ok(d) if d.is_zero() => Err("must be longer than 0".into()),
@@ -376,13 +393,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 })
                 .await?;
-            let what = if info.savepoint_id.is_empty() {
-                // A job waiting for slots takes the parallelism without a savepoint.
-                format!("waiting for slots, now at parallelism {parallelism}; it starts from")
+            if info.waiting_for_slots && out.format == Format::Table {
+                say!("{}", waiting_rescaled(&info));
             } else {
-                format!("restarting at parallelism {parallelism} from")
-            };
-            out.savepoint(&info, &what);
+                out.savepoint(
+                    &info,
+                    &format!("restarting at parallelism {parallelism} from"),
+                );
+            }
         }
         Command::Savepoints => {
             let resp = at(REQUEST_TIMEOUT)?

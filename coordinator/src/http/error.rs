@@ -81,7 +81,7 @@ impl From<CoordinatorError> for ApiError {
             UnknownSavepoint(_) => (StatusCode::NOT_FOUND, "savepoint_not_found"),
             UnknownWorker(_) => (StatusCode::CONFLICT, "unknown_worker"),
             NotCancellable { .. } => (StatusCode::CONFLICT, "not_cancellable"),
-            NotRunning { .. } => (StatusCode::CONFLICT, "not_running"),
+            NotRunning { .. } | NotRescalable { .. } => (StatusCode::CONFLICT, "not_running"),
             CheckpointsOff(_) => (StatusCode::CONFLICT, "checkpoints_off"),
             NotEnoughSlots { .. } => (StatusCode::CONFLICT, "not_enough_slots"),
             SavepointMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "savepoint_mismatch"),

@@ -141,7 +141,7 @@ pub async fn stop(
         (status = 200, description = "The savepoint it restarts from; for a job waiting for task slots, which takes the new parallelism without a savepoint, what it starts from (`savepoint_id` empty when it starts from its latest checkpoint or from the start)", body = Savepoint),
         (status = 400, description = "A bad path or body", body = ApiError),
         (status = 404, description = "No such job", body = ApiError),
-        (status = 409, description = "The job is not running (nor waiting for slots), has checkpoints off, or the alive workers' free task slots cannot hold the parallelism (`not_enough_slots`)", body = ApiError),
+        (status = 409, description = "The job is neither running nor waiting for slots (`not_running`), has checkpoints off, or the alive workers' free task slots cannot hold the parallelism (`not_enough_slots`)", body = ApiError),
         (status = 422, description = "A parallelism out of range", body = ApiError),
         (status = 503, description = "No leader, or the savepoint failed", body = ApiError),
     )
