@@ -444,6 +444,73 @@ async fn the_http_layers_refusals_are_api_errors_and_stay_small() -> anyhow::Res
         "bad_request",
     );
 
+    // Query parameters and body fields a call cannot take: each refused at
+    // its name, on every route (none ignored), before the job is looked up.
+    let body_refused = |body: &'static str| {
+        http.post(format!("{url}/api/jobs/j/rescale"))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    for (request, status, code, path) in [
+        (
+            http.post(format!("{url}/api/jobs?from_savepoint="))
+                .body("name: x"),
+            400,
+            "bad_request",
+            "from_savepoint",
+        ),
+        (
+            http.post(format!("{url}/api/jobs?parallelism=3"))
+                .body("name: x"),
+            400,
+            "bad_request",
+            "parallelism",
+        ),
+        (
+            http.get(format!("{url}/api/jobs?state=RUNNING")),
+            400,
+            "bad_request",
+            "state",
+        ),
+        (
+            http.post(format!("{url}/api/jobs/j/rescale?x=1"))
+                .json(&json!({ "parallelism": 1 })),
+            400,
+            "bad_request",
+            "x",
+        ),
+        (
+            body_refused(r#"{"parallelism": "3"}"#),
+            400,
+            "bad_request",
+            "parallelism",
+        ),
+        (body_refused(r#"{}"#), 400, "bad_request", "parallelism"),
+        (
+            body_refused(r#"{"parallelism": 2, "workers": 1}"#),
+            400,
+            "bad_request",
+            "workers",
+        ),
+        (
+            body_refused(r#"{"parallelism": 0}"#),
+            422,
+            "invalid_parallelism",
+            "parallelism",
+        ),
+    ] {
+        let got = call(request).await?;
+        assert_error(&got, status, code);
+        assert!(problem_paths(&got.1).contains(&path), "{path}: {}", got.1);
+    }
+    let out = jobctl(
+        &cluster.coordinator_address_of(0),
+        &["submit", "spec.yaml", "--from-savepoint", ""],
+        &[],
+    )?;
+    assert!(!out.success, "{out:?}");
+    assert!(out.stderr.contains("--from-savepoint"), "{out:?}");
+
     // A key written twice: refused at its path, not the last value taken.
     let (status, refused) = call(http.post(format!("{url}/api/jobs")).body(
         r#"{"name": "j", "source": {"kafka": {"brokers": "b", "topic": "t", "topic": "u"}}}"#,

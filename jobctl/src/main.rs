@@ -67,8 +67,9 @@ enum Command {
     Submit {
         /// Path of the job spec file.
         file: std::path::PathBuf,
-        /// Start from this savepoint's source offsets and keyed state.
-        #[arg(long)]
+        /// Start from this savepoint's source offsets and keyed state. An
+        /// empty value is refused (leave the option out to start without one).
+        #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
         from_savepoint: Option<String>,
         /// Run at this parallelism instead of the spec's.
         #[arg(long)]

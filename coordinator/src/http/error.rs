@@ -5,7 +5,7 @@ use crate::error::CoordinatorError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sluice_common::{Fault, SpecError};
+use sluice_common::{Fault, SpecError, SpecProblem};
 use utoipa::ToSchema;
 
 /// Every error the HTTP API answers with.
@@ -66,6 +66,25 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
+
+    /// A 400 `bad_request` for fields of a request body or query
+    /// parameters the API cannot take: each `(path, message)` a problem
+    /// (the field's or parameter's name as its path), all of them in the
+    /// message.
+    pub fn bad_fields(problems: Vec<(String, String)>) -> Self {
+        let message = problems
+            .iter()
+            .map(|(path, message)| format!("{path}: {message}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            problems: problems
+                .into_iter()
+                .map(|(path, message)| Problem { path, message })
+                .collect(),
+            ..Self::bad_request(format!("the request has problems: {message}"))
+        }
+    }
 }
 
 impl From<CoordinatorError> for ApiError {
@@ -98,6 +117,10 @@ impl From<CoordinatorError> for ApiError {
         let retry_after_secs = (e.fault() == Fault::External).then_some(RETRY_AFTER_SECS);
         let problems = match e {
             InvalidSpec(spec) => spec.problems(),
+            Parallelism { found, max } => vec![SpecProblem {
+                path: "parallelism".into(),
+                message: format!("must be between 1 and {max}, found {found}"),
+            }],
             SavepointMismatch { problems, .. } | Unavailable(problems) => problems,
             _ => Vec::new(),
         };
@@ -196,7 +219,7 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_common::{JobId, SpecProblem};
+    use sluice_common::JobId;
 
     #[test]
     fn systems_that_do_not_answer_are_worth_a_retry_and_missing_topics_are_not() {

@@ -36,7 +36,7 @@ pub struct SubmitParams {
     responses(
         (status = 201, description = "Accepted; Location names the job", body = Submitted,
          headers(("Location" = String, description = "/api/jobs/{job_id}"))),
-        (status = 400, description = "Not YAML or JSON, or a bad query", body = ApiError),
+        (status = 400, description = "Not YAML or JSON, or a bad query (an empty `from_savepoint`, an unknown parameter), each problem at its parameter's name", body = ApiError),
         (status = 404, description = "No such savepoint", body = ApiError),
         (status = 422, description = "The spec has problems, each at its path", body = ApiError),
         (status = 503, description = "No leader, or a system the spec names did not answer", body = ApiError),
@@ -48,9 +48,23 @@ pub async fn submit(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    // An empty value is a mistake (a variable that was not set), not a
+    // wish to start from the start, which leaving the parameter out says.
+    if params
+        .from_savepoint
+        .as_ref()
+        .is_some_and(|s| s.trim().is_empty())
+    {
+        return Err(ApiError::bad_fields(vec![(
+            "from_savepoint".into(),
+            "is empty: name a savepoint (GET /api/savepoints lists them), or leave the \
+             parameter out to start the job without one"
+                .into(),
+        )]));
+    }
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8 text: {e}")))?;
-    let from_savepoint = params.from_savepoint.filter(|s| !s.is_empty());
+    let from_savepoint = params.from_savepoint;
     let id = api.submit(text, from_savepoint).await?;
     let location = format!("/api/jobs/{id}");
     Ok((
@@ -139,10 +153,10 @@ pub async fn stop(
     request_body = Rescale,
     responses(
         (status = 200, description = "The savepoint it restarts from; for a job waiting for task slots, which takes the new parallelism without a savepoint, what it starts from (`savepoint_id` empty when it starts from its latest checkpoint or from the start)", body = Savepoint),
-        (status = 400, description = "A bad path or body", body = ApiError),
+        (status = 400, description = "A bad path, body or query; each problem of the body at its field's name", body = ApiError),
         (status = 404, description = "No such job", body = ApiError),
         (status = 409, description = "The job is neither running nor waiting for slots (`not_running`), has checkpoints off, or the alive workers' free task slots cannot hold the parallelism (`not_enough_slots`)", body = ApiError),
-        (status = 422, description = "A parallelism out of range", body = ApiError),
+        (status = 422, description = "A parallelism out of range (the problem at `parallelism`)", body = ApiError),
         (status = 503, description = "No leader, or the savepoint failed", body = ApiError),
     )
 )]
@@ -152,9 +166,54 @@ pub async fn rescale(
     body: Bytes,
 ) -> JsonResult<Savepoint> {
     let id = job_id(id)?;
-    let Rescale { parallelism } = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("expected {{\"parallelism\": N}}: {e}")))?;
+    let Rescale { parallelism } = rescale_body(&body)?;
     Ok(Json(api.rescale(&id, parallelism).await?.into()))
+}
+
+/// A rescale's body `{"parallelism": N}`, or a 400 with
+/// each problem at its field's name (the body as a whole at an empty path).
+fn rescale_body(body: &[u8]) -> Result<Rescale, ApiError> {
+    let whole = |message: String| ApiError::bad_fields(vec![(String::new(), message)]);
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        whole(format!(
+            "is not JSON ({e}); expected {{\"parallelism\": N}}"
+        ))
+    })?;
+    let Some(fields) = value.as_object() else {
+        return Err(whole(format!(
+            "must be a JSON object {{\"parallelism\": N}}, found {value}"
+        )));
+    };
+    let mut problems: Vec<(String, String)> = fields
+        .keys()
+        .filter(|k| *k != "parallelism")
+        .map(|k| {
+            (
+                k.clone(),
+                "is not a field of a rescale, which takes only `parallelism`".into(),
+            )
+        })
+        .collect();
+    let parallelism = match fields.get("parallelism") {
+        None => {
+            problems.push(("parallelism".into(), "is required".into()));
+            None
+        }
+        Some(v) => {
+            let n = v.as_u64().and_then(|n| u32::try_from(n).ok());
+            if n.is_none() {
+                problems.push((
+                    "parallelism".into(),
+                    format!("must be a whole number from 1, found {v}"),
+                ));
+            }
+            n
+        }
+    };
+    match parallelism {
+        Some(parallelism) if problems.is_empty() => Ok(Rescale { parallelism }),
+        _ => Err(ApiError::bad_fields(problems)),
+    }
 }
 
 /// A job's retained completed checkpoints, newest first.

@@ -18,8 +18,8 @@ use crate::job_service::JobApi;
 use crate::meta::MetaStore;
 use crate::raft::RaftStore;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -102,6 +102,7 @@ pub fn router(api: Api, tokens: Option<TokenFile>, tls: Option<Tls>) -> Router {
         )
         .route("/api/workers", get(cluster::workers))
         .route("/api/cluster", get(cluster::cluster))
+        .route_layer(middleware::from_fn(known_query))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -119,6 +120,58 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// one is refused with 414. (Past 64 KiB the HTTP server itself refuses
 /// it, with a 414 and no body, before the API sees it.)
 pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Refuses query parameters a route does not take (400 `bad_request`,
+/// each at its name), so a mistyped one is not silently ignored: `POST
+/// /api/jobs` takes `from_savepoint`, every other route none.
+async fn known_query(request: Request, next: Next) -> Response {
+    // A route layer: it only sees paths of the API's routes.
+    let route = request.uri().path().to_string();
+    let takes: &[&str] = match (request.method(), route.as_str()) {
+        (&Method::POST, "/api/jobs") => &["from_savepoint"],
+        _ => &[],
+    };
+    let Some(query) = request.uri().query().filter(|q| !q.is_empty()) else {
+        return next.run(request).await;
+    };
+    let pairs = match Query::<Vec<(String, String)>>::try_from_uri(request.uri()) {
+        Ok(Query(pairs)) => pairs,
+        Err(e) => {
+            return ApiError::bad_fields(vec![(
+                String::new(),
+                format!("the query `{query}`: {}", e.body_text()),
+            )])
+            .into_response();
+        }
+    };
+    let mut unknown: Vec<&str> = pairs
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !takes.contains(name))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    if unknown.is_empty() {
+        return next.run(request).await;
+    }
+    let what = match takes {
+        [] => "it takes none".to_string(),
+        takes => format!("it takes only {}", takes.join(", ")),
+    };
+    let method = request.method().clone();
+    ApiError::bad_fields(
+        unknown
+            .into_iter()
+            .map(|name| {
+                (
+                    name.to_string(),
+                    format!("is not a query parameter of {method} {route}; {what}"),
+                )
+            })
+            .collect(),
+    )
+    .into_response()
+}
 
 async fn limit_uri(request: Request, next: Next) -> Response {
     let length = request.uri().to_string().len();
