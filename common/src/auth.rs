@@ -50,7 +50,7 @@ impl fmt::Display for Role {
 pub enum AuthError {
     #[error(
         "{call} refused: authentication is on and the call carries no token \
-         (give jobctl --token or SLUICE_TOKEN)"
+         (send the header `Authorization: Bearer TOKEN`; jobctl: --token or SLUICE_TOKEN)"
     )]
     MissingToken { call: String },
     #[error("{call} refused: the authorization header is not `Bearer TOKEN`")]

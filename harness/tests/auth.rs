@@ -56,7 +56,7 @@ async fn calls_need_a_known_token_and_changes_need_an_operator_token() -> anyhow
     let spec = spec.to_str().unwrap_or_default();
 
     let no_token = "authentication is on and the call carries no token \
-                    (give jobctl --token or SLUICE_TOKEN)";
+                    (send the header `Authorization: Bearer TOKEN`; jobctl: --token or SLUICE_TOKEN)";
     assert_eq!(
         refusal(&ctl(&coordinator, None, &["list"])?, "list, no token"),
         format!("ListJobs refused: {no_token}")
@@ -149,6 +149,15 @@ async fn calls_need_a_known_token_and_changes_need_an_operator_token() -> anyhow
     assert_eq!(
         body["message"],
         format!("GET /api/jobs refused: {no_token}")
+    );
+    // A 401 names the scheme the token goes in, for HTTP clients.
+    let refused = web.get(&jobs).send().await?;
+    assert_eq!(
+        refused
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
     );
     let (status, body) = call(web.get(&jobs).bearer_auth("op-guessed")).await?;
     assert_eq!(status, 401, "{body}");

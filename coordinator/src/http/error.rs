@@ -14,7 +14,8 @@ pub struct ApiError {
     /// The HTTP status code, repeated for clients that only keep the body.
     pub status: u16,
     /// What went wrong, for programs: `invalid_spec`, `malformed_spec`,
-    /// `bad_request`, `job_not_found`, `savepoint_not_found`, `not_found`,
+    /// `bad_request`, `unauthenticated`, `permission_denied`, `job_not_found`,
+    /// `savepoint_not_found`, `not_found`,
     /// `unknown_worker`, `method_not_allowed`, `body_too_large`,
     /// `uri_too_long`, `unsupported_media_type`, `headers_too_large`,
     /// `internal`, `not_cancellable`, `not_running`,

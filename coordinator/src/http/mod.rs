@@ -10,6 +10,7 @@ mod cluster;
 pub mod error;
 mod jobs;
 mod model;
+mod openapi;
 mod states;
 
 use crate::auth::TokenFile;
@@ -60,7 +61,9 @@ struct ApiDoc;
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    openapi::complete(&mut doc);
+    doc
 }
 
 /// How a follower asks the leader where it serves HTTP: with a token of
@@ -238,12 +241,18 @@ async fn authenticate(
         Ok(_) => next.run(request).await,
         Err(e) => {
             tracing::info!(call, error = %e, "call refused");
-            let (status, code) = if e.unauthenticated() {
-                (StatusCode::UNAUTHORIZED, "unauthenticated")
-            } else {
-                (StatusCode::FORBIDDEN, "permission_denied")
-            };
-            ApiError::new(status, code, e.to_string()).into_response()
+            if !e.unauthenticated() {
+                return ApiError::new(StatusCode::FORBIDDEN, "permission_denied", e.to_string())
+                    .into_response();
+            }
+            // RFC 9110: a 401 names the scheme the credentials go in.
+            let mut response =
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+                    .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
         }
     }
 }
