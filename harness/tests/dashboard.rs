@@ -178,6 +178,23 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
         assert!(!refused.contains(&job), "{refused}");
     }
 
+    // A link whose token is not valid percent-encoding: the page says so
+    // and still renders (asking for a token) instead of staying at
+    // "Loading…".
+    let mangled = chromium(&dir, &format!("{url}/#/?token=%E0%A4%A"), &["--dump-dom"]).await?;
+    let notice = mangled
+        .find("<p id=\"notice\"")
+        .map(|at| &mangled[at..])
+        .and_then(|rest| rest.find("</p>").map(|end| &rest[..end]))
+        .ok_or_else(|| anyhow::anyhow!("no notice in the page:\n{mangled}"))?;
+    assert!(
+        notice.contains("not valid percent-encoding") && !notice.contains("hidden"),
+        "{notice}"
+    );
+    let page = view(&mangled)?;
+    assert_eq!(attrs(page, "data-refused"), ["401"], "{page}");
+    assert!(!page.contains("Loading"), "{page}");
+
     // A read-only token given in the link (kept in the tab's
     // sessionStorage, as one typed into the field is) shows every page.
     let with_token = format!("?token={READ_ONLY}");
