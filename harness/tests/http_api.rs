@@ -510,6 +510,15 @@ async fn the_http_layers_refusals_are_api_errors_and_stay_small() -> anyhow::Res
     )?;
     assert!(!out.success, "{out:?}");
     assert!(out.stderr.contains("--from-savepoint"), "{out:?}");
+    // jobctl's environment variables set but empty count as unset (the CA
+    // and token only when the run is not one with TLS and tokens on, which
+    // needs them).
+    let mut empty = vec![("SLUICE_TLS_CERT", ""), ("SLUICE_TLS_KEY", "")];
+    if sluice_harness::tls::test_security()?.is_none() {
+        empty.extend([("SLUICE_TLS_CA", ""), ("SLUICE_TOKEN", "")]);
+    }
+    let out = jobctl(&cluster.coordinator_address_of(0), &["list"], &empty)?;
+    assert!(out.success, "{out:?}");
 
     // A key written twice: refused at its path, not the last value taken.
     let (status, refused) = call(http.post(format!("{url}/api/jobs")).body(

@@ -6,7 +6,7 @@ mod coordinators;
 mod output;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use coordinators::Coordinators;
 use sluice_common::spec::resolve_client_side;
 use sluice_proto::*;
@@ -183,7 +183,8 @@ enum ClusterChange {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli =
+        parse_cli(std::env::args_os(), |name| std::env::var_os(name)).unwrap_or_else(|e| e.exit());
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -262,6 +263,23 @@ async fn watch_status(
             Err(e) => out.watch_error(&one_line(&e)),
         }
     }
+}
+
+/// The command line `args`, with each option's environment variable read
+/// by `env`: one set but empty (`SLUICE_TLS_CA=` left over in a shell)
+/// counts as unset, as for most programs, rather than as an empty value
+/// that fails every command or sends an empty token.
+fn parse_cli(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    env: impl Fn(&std::ffi::OsStr) -> Option<std::ffi::OsString>,
+) -> Result<Cli, clap::Error> {
+    let command = Cli::command().mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .is_some_and(|name| env(name).is_some_and(|v| v.is_empty()));
+        if empty { arg.env(None) } else { arg }
+    });
+    Cli::from_arg_matches(&command.try_get_matches_from(args)?)
 }
 
 /// What a rescale of a job waiting for task slots did: no savepoint was
