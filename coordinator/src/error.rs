@@ -51,6 +51,9 @@ pub enum CoordinatorError {
     NotLeader { leader: Option<String> },
     #[error("the coordinator group could not record the change: {0}")]
     Raft(String),
+    /// A fault of the coordinator itself (a task of it ended early).
+    #[error("internal error of the coordinator: {0}")]
+    Internal(String),
     #[error("no topic `{topic}` on {brokers}: {reason}")]
     UnknownTopic {
         brokers: String,
@@ -115,7 +118,7 @@ impl CoordinatorError {
             | Unavailable(_)
             | KafkaMetadata { .. }
             | BrokerConfig { .. } => Fault::External,
-            Raft(_) => Fault::Internal,
+            Raft(_) | Internal(_) => Fault::Internal,
         }
     }
 }
@@ -154,6 +157,7 @@ impl From<CoordinatorError> for tonic::Status {
             }
             // Unknown whether the change took effect: a retry could apply it twice.
             Raft(_) => tonic::Status::aborted(message),
+            Internal(_) => tonic::Status::internal(message),
         }
     }
 }

@@ -237,7 +237,12 @@ impl<S: MetaStore> JobApi<S> {
         from_savepoint: Option<String>,
     ) -> Result<JobId, CoordinatorError> {
         self.state.store.check_leader()?;
-        let spec = JobSpec::parse_resolved(spec_json)?;
+        // Off the async threads, which carry heartbeats: reading a large
+        // spec takes a while.
+        let text = spec_json.to_string();
+        let spec = tokio::task::spawn_blocking(move || JobSpec::parse_resolved(&text))
+            .await
+            .map_err(|e| CoordinatorError::Internal(format!("reading the spec stopped: {e}")))??;
         if let Some(id) = &from_savepoint {
             self.check_savepoint_fits(id, &spec, spec_json)?;
         }

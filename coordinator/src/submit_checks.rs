@@ -23,16 +23,18 @@ pub struct Findings {
 }
 
 impl Findings {
-    /// Files a lookup's error: a system that did not answer (an external
-    /// fault) under `unanswered`, anything else as a problem of the spec.
-    pub fn add(&mut self, path: &str, e: &CoordinatorError) {
+    /// Files a topic lookup's error: a broker that did not answer (an
+    /// external fault) under `unanswered` at `brokers_path`, the field
+    /// naming it; anything else as a problem of the spec at `topic_path`.
+    pub fn add(&mut self, topic_path: &str, brokers_path: &str, e: &CoordinatorError) {
+        let external = e.fault() == Fault::External;
         let found = SpecProblem {
-            path: path.into(),
+            path: if external { brokers_path } else { topic_path }.into(),
             message: e.to_string(),
         };
-        match e.fault() {
-            Fault::External => self.unanswered.push(found),
-            _ => self.problems.push(found),
+        match external {
+            true => self.unanswered.push(found),
+            false => self.problems.push(found),
         }
     }
 
@@ -63,24 +65,47 @@ impl Findings {
 pub async fn check_topics(spec: &JobSpec) -> (i32, Findings) {
     let SourceSpec::Kafka(source) = &spec.source;
     let mut found = Findings::default();
-    let partitions = match kafka_meta::partition_count(&source.brokers, &source.topic).await {
-        Ok(n) => n,
-        Err(e) => {
-            found.add("source.kafka.topic", &e);
-            0
-        }
-    };
-    let mut outputs = Vec::new();
+    // (topic path, brokers path, brokers, topic), the source's first.
+    let mut topics = vec![(
+        "source.kafka.topic",
+        "source.kafka.brokers",
+        source.brokers.clone(),
+        source.topic.clone(),
+    )];
     if let SinkSpec::Kafka(k) = &spec.sink {
-        outputs.push(("sink.kafka.topic", k.brokers.clone(), k.topic.clone()));
+        topics.push((
+            "sink.kafka.topic",
+            "sink.kafka.brokers",
+            k.brokers.clone(),
+            k.topic.clone(),
+        ));
     }
     if let Some(dl) = &spec.dead_letter {
-        let brokers = dl.kafka.brokers.clone().unwrap_or(source.brokers.clone());
-        outputs.push(("dead_letter.kafka.topic", brokers, dl.kafka.topic.clone()));
+        let (brokers_path, brokers) = match &dl.kafka.brokers {
+            Some(b) => ("dead_letter.kafka.brokers", b.clone()),
+            None => ("source.kafka.brokers", source.brokers.clone()),
+        };
+        topics.push((
+            "dead_letter.kafka.topic",
+            brokers_path,
+            brokers,
+            dl.kafka.topic.clone(),
+        ));
     }
-    for (path, brokers, topic) in outputs {
-        if let Err(e) = kafka_meta::partition_count(&brokers, &topic).await {
-            found.add(path, &e);
+    // Together: a broker that does not answer costs its timeout once, not
+    // once per topic.
+    let counts = futures::future::join_all(
+        topics
+            .iter()
+            .map(|(_, _, brokers, topic)| kafka_meta::partition_count(brokers, topic)),
+    )
+    .await;
+    let mut partitions = 0;
+    for (i, ((topic_path, brokers_path, _, _), count)) in topics.iter().zip(counts).enumerate() {
+        match count {
+            Ok(n) if i == 0 => partitions = n,
+            Ok(_) => {}
+            Err(e) => found.add(topic_path, brokers_path, &e),
         }
     }
     found.problems.extend(check_client_properties(spec).await);

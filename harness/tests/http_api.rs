@@ -531,6 +531,25 @@ async fn the_http_layers_refusals_are_api_errors_and_stay_small() -> anyhow::Res
         "{refused}"
     );
 
+    // A spec nested 50,000 deep is refused before it is parsed (parsing it
+    // held the coordinator's threads for seconds, and its workers' heartbeats
+    // with them); a name 100,000 characters long is refused at `name`.
+    let deep = format!("a: {}{}", "[".repeat(50_000), "]".repeat(50_000));
+    let got = call(http.post(format!("{url}/api/jobs")).body(deep)).await?;
+    assert_error(&got, 400, "malformed_spec");
+    assert!(
+        got.1.to_string().contains("deeper than 64 levels"),
+        "{}",
+        got.1
+    );
+    let long_name = format!(
+        "name: {}\nsource: {{ kafka: {{ brokers: \"127.0.0.1:9\", topic: t }} }}\nsink: {{ blackhole: {{}} }}\n",
+        "n".repeat(100_000)
+    );
+    let (status, refused) = call(http.post(format!("{url}/api/jobs")).body(long_name)).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(problem_paths(&refused), vec!["name"], "{refused}");
+
     // A broker that does not answer is the outside world's fault, worth a
     // retry: 503 with Retry-After, the field naming it among the problems.
     let unreachable = "name: j\nsource: { kafka: { brokers: \"127.0.0.1:9\", topic: t } }\n\
@@ -546,7 +565,7 @@ async fn the_http_layers_refusals_are_api_errors_and_stay_small() -> anyhow::Res
     assert!(retry_after.is_some(), "{}", got.1);
     assert_eq!(
         problem_paths(&got.1),
-        vec!["source.kafka.topic"],
+        vec!["source.kafka.brokers"],
         "{}",
         got.1
     );
@@ -560,7 +579,7 @@ async fn the_http_layers_refusals_are_api_errors_and_stay_small() -> anyhow::Res
     assert!(
         !out.success
             && out.stderr.contains("did not answer")
-            && out.stderr.contains("source.kafka.topic"),
+            && out.stderr.contains("source.kafka.brokers"),
         "{out:?}"
     );
     // A spec with problems of its own is refused as such (422) before any

@@ -49,7 +49,19 @@ fn savepoint_json(s: &SavepointInfo) -> Value {
     })
 }
 
+/// The widest a table cell is shown; longer ones end in `…` (JSON output
+/// has them whole).
+const MAX_CELL: usize = 80;
+
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|cell| shortened(cell, MAX_CELL))
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -60,13 +72,21 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.chars().count()))))
             .collect();
         say!("{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
     for row in rows {
         line(row);
+    }
+}
+
+/// `cell` cut to `max` characters, the last of them `…` when cut.
+fn shortened(cell: String, max: usize) -> String {
+    match cell.char_indices().nth(max.saturating_sub(1)) {
+        Some((end, _)) if cell.chars().count() > max => format!("{}…", &cell[..end]),
+        _ => cell,
     }
 }
 
@@ -555,5 +575,20 @@ impl Printer {
                     .collect(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_cells_are_shortened_and_short_ones_kept() {
+        assert_eq!(shortened("job-1".into(), MAX_CELL), "job-1");
+        let long = shortened("n".repeat(100_000), MAX_CELL);
+        assert_eq!(long.chars().count(), MAX_CELL);
+        assert!(long.ends_with('…'));
+        assert_eq!(shortened("é".repeat(81), 80).chars().count(), 80);
+        assert_eq!(shortened("é".repeat(80), 80), "é".repeat(80));
     }
 }

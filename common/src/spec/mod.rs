@@ -1,5 +1,6 @@
 //! The job spec: what a user submits, validated in full before anything runs.
 
+mod depth;
 mod duplicates;
 mod ingestion;
 mod reader;
@@ -257,8 +258,21 @@ fn ingestion_paths(problems: Vec<SpecProblem>) -> Vec<SpecProblem> {
 }
 
 fn parse_tree(text: &str) -> Result<Value, SpecError> {
+    depth::check_depth(text)?;
     serde_yaml::from_str::<Value>(text).map_err(|e| SpecError::Syntax(e.to_string()))
 }
+
+/// `text` cut to its first `max` characters, marked `…` when cut: how a
+/// problem quotes a value that may be large.
+fn abbreviated(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// The longest job name, in characters.
+pub const MAX_NAME_LEN: usize = 120;
 
 fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
     let mut job = Obj::new("", tree, p)?;
@@ -270,7 +284,22 @@ fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
     if let Some(n) = name.as_deref().filter(|n| !valid_name(n)) {
         p.push(
             "name",
-            format!("{n:?} may only hold letters, digits, `-`, `_` and `.`"),
+            format!(
+                "{:?} may only hold letters, digits, `-`, `_` and `.`",
+                abbreviated(n, 80)
+            ),
+        );
+    }
+    // The name goes into consumer group ids, transactional ids and metric
+    // labels, which Kafka and dashboards expect to be short.
+    if let Some(n) = name.as_deref().filter(|n| n.chars().count() > MAX_NAME_LEN) {
+        p.push(
+            "name",
+            format!(
+                "{:?} is {} characters long; a job name has at most {MAX_NAME_LEN}",
+                abbreviated(n, 80),
+                n.chars().count()
+            ),
         );
     }
     let parallelism = match job.get("parallelism") {

@@ -234,3 +234,33 @@ fn a_key_written_twice_is_refused_at_its_path_on_either_side() {
     let seed = r#"{"jobId": "j", "jobId": "k", "mode": "STREAMING"}"#;
     assert!(has(&problems(seed), "jobId", "more than once"));
 }
+
+#[test]
+fn long_job_names_are_refused_at_name_quoted_short() {
+    let long = "n".repeat(100_000);
+    let p = problems(&VALID.replace("user-events-to-cassandra", &long));
+    assert!(
+        has(
+            &p,
+            "name",
+            "100000 characters long; a job name has at most 120"
+        ),
+        "{p:?}"
+    );
+    assert!(p.iter().all(|q| q.message.len() < 300), "{p:?}");
+    let at_most = "n".repeat(MAX_NAME_LEN);
+    assert!(JobSpec::parse(&VALID.replace("user-events-to-cassandra", &at_most), &env).is_ok());
+}
+
+#[test]
+fn deeply_nested_specs_are_refused_before_parsing() {
+    let deep = format!(
+        "{VALID}extra: {}{}\n",
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    let e = JobSpec::parse(&deep, &env)
+        .expect_err("too deep")
+        .to_string();
+    assert!(e.contains("nests deeper than 64 levels"), "{e}");
+}

@@ -110,6 +110,7 @@ impl From<CoordinatorError> for ApiError {
             NotLeader { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
             // Unknown whether the change took effect: a retry could apply it twice.
             Raft(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_recorded"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             KafkaMetadata { .. } | BrokerConfig { .. } | Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
