@@ -115,7 +115,8 @@ enum Command {
         savepoint: bool,
     },
     /// Change a running job's parallelism: stop it with a savepoint,
-    /// redistribute its key groups and partitions, and restart it.
+    /// redistribute its key groups and partitions, and restart it. A job
+    /// waiting for task slots takes the new parallelism at once and waits on.
     Rescale {
         /// Job id.
         job: String,
