@@ -194,6 +194,12 @@ sink: {{ kafka: {{ brokers: "{k}", topic: {output} }} }}
     let page = view(&mangled)?;
     assert_eq!(attrs(page, "data-refused"), ["401"], "{page}");
     assert!(!page.contains("Loading"), "{page}");
+    // The page itself takes any query in its address (the API's routes
+    // refuse those they do not take).
+    let queried = chromium(&dir, &format!("{url}/?utm_source=mail#/"), &["--dump-dom"]).await?;
+    let page = view(&queried)?;
+    assert_eq!(attrs(page, "data-refused"), ["401"], "{page}");
+    assert!(!page.contains("Loading"), "{page}");
 
     // A read-only token given in the link (kept in the tab's
     // sessionStorage, as one typed into the field is) shows every page.

@@ -124,17 +124,19 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// it, with a 414 and no body, before the API sees it.)
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
-/// Refuses query parameters a route does not take (400 `bad_request`,
+/// Refuses query parameters an API route does not take (400 `bad_request`,
 /// each at its name), so a mistyped one is not silently ignored: `POST
-/// /api/jobs` takes `from_savepoint`, every other route none.
+/// /api/jobs` takes `from_savepoint`, every other route none. The
+/// dashboard page is left alone: a browser's address may carry anything.
 async fn known_query(request: Request, next: Next) -> Response {
-    // A route layer: it only sees paths of the API's routes.
+    // A route layer: it only sees paths of the routes above.
     let route = request.uri().path().to_string();
     let takes: &[&str] = match (request.method(), route.as_str()) {
         (&Method::POST, "/api/jobs") => &["from_savepoint"],
         _ => &[],
     };
-    let Some(query) = request.uri().query().filter(|q| !q.is_empty()) else {
+    let query = request.uri().query().filter(|q| !q.is_empty());
+    let Some(query) = query.filter(|_| route.starts_with("/api/")) else {
         return next.run(request).await;
     };
     let pairs = match Query::<Vec<(String, String)>>::try_from_uri(request.uri()) {
