@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod spec;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod text;
 pub mod time;
 #[cfg(feature = "vrl")]
 pub mod vrl_program;

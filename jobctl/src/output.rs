@@ -2,6 +2,7 @@
 
 use crate::Format;
 use serde_json::{Value, json};
+use sluice_common::text::abbreviated;
 use sluice_proto::*;
 use std::io::IsTerminal;
 
@@ -56,11 +57,7 @@ const MAX_CELL: usize = 80;
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let rows: Vec<Vec<String>> = rows
         .into_iter()
-        .map(|row| {
-            row.into_iter()
-                .map(|cell| shortened(cell, MAX_CELL))
-                .collect()
-        })
+        .map(|row| row.iter().map(|cell| abbreviated(cell, MAX_CELL)).collect())
         .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
@@ -79,14 +76,6 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     line(headers.iter().map(|h| h.to_string()).collect());
     for row in rows {
         line(row);
-    }
-}
-
-/// `cell` cut to `max` characters, the last of them `…` when cut.
-fn shortened(cell: String, max: usize) -> String {
-    match cell.char_indices().nth(max.saturating_sub(1)) {
-        Some((end, _)) if cell.chars().count() > max => format!("{}…", &cell[..end]),
-        _ => cell,
     }
 }
 
@@ -584,11 +573,11 @@ mod tests {
 
     #[test]
     fn long_cells_are_shortened_and_short_ones_kept() {
-        assert_eq!(shortened("job-1".into(), MAX_CELL), "job-1");
-        let long = shortened("n".repeat(100_000), MAX_CELL);
+        assert_eq!(abbreviated("job-1", MAX_CELL), "job-1");
+        let long = abbreviated(&"n".repeat(100_000), MAX_CELL);
         assert_eq!(long.chars().count(), MAX_CELL);
         assert!(long.ends_with('…'));
-        assert_eq!(shortened("é".repeat(81), 80).chars().count(), 80);
-        assert_eq!(shortened("é".repeat(80), 80), "é".repeat(80));
+        assert_eq!(abbreviated(&"é".repeat(81), 80).chars().count(), 80);
+        assert_eq!(abbreviated(&"é".repeat(80), 80), "é".repeat(80));
     }
 }

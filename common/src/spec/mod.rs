@@ -262,15 +262,6 @@ fn parse_tree(text: &str) -> Result<Value, SpecError> {
     serde_yaml::from_str::<Value>(text).map_err(|e| SpecError::Syntax(e.to_string()))
 }
 
-/// `text` cut to its first `max` characters, marked `…` when cut: how a
-/// problem quotes a value that may be large.
-fn abbreviated(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
-    }
-}
-
 /// The longest job name, in characters.
 pub const MAX_NAME_LEN: usize = 120;
 
@@ -286,7 +277,7 @@ fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
             "name",
             format!(
                 "{:?} may only hold letters, digits, `-`, `_` and `.`",
-                abbreviated(n, 80)
+                crate::text::abbreviated(n, 80)
             ),
         );
     }
@@ -297,7 +288,7 @@ fn read_job(tree: &Value, p: &mut Problems) -> Option<JobSpec> {
             "name",
             format!(
                 "{:?} is {} characters long; a job name has at most {MAX_NAME_LEN}",
-                abbreviated(n, 80),
+                crate::text::abbreviated(n, 80),
                 n.chars().count()
             ),
         );
