@@ -83,6 +83,9 @@ pub enum WorkerError {
     Restore { key: String, reason: String },
     #[error("dead-letter topic `{topic}` unavailable while recording a failed record: {reason}")]
     DeadLetter { topic: String, reason: String },
+    /// A subtask's code panicked: `message` is the panic's own text.
+    #[error("subtask {task} panicked: {message}")]
+    Panicked { task: TaskId, message: String },
 }
 
 impl WorkerError {
@@ -102,9 +105,12 @@ impl WorkerError {
             Self::CassandraWrite { source, .. } => {
                 crate::connectors::cassandra::write_fault(source)
             }
-            Self::Restore { .. } | Self::InDoubt { .. } | Self::CassandraWriteTask { .. } => {
-                Fault::Internal
-            }
+            // A panic is Sluice's bug, which a restart from the checkpoint
+            // may not meet again.
+            Self::Restore { .. }
+            | Self::InDoubt { .. }
+            | Self::CassandraWriteTask { .. }
+            | Self::Panicked { .. } => Fault::Internal,
             Self::Transaction { source, .. } => transaction_fault(source),
             Self::Flush { source, .. } => source.fault(),
             Self::Unacknowledged { .. }

@@ -9,6 +9,7 @@ use std::time::Duration;
 /// The worker failpoints of the checkpoint protocol a scenario can trip:
 /// each aborts the worker at one step (see the worker's `fail_point!`s).
 pub const FAILPOINTS: &[&str] = &[
+    "barrier-before-snapshot",
     "snapshot-before-upload",
     "snapshot-after-upload",
     "after-checkpoint-ack",

@@ -677,7 +677,9 @@ impl Output {
     /// before it is pre-committed, and the returned state, if any, is what
     /// the checkpoint must hold for the sink to commit once it completes.
     async fn barrier(&mut self, id: u64) -> Result<PreCommit> {
-        fail::fail_point!("barrier-before-snapshot");
+        fail::fail_point!("barrier-before-snapshot", |_| {
+            std::process::abort();
+        });
         match self {
             Self::Router(router) => router.barrier(id).await.map(|()| PreCommit::default()),
             Self::Sink(sink) => sink.pre_commit(id).await,
