@@ -53,6 +53,9 @@ pub struct AckParts {
     /// Time from the first to the last of the subtask's inputs delivering
     /// the checkpoint's barrier (zero for a source or a single input).
     pub alignment: Duration,
+    /// Why the subtask declines the checkpoint (its state snapshot was not
+    /// stored); empty when it takes its part.
+    pub declined: String,
 }
 
 /// Acknowledges this subtask's part of a checkpoint to the coordinator.
@@ -527,6 +530,7 @@ impl Stepper<'_> {
             state: None,
             state_bytes: 0,
             alignment,
+            declined: String::new(),
         };
         let sink_state = pre_commit.state;
         if upload.is_none() && !matches!(sink_state, Some(SinkState::Flushing(_))) {
@@ -572,11 +576,16 @@ impl Stepper<'_> {
                     });
                     true
                 }
-                // Unacknowledged, the checkpoint times out and is abandoned;
-                // the job goes on, and its next snapshot is a full one.
+                // Declined, the checkpoint is abandoned at once rather than
+                // at its timeout; the job goes on, and its next snapshot is
+                // a full one.
                 (_, Err(e)) => {
                     broken.store(true, std::sync::atomic::Ordering::SeqCst);
-                    tracing::warn!(task = %task, checkpoint = id, error = %e, "state snapshot upload failed");
+                    tracing::warn!(task = %task, checkpoint = id, error = %e, "state snapshot upload failed: the checkpoint is declined");
+                    ack(AckParts {
+                        declined: format!("state snapshot upload failed: {e}"),
+                        ..parts
+                    });
                     false
                 }
                 // The sink fails with it at its next call; the snapshot

@@ -147,6 +147,7 @@ impl TaskManager {
             let outbound = self.outbound.clone();
             let (job_id, task_id, attempt) = (dep.job_id.clone(), id.to_string(), dep.attempt);
             Arc::new(move |parts: AckParts| {
+                let declined = !parts.declined.is_empty();
                 let _ = outbound.send(Outbound::Ack(CheckpointAck {
                     worker_id: String::new(),
                     job_id: job_id.clone(),
@@ -158,10 +159,13 @@ impl TaskManager {
                     state: parts.state,
                     state_bytes: parts.state_bytes,
                     alignment_us: u64::try_from(parts.alignment.as_micros()).unwrap_or(u64::MAX),
+                    declined: parts.declined,
                 }));
-                fail::fail_point!("after-checkpoint-ack", |_| {
-                    std::process::abort();
-                });
+                if !declined {
+                    fail::fail_point!("after-checkpoint-ack", |_| {
+                        std::process::abort();
+                    });
+                }
             })
         };
         let report = move |state: TaskState,
