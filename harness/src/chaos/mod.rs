@@ -5,6 +5,7 @@
 //! with the sequenced [`workload::Workload`], and returns its
 //! [`outcome::Outcome`].
 
+pub mod broker;
 pub mod environment;
 pub mod outcome;
 pub mod proxy;

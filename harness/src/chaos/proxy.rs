@@ -2,6 +2,8 @@
 //! processes, or between them and a service: it passes bytes through, cuts
 //! the link (refuses new connections and drops the open ones) or delays
 //! every chunk of data, as a network partition or a slow network would.
+//! A proxy with a [`Sorter`] tells its clients apart and gives each group
+//! of them a mode of its own.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -20,28 +22,56 @@ pub enum LinkMode {
     Delay(Duration),
 }
 
+/// Tells which group a client's connection belongs to, from the client's
+/// address and the proxy's: `Some(group)` below the proxy's group count, or
+/// `None` for a client of no group. Called off the async threads, once per
+/// connection, so it may read files.
+pub type Sorter = Arc<dyn Fn(SocketAddr, SocketAddr) -> Option<usize> + Send + Sync>;
+
 /// One link: listens on a free port of 127.0.0.1 and forwards each
 /// connection to the upstream address it names at connection time. Stops
 /// listening when dropped.
 pub struct Proxy {
     address: SocketAddr,
     upstream: Arc<Mutex<SocketAddr>>,
+    /// The mode of clients of no group (of every client without a sorter).
     mode: watch::Sender<LinkMode>,
+    /// The mode of each group of clients the sorter tells apart.
+    groups: Vec<watch::Sender<LinkMode>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
     /// Starts a link to `upstream`.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
+        Self::start_sorted(upstream, 0, None).await
+    }
+
+    /// Starts a link to `upstream` whose clients `sorter` sorts into
+    /// `groups` groups, each with its own mode ([`Proxy::set_group_mode`]).
+    pub async fn start_sorted(
+        upstream: SocketAddr,
+        groups: usize,
+        sorter: Option<Sorter>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let upstream = Arc::new(Mutex::new(upstream));
         let (mode, _) = watch::channel(LinkMode::Pass);
-        let accept = tokio::spawn(accept_loop(listener, upstream.clone(), mode.subscribe()));
+        let groups: Vec<watch::Sender<LinkMode>> = (0..groups)
+            .map(|_| watch::channel(LinkMode::Pass).0)
+            .collect();
+        let clients = Clients {
+            default: mode.subscribe(),
+            groups: groups.iter().map(watch::Sender::subscribe).collect(),
+            sorter,
+        };
+        let accept = tokio::spawn(accept_loop(listener, upstream.clone(), Arc::new(clients)));
         Ok(Self {
             address,
             upstream,
             mode,
+            groups,
             accept,
         })
     }
@@ -57,33 +87,79 @@ impl Proxy {
         *self.upstream.lock().unwrap_or_else(|p| p.into_inner()) = upstream;
     }
 
+    /// The mode of clients of no group, or of every client without a sorter.
     pub fn set_mode(&self, mode: LinkMode) {
         self.mode.send_replace(mode);
+    }
+
+    /// The mode of the clients of `group`; no effect for a group the proxy
+    /// does not have.
+    pub fn set_group_mode(&self, group: usize, mode: LinkMode) {
+        if let Some(g) = self.groups.get(group) {
+            g.send_replace(mode);
+        }
+    }
+
+    /// The number of groups of clients.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.set_mode(LinkMode::Cut);
+        for g in &self.groups {
+            g.send_replace(LinkMode::Cut);
+        }
         self.accept.abort();
+    }
+}
+
+/// How the accept loop finds a connection's mode.
+struct Clients {
+    default: watch::Receiver<LinkMode>,
+    groups: Vec<watch::Receiver<LinkMode>>,
+    sorter: Option<Sorter>,
+}
+
+impl Clients {
+    async fn mode_of(&self, client: SocketAddr, proxy: SocketAddr) -> watch::Receiver<LinkMode> {
+        let Some(sorter) = self.sorter.clone() else {
+            return self.default.clone();
+        };
+        let group = tokio::task::spawn_blocking(move || sorter(client, proxy))
+            .await
+            .ok()
+            .flatten();
+        match group.and_then(|g| self.groups.get(g)) {
+            Some(mode) => mode.clone(),
+            None => self.default.clone(),
+        }
     }
 }
 
 async fn accept_loop(
     listener: TcpListener,
     upstream: Arc<Mutex<SocketAddr>>,
-    mode: watch::Receiver<LinkMode>,
+    clients: Arc<Clients>,
 ) {
     loop {
-        let Ok((client, _)) = listener.accept().await else {
+        let Ok((client, peer)) = listener.accept().await else {
             continue;
         };
-        if *mode.borrow() == LinkMode::Cut {
-            drop(client);
-            continue;
-        }
         let target = *upstream.lock().unwrap_or_else(|p| p.into_inner());
-        tokio::spawn(connection(client, target, mode.clone()));
+        let clients = clients.clone();
+        tokio::spawn(async move {
+            let Ok(local) = client.local_addr() else {
+                return;
+            };
+            let mode = clients.mode_of(peer, local).await;
+            if *mode.borrow() == LinkMode::Cut {
+                return;
+            }
+            connection(client, target, mode).await;
+        });
     }
 }
 
@@ -171,6 +247,37 @@ mod tests {
         assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
         proxy.set_mode(LinkMode::Pass);
         assert_eq!(round_trip(proxy.address()).await.unwrap(), b"ping");
+    }
+
+    #[tokio::test]
+    async fn each_group_of_clients_has_its_own_mode() {
+        // Clients from an odd port are group 0, the others of no group.
+        let sorter: Sorter = Arc::new(|client: SocketAddr, _| (client.port() % 2 == 1).then_some(0));
+        let proxy = Proxy::start_sorted(echo_server().await, 1, Some(sorter))
+            .await
+            .unwrap();
+        proxy.set_group_mode(0, LinkMode::Cut);
+        let (mut odd, mut even) = (0, 0);
+        for _ in 0..20 {
+            match round_trip(proxy.address()).await {
+                Ok(echo) => {
+                    assert_eq!(echo, b"ping");
+                    even += 1;
+                }
+                Err(_) => odd += 1,
+            }
+        }
+        assert!(odd > 0 && even > 0, "odd {odd}, even {even}");
+        proxy.set_group_mode(0, LinkMode::Pass);
+        proxy.set_mode(LinkMode::Cut);
+        let (mut odd, mut even) = (0, 0);
+        for _ in 0..20 {
+            match round_trip(proxy.address()).await {
+                Ok(_) => odd += 1,
+                Err(_) => even += 1,
+            }
+        }
+        assert!(odd > 0 && even > 0, "odd {odd}, even {even}");
     }
 
     #[tokio::test]
