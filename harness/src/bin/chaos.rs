@@ -12,6 +12,8 @@ use sluice_harness::chaos::runner::{self, RunConfig};
 use sluice_harness::chaos::scenario::Scenario;
 use sluice_harness::chaos::workload::JobKind;
 use sluice_harness::testing::{infra, unique};
+use sluice_harness::chaos::broker::OwnBroker;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -148,7 +150,11 @@ async fn interrupted() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.list {
-        for s in Scenario::all().into_iter().chain([Scenario::Random]) {
+        for s in Scenario::all()
+            .into_iter()
+            .chain(Scenario::by_hand())
+            .chain([Scenario::Random])
+        {
             println!("{:<50} {}", s.name(), s.describe());
         }
         return Ok(());
@@ -157,7 +163,21 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(cli.workers >= 1, "--workers must be at least 1");
     let infra = infra()?;
     let mut outcomes = Vec::new();
+    // The program's own Kafka broker, started for the first scenario that
+    // needs it and kept for the others; stopped and deleted at the end.
+    let mut broker: Option<Arc<OwnBroker>> = None;
     for scenario in chosen {
+        if scenario.needs_own_broker() && broker.is_none() {
+            eprintln!("chaos: starting a Kafka broker of the program's own");
+            let dir = std::env::temp_dir()
+                .join("sluice-chaos")
+                .join(unique("kafka"));
+            let started = tokio::select! {
+                b = OwnBroker::start(dir, cli.workers) => b?,
+                _ = interrupted() => std::process::exit(130),
+            };
+            broker = Some(Arc::new(started));
+        }
         let config = RunConfig {
             scenario,
             seed: cli.seed,
@@ -175,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
                 .join("sluice-chaos")
                 .join(unique(&scenario.name())),
             keep: cli.keep,
+            broker: broker.clone(),
         };
         eprintln!("chaos: running {} (seed {})", scenario.name(), cli.seed);
         // Interrupted, the run is dropped: its processes stop, its proxies
@@ -189,12 +210,15 @@ async fn main() -> anyhow::Result<()> {
                 scenario.name(),
                 config.dir.display()
             );
+            drop(config);
+            drop(broker);
             std::process::exit(130);
         };
         println!("{}", outcome::header());
         println!("{}", outcome::row(&o));
         outcomes.push(o);
     }
+    drop(broker);
     println!();
     println!("{}", outcome::header());
     for o in &outcomes {

@@ -3,10 +3,12 @@
 //! the scenario's schedule each struck and healed, then, once the input is
 //! drained, the output read back and judged.
 
+use super::broker::OwnBroker;
 use super::environment::{Environment, Settings};
 use super::outcome::Outcome;
 use super::scenario::{Fault, Scenario};
 use super::workload::{Counts, JobKind, Workload};
+use crate::cassandra::CassandraServer;
 use crate::testing::{Infra, unique};
 use anyhow::Context;
 use rand::rngs::SmallRng;
@@ -15,6 +17,7 @@ use sluice_proto::{
     CheckpointInfo, GetJobRequest, JobState, JobStatus, ListCheckpointsRequest, SubmitJobRequest,
 };
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Everything a scenario run is made of, from the program's options.
@@ -41,6 +44,9 @@ pub struct RunConfig {
     /// unless `keep`.
     pub dir: PathBuf,
     pub keep: bool,
+    /// The program's own Kafka broker, for the scenarios that need it
+    /// ([`Scenario::needs_own_broker`]); shared by every run of the program.
+    pub broker: Option<Arc<OwnBroker>>,
 }
 
 /// How long a fault may take to recover: to see a checkpoint complete
@@ -99,6 +105,29 @@ async fn run_in(
         }
         _ => None,
     };
+    let broker = match config.scenario.needs_own_broker() {
+        true => Some(
+            config
+                .broker
+                .clone()
+                .context("this scenario needs the program's own Kafka broker")?,
+        ),
+        false => None,
+    };
+    // Cassandra restarted is one of the run's own, started for it alone.
+    let own_cassandra = match config.scenario {
+        Scenario::One(Fault::CassandraRestart) => {
+            eprintln!("chaos: starting a Cassandra of the run's own");
+            let dir = config.dir.clone();
+            Some(tokio::task::spawn_blocking(move || CassandraServer::start(&dir)).await??)
+        }
+        _ => None,
+    };
+    let cassandra = match &own_cassandra {
+        Some(c) => c.address.clone(),
+        None => config.infra.cassandra.clone(),
+    };
+    let kind = config.scenario.job(config.job);
     let env = env_slot.insert(
         Environment::start(Settings {
             dir: config.dir.clone(),
@@ -106,27 +135,42 @@ async fn run_in(
             coordinators,
             store: config.scenario.store(),
             s3_endpoint: config.infra.s3_endpoint.clone(),
-            sink_upstream: match config.scenario.job(config.job) {
-                JobKind::Cassandra => config.infra.cassandra.clone(),
+            sink_upstream: match kind {
+                JobKind::Cassandra => cassandra.clone(),
                 _ => config.infra.s3_endpoint.clone(),
             },
             heartbeat_interval: HEARTBEAT_INTERVAL,
             heartbeat_timeout: HEARTBEAT_TIMEOUT,
             worker_failpoints: config.worker_failpoints.clone(),
             first_worker_failpoints,
+            files_on_tmpfs: config.scenario == Scenario::One(Fault::WorkerDiskFull),
+            broker: broker.clone(),
         })
         .await?,
     );
+    if let Some(server) = own_cassandra {
+        env.set_own_cassandra(server);
+    }
+    let files = env.files_dir().display().to_string();
     let workload = Workload {
-        kind: config.scenario.job(config.job),
-        brokers: config.infra.kafka.clone(),
+        kind,
+        brokers: broker
+            .as_ref()
+            .map_or_else(|| config.infra.kafka.clone(), |b| b.bootstrap()),
+        job_brokers: broker
+            .as_ref()
+            .map_or_else(|| config.infra.kafka.clone(), |b| b.job_bootstrap()),
         input: unique("chaos-in"),
         output: unique("chaos-out"),
         records: config.records,
         parallelism: config.parallelism,
-        sink_address: env.sink_address(),
-        read_address: match config.scenario.job(config.job) {
-            JobKind::Cassandra => config.infra.cassandra.clone(),
+        sink_address: match kind {
+            JobKind::Files => files.clone(),
+            _ => env.sink_address(),
+        },
+        read_address: match kind {
+            JobKind::Cassandra => cassandra,
+            JobKind::Files => files,
             _ => config.infra.s3_endpoint.clone(),
         },
     };

@@ -47,6 +47,20 @@ pub enum Fault {
     SlowSink,
     /// The Cassandra sink's link to Cassandra cut, then healed.
     CassandraOutage,
+    /// A worker's link to the Kafka broker (the program's own) cut, then healed.
+    PartitionWorkerBroker,
+    /// The Kafka broker (the program's own) SIGKILLed, then started again
+    /// on the same data and ports.
+    KafkaRestart,
+    /// Every exchange of the workers with the Kafka broker (the program's
+    /// own) delayed: the exactly-once Kafka sink's commits slow down.
+    SlowKafkaSink,
+    /// Cassandra (the program's own) SIGKILLed, then started again on the
+    /// same data and ports.
+    CassandraRestart,
+    /// The file system of the file sink's output directory (a small tmpfs)
+    /// full, then freed.
+    WorkerDiskFull,
     /// A worker started with this failpoint armed aborts at that step of a
     /// checkpoint; a new worker is started in its place.
     Failpoint(&'static str),
@@ -72,7 +86,17 @@ impl Fault {
                 | Self::WorkerPause
                 | Self::PartitionWorkerCoordinator
                 | Self::PartitionWorkerWorker
+                | Self::PartitionWorkerBroker
                 | Self::Failpoint(_)
+        )
+    }
+
+    /// `true` for faults of the Kafka broker the job reads and writes: they
+    /// need the program's own broker.
+    pub fn needs_own_broker(&self) -> bool {
+        matches!(
+            self,
+            Self::PartitionWorkerBroker | Self::KafkaRestart | Self::SlowKafkaSink
         )
     }
 
@@ -90,6 +114,11 @@ impl Fault {
             Self::SinkOutage => "s3-sink-outage".into(),
             Self::SlowSink => "slow-sink".into(),
             Self::CassandraOutage => "cassandra-outage".into(),
+            Self::PartitionWorkerBroker => "partition-worker-broker".into(),
+            Self::KafkaRestart => "kafka-restart".into(),
+            Self::SlowKafkaSink => "slow-kafka-sink".into(),
+            Self::CassandraRestart => "cassandra-restart".into(),
+            Self::WorkerDiskFull => "worker-disk-full".into(),
             Self::Failpoint(name) => format!("failpoint-{name}"),
         }
     }
@@ -112,7 +141,7 @@ impl Fault {
         match job {
             JobKind::S3 => pool.extend([Self::SinkOutage, Self::SlowSink]),
             JobKind::Cassandra => pool.push(Self::CassandraOutage),
-            JobKind::Remap | JobKind::Keyed => {}
+            JobKind::Remap | JobKind::Keyed | JobKind::Files => {}
         }
         pool
     }
@@ -137,10 +166,17 @@ impl Fault {
             | Self::LeaderPause
             | Self::PartitionWorkerCoordinator
             | Self::PartitionWorkerWorker => (timeout + ms(rng, 1_000, 3_000), Duration::ZERO),
-            Self::StoreOutage | Self::DiskFull | Self::SinkOutage | Self::CassandraOutage => {
-                (ms(rng, 2_000, 8_000), Duration::ZERO)
+            Self::StoreOutage
+            | Self::DiskFull
+            | Self::SinkOutage
+            | Self::CassandraOutage
+            | Self::PartitionWorkerBroker
+            | Self::WorkerDiskFull => (ms(rng, 2_000, 8_000), Duration::ZERO),
+            // How long the process stays down; starting it again takes longer.
+            Self::KafkaRestart | Self::CassandraRestart => (ms(rng, 0, 2_000), Duration::ZERO),
+            Self::SlowStore | Self::SlowSink | Self::SlowKafkaSink => {
+                (ms(rng, 3_000, 8_000), ms(rng, 100, 600))
             }
-            Self::SlowStore | Self::SlowSink => (ms(rng, 3_000, 8_000), ms(rng, 100, 600)),
             Self::Failpoint(_) => (Duration::ZERO, Duration::ZERO),
         };
         Step {
@@ -163,7 +199,8 @@ pub struct Step {
     pub before: Duration,
     /// How long it lasts before it heals (a killed process is started again).
     pub hold: Duration,
-    /// The delay of each chunk of data, for [`Fault::SlowStore`].
+    /// The delay of each chunk of data, for [`Fault::SlowStore`],
+    /// [`Fault::SlowSink`] and [`Fault::SlowKafkaSink`].
     pub delay: Duration,
 }
 
@@ -176,7 +213,8 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario `--scenario all` runs: each kind of fault once
-    /// (`random` is left to the soak).
+    /// (`random` is left to the soak, the scenarios of
+    /// [`Scenario::by_hand`] to runs that name them).
     pub fn all() -> Vec<Scenario> {
         let mut all: Vec<Scenario> = [
             Fault::WorkerKill,
@@ -191,6 +229,10 @@ impl Scenario {
             Fault::SinkOutage,
             Fault::SlowSink,
             Fault::CassandraOutage,
+            Fault::PartitionWorkerBroker,
+            Fault::KafkaRestart,
+            Fault::SlowKafkaSink,
+            Fault::WorkerDiskFull,
         ]
         .into_iter()
         .map(Scenario::One)
@@ -201,6 +243,12 @@ impl Scenario {
                 .map(|f| Scenario::One(Fault::Failpoint(f))),
         );
         all
+    }
+
+    /// Scenarios run only when named, for what they cost: `cassandra-restart`
+    /// starts a Cassandra of its own, twice.
+    pub fn by_hand() -> Vec<Scenario> {
+        vec![Scenario::One(Fault::CassandraRestart)]
     }
 
     pub fn name(&self) -> String {
@@ -215,7 +263,10 @@ impl Scenario {
         if name == "random" {
             return Some(Self::Random);
         }
-        Self::all().into_iter().find(|s| s.name() == name)
+        Self::all()
+            .into_iter()
+            .chain(Self::by_hand())
+            .find(|s| s.name() == name)
     }
 
     /// What the scenario does, for `--list`.
@@ -253,6 +304,21 @@ impl Scenario {
             Self::One(Fault::CassandraOutage) => {
                 "make Cassandra unreachable from the Cassandra sink (Cassandra job)"
             }
+            Self::One(Fault::PartitionWorkerBroker) => {
+                "cut a worker off from the Kafka broker (the program's own), then heal"
+            }
+            Self::One(Fault::KafkaRestart) => {
+                "SIGKILL the Kafka broker (the program's own), start it again on its data"
+            }
+            Self::One(Fault::SlowKafkaSink) => {
+                "delay every exchange of the workers with the Kafka broker (the program's own)"
+            }
+            Self::One(Fault::CassandraRestart) => {
+                "SIGKILL Cassandra (the program's own), start it again on its data (Cassandra job; by hand)"
+            }
+            Self::One(Fault::WorkerDiskFull) => {
+                "fill the file system of the file sink's output directory (a small tmpfs), then free it (files job)"
+            }
             Self::One(Fault::Failpoint(_)) => {
                 "a worker aborts at this step of a checkpoint (failpoint); a new one takes over"
             }
@@ -277,9 +343,20 @@ impl Scenario {
     pub fn job(&self, asked: JobKind) -> JobKind {
         match self {
             Self::One(Fault::SinkOutage | Fault::SlowSink) => JobKind::S3,
-            Self::One(Fault::CassandraOutage) => JobKind::Cassandra,
+            Self::One(Fault::CassandraOutage | Fault::CassandraRestart) => JobKind::Cassandra,
+            Self::One(Fault::WorkerDiskFull) => JobKind::Files,
+            // The broker's faults need the Kafka sink.
+            Self::One(f) if f.needs_own_broker() => match asked {
+                JobKind::Remap | JobKind::Keyed => asked,
+                _ => JobKind::Keyed,
+            },
             _ => asked,
         }
+    }
+
+    /// `true` when the scenario needs the program's own Kafka broker.
+    pub fn needs_own_broker(&self) -> bool {
+        matches!(self, Self::One(f) if f.needs_own_broker())
     }
 
     pub fn store(&self) -> StoreKind {
@@ -385,7 +462,11 @@ mod tests {
 
     #[test]
     fn every_scenario_is_found_by_its_name() {
-        for s in Scenario::all().into_iter().chain([Scenario::Random]) {
+        for s in Scenario::all()
+            .into_iter()
+            .chain(Scenario::by_hand())
+            .chain([Scenario::Random])
+        {
             assert_eq!(Scenario::parse(&s.name()), Some(s));
         }
         assert_eq!(Scenario::parse("no-such-fault"), None);
