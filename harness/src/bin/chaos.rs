@@ -7,12 +7,12 @@
 //! a job that did not end RUNNING.
 
 use clap::Parser;
+use sluice_harness::chaos::broker::OwnBroker;
 use sluice_harness::chaos::outcome::{self, Outcome};
 use sluice_harness::chaos::runner::{self, RunConfig};
 use sluice_harness::chaos::scenario::Scenario;
 use sluice_harness::chaos::workload::JobKind;
 use sluice_harness::testing::{infra, unique};
-use sluice_harness::chaos::broker::OwnBroker;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +43,8 @@ struct Cli {
     /// Input records per scenario, numbered from 0.
     #[arg(long, default_value_t = 20_000)]
     records: u64,
-    /// Input records per second; without it, --records over --duration, or 2000.
+    /// Input records per second; without it, --records over --duration, or
+    /// over 6 s and at most 2000.
     #[arg(long)]
     rate: Option<u64>,
     /// Strike faults for this long per scenario (such as `30m`); without it,

@@ -60,8 +60,8 @@ impl OwnBroker {
                 owner(client, proxy, &pids)
             })
         };
-        let link = Proxy::start_sorted(format!("127.0.0.1:{port}").parse()?, slots, Some(sorter))
-            .await?;
+        let link =
+            Proxy::start_sorted(format!("127.0.0.1:{port}").parse()?, slots, Some(sorter)).await?;
         let listener = ProxiedListener {
             port,
             advertised: link.address(),

@@ -9,8 +9,8 @@
 
 use super::broker::OwnBroker;
 use super::proxy::{LinkMode, Proxy};
-use crate::cassandra::CassandraServer;
 use super::scenario::{Fault, Step, StoreKind};
+use crate::cassandra::CassandraServer;
 use crate::cluster::{ClusterOptions, SluiceCluster};
 use crate::net::free_port;
 use anyhow::Context;
@@ -295,9 +295,7 @@ impl Environment {
             Fault::SlowSink => self.sink_proxy.set_mode(LinkMode::Delay(step.delay)),
             Fault::PartitionWorkerBroker => self.broker()?.set_worker_mode(slot, LinkMode::Cut),
             Fault::KafkaRestart => self.broker()?.kill().await?,
-            Fault::SlowKafkaSink => self
-                .broker()?
-                .set_workers_mode(LinkMode::Delay(step.delay)),
+            Fault::SlowKafkaSink => self.broker()?.set_workers_mode(LinkMode::Delay(step.delay)),
             Fault::CassandraRestart => {
                 let server = self.own_cassandra()?;
                 tokio::task::spawn_blocking(move || {
@@ -390,19 +388,21 @@ impl Environment {
         Ok(tmpfs.path.join("filler"))
     }
 
-    /// Writes a file until the tmpfs is full.
+    /// Writes a file until the tmpfs is full: in chunks of a MiB, then of a
+    /// page, so not even a small file fits beside it.
     fn fill_disk(&self) -> anyhow::Result<()> {
         let mut file = std::fs::File::create(self.filler()?)?;
-        let chunk = vec![0u8; 1 << 20];
-        loop {
-            if let Err(e) = file.write_all(&chunk) {
-                anyhow::ensure!(
-                    e.raw_os_error() == Some(libc::ENOSPC),
-                    "cannot fill the tmpfs: {e}"
-                );
-                return Ok(());
+        for size in [1 << 20, 4 << 10] {
+            let chunk = vec![0u8; size];
+            loop {
+                match file.write_all(&chunk) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => anyhow::bail!("cannot fill the tmpfs: {e}"),
+                }
             }
         }
+        Ok(())
     }
 
     /// Where the sink reaches MinIO or Cassandra: `127.0.0.1:PORT` of its proxy.

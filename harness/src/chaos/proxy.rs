@@ -252,7 +252,8 @@ mod tests {
     #[tokio::test]
     async fn each_group_of_clients_has_its_own_mode() {
         // Clients from an odd port are group 0, the others of no group.
-        let sorter: Sorter = Arc::new(|client: SocketAddr, _| (client.port() % 2 == 1).then_some(0));
+        let sorter: Sorter =
+            Arc::new(|client: SocketAddr, _| (client.port() % 2 == 1).then_some(0));
         let proxy = Proxy::start_sorted(echo_server().await, 1, Some(sorter))
             .await
             .unwrap();

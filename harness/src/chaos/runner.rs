@@ -54,6 +54,8 @@ pub struct RunConfig {
 const RECOVERY_LIMIT: Duration = Duration::from_secs(120);
 /// How long the job may take, once all input is produced, to checkpoint it.
 const DRAIN_LIMIT: Duration = Duration::from_secs(300);
+/// How long the input lasts at least, unless `--rate` or `--duration` say otherwise.
+const INPUT_AT_LEAST: Duration = Duration::from_secs(6);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -197,7 +199,10 @@ async fn run_in(
             .duration
             .map(|d| (config.records / d.as_secs().max(1)).max(1))
     });
-    let rate = rate.unwrap_or(2_000);
+    // At most 2000 a second, and slow enough that the input lasts past the
+    // first fault's start (1-4 s in): a fault struck after the last record
+    // went through would find nothing to break.
+    let rate = rate.unwrap_or_else(|| (config.records / INPUT_AT_LEAST.as_secs()).clamp(1, 2_000));
     let producing = {
         let workload = workload.clone();
         tokio::spawn(async move { workload.produce(Some(rate)).await })
