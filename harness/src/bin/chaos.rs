@@ -151,11 +151,7 @@ async fn interrupted() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.list {
-        for s in Scenario::all()
-            .into_iter()
-            .chain(Scenario::by_hand())
-            .chain([Scenario::Random])
-        {
+        for s in Scenario::all().into_iter().chain([Scenario::Random]) {
             println!("{:<50} {}", s.name(), s.describe());
         }
         return Ok(());

@@ -213,8 +213,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario `--scenario all` runs: each kind of fault once
-    /// (`random` is left to the soak, the scenarios of
-    /// [`Scenario::by_hand`] to runs that name them).
+    /// (`random` is left to the soak).
     pub fn all() -> Vec<Scenario> {
         let mut all: Vec<Scenario> = [
             Fault::WorkerKill,
@@ -232,6 +231,7 @@ impl Scenario {
             Fault::PartitionWorkerBroker,
             Fault::KafkaRestart,
             Fault::SlowKafkaSink,
+            Fault::CassandraRestart,
             Fault::WorkerDiskFull,
         ]
         .into_iter()
@@ -243,12 +243,6 @@ impl Scenario {
                 .map(|f| Scenario::One(Fault::Failpoint(f))),
         );
         all
-    }
-
-    /// Scenarios run only when named, for what they cost: `cassandra-restart`
-    /// starts a Cassandra of its own, twice.
-    pub fn by_hand() -> Vec<Scenario> {
-        vec![Scenario::One(Fault::CassandraRestart)]
     }
 
     pub fn name(&self) -> String {
@@ -263,10 +257,7 @@ impl Scenario {
         if name == "random" {
             return Some(Self::Random);
         }
-        Self::all()
-            .into_iter()
-            .chain(Self::by_hand())
-            .find(|s| s.name() == name)
+        Self::all().into_iter().find(|s| s.name() == name)
     }
 
     /// What the scenario does, for `--list`.
@@ -314,7 +305,7 @@ impl Scenario {
                 "delay every exchange of the workers with the Kafka broker (the program's own)"
             }
             Self::One(Fault::CassandraRestart) => {
-                "SIGKILL Cassandra (the program's own), start it again on its data (Cassandra job; by hand)"
+                "SIGKILL Cassandra (the program's own), start it again on its data (Cassandra job)"
             }
             Self::One(Fault::WorkerDiskFull) => {
                 "fill the file system of the file sink's output directory (a small tmpfs), then free it (files job)"
@@ -462,11 +453,7 @@ mod tests {
 
     #[test]
     fn every_scenario_is_found_by_its_name() {
-        for s in Scenario::all()
-            .into_iter()
-            .chain(Scenario::by_hand())
-            .chain([Scenario::Random])
-        {
+        for s in Scenario::all().into_iter().chain([Scenario::Random]) {
             assert_eq!(Scenario::parse(&s.name()), Some(s));
         }
         assert_eq!(Scenario::parse("no-such-fault"), None);
