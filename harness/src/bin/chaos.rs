@@ -1,6 +1,7 @@
 //! `chaos`: runs Sluice through named faults (killed and paused processes,
 //! network partitions, an unreachable or slow checkpoint store, a full disk,
-//! failpoints at each checkpoint step) while a sequenced workload flows
+//! a Kafka broker or Cassandra cut off, slowed or restarted, failpoints at
+//! each checkpoint step) while a sequenced workload flows
 //! through an exactly-once job, then reads the output back on its own and
 //! prints a table of records lost, duplicated and corrupted per scenario.
 //! Exits non-zero, naming the scenario and seed to rerun, on any of them or
