@@ -14,6 +14,7 @@
 use super::proxy::{LinkMode, Proxy, Sorter};
 use crate::kafka::{KafkaServer, ProxiedListener};
 use crate::net::free_port;
+use crate::process::Launcher;
 use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ pub struct OwnBroker {
     /// The broker's directory (data, settings, logs), deleted on drop.
     dir: PathBuf,
     bootstrap: String,
+    /// Starts the broker's process, which would die with a passing thread.
+    launcher: Launcher,
 }
 
 impl std::fmt::Debug for OwnBroker {
@@ -66,9 +69,11 @@ impl OwnBroker {
             port,
             advertised: link.address(),
         };
+        let launcher = Launcher::new("chaos-kafka")?;
         let server = {
             let dir = dir.clone();
-            tokio::task::spawn_blocking(move || KafkaServer::start_with(&dir, Some(listener)))
+            launcher
+                .run(move || KafkaServer::start_with(&dir, Some(listener)))
                 .await??
         };
         Ok(Self {
@@ -77,6 +82,7 @@ impl OwnBroker {
             link,
             pids,
             dir,
+            launcher,
         })
     }
 
@@ -119,24 +125,26 @@ impl OwnBroker {
     /// SIGKILLs the broker.
     pub async fn kill(&self) -> anyhow::Result<()> {
         let server = self.server.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Some(s) = lock(&server).as_mut() {
-                s.kill();
-            }
-        })
-        .await
-        .context("killing the broker")
+        self.launcher
+            .run(move || {
+                if let Some(s) = lock(&server).as_mut() {
+                    s.kill();
+                }
+            })
+            .await
+            .context("killing the broker")
     }
 
     /// Starts the broker again on its data and ports; returns once it
     /// accepts connections.
     pub async fn restart(&self) -> anyhow::Result<()> {
         let server = self.server.clone();
-        tokio::task::spawn_blocking(move || match lock(&server).as_mut() {
-            Some(s) => s.restart(),
-            None => Ok(()),
-        })
-        .await?
+        self.launcher
+            .run(move || match lock(&server).as_mut() {
+                Some(s) => s.restart(),
+                None => Ok(()),
+            })
+            .await?
     }
 }
 

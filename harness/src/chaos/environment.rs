@@ -13,6 +13,7 @@ use super::scenario::{Fault, Step, StoreKind};
 use crate::cassandra::CassandraServer;
 use crate::cluster::{ClusterOptions, SluiceCluster};
 use crate::net::free_port;
+use crate::process::Launcher;
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -98,8 +99,9 @@ pub struct Environment {
     settings: Settings,
     /// The leader a coordinator fault took down or paused.
     struck_coordinator: Option<usize>,
-    /// A Cassandra of the run's own, for [`Fault::CassandraRestart`].
-    cassandra: Option<Arc<Mutex<CassandraServer>>>,
+    /// A Cassandra of the run's own, for [`Fault::CassandraRestart`], with
+    /// the launcher that started it (and starts it again).
+    cassandra: Option<(Arc<Mutex<CassandraServer>>, Launcher)>,
 }
 
 impl Environment {
@@ -210,9 +212,9 @@ impl Environment {
     }
 
     /// Gives the run a Cassandra of its own to restart (the sink's proxy
-    /// must lead to it).
-    pub fn set_own_cassandra(&mut self, server: CassandraServer) {
-        self.cassandra = Some(Arc::new(Mutex::new(server)));
+    /// must lead to it), started by `launcher`.
+    pub fn set_own_cassandra(&mut self, server: CassandraServer, launcher: Launcher) {
+        self.cassandra = Some((Arc::new(Mutex::new(server)), launcher));
     }
 
     /// SIGKILLs the worker in `slot` and starts a new one there.
@@ -297,11 +299,11 @@ impl Environment {
             Fault::KafkaRestart => self.broker()?.kill().await?,
             Fault::SlowKafkaSink => self.broker()?.set_workers_mode(LinkMode::Delay(step.delay)),
             Fault::CassandraRestart => {
-                let server = self.own_cassandra()?;
-                tokio::task::spawn_blocking(move || {
-                    server.lock().unwrap_or_else(|p| p.into_inner()).kill()
-                })
-                .await?;
+                let (server, launcher) = self.own_cassandra()?;
+                let server = server.clone();
+                launcher
+                    .run(move || server.lock().unwrap_or_else(|p| p.into_inner()).kill())
+                    .await?;
             }
             Fault::WorkerDiskFull => self.fill_disk()?,
             Fault::Failpoint(_) => {}
@@ -346,11 +348,11 @@ impl Environment {
             Fault::KafkaRestart => self.broker()?.restart().await?,
             Fault::SlowKafkaSink => self.broker()?.set_workers_mode(LinkMode::Pass),
             Fault::CassandraRestart => {
-                let server = self.own_cassandra()?;
-                tokio::task::spawn_blocking(move || {
-                    server.lock().unwrap_or_else(|p| p.into_inner()).restart()
-                })
-                .await??;
+                let (server, launcher) = self.own_cassandra()?;
+                let server = server.clone();
+                launcher
+                    .run(move || server.lock().unwrap_or_else(|p| p.into_inner()).restart())
+                    .await??;
             }
             Fault::DiskFull | Fault::WorkerDiskFull => {
                 let filler = self.filler()?;
@@ -374,9 +376,9 @@ impl Environment {
             .context("this scenario has no Kafka broker of its own")
     }
 
-    fn own_cassandra(&self) -> anyhow::Result<Arc<Mutex<CassandraServer>>> {
+    fn own_cassandra(&self) -> anyhow::Result<&(Arc<Mutex<CassandraServer>>, Launcher)> {
         self.cassandra
-            .clone()
+            .as_ref()
             .context("this scenario has no Cassandra of its own")
     }
 

@@ -9,6 +9,7 @@ use super::outcome::Outcome;
 use super::scenario::{Fault, Scenario};
 use super::workload::{Counts, JobKind, Workload};
 use crate::cassandra::CassandraServer;
+use crate::process::Launcher;
 use crate::testing::{Infra, unique};
 use anyhow::Context;
 use rand::rngs::SmallRng;
@@ -120,13 +121,15 @@ async fn run_in(
     let own_cassandra = match config.scenario {
         Scenario::One(Fault::CassandraRestart) => {
             eprintln!("chaos: starting a Cassandra of the run's own");
+            let launcher = Launcher::new("chaos-cassandra")?;
             let dir = config.dir.clone();
-            Some(tokio::task::spawn_blocking(move || CassandraServer::start(&dir)).await??)
+            let server = launcher.run(move || CassandraServer::start(&dir)).await??;
+            Some((server, launcher))
         }
         _ => None,
     };
     let cassandra = match &own_cassandra {
-        Some(c) => c.address.clone(),
+        Some((c, _)) => c.address.clone(),
         None => config.infra.cassandra.clone(),
     };
     let kind = config.scenario.job(config.job);
@@ -150,8 +153,8 @@ async fn run_in(
         })
         .await?,
     );
-    if let Some(server) = own_cassandra {
-        env.set_own_cassandra(server);
+    if let Some((server, launcher)) = own_cassandra {
+        env.set_own_cassandra(server, launcher);
     }
     let files = env.files_dir().display().to_string();
     let workload = Workload {
