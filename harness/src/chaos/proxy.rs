@@ -255,7 +255,7 @@ mod tests {
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let sorter: Sorter = Arc::new(move |_, _| {
             let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            (n % 2 == 0).then_some(0)
+            n.is_multiple_of(2).then_some(0)
         });
         let proxy = Proxy::start_sorted(echo_server().await, 1, Some(sorter))
             .await
