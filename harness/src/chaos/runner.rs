@@ -31,7 +31,8 @@ pub struct RunConfig {
     pub coordinators: Option<usize>,
     pub parallelism: u32,
     pub records: u64,
-    /// Input records per second; `None`: records over `duration`, or 2000.
+    /// Input records per second; `None`: records over `duration`, or over
+    /// [`INPUT_AT_LEAST`] and at most 2000.
     pub rate: Option<u64>,
     /// Strike faults until this much time has passed (at least one).
     pub duration: Option<Duration>,
