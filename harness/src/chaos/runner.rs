@@ -32,7 +32,7 @@ pub struct RunConfig {
     pub parallelism: u32,
     pub records: u64,
     /// Input records per second; `None`: records over `duration`, or over
-    /// [`INPUT_AT_LEAST`] and at most 2000.
+    /// `INPUT_AT_LEAST` (6 s) and at most 2000.
     pub rate: Option<u64>,
     /// Strike faults until this much time has passed (at least one).
     pub duration: Option<Duration>,
