@@ -452,6 +452,31 @@ mod tests {
     }
 
     #[test]
+    fn each_new_scenario_runs_the_job_and_broker_its_fault_needs() {
+        let one = Scenario::One;
+        for fault in [
+            Fault::PartitionWorkerBroker,
+            Fault::KafkaRestart,
+            Fault::SlowKafkaSink,
+        ] {
+            assert!(one(fault).needs_own_broker());
+            // The Kafka sink is what these faults strike.
+            assert_eq!(one(fault).job(JobKind::S3), JobKind::Keyed);
+            assert_eq!(one(fault).job(JobKind::Remap), JobKind::Remap);
+        }
+        assert!(!one(Fault::CassandraOutage).needs_own_broker());
+        assert_eq!(
+            one(Fault::CassandraRestart).job(JobKind::Keyed),
+            JobKind::Cassandra
+        );
+        assert_eq!(
+            one(Fault::WorkerDiskFull).job(JobKind::Keyed),
+            JobKind::Files
+        );
+        assert_eq!(one(Fault::WorkerDiskFull).store(), StoreKind::Local);
+    }
+
+    #[test]
     fn every_scenario_is_found_by_its_name() {
         for s in Scenario::all().into_iter().chain([Scenario::Random]) {
             assert_eq!(Scenario::parse(&s.name()), Some(s));
