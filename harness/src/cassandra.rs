@@ -54,6 +54,19 @@ pub struct CassandraServer {
 
 impl CassandraServer {
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(dir, false)
+    }
+
+    /// [`CassandraServer::start`]; with `durable_acks`, a write is
+    /// acknowledged only once its commit log entry is on disk
+    /// (`commitlog_sync: batch`). Without it (`periodic`, every 10 s), a
+    /// SIGKILLed Cassandra comes back without writes it acknowledged in its
+    /// last seconds: replay stops at the commit log's last sync marker.
+    pub fn start_with(dir: &Path, durable_acks: bool) -> anyhow::Result<Self> {
+        let commitlog_sync = match durable_acks {
+            true => "commitlog_sync: batch",
+            false => "commitlog_sync: periodic\ncommitlog_sync_period: 10000ms",
+        };
         let native = free_port()?;
         let storage = free_port()?;
         let home = dir.join("cassandra");
@@ -72,8 +85,7 @@ commitlog_directory: {commitlog}
 saved_caches_directory: {caches}
 hints_directory: {hints}
 cdc_raw_directory: {cdc}
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+{commitlog_sync}
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
