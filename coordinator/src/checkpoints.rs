@@ -64,6 +64,8 @@ struct JobProgress {
     /// The latest id handed out; `None` until this leader set its floor.
     last_id: Option<u64>,
     failed: u64,
+    /// Why the latest of `failed` was abandoned.
+    last_failure: String,
     /// The latest abandoned checkpoint and its attempt, repeated in heartbeats.
     last_abandoned: Option<(u32, u64)>,
     /// A savepoint to take as the next checkpoint, without waiting for the interval.
@@ -83,6 +85,15 @@ impl CheckpointCoordinator {
     /// Checkpoints abandoned since this coordinator started.
     pub fn failed(&self, job: &JobId) -> u64 {
         self.lock().get(job).map_or(0, |p| p.failed)
+    }
+
+    /// Why the latest checkpoint of `job` abandoned since this coordinator
+    /// started failed (timed out, or declined by a subtask); empty if none.
+    pub fn last_failure(&self, job: &JobId) -> String {
+        self.lock()
+            .get(job)
+            .map(|p| p.last_failure.clone())
+            .unwrap_or_default()
     }
 
     /// Asks for a savepoint of a running job as its next checkpoint; with
@@ -233,6 +244,8 @@ fn step<S: MetaStore>(state: &Shared<S>) -> Vec<(JobId, u64)> {
                         tracing::warn!(job = %r.job, checkpoint = p.id, awaiting = p.awaiting.len(), "checkpoint timed out");
                         abandoned.push((r.job.clone(), p.attempt, p.id, r.workers.clone()));
                         progress.last_abandoned = Some((p.attempt, p.id));
+                        progress.last_failure =
+                            format!("checkpoint {} timed out after {:?}", p.id, r.timeout);
                     }
                     if let Some(sp) = p.savepoint.take() {
                         sp.answer(&Err(if stale {
@@ -357,6 +370,30 @@ pub async fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         if p.id != ack.checkpoint_id || p.attempt != ack.attempt {
             return;
         }
+        if !ack.declined.is_empty() {
+            let reason = format!(
+                "checkpoint {} declined by task {task}: {}",
+                p.id, ack.declined
+            );
+            tracing::warn!(job = %job, checkpoint = p.id, task = %task, reason = %ack.declined, "checkpoint declined");
+            let (id, attempt) = (p.id, p.attempt);
+            if let Some(sp) = progress.pending.take().and_then(|p| p.savepoint) {
+                sp.answer(&Err(reason.clone()));
+            }
+            progress.failed += 1;
+            progress.last_abandoned = Some((attempt, id));
+            progress.last_failure = reason;
+            drop(jobs);
+            // Sinks holding a pre-committed transaction for it go on with
+            // it, and the next checkpoint is triggered at the next interval.
+            let done = CheckpointDone {
+                job_id: job.to_string(),
+                attempt,
+                checkpoint_id: id,
+            };
+            send_all(state, &job_workers(state, &job), Kind::Abandoned(done));
+            return;
+        }
         p.awaiting.remove(&task);
         p.source_offsets.extend(ack.source_offsets);
         p.size_bytes += ack.state_bytes;
@@ -420,18 +457,22 @@ pub async fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         sp.answer(&recorded.ok_or_else(|| "savepoint was not recorded".to_string()));
     }
     delete_dropped(state, retained_before, &job);
-    let workers: BTreeSet<WorkerId> = state.store.read(|m| {
-        m.jobs
-            .get(&job)
-            .map(|j| j.tasks.iter().map(|t| t.worker.clone()).collect())
-            .unwrap_or_default()
-    });
     let done = CheckpointDone {
         job_id: job.to_string(),
         attempt: p.attempt,
         checkpoint_id: p.id,
     };
-    send_all(state, &workers, Kind::Completed(done));
+    send_all(state, &job_workers(state, &job), Kind::Completed(done));
+}
+
+/// The workers running tasks of `job`.
+fn job_workers<S: MetaStore>(state: &Shared<S>, job: &JobId) -> BTreeSet<WorkerId> {
+    state.store.read(|m| {
+        m.jobs
+            .get(job)
+            .map(|j| j.tasks.iter().map(|t| t.worker.clone()).collect())
+            .unwrap_or_default()
+    })
 }
 
 fn retained_checkpoints<S: MetaStore>(state: &Shared<S>, job: &JobId) -> Vec<CompletedCheckpoint> {

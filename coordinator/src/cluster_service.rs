@@ -199,12 +199,24 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
                 .flat_map(|j| j.tasks.iter().map(|t| t.worker.clone()))
                 .collect()
         });
-        let id = self.state.workers.register(
-            req.data_address.clone(),
-            req.slots,
-            previous.clone(),
-            used.into_iter(),
-        );
+        let registration = crate::registry::Registration {
+            data_address: req.data_address.clone(),
+            slots: req.slots,
+            pid: req.pid,
+        };
+        let id = self
+            .state
+            .workers
+            .register(
+                registration,
+                previous.clone(),
+                used.into_iter(),
+                self.state.timing.heartbeat_timeout,
+                |w| self.state.subscribers.is_open(w),
+            )
+            .inspect_err(|e| {
+                tracing::warn!(data_address = %req.data_address, pid = req.pid, error = %e, "worker registration refused");
+            })?;
         let kept = previous.as_ref() == Some(&id);
         tracing::info!(worker = %id, data_address = %req.data_address, slots = req.slots, pid = req.pid, kept_id = kept, "worker registered");
         Ok(Response::new(RegisterWorkerResponse {

@@ -47,6 +47,16 @@ pub enum CoordinatorError {
         if *free == 0 { "no slot is free: add workers or end other jobs".to_string() } else { format!("add workers or ask for at most {free}") }
     )]
     NotEnoughSlots { job: JobId, needed: u32, free: u32 },
+    /// A worker registering with the exchange address a live worker
+    /// already advertises: records meant for one would reach the other.
+    #[error(
+        "exchange address {address} is already advertised by live worker {worker} (pid {pid}): give each worker its own --data-advertise"
+    )]
+    ExchangeAddressInUse {
+        address: String,
+        worker: WorkerId,
+        pid: u32,
+    },
     #[error("this coordinator is not the leader{}", .leader.as_ref().map(|l| format!("; the leader is at {l}")).unwrap_or_else(|| "; no leader is known yet".into()))]
     NotLeader { leader: Option<String> },
     #[error("the coordinator group could not record the change: {0}")]
@@ -112,6 +122,7 @@ impl CoordinatorError {
             | CheckpointsOff(_)
             | Parallelism { .. }
             | NotEnoughSlots { .. }
+            | ExchangeAddressInUse { .. }
             | UnknownTopic { .. } => Fault::Spec,
             SavepointFailed { .. }
             | NotLeader { .. }
@@ -146,6 +157,7 @@ impl From<CoordinatorError> for tonic::Status {
             | CheckpointsOff(_)
             | NotEnoughSlots { .. } => tonic::Status::failed_precondition(message),
             SavepointFailed { .. } => tonic::Status::aborted(message),
+            ExchangeAddressInUse { .. } => tonic::Status::already_exists(message),
             NotLeader { leader } => {
                 let mut status = tonic::Status::unavailable(message);
                 if let Some(leader) = leader.and_then(|l| l.parse().ok()) {

@@ -355,6 +355,7 @@ impl<S: MetaStore> JobApi<S> {
         Ok(ListCheckpointsResponse {
             checkpoints,
             failed: self.state.checkpoints.failed(&id),
+            last_failure: self.state.checkpoints.last_failure(&id),
         })
     }
 

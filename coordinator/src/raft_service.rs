@@ -41,6 +41,14 @@ impl RaftService for RaftApi {
         encode(self.raft.vote(rpc).await)
     }
 
+    async fn pre_vote(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode(request)?;
+        encode(self.raft.pre_vote(rpc).await)
+    }
+
     async fn install_snapshot(
         &self,
         request: Request<RaftMessage>,

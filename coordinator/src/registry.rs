@@ -1,6 +1,7 @@
 //! Live workers: what they offer and when they were last heard from. Not
 //! durable: workers register again after a coordinator restart.
 
+use crate::error::CoordinatorError;
 use sluice_common::{TaskId, WorkerId};
 use sluice_proto::{TaskMetrics, TaskReport, WorkerState};
 use std::collections::{BTreeMap, HashMap};
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 pub struct WorkerEntry {
     pub id: WorkerId,
     pub data_address: String,
+    /// The worker's process id on its host, as it registered.
+    pub pid: u32,
     pub slots: u32,
     pub last_heartbeat: Instant,
     pub state: WorkerState,
@@ -19,6 +22,16 @@ pub struct WorkerEntry {
     pub suspected_at: Option<Instant>,
     /// Tasks the worker said it runs, with their metrics.
     pub reported: BTreeMap<TaskId, TaskReport>,
+}
+
+/// What a worker offers as it registers.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Where other workers reach its exchange (`--data-advertise`).
+    pub data_address: String,
+    pub slots: u32,
+    /// Its process id on its host.
+    pub pid: u32,
 }
 
 #[derive(Default)]
@@ -40,15 +53,39 @@ impl WorkerRegistry {
 
     /// Admits a worker. One that names the id it had keeps it unless this
     /// registry declared it lost; `used` are ids tasks are assigned to, which a
-    /// new worker must not get.
+    /// new worker must not get. Refused with
+    /// [`CoordinatorError::ExchangeAddressInUse`] when another worker that
+    /// is alive, heard from within `timeout` and `connected` (its command
+    /// stream open) advertises the same `data_address`: a worker whose
+    /// process ended gives its address up at once, so one restarted in its
+    /// place registers without waiting for the timeout.
     pub fn register(
         &self,
-        data_address: String,
-        slots: u32,
+        worker: Registration,
         previous: Option<WorkerId>,
         used: impl Iterator<Item = WorkerId>,
-    ) -> WorkerId {
+        timeout: Duration,
+        connected: impl Fn(&WorkerId) -> bool,
+    ) -> Result<WorkerId, CoordinatorError> {
+        let Registration {
+            data_address,
+            slots,
+            pid,
+        } = worker;
         let mut inner = self.lock();
+        if let Some(holder) = inner.workers.values().find(|w| {
+            w.data_address == data_address
+                && Some(&w.id) != previous.as_ref()
+                && w.state == WorkerState::Alive
+                && w.last_heartbeat.elapsed() <= timeout
+                && connected(&w.id)
+        }) {
+            return Err(CoordinatorError::ExchangeAddressInUse {
+                address: data_address,
+                worker: holder.id.clone(),
+                pid: holder.pid,
+            });
+        }
         let highest = used
             .chain(inner.workers.keys().cloned())
             .filter_map(|w| w.seq())
@@ -73,6 +110,7 @@ impl WorkerRegistry {
             WorkerEntry {
                 id: id.clone(),
                 data_address,
+                pid,
                 slots,
                 last_heartbeat: Instant::now(),
                 state: WorkerState::Alive,
@@ -80,7 +118,7 @@ impl WorkerRegistry {
                 reported: BTreeMap::new(),
             },
         );
-        id
+        Ok(id)
     }
 
     /// Records a heartbeat; `false` when the worker is unknown or was declared lost.
@@ -173,5 +211,110 @@ impl WorkerRegistry {
             }
         }
         lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(address: &str, pid: u32) -> Registration {
+        Registration {
+            data_address: address.into(),
+            slots: 2,
+            pid,
+        }
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_second_worker_advertising_a_live_workers_exchange_address_is_refused() {
+        let registry = WorkerRegistry::default();
+        let first = registry
+            .register(
+                at("10.0.0.1:7500", 41),
+                None,
+                std::iter::empty(),
+                TIMEOUT,
+                |_| true,
+            )
+            .unwrap();
+        let refused = registry
+            .register(
+                at("10.0.0.1:7500", 42),
+                None,
+                std::iter::empty(),
+                TIMEOUT,
+                |_| true,
+            )
+            .unwrap_err();
+        let message = refused.to_string();
+        assert!(
+            matches!(&refused, CoordinatorError::ExchangeAddressInUse { worker, pid: 41, .. } if *worker == first),
+            "{refused:?}"
+        );
+        assert!(
+            message.contains("10.0.0.1:7500") && message.contains(first.as_str()),
+            "{message}"
+        );
+        assert_eq!(registry.all().len(), 1);
+        // Another address is taken.
+        registry
+            .register(
+                at("10.0.0.2:7500", 42),
+                None,
+                std::iter::empty(),
+                TIMEOUT,
+                |_| true,
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn the_address_of_a_worker_gone_or_registering_again_is_taken() {
+        let registry = WorkerRegistry::default();
+        let first = registry
+            .register(
+                at("10.0.0.1:7500", 41),
+                None,
+                std::iter::empty(),
+                TIMEOUT,
+                |_| true,
+            )
+            .unwrap();
+        // The same worker again, under the id it had.
+        let again = registry
+            .register(
+                at("10.0.0.1:7500", 41),
+                Some(first.clone()),
+                std::iter::empty(),
+                TIMEOUT,
+                |_| true,
+            )
+            .unwrap();
+        assert_eq!(again, first);
+        // Its process ended (its command stream closed): a new one in its
+        // place takes the address at once.
+        let replaced = registry
+            .register(
+                at("10.0.0.1:7500", 43),
+                None,
+                std::iter::empty(),
+                TIMEOUT,
+                |_| false,
+            )
+            .unwrap();
+        assert_ne!(replaced, first);
+        // Silent past the timeout.
+        registry
+            .register(
+                at("10.0.0.1:7500", 44),
+                None,
+                std::iter::empty(),
+                Duration::ZERO,
+                |_| true,
+            )
+            .unwrap();
     }
 }

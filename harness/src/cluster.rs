@@ -42,6 +42,14 @@ pub struct ClusterOptions {
     /// The workers' TLS files, when they differ from `tls` (such as
     /// certificates that name no address, with `--tls-peer-name`).
     pub worker_tls: Option<TlsFiles>,
+    /// Each coordinator's `--advertise` address by index, such as a proxy
+    /// in front of it: `--peers` names these, so the other coordinators,
+    /// the workers and followers' redirects reach it there. Empty: each is
+    /// reached where it listens.
+    pub coordinator_advertise: Vec<String>,
+    /// The port each coordinator listens on by index (such as the one a
+    /// proxy of `coordinator_advertise` leads to); free ports when empty.
+    pub coordinator_ports: Vec<u16>,
 }
 
 impl Default for ClusterOptions {
@@ -60,6 +68,8 @@ impl Default for ClusterOptions {
             token: None,
             tls: None,
             worker_tls: None,
+            coordinator_advertise: Vec::new(),
+            coordinator_ports: Vec::new(),
         }
     }
 }
@@ -126,15 +136,18 @@ fn spawn_coordinator(
     options: &ClusterOptions,
     log: &str,
 ) -> anyhow::Result<ManagedChild> {
-    let peers: Vec<String> = ports
+    let advertised = advertised(ports, &options.coordinator_advertise);
+    let peers: Vec<String> = advertised
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .map(|(i, a)| format!("{}={a}", i + 1))
         .collect();
     let port = ports[index];
     let mut cmd = Command::new(binary("coordinator")?);
     cmd.arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--advertise")
+        .arg(&advertised[index])
         .arg("--http-listen")
         .arg(format!("127.0.0.1:{http_port}"))
         .arg("--id")
@@ -175,6 +188,19 @@ fn spawn_coordinator(
     Ok(coordinator)
 }
 
+/// Where each coordinator of `ports` is reached: its `advertise` address,
+/// else where it listens.
+fn advertised(ports: &[u16], advertise: &[String]) -> Vec<String> {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match advertise.get(i) {
+            Some(a) => a.clone(),
+            None => format!("127.0.0.1:{p}"),
+        })
+        .collect()
+}
+
 /// The coordinators' tokens file of a cluster with authentication on.
 pub fn tokens_file(dir: &Path) -> PathBuf {
     dir.join("tokens.txt")
@@ -201,7 +227,10 @@ impl SluiceCluster {
             options.token = Some(security.token.clone());
         }
         let ports = (0..options.coordinators.max(1))
-            .map(|_| free_port())
+            .map(|i| match options.coordinator_ports.get(i) {
+                Some(port) => Ok(*port),
+                None => free_port(),
+            })
             .collect::<std::io::Result<Vec<u16>>>()?;
         let metrics_ports = match options.metrics {
             true => ports
@@ -222,11 +251,7 @@ impl SluiceCluster {
             )?));
         }
         let mut cluster = Self {
-            coordinator_address: ports
-                .iter()
-                .map(|p| format!("127.0.0.1:{p}"))
-                .collect::<Vec<_>>()
-                .join(","),
+            coordinator_address: advertised(&ports, &options.coordinator_advertise).join(","),
             coordinators,
             coordinator_ports: ports,
             coordinator_metrics_ports: metrics_ports,

@@ -406,3 +406,86 @@ async fn a_paused_leader_is_replaced_and_acts_on_nothing_once_resumed() -> anyho
     assert_eq!(status["restarts"], 0, "the job ran on: {status}");
     check_exactly_once(&output, records).await
 }
+
+/// Coordinator `index`'s own view of the group: (role, term, leader id).
+async fn view(cluster: &SluiceCluster, index: usize) -> anyhow::Result<(String, u64, u64)> {
+    let mut client = cluster.client_of(index).await?;
+    let info = client
+        .cluster_info(cluster.client_request(sluice_proto::ClusterInfoRequest {}))
+        .await?
+        .into_inner();
+    Ok((info.role, info.term, info.leader_id))
+}
+
+/// A follower cut off from the other two (each coordinator behind a proxy
+/// that refuses the other coordinators' processes) for several election
+/// timeouts, then back, finds the leader still in place in the same term:
+/// it asks before it stands for election (Pre-Vote), so it does not raise
+/// its term alone. Before, its higher term deposed the leader at every
+/// heal, and every worker had to register again with the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_cut_off_and_back_leaves_the_leader_in_its_term() -> anyhow::Result<()> {
+    use sluice_harness::chaos::proxy::Proxy;
+    use std::collections::BTreeSet;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = test_dir("ha-follower-cut");
+    let mut options = options();
+    let mut proxies = Vec::new();
+    for _ in 0..3 {
+        let port = sluice_harness::net::free_port()?;
+        let proxy = Proxy::start(format!("127.0.0.1:{port}").parse()?).await?;
+        options.coordinator_ports.push(port);
+        options
+            .coordinator_advertise
+            .push(proxy.address().to_string());
+        proxies.push(proxy);
+    }
+    let cluster = SluiceCluster::start(&dir, 0, options).await?;
+    let leader = wait_leader(&cluster).await?;
+    let (_, term, _) = view(&cluster, leader).await?;
+    let cut = (leader + 1) % 3;
+    let pid = |i: usize| cluster.coordinator_pid(i);
+    let others: BTreeSet<u32> = (0..3).filter(|i| *i != cut).filter_map(pid).collect();
+    let own: BTreeSet<u32> = pid(cut).into_iter().collect();
+    for (i, p) in proxies.iter().enumerate() {
+        p.cut_clients(if i == cut {
+            others.clone()
+        } else {
+            own.clone()
+        });
+    }
+    // It hears nothing from the leader: its election timeout (0.5-1 s)
+    // passes several times.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (role, cut_term, _) = view(&cluster, cut).await?;
+    println!("cut off: {role}, term {cut_term} (the leader's {term})");
+    for p in &proxies {
+        p.cut_clients(BTreeSet::new());
+    }
+    // Once every member names the same leader, the group has settled.
+    let settled = wait_for(
+        "the three agree on a leader",
+        Duration::from_secs(30),
+        || async {
+            let mut views = Vec::new();
+            for i in 0..3 {
+                views.push(view(&cluster, i).await?);
+            }
+            let leader_id = views[0].2;
+            let agreed = leader_id > 0
+                && views.iter().all(|v| v.2 == leader_id)
+                && views.iter().filter(|v| v.0 == "leader").count() == 1;
+            Ok(agreed.then_some(views))
+        },
+    )
+    .await?;
+    println!("after the heal: {settled:?}");
+    assert!(
+        settled
+            .iter()
+            .all(|(_, t, id)| (*t, *id) == (term, leader as u64 + 1)),
+        "coordinator {} still leads in term {term}: {settled:?}",
+        leader + 1
+    );
+    Ok(())
+}

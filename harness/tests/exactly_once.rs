@@ -303,3 +303,39 @@ async fn a_sink_dying_with_two_checkpoints_uncommitted_loses_nothing() -> anyhow
     );
     Ok(())
 }
+
+/// A subtask that panics (here at a barrier, before its snapshot) fails
+/// like one that returned an error: the coordinator hears of it, restarts
+/// the job from its checkpoint, and nothing is lost or duplicated. Before,
+/// the panicked task was still counted as running and the job stood still.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_panicking_at_a_barrier_fails_and_the_job_restarts_from_its_checkpoint()
+-> anyhow::Result<()> {
+    let records = 12_000;
+    let options = ClusterOptions {
+        heartbeat_interval: Duration::from_millis(250),
+        heartbeat_timeout: Duration::from_secs(2),
+        failpoints: [(
+            0,
+            "barrier-before-snapshot=6*off->1*panic(a bug at a barrier)->off".to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    // Chains of their own: no other task notices the panicked one is gone.
+    let shape = Shape {
+        workers: 1,
+        parallelism: 2,
+        keyed: false,
+    };
+    let run = start("eo-task-panic", records, 3_000, options, shape).await?;
+    wait_checkpoint_after(&run, 1).await?;
+    let status = jobctl_json(&run.coordinator, &["status", &run.job])?;
+    let failure = status["last_failure"].to_string();
+    println!("after the panic: {failure}");
+    assert!(
+        failure.contains("panicked") && failure.contains("a bug at a barrier"),
+        "the job's last failure is the task's panic: {status}"
+    );
+    check_exactly_once(run, records).await
+}

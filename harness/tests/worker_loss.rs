@@ -111,3 +111,63 @@ async fn a_killed_worker_is_declared_lost_and_its_job_shows_the_failure() -> any
     .await?;
     Ok(())
 }
+
+/// A second worker advertising the exchange address a live worker holds is
+/// refused, and exits with an error naming the address and the worker that
+/// holds it; the first worker runs on. Before, both registered, and the
+/// job's records went to whichever answered at that address, so the job
+/// restarted over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_advertising_a_live_workers_exchange_address_is_refused_and_exits()
+-> anyhow::Result<()> {
+    let dir = test_dir("exchange-address-in-use");
+    let mut cluster = SluiceCluster::start(&dir, 0, ClusterOptions::default()).await?;
+    let coordinator = cluster.coordinator_address.clone();
+    let listen = |port: u16| format!("127.0.0.1:{port}");
+    let shared = listen(sluice_harness::net::free_port()?);
+    let first = cluster.add_worker_with(
+        &coordinator,
+        &[
+            "--data-listen".into(),
+            shared.clone(),
+            "--data-advertise".into(),
+            shared.clone(),
+        ],
+        &[],
+    )?;
+    cluster.wait_for_workers(1, Duration::from_secs(30)).await?;
+    let holder = jobctl_json(&coordinator, &["workers"])?[0]["worker_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let own = listen(sluice_harness::net::free_port()?);
+    let second = cluster.add_worker_with(
+        &coordinator,
+        &[
+            "--data-listen".into(),
+            own,
+            "--data-advertise".into(),
+            shared.clone(),
+        ],
+        &[],
+    )?;
+    let exited = wait_for("the second worker exited", Duration::from_secs(30), || {
+        let exited = cluster.check_worker(second).err();
+        async move { Ok(exited) }
+    })
+    .await?;
+    let reason = format!("{exited:#}");
+    println!("{reason}");
+    assert!(
+        reason.contains(&format!(
+            "exchange address {shared} is already advertised by live worker {holder}"
+        )),
+        "the worker's error names the address and the worker holding it: {reason}"
+    );
+    cluster.check_worker(first)?;
+    let workers = jobctl_json(&coordinator, &["workers"])?;
+    let listed: Vec<_> = workers.as_array().into_iter().flatten().collect();
+    assert_eq!(listed.len(), 1, "{workers}");
+    assert_eq!(listed[0]["worker_id"], holder.as_str(), "{workers}");
+    Ok(())
+}

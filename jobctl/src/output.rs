@@ -469,6 +469,7 @@ impl Printer {
         match self.format {
             Format::Json => self.json(json!({
                 "failed": resp.failed,
+                "last_failure": resp.last_failure,
                 "checkpoints": resp.checkpoints.iter().map(|c| json!({
                     "checkpoint_id": c.checkpoint_id, "attempt": c.attempt,
                     "completed_at_ms": c.completed_at_ms, "duration_ms": c.duration_ms,
@@ -508,6 +509,9 @@ impl Printer {
                         .collect(),
                 );
                 say!("abandoned since the coordinator started: {}", resp.failed);
+                if !resp.last_failure.is_empty() {
+                    say!("last abandoned: {}", resp.last_failure);
+                }
             }
         }
     }

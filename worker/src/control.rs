@@ -2,6 +2,7 @@
 //! coordinator answers, and report task changes as they happen.
 
 use crate::coordinators::Coordinators;
+use crate::error::WorkerError;
 use crate::runtime::{Outbound, TaskCommand, TaskManager};
 use sluice_common::TaskId;
 use sluice_proto::worker_command::Kind;
@@ -38,9 +39,21 @@ async fn deliver_ack(coordinators: Coordinators, ack: sluice_proto::CheckpointAc
     tracing::warn!(job = %ack.job_id, task = %ack.task_id, checkpoint = ack.checkpoint_id, "checkpoint ack given up; the checkpoint times out");
 }
 
+/// How long a worker refused for its exchange address asks again before
+/// it gives up: a worker restarted in place of one just killed may register
+/// before the coordinator has seen the old process's connection close.
+const REFUSED_GRACE: Duration = Duration::from_secs(3);
+
 impl Control {
-    async fn register(&mut self, previous: Option<&str>) -> (String, Duration, Duration) {
+    /// Registers with the leader, retrying while no coordinator answers;
+    /// fails when the coordinator refuses this worker for good (another
+    /// live worker advertises its exchange address).
+    async fn register(
+        &mut self,
+        previous: Option<&str>,
+    ) -> Result<(String, Duration, Duration), WorkerError> {
         let mut backoff = Duration::from_millis(100);
+        let mut refused_since: Option<tokio::time::Instant> = None;
         loop {
             let req = RegisterWorkerRequest {
                 data_address: self.data_address.clone(),
@@ -52,11 +65,22 @@ impl Control {
                 Ok(resp) => {
                     let resp = resp.into_inner();
                     tracing::info!(worker = %resp.worker_id, "registered with coordinator");
-                    return (
+                    return Ok((
                         resp.worker_id,
                         Duration::from_millis(resp.heartbeat_interval_ms.max(50)),
                         Duration::from_millis(resp.heartbeat_timeout_ms.max(500)),
-                    );
+                    ));
+                }
+                Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                    let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= REFUSED_GRACE {
+                        return Err(WorkerError::Refused {
+                            reason: status.message().to_string(),
+                        });
+                    }
+                    tracing::warn!(error = %status.message(), "registration refused; asking again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
                 Err(status) => {
                     self.coordinators.failed(&status);
@@ -116,10 +140,15 @@ impl Control {
         })
     }
 
-    pub async fn run(mut self, mut outbound: mpsc::UnboundedReceiver<Outbound>) {
+    /// Registers, heartbeats and hands on commands for as long as the
+    /// worker runs; returns only when the coordinator refuses the worker.
+    pub async fn run(
+        mut self,
+        mut outbound: mpsc::UnboundedReceiver<Outbound>,
+    ) -> Result<(), WorkerError> {
         let mut previous: Option<String> = None;
         loop {
-            let (worker_id, interval, timeout) = self.register(previous.as_deref()).await;
+            let (worker_id, interval, timeout) = self.register(previous.as_deref()).await?;
             if previous.as_deref() == Some(worker_id.as_str()) {
                 tracing::info!(worker = %worker_id, "registered again under the same id; its tasks run on");
             } else {

@@ -83,6 +83,13 @@ pub enum WorkerError {
     Restore { key: String, reason: String },
     #[error("dead-letter topic `{topic}` unavailable while recording a failed record: {reason}")]
     DeadLetter { topic: String, reason: String },
+    /// The coordinator refused this worker's registration for good, such
+    /// as for an exchange address another live worker advertises.
+    #[error("the coordinator refused this worker: {reason}")]
+    Refused { reason: String },
+    /// A subtask's code panicked: `message` is the panic's own text.
+    #[error("subtask {task} panicked: {message}")]
+    Panicked { task: TaskId, message: String },
 }
 
 impl WorkerError {
@@ -92,9 +99,10 @@ impl WorkerError {
             Self::Kafka { source, .. } => kafka_fault(source),
             // A secret missing on this worker stays missing through restarts
             // until someone provides it.
-            Self::Spec { .. } | Self::Secret { .. } | Self::CassandraTableChanged { .. } => {
-                Fault::Spec
-            }
+            Self::Spec { .. }
+            | Self::Secret { .. }
+            | Self::CassandraTableChanged { .. }
+            | Self::Refused { .. } => Fault::Spec,
             Self::CassandraSchema(e) => e.fault(),
             Self::CassandraPrepare { source, .. } => {
                 crate::connectors::cassandra::prepare_fault(source)
@@ -102,9 +110,12 @@ impl WorkerError {
             Self::CassandraWrite { source, .. } => {
                 crate::connectors::cassandra::write_fault(source)
             }
-            Self::Restore { .. } | Self::InDoubt { .. } | Self::CassandraWriteTask { .. } => {
-                Fault::Internal
-            }
+            // A panic is Sluice's bug, which a restart from the checkpoint
+            // may not meet again.
+            Self::Restore { .. }
+            | Self::InDoubt { .. }
+            | Self::CassandraWriteTask { .. }
+            | Self::Panicked { .. } => Fault::Internal,
             Self::Transaction { source, .. } => transaction_fault(source),
             Self::Flush { source, .. } => source.fault(),
             Self::Unacknowledged { .. }

@@ -190,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::select! {
         r = server => r.context("exchange server stopped")?,
-        () = control.run(changes_rx) => {}
+        r = control.run(changes_rx) => r?,
         () = sluice_common::process::shutdown_signal() => {
             tracing::info!("worker stopping");
             tasks.cancel_all();

@@ -111,6 +111,8 @@ impl From<CoordinatorError> for ApiError {
             // Unknown whether the change took effect: a retry could apply it twice.
             Raft(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_recorded"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            // Workers register over gRPC; no API call meets it.
+            ExchangeAddressInUse { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             KafkaMetadata { .. } | BrokerConfig { .. } | Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }

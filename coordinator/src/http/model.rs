@@ -161,6 +161,10 @@ pub struct Checkpoints {
     pub checkpoints: Vec<Checkpoint>,
     /// Checkpoints of the job that failed or timed out since this leader leads.
     pub failed: u64,
+    /// Why the latest of `failed` was abandoned ("checkpoint 7 timed out
+    /// after 10s", "checkpoint 7 declined by task T: REASON"); empty when
+    /// none failed.
+    pub last_failure: String,
 }
 
 /// A checkpoint kept until deleted, which a job can start from.
@@ -359,6 +363,7 @@ impl From<pb::ListCheckpointsResponse> for Checkpoints {
                 })
                 .collect(),
             failed: r.failed,
+            last_failure: r.last_failure,
         }
     }
 }

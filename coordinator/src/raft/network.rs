@@ -137,6 +137,29 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         .await
     }
 
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // A member of an older version, without Pre-Vote, would vote as
+        // before: its answer counts as granting, as openraft counts a
+        // network without Pre-Vote.
+        let granting: Result<VoteResponse<TypeConfig>, String> =
+            Ok(VoteResponse::new(rpc.vote, None, true));
+        let granting = serde_json::to_vec(&granting)
+            .map_err(|e| RPCError::Network(NetworkError::from_string(e.to_string())))?;
+        self.call(&rpc, option.hard_ttl(), |mut c, r| async move {
+            match c.pre_vote(r).await {
+                Err(s) if s.code() == tonic::Code::Unimplemented => {
+                    Ok(tonic::Response::new(RaftMessage { json: granting }))
+                }
+                answer => answer,
+            }
+        })
+        .await
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<TypeConfig>,

@@ -49,6 +49,11 @@ impl RaftStore {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
             // Members a little behind catch up from the log, not a snapshot.
             max_in_snapshot_log_to_keep: snapshot_every / 5,
+            // A member cut off from the others asks before it stands for
+            // election, so it does not raise its term alone and, once
+            // back, depose the leader the others still follow (which
+            // would make every worker register again).
+            enable_pre_vote: Some(true),
             ..Default::default()
         }
         .validate()?;

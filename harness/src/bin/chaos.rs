@@ -35,7 +35,8 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     workers: usize,
     /// Coordinators: 1 or 3. Without it, 3 for the leader's faults and 1
-    /// for the others; a worker cut off from the coordinator always runs with 1.
+    /// for the others; a worker cut off from the coordinator always runs with 1,
+    /// a coordinator cut off from the others with 3.
     #[arg(long, value_parser = parse_coordinators)]
     coordinators: Option<usize>,
     /// Subtasks per stage, and partitions of the input and output topics.

@@ -5,30 +5,28 @@
 //! broker go through that proxy (Kafka tells each client the advertised
 //! address of the listener it connected on: the proxy's).
 //!
-//! A job's spec gives every worker the same broker address, so the proxy
-//! tells the workers apart by the process that owns each connection: the
-//! client's socket, found in `/proc/net/tcp`, is one of the worker's open
-//! files. Each worker slot is a group of the proxy with its own mode; the
-//! coordinator's connections (its checks at submit) belong to no group.
+//! A job's spec gives every worker the same broker address, so one worker is
+//! cut off by the process that owns each connection ([`Proxy::cut_clients`]);
+//! a slow broker slows the whole link, the coordinator's checks included.
 
-use super::proxy::{LinkMode, Proxy, Sorter};
+use super::proxy::{LinkMode, Proxy};
 use crate::kafka::{KafkaServer, ProxiedListener};
 use crate::net::free_port;
 use crate::process::Launcher;
 use anyhow::Context;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-/// The process id of the worker in each slot, `None` while a slot is empty.
-type SlotPids = Arc<Mutex<Vec<Option<u32>>>>;
 
 pub struct OwnBroker {
     server: Arc<Mutex<Option<KafkaServer>>>,
     /// In front of the listener the job's spec names.
     link: Proxy,
-    pids: SlotPids,
+    /// The process id of the worker in each slot, `None` while a slot is empty.
+    pids: Mutex<Vec<Option<u32>>>,
+    /// The slots cut off from the broker.
+    cut: Mutex<BTreeSet<usize>>,
     /// The broker's directory (data, settings, logs), deleted on drop.
     dir: PathBuf,
     bootstrap: String,
@@ -46,25 +44,12 @@ impl std::fmt::Debug for OwnBroker {
 }
 
 impl OwnBroker {
-    /// Starts a broker in `dir`, with a proxy that tells apart the workers
-    /// of `slots` slots ([`OwnBroker::set_worker`]).
+    /// Starts a broker in `dir`, for workers of `slots` slots
+    /// ([`OwnBroker::set_worker`]).
     pub async fn start(dir: PathBuf, slots: usize) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let port = free_port()?;
-        let pids: SlotPids = Arc::new(Mutex::new(vec![None; slots]));
-        let sorter: Sorter = {
-            let pids = pids.clone();
-            Arc::new(move |client, proxy| {
-                let pids: Vec<(usize, u32)> = lock(&pids)
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(slot, pid)| Some((slot, (*pid)?)))
-                    .collect();
-                owner(client, proxy, &pids)
-            })
-        };
-        let link =
-            Proxy::start_sorted(format!("127.0.0.1:{port}").parse()?, slots, Some(sorter)).await?;
+        let link = Proxy::start(format!("127.0.0.1:{port}").parse()?).await?;
         let listener = ProxiedListener {
             port,
             advertised: link.address(),
@@ -80,7 +65,8 @@ impl OwnBroker {
             bootstrap: server.bootstrap.clone(),
             server: Arc::new(Mutex::new(Some(server))),
             link,
-            pids,
+            pids: Mutex::new(vec![None; slots]),
+            cut: Mutex::new(BTreeSet::new()),
             dir,
             launcher,
         })
@@ -97,29 +83,45 @@ impl OwnBroker {
         self.link.address().to_string()
     }
 
-    /// Names the process running in worker slot `slot` (`None`: none).
+    /// Names the process running in worker slot `slot` (`None`: none); a
+    /// slot cut off stays cut off for its new process.
     pub fn set_worker(&self, slot: usize, pid: Option<u32>) {
         if let Some(p) = lock(&self.pids).get_mut(slot) {
             *p = pid;
         }
+        self.apply_cuts();
     }
 
-    /// The mode of the link of the worker in `slot` to the broker.
-    pub fn set_worker_mode(&self, slot: usize, mode: LinkMode) {
-        self.link.set_group_mode(slot, mode);
+    /// Cuts the link of the worker in `slot` to the broker (`true`), or
+    /// heals it (`false`).
+    pub fn cut_worker(&self, slot: usize, cut: bool) {
+        match cut {
+            true => lock(&self.cut).insert(slot),
+            false => lock(&self.cut).remove(&slot),
+        };
+        self.apply_cuts();
     }
 
-    /// The mode of every worker's link to the broker.
-    pub fn set_workers_mode(&self, mode: LinkMode) {
-        for slot in 0..self.link.group_count() {
-            self.link.set_group_mode(slot, mode);
-        }
+    /// The mode of the whole link: every worker's (and the coordinator's).
+    pub fn set_mode(&self, mode: LinkMode) {
+        self.link.set_mode(mode);
     }
 
     /// Every link passes again and no worker is named: for the next run.
     pub fn reset(&self) {
-        self.set_workers_mode(LinkMode::Pass);
+        self.link.set_mode(LinkMode::Pass);
+        lock(&self.cut).clear();
         lock(&self.pids).iter_mut().for_each(|p| *p = None);
+        self.apply_cuts();
+    }
+
+    fn apply_cuts(&self) {
+        let pids = lock(&self.pids);
+        let cut = lock(&self.cut)
+            .iter()
+            .filter_map(|slot| *pids.get(*slot)?)
+            .collect();
+        self.link.cut_clients(cut);
     }
 
     /// SIGKILLs the broker.
@@ -159,75 +161,4 @@ impl Drop for OwnBroker {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The slot whose process owns the client's end of the connection from
-/// `client` to `proxy`, among `pids` (slot, process id).
-fn owner(client: SocketAddr, proxy: SocketAddr, pids: &[(usize, u32)]) -> Option<usize> {
-    let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let inode = socket_inode(&tcp, client, proxy)?;
-    let wanted = format!("socket:[{inode}]");
-    pids.iter().find_map(|(slot, pid)| {
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-        fds.flatten()
-            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str()))
-            .then_some(*slot)
-    })
-}
-
-/// The inode of the socket bound to `local` and connected to `remote`, from
-/// the text of `/proc/net/tcp` (IPv4: addresses as the hex of the address in
-/// memory order, then the port).
-fn socket_inode(tcp: &str, local: SocketAddr, remote: SocketAddr) -> Option<u64> {
-    let hex = |a: SocketAddr| match a.ip() {
-        IpAddr::V4(ip) => Some(format!(
-            "{:08X}:{:04X}",
-            u32::from_le_bytes(ip.octets()),
-            a.port()
-        )),
-        IpAddr::V6(_) => None,
-    };
-    let (local, remote) = (hex(local)?, hex(remote)?);
-    tcp.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
-            .then(|| fields.get(9)?.parse().ok())
-            .flatten()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_connection_is_found_in_proc_net_tcp() {
-        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:3A98 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 20 4 30 10 -1
-   1: 0100007F:1F90 0100007F:3A98 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 20 4 30 10 -1
-";
-        let client: SocketAddr = "127.0.0.1:15000".parse().unwrap();
-        let proxy: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert_eq!(socket_inode(tcp, client, proxy), Some(4242));
-        assert_eq!(socket_inode(tcp, proxy, client), Some(4343));
-        assert_eq!(socket_inode(tcp, client, client), None);
-    }
-
-    #[tokio::test]
-    async fn the_process_owning_a_connection_is_found() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = listener.local_addr().unwrap();
-        let _client = tokio::net::TcpStream::connect(proxy).await.unwrap();
-        let (_server, client) = listener.accept().await.unwrap();
-        let me = std::process::id();
-        let found = tokio::task::spawn_blocking(move || {
-            (
-                owner(client, proxy, &[(0, 1), (3, me)]),
-                owner(client, proxy, &[(0, 1)]),
-            )
-        })
-        .await
-        .unwrap();
-        assert_eq!(found, (Some(3), None));
-    }
 }

@@ -2,10 +2,11 @@
 //! workspace, with a proxy on each link a fault can cut or slow (a worker's
 //! link to the coordinator, the links into each worker's data exchange, every
 //! process's link to the checkpoint store on S3, the sink's link to MinIO
-//! or Cassandra, each worker's link to the program's own Kafka broker) and,
-//! for a full disk, the checkpoint store or the file sink's directory on a
-//! small tmpfs of its own. Everything it started or mounted goes when it is
-//! dropped.
+//! or Cassandra, each worker's link to the program's own Kafka broker, and
+//! with a group of coordinators one in front of each coordinator, which every
+//! process reaches it through) and, for a full disk, the checkpoint store or
+//! the file sink's directory on a small tmpfs of its own. Everything it
+//! started or mounted goes when it is dropped.
 
 use super::broker::OwnBroker;
 use super::proxy::{LinkMode, Proxy};
@@ -15,6 +16,7 @@ use crate::cluster::{ClusterOptions, SluiceCluster};
 use crate::net::free_port;
 use crate::process::Launcher;
 use anyhow::Context;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,6 +97,9 @@ pub struct Environment {
     store_proxy: Option<Proxy>,
     /// Between the sink and MinIO or Cassandra.
     sink_proxy: Proxy,
+    /// In front of each coordinator of a group, by index: its advertised
+    /// address, where its peers, the workers and clients reach it.
+    coordinator_proxies: Vec<Proxy>,
     tmpfs: Option<Tmpfs>,
     settings: Settings,
     /// The leader a coordinator fault took down or paused.
@@ -139,12 +144,25 @@ impl Environment {
             true => tmpfs = Some(Tmpfs::mount(files)?),
             false => std::fs::create_dir_all(&files)?,
         }
+        let mut coordinator_proxies = Vec::new();
+        if settings.coordinators > 1 {
+            for _ in 0..settings.coordinators {
+                let port = free_port()?;
+                options.coordinator_ports.push(port);
+                let proxy = Proxy::start(format!("127.0.0.1:{port}").parse()?).await?;
+                options
+                    .coordinator_advertise
+                    .push(proxy.address().to_string());
+                coordinator_proxies.push(proxy);
+            }
+        }
         let cluster = SluiceCluster::start(&settings.dir, 0, options).await?;
         let mut env = Self {
             cluster,
             slots: Vec::new(),
             store_proxy,
             sink_proxy,
+            coordinator_proxies,
             tmpfs,
             settings,
             struck_coordinator: None,
@@ -290,14 +308,15 @@ impl Environment {
                 }
             }
             Fault::PartitionWorkerWorker => self.slots[slot].exchange.set_mode(LinkMode::Cut),
+            Fault::PartitionCoordinatorMinority => self.cut_coordinator(step.target).await?,
             Fault::StoreOutage => self.store_link()?.set_mode(LinkMode::Cut),
             Fault::SlowStore => self.store_link()?.set_mode(LinkMode::Delay(step.delay)),
             Fault::DiskFull => self.fill_disk()?,
             Fault::SinkOutage | Fault::CassandraOutage => self.sink_proxy.set_mode(LinkMode::Cut),
             Fault::SlowSink => self.sink_proxy.set_mode(LinkMode::Delay(step.delay)),
-            Fault::PartitionWorkerBroker => self.broker()?.set_worker_mode(slot, LinkMode::Cut),
+            Fault::PartitionWorkerBroker => self.broker()?.cut_worker(slot, true),
             Fault::KafkaRestart => self.broker()?.kill().await?,
-            Fault::SlowKafkaSink => self.broker()?.set_workers_mode(LinkMode::Delay(step.delay)),
+            Fault::SlowKafkaSink => self.broker()?.set_mode(LinkMode::Delay(step.delay)),
             Fault::CassandraRestart => {
                 let (server, launcher) = self.own_cassandra()?;
                 let server = server.clone();
@@ -340,13 +359,18 @@ impl Environment {
                 }
             }
             Fault::PartitionWorkerWorker => self.slots[slot].exchange.set_mode(LinkMode::Pass),
+            Fault::PartitionCoordinatorMinority => {
+                for p in &self.coordinator_proxies {
+                    p.cut_clients(BTreeSet::new());
+                }
+            }
             Fault::StoreOutage | Fault::SlowStore => self.store_link()?.set_mode(LinkMode::Pass),
             Fault::SinkOutage | Fault::SlowSink | Fault::CassandraOutage => {
                 self.sink_proxy.set_mode(LinkMode::Pass)
             }
-            Fault::PartitionWorkerBroker => self.broker()?.set_worker_mode(slot, LinkMode::Pass),
+            Fault::PartitionWorkerBroker => self.broker()?.cut_worker(slot, false),
             Fault::KafkaRestart => self.broker()?.restart().await?,
-            Fault::SlowKafkaSink => self.broker()?.set_workers_mode(LinkMode::Pass),
+            Fault::SlowKafkaSink => self.broker()?.set_mode(LinkMode::Pass),
             Fault::CassandraRestart => {
                 let (server, launcher) = self.own_cassandra()?;
                 let server = server.clone();
@@ -359,6 +383,46 @@ impl Environment {
                 std::fs::remove_file(&filler)
                     .with_context(|| format!("cannot remove {}", filler.display()))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Cuts one coordinator off from the others: the leader for `target`
+    /// 0, else the `target`-th follower by index. Its proxy refuses the
+    /// other coordinators' processes and theirs refuse its process, while
+    /// workers and clients pass everywhere.
+    async fn cut_coordinator(&mut self, target: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.coordinator_proxies.len() > 1,
+            "cutting a coordinator off needs a group of coordinators"
+        );
+        let leader = self
+            .cluster
+            .wait_leader(Duration::from_secs(30))
+            .await
+            .context("no leader to find the coordinator to cut off")?;
+        let count = self.coordinator_proxies.len();
+        let cut = match target {
+            0 => leader,
+            n => (0..count)
+                .filter(|i| *i != leader)
+                .cycle()
+                .nth(n - 1)
+                .unwrap_or(leader),
+        };
+        let pid = |i: usize| self.cluster.coordinator_pid(i);
+        let others: BTreeSet<u32> = (0..count).filter(|i| *i != cut).filter_map(pid).collect();
+        let own: BTreeSet<u32> = pid(cut).into_iter().collect();
+        let role = if cut == leader { "leader" } else { "follower" };
+        eprintln!(
+            "chaos: coordinator {} (the {role}) cut off from the others",
+            cut + 1
+        );
+        for (i, p) in self.coordinator_proxies.iter().enumerate() {
+            p.cut_clients(match i == cut {
+                true => others.clone(),
+                false => own.clone(),
+            });
         }
         Ok(())
     }

@@ -1,11 +1,14 @@
 //! A TCP proxy the chaos program puts on one link between Sluice's
 //! processes, or between them and a service: it passes bytes through, cuts
 //! the link (refuses new connections and drops the open ones) or delays
-//! every chunk of data, as a network partition or a slow network would.
-//! A proxy with a [`Sorter`] tells its clients apart and gives each group
-//! of them a mode of its own.
+//! every chunk of data, as a network partition or a slow network would. It
+//! can also cut the link for some client processes only: every process
+//! reaches a coordinator at the one address the Raft membership names, so
+//! the proxy in front of it tells who connects by the client socket's
+//! owner (see [`owner`]).
 
-use std::net::SocketAddr;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,56 +25,37 @@ pub enum LinkMode {
     Delay(Duration),
 }
 
-/// Tells which group a client's connection belongs to, from the client's
-/// address and the proxy's: `Some(group)` below the proxy's group count, or
-/// `None` for a client of no group. Called off the async threads, once per
-/// connection, so it may read files.
-pub type Sorter = Arc<dyn Fn(SocketAddr, SocketAddr) -> Option<usize> + Send + Sync>;
-
 /// One link: listens on a free port of 127.0.0.1 and forwards each
 /// connection to the upstream address it names at connection time. Stops
 /// listening when dropped.
 pub struct Proxy {
     address: SocketAddr,
     upstream: Arc<Mutex<SocketAddr>>,
-    /// The mode of clients of no group (of every client without a sorter).
     mode: watch::Sender<LinkMode>,
-    /// The mode of each group of clients the sorter tells apart.
-    groups: Vec<watch::Sender<LinkMode>>,
+    /// Client processes (by pid) cut off while the link passes for others.
+    cut_clients: watch::Sender<BTreeSet<u32>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
     /// Starts a link to `upstream`.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
-        Self::start_sorted(upstream, 0, None).await
-    }
-
-    /// Starts a link to `upstream` whose clients `sorter` sorts into
-    /// `groups` groups, each with its own mode ([`Proxy::set_group_mode`]).
-    pub async fn start_sorted(
-        upstream: SocketAddr,
-        groups: usize,
-        sorter: Option<Sorter>,
-    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let upstream = Arc::new(Mutex::new(upstream));
         let (mode, _) = watch::channel(LinkMode::Pass);
-        let groups: Vec<watch::Sender<LinkMode>> = (0..groups)
-            .map(|_| watch::channel(LinkMode::Pass).0)
-            .collect();
-        let clients = Clients {
-            default: mode.subscribe(),
-            groups: groups.iter().map(watch::Sender::subscribe).collect(),
-            sorter,
-        };
-        let accept = tokio::spawn(accept_loop(listener, upstream.clone(), Arc::new(clients)));
+        let (cut_clients, _) = watch::channel(BTreeSet::new());
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            upstream.clone(),
+            mode.subscribe(),
+            cut_clients.subscribe(),
+        ));
         Ok(Self {
             address,
             upstream,
             mode,
-            groups,
+            cut_clients,
             accept,
         })
     }
@@ -87,85 +71,93 @@ impl Proxy {
         *self.upstream.lock().unwrap_or_else(|p| p.into_inner()) = upstream;
     }
 
-    /// The mode of clients of no group, or of every client without a sorter.
     pub fn set_mode(&self, mode: LinkMode) {
         self.mode.send_replace(mode);
     }
 
-    /// The mode of the clients of `group`; no effect for a group the proxy
-    /// does not have.
-    pub fn set_group_mode(&self, group: usize, mode: LinkMode) {
-        if let Some(g) = self.groups.get(group) {
-            g.send_replace(mode);
-        }
-    }
-
-    /// The number of groups of clients.
-    pub fn group_count(&self) -> usize {
-        self.groups.len()
+    /// Cuts the link for the processes `pids` only: their open connections
+    /// are dropped and new ones closed at once, while other clients pass.
+    /// An empty set heals it.
+    pub fn cut_clients(&self, pids: BTreeSet<u32>) {
+        self.cut_clients.send_replace(pids);
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.set_mode(LinkMode::Cut);
-        for g in &self.groups {
-            g.send_replace(LinkMode::Cut);
-        }
         self.accept.abort();
-    }
-}
-
-/// How the accept loop finds a connection's mode.
-struct Clients {
-    default: watch::Receiver<LinkMode>,
-    groups: Vec<watch::Receiver<LinkMode>>,
-    sorter: Option<Sorter>,
-}
-
-impl Clients {
-    async fn mode_of(&self, client: SocketAddr, proxy: SocketAddr) -> watch::Receiver<LinkMode> {
-        let Some(sorter) = self.sorter.clone() else {
-            return self.default.clone();
-        };
-        let group = tokio::task::spawn_blocking(move || sorter(client, proxy))
-            .await
-            .ok()
-            .flatten();
-        match group.and_then(|g| self.groups.get(g)) {
-            Some(mode) => mode.clone(),
-            None => self.default.clone(),
-        }
     }
 }
 
 async fn accept_loop(
     listener: TcpListener,
     upstream: Arc<Mutex<SocketAddr>>,
-    clients: Arc<Clients>,
+    mode: watch::Receiver<LinkMode>,
+    cut_clients: watch::Receiver<BTreeSet<u32>>,
 ) {
     loop {
-        let Ok((client, peer)) = listener.accept().await else {
+        let Ok((client, _)) = listener.accept().await else {
             continue;
         };
+        if *mode.borrow() == LinkMode::Cut {
+            drop(client);
+            continue;
+        }
         let target = *upstream.lock().unwrap_or_else(|p| p.into_inner());
-        let clients = clients.clone();
-        tokio::spawn(async move {
-            let Ok(local) = client.local_addr() else {
-                return;
-            };
-            let mode = clients.mode_of(peer, local).await;
-            if *mode.borrow() == LinkMode::Cut {
-                return;
-            }
-            connection(client, target, mode).await;
-        });
+        tokio::spawn(connection(
+            client,
+            target,
+            mode.clone(),
+            cut_clients.clone(),
+        ));
     }
 }
 
-/// Forwards one connection both ways until either side closes or the link
-/// is cut.
-async fn connection(client: TcpStream, target: SocketAddr, mut mode: watch::Receiver<LinkMode>) {
+/// Whether the process at the client end of the connection `peer` ->
+/// `local` is one of `pids` (read off `/proc` outside the async threads).
+async fn client_is_among(peer: SocketAddr, local: SocketAddr, pids: BTreeSet<u32>) -> bool {
+    if pids.is_empty() {
+        return false;
+    }
+    tokio::task::spawn_blocking(move || owner(peer, local, &pids).is_some())
+        .await
+        .unwrap_or(false)
+}
+
+/// Returns once the process at the client end of the connection `peer` ->
+/// `local` is among the cut clients.
+async fn cut_for_client(
+    peer: SocketAddr,
+    local: SocketAddr,
+    mut cut_clients: watch::Receiver<BTreeSet<u32>>,
+) {
+    loop {
+        let pids = cut_clients.borrow_and_update().clone();
+        if client_is_among(peer, local, pids).await {
+            return;
+        }
+        if cut_clients.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Forwards one connection both ways until either side closes, the link
+/// is cut, or it is cut for the client's process.
+async fn connection(
+    client: TcpStream,
+    target: SocketAddr,
+    mut mode: watch::Receiver<LinkMode>,
+    cut_clients: watch::Receiver<BTreeSet<u32>>,
+) {
+    let (Ok(peer), Ok(local)) = (client.peer_addr(), client.local_addr()) else {
+        return;
+    };
+    let pids = cut_clients.borrow().clone();
+    if client_is_among(peer, local, pids).await {
+        return;
+    }
     let Ok(server) = TcpStream::connect(target).await else {
         return;
     };
@@ -179,6 +171,79 @@ async fn connection(client: TcpStream, target: SocketAddr, mut mode: watch::Rece
         _ = up => {}
         _ = down => {}
         _ = mode.wait_for(|m| *m == LinkMode::Cut) => {}
+        _ = cut_for_client(peer, local, cut_clients) => {}
+    }
+}
+
+/// The process among `pids` that holds the client end of the TCP
+/// connection from `client` to `server` (an accepted connection's peer and
+/// local address): the socket whose local address is `client` and remote
+/// `server` in `/proc/net/tcp` or `tcp6` gives its inode, and the process
+/// with `socket:[INODE]` among its `/proc/PID/fd` holds it. `None` when no
+/// process of `pids` does (or another machine's process connected).
+pub fn owner(client: SocketAddr, server: SocketAddr, pids: &BTreeSet<u32>) -> Option<u32> {
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            socket_inode(&text, client, server)
+        })?;
+    let link = std::path::PathBuf::from(format!("socket:[{inode}]"));
+    pids.iter().copied().find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == link))
+        })
+    })
+}
+
+/// The inode of the socket from `local` to `remote` in a `/proc/net/tcp`
+/// or `tcp6` table.
+fn socket_inode(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (l, r, inode) = (fields.get(1)?, fields.get(2)?, fields.get(9)?);
+        let same = |text: &str, want: SocketAddr| {
+            proc_address(text).is_some_and(|a| canonical(a) == canonical(want))
+        };
+        (same(l, local) && same(r, remote))
+            .then(|| inode.parse().ok())
+            .flatten()
+            .filter(|i| *i != 0)
+    })
+}
+
+/// An address of a `/proc/net/tcp(6)` table, `0100007F:1F90`: the IP
+/// address as 32-bit words in the machine's byte order, the port in hex.
+fn proc_address(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_ne_bytes())
+    };
+    let ip = match ip.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut octets = [0u8; 16];
+            for i in 0..4 {
+                octets[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(octets))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// An IPv4 address mapped into IPv6 as the IPv4 address itself.
+fn canonical(address: SocketAddr) -> SocketAddr {
+    match address.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), address.port()),
+            None => address,
+        },
+        IpAddr::V4(_) => address,
     }
 }
 
@@ -250,37 +315,100 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn each_group_of_clients_has_its_own_mode() {
-        // Every other connection is of group 0, the others of no group.
-        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let sorter: Sorter = Arc::new(move |_, _| {
-            let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            n.is_multiple_of(2).then_some(0)
-        });
-        let proxy = Proxy::start_sorted(echo_server().await, 1, Some(sorter))
-            .await
-            .unwrap();
-        proxy.set_group_mode(0, LinkMode::Cut);
-        let mut passed = Vec::new();
-        for _ in 0..6 {
-            passed.push(round_trip(proxy.address()).await.is_ok());
-        }
-        assert_eq!(passed, [false, true, false, true, false, true]);
-        proxy.set_group_mode(0, LinkMode::Pass);
-        proxy.set_mode(LinkMode::Cut);
-        passed.clear();
-        for _ in 0..6 {
-            passed.push(round_trip(proxy.address()).await.is_ok());
-        }
-        assert_eq!(passed, [true, false, true, false, true, false]);
-    }
-
-    #[tokio::test]
     async fn a_delayed_link_answers_late() {
         let proxy = Proxy::start(echo_server().await).await.unwrap();
         proxy.set_mode(LinkMode::Delay(Duration::from_millis(300)));
         let start = std::time::Instant::now();
         assert_eq!(round_trip(proxy.address()).await.unwrap(), b"ping");
         assert!(start.elapsed() >= Duration::from_millis(600));
+    }
+
+    #[tokio::test]
+    async fn the_owner_of_a_client_socket_is_found_among_the_pids_given() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let (peer, local) = (
+            accepted.peer_addr().unwrap(),
+            accepted.local_addr().unwrap(),
+        );
+        assert_eq!(peer, client.local_addr().unwrap());
+        let own = std::process::id();
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert_eq!(
+            owner(peer, local, &BTreeSet::from([child.id(), own])),
+            Some(own)
+        );
+        assert_eq!(owner(peer, local, &BTreeSet::from([child.id()])), None);
+        // The accepting end is not the client's.
+        assert_eq!(owner(local, peer, &BTreeSet::from([child.id()])), None);
+        let mut child = child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn proc_net_tcp_addresses_are_read_in_the_machines_byte_order() {
+        let v4 = u32::from_ne_bytes([127, 0, 0, 1]);
+        assert_eq!(
+            proc_address(&format!("{v4:08X}:1F90")),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        let words: String = [
+            [0u8, 0, 0, 0],
+            [0, 0, 0, 0],
+            [0, 0, 0xff, 0xff],
+            [127, 0, 0, 1],
+        ]
+        .iter()
+        .map(|w| format!("{:08X}", u32::from_ne_bytes(*w)))
+        .collect();
+        let mapped = proc_address(&format!("{words}:0050")).unwrap();
+        assert_eq!(canonical(mapped), "127.0.0.1:80".parse().unwrap());
+    }
+
+    /// A child process (bash) that sends `ping` through `address` and prints
+    /// what comes back, or nothing when the link is cut for it.
+    fn child_round_trip(address: SocketAddr) -> String {
+        let script = format!(
+            "exec 3<>/dev/tcp/{}/{} && printf ping >&3 && timeout 2 head -c 4 <&3",
+            address.ip(),
+            address.port()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_link_cut_for_some_processes_passes_for_the_others() {
+        let proxy = Proxy::start(echo_server().await).await.unwrap();
+        let address = proxy.address();
+        let mut open = TcpStream::connect(address).await.unwrap();
+        open.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        open.read_exact(&mut buf).await.unwrap();
+        // Cut for another process: this one passes.
+        proxy.cut_clients(BTreeSet::from([1]));
+        assert_eq!(round_trip(address).await.unwrap(), b"ping");
+        // Cut for this process: its open connection is dropped, new ones
+        // are refused, while another process still passes.
+        proxy.cut_clients(BTreeSet::from([std::process::id()]));
+        let read = tokio::time::timeout(Duration::from_secs(2), open.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        assert!(round_trip(address).await.is_err());
+        let other = tokio::task::spawn_blocking(move || child_round_trip(address))
+            .await
+            .unwrap();
+        assert_eq!(other, "ping");
+        proxy.cut_clients(BTreeSet::new());
+        assert_eq!(round_trip(address).await.unwrap(), b"ping");
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 /// The worker failpoints of the checkpoint protocol a scenario can trip:
 /// each aborts the worker at one step (see the worker's `fail_point!`s).
 pub const FAILPOINTS: &[&str] = &[
+    "barrier-before-snapshot",
     "snapshot-before-upload",
     "snapshot-after-upload",
     "after-checkpoint-ack",
@@ -31,6 +32,10 @@ pub enum Fault {
     LeaderPause,
     /// A worker's link to the coordinator cut, then healed.
     PartitionWorkerCoordinator,
+    /// One coordinator of three cut off from the other two (the leader or a
+    /// follower, drawn), then healed: Raft traffic between it and them is
+    /// refused both ways while workers and clients still reach every one.
+    PartitionCoordinatorMinority,
     /// The links into a worker's data exchange cut, then healed: the other
     /// workers cannot send it records while it still reaches the coordinator.
     PartitionWorkerWorker,
@@ -108,6 +113,7 @@ impl Fault {
             Self::LeaderPause => "leader-pause".into(),
             Self::PartitionWorkerCoordinator => "partition-worker-coordinator".into(),
             Self::PartitionWorkerWorker => "partition-worker-worker".into(),
+            Self::PartitionCoordinatorMinority => "partition-coordinator-minority".into(),
             Self::StoreOutage => "checkpoint-store-outage".into(),
             Self::SlowStore => "slow-checkpoint-store".into(),
             Self::DiskFull => "disk-full".into(),
@@ -135,8 +141,9 @@ impl Fault {
             Self::StoreOutage,
             Self::SlowStore,
         ];
-        if coordinators == 1 {
-            pool.push(Self::PartitionWorkerCoordinator);
+        match coordinators {
+            1 => pool.push(Self::PartitionWorkerCoordinator),
+            _ => pool.push(Self::PartitionCoordinatorMinority),
         }
         match job {
             JobKind::S3 => pool.extend([Self::SinkOutage, Self::SlowSink]),
@@ -157,6 +164,8 @@ impl Fault {
         let target = match self {
             // The failpoint is armed in the first worker only.
             Self::Failpoint(_) => 0,
+            // 0: the leader; 1 or 2: the first or second follower.
+            Self::PartitionCoordinatorMinority => rng.random_range(0..3),
             _ => rng.random_range(0..workers.max(1)),
         };
         let (hold, delay) = match self {
@@ -165,6 +174,7 @@ impl Fault {
             Self::WorkerPause
             | Self::LeaderPause
             | Self::PartitionWorkerCoordinator
+            | Self::PartitionCoordinatorMinority
             | Self::PartitionWorkerWorker => (timeout + ms(rng, 1_000, 3_000), Duration::ZERO),
             Self::StoreOutage
             | Self::DiskFull
@@ -193,7 +203,9 @@ impl Fault {
 #[derive(Debug, Clone, Copy)]
 pub struct Step {
     pub fault: Fault,
-    /// The worker it strikes (by slot), for faults of one worker.
+    /// The worker it strikes (by slot), for faults of one worker; for
+    /// [`Fault::PartitionCoordinatorMinority`], the coordinator cut off:
+    /// 0 the leader, `n` the `n`-th follower by index.
     pub target: usize,
     /// How long the job runs undisturbed before it.
     pub before: Duration,
@@ -221,6 +233,7 @@ impl Scenario {
             Fault::WorkerPause,
             Fault::LeaderPause,
             Fault::PartitionWorkerCoordinator,
+            Fault::PartitionCoordinatorMinority,
             Fault::PartitionWorkerWorker,
             Fault::StoreOutage,
             Fault::SlowStore,
@@ -276,6 +289,9 @@ impl Scenario {
             Self::One(Fault::PartitionWorkerCoordinator) => {
                 "cut a worker off from the coordinator past the heartbeat timeout, then heal"
             }
+            Self::One(Fault::PartitionCoordinatorMinority) => {
+                "cut one coordinator of 3 (the leader or a follower) off from the others, then heal"
+            }
             Self::One(Fault::PartitionWorkerWorker) => {
                 "cut the links into a worker's data exchange (keyed job), then heal"
             }
@@ -320,10 +336,12 @@ impl Scenario {
     /// Coordinators the scenario runs with: `asked` (`--coordinators`) when
     /// given, else 3 for the leader's faults and 1 for the others. A worker
     /// cut off from the coordinator needs 1: with a group, workers follow
-    /// the leader to its own address, past the proxy.
+    /// the leader to its own address, past the proxy; a coordinator cut off
+    /// from the others needs 3.
     pub fn coordinators(&self, asked: Option<usize>) -> usize {
         match self {
             Self::One(Fault::PartitionWorkerCoordinator) => 1,
+            Self::One(Fault::PartitionCoordinatorMinority) => 3,
             Self::One(Fault::LeaderKill | Fault::LeaderPause) => asked.unwrap_or(3),
             _ => asked.unwrap_or(1),
         }

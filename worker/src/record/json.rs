@@ -52,23 +52,10 @@ pub fn decode(bytes: &[u8]) -> Result<(Value, Option<Box<ExactNumbers>>), String
 /// Whether a number literal outside strings has more significant digits
 /// than a double surely holds, or a three-digit exponent.
 fn has_long_numbers(text: &[u8]) -> bool {
-    let mut in_string = false;
-    let mut escaped = false;
     let mut i = 0;
     while i < text.len() {
-        let c = text[i];
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
-        }
-        match c {
-            b'"' => in_string = true,
+        match text[i] {
+            b'"' => i = string_end(text, i + 1),
             b'-' | b'0'..=b'9' => {
                 let (mut digits, mut exponent_digits, mut in_exponent) = (0, 0, false);
                 while i < text.len()
@@ -85,13 +72,27 @@ fn has_long_numbers(text: &[u8]) -> bool {
                 if digits > SAFE_DIGITS || exponent_digits > 2 {
                     return true;
                 }
-                continue;
             }
-            _ => {}
+            _ => i += 1,
         }
-        i += 1;
     }
     false
+}
+
+/// The index after the quote that closes the string whose text starts at
+/// `from`, or the text's length if none does. Strings are most of a typical
+/// record, so they are skipped a vector at a time rather than byte by byte.
+fn string_end(text: &[u8], mut from: usize) -> usize {
+    while let Some(at) = text
+        .get(from..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        if text[from + at] == b'"' {
+            return from + at + 1;
+        }
+        from += at + 2;
+    }
+    text.len()
 }
 
 /// The slow path, for messages with long numbers: each value is taken as
@@ -262,6 +263,23 @@ mod tests {
         let (value, exact) = decode(input.as_bytes()).expect("decodes");
         assert!(exact.is_none());
         assert_eq!(to_string(&value, None), input);
+    }
+
+    #[test]
+    fn escapes_decide_where_a_string_ends() {
+        let inside = r#"{"s":"a \"12345678901234567890\" b","n":1}"#;
+        assert!(!has_long_numbers(inside.as_bytes()));
+        let after = r#"{"s":"ends in a backslash \\","n":12345678901234567890}"#;
+        assert!(has_long_numbers(after.as_bytes()));
+        let (value, exact) = decode(after.as_bytes()).expect("decodes");
+        assert_eq!(
+            to_string(&value, exact.as_deref()),
+            r#"{"n":12345678901234567890,"s":"ends in a backslash \\"}"#
+        );
+        assert!(!has_long_numbers(
+            br#"{"unterminated":"12345678901234567890"#
+        ));
+        assert!(!has_long_numbers(br#"{"s":"trailing escape \"#));
     }
 
     #[test]

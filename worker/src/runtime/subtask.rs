@@ -53,6 +53,9 @@ pub struct AckParts {
     /// Time from the first to the last of the subtask's inputs delivering
     /// the checkpoint's barrier (zero for a source or a single input).
     pub alignment: Duration,
+    /// Why the subtask declines the checkpoint (its state snapshot was not
+    /// stored); empty when it takes its part.
+    pub declined: String,
 }
 
 /// Acknowledges this subtask's part of a checkpoint to the coordinator.
@@ -527,6 +530,7 @@ impl Stepper<'_> {
             state: None,
             state_bytes: 0,
             alignment,
+            declined: String::new(),
         };
         let sink_state = pre_commit.state;
         if upload.is_none() && !matches!(sink_state, Some(SinkState::Flushing(_))) {
@@ -572,11 +576,16 @@ impl Stepper<'_> {
                     });
                     true
                 }
-                // Unacknowledged, the checkpoint times out and is abandoned;
-                // the job goes on, and its next snapshot is a full one.
+                // Declined, the checkpoint is abandoned at once rather than
+                // at its timeout; the job goes on, and its next snapshot is
+                // a full one.
                 (_, Err(e)) => {
                     broken.store(true, std::sync::atomic::Ordering::SeqCst);
-                    tracing::warn!(task = %task, checkpoint = id, error = %e, "state snapshot upload failed");
+                    tracing::warn!(task = %task, checkpoint = id, error = %e, "state snapshot upload failed: the checkpoint is declined");
+                    ack(AckParts {
+                        declined: format!("state snapshot upload failed: {e}"),
+                        ..parts
+                    });
                     false
                 }
                 // The sink fails with it at its next call; the snapshot
@@ -677,7 +686,9 @@ impl Output {
     /// before it is pre-committed, and the returned state, if any, is what
     /// the checkpoint must hold for the sink to commit once it completes.
     async fn barrier(&mut self, id: u64) -> Result<PreCommit> {
-        fail::fail_point!("barrier-before-snapshot");
+        fail::fail_point!("barrier-before-snapshot", |_| {
+            std::process::abort();
+        });
         match self {
             Self::Router(router) => router.barrier(id).await.map(|()| PreCommit::default()),
             Self::Sink(sink) => sink.pre_commit(id).await,

@@ -2,9 +2,12 @@
 
 use super::subtask::{AckParts, Acker, TaskCommand};
 use super::{Metrics, RuntimeContext, run_subtask};
+use crate::error::WorkerError;
+use futures::FutureExt;
 use sluice_common::TaskId;
 use sluice_proto::{CheckpointAck, Fault, TaskDeployment, TaskReport, TaskState};
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +28,16 @@ struct Entry {
     commands: mpsc::UnboundedSender<TaskCommand>,
     /// The Kafka partitions a source task reads, as it was last told.
     partitions: Vec<i32>,
+}
+
+/// The text a panic was raised with (`panic!("...")` gives a `&str` or a
+/// `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_string(),
+        (_, Some(text)) => text.clone(),
+        _ => "a panic without a message".to_string(),
+    }
 }
 
 /// What tasks tell the coordinator without waiting for a heartbeat.
@@ -129,10 +142,12 @@ impl TaskManager {
         let ctx = self.ctx.clone();
         let changes = self.outbound.clone();
         let job_id = dep.job_id.clone();
+        let panicked_task = id.clone();
         let ack: Acker = {
             let outbound = self.outbound.clone();
             let (job_id, task_id, attempt) = (dep.job_id.clone(), id.to_string(), dep.attempt);
             Arc::new(move |parts: AckParts| {
+                let declined = !parts.declined.is_empty();
                 let _ = outbound.send(Outbound::Ack(CheckpointAck {
                     worker_id: String::new(),
                     job_id: job_id.clone(),
@@ -144,10 +159,13 @@ impl TaskManager {
                     state: parts.state,
                     state_bytes: parts.state_bytes,
                     alignment_us: u64::try_from(parts.alignment.as_micros()).unwrap_or(u64::MAX),
+                    declined: parts.declined,
                 }));
-                fail::fail_point!("after-checkpoint-ack", |_| {
-                    std::process::abort();
-                });
+                if !declined {
+                    fail::fail_point!("after-checkpoint-ack", |_| {
+                        std::process::abort();
+                    });
+                }
             })
         };
         let report = move |state: TaskState,
@@ -192,8 +210,26 @@ impl TaskManager {
                     )
                 }
             };
+            // A panic ends the subtask like an error, so the coordinator
+            // hears of it and restarts the job instead of waiting on a task
+            // that no longer runs.
+            let run = AssertUnwindSafe(run_subtask(
+                dep,
+                ctx,
+                metrics.clone(),
+                running,
+                commands_rx,
+                ack,
+            ))
+            .catch_unwind();
             let outcome = tokio::select! {
-                r = run_subtask(dep, ctx, metrics.clone(), running, commands_rx, ack) => r.map(|()| TaskState::Finished),
+                r = run => match r {
+                    Ok(r) => r.map(|()| TaskState::Finished),
+                    Err(panic) => Err(WorkerError::Panicked {
+                        task: panicked_task.clone(),
+                        message: panic_message(panic.as_ref()),
+                    }),
+                },
                 _ = cancel_rx => Ok(TaskState::Cancelled),
             };
             match outcome {

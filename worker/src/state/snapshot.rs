@@ -136,6 +136,15 @@ impl SnapshotUpload {
         fail::fail_point!("snapshot-before-upload", |_| {
             std::process::abort();
         });
+        // As a store refusing the put would (a full disk, an outage).
+        fail::fail_point!("snapshot-upload-error", |_| {
+            Err(StoreError::Io {
+                location: self.store.location().to_string(),
+                op: "put",
+                key: self.key.clone(),
+                reason: "refused at failpoint snapshot-upload-error".into(),
+            })
+        });
         let size = self.bytes.len();
         self.store.put(&self.key, self.bytes).await?;
         fail::fail_point!("snapshot-after-upload", |_| {

@@ -1,10 +1,13 @@
 //! `bench compare`: the same exactly-once job (Kafka -> parse JSON, add one
 //! field -> Kafka, 1 s checkpoints) on the same broker and data, run by a bare
 //! rdkafka transactional loop, by Apache Flink and by Sluice. Each runs over a
-//! small and a large input; records/s are taken between the two, so start-up
-//! cancels out. Every output is checked with a `read_committed` consumer:
+//! small and a large input, each timed from its start until a
+//! `read_committed` consumer has read every record (the same observer for
+//! every system); records/s are taken between the two, so start-up cancels
+//! out. Every output is checked with a `read_committed` consumer:
 //! each input record exactly once, with its added field.
 
+use crate::progress::Progress;
 use anyhow::Context;
 use sluice_harness::cluster::ClusterOptions;
 use sluice_harness::datagen::producer;
@@ -63,61 +66,6 @@ struct Outcome {
     /// Records/s while the output went from 20% to 80% of the input: the
     /// steady rate, start and end of the run left out.
     steady: f64,
-}
-
-/// Watches the output topic's end offsets while a run goes on, to measure
-/// its steady rate.
-struct Progress {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    samples: tokio::task::JoinHandle<Vec<(f64, u64)>>,
-}
-
-impl Progress {
-    fn watch(brokers: &str, output: &str) -> Self {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (brokers, output, flag) = (brokers.to_string(), output.to_string(), stop.clone());
-        let samples = tokio::task::spawn_blocking(move || {
-            let mut samples = Vec::new();
-            let Ok(consumer) = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", &brokers)
-                .create::<BaseConsumer>()
-            else {
-                return samples;
-            };
-            let start = Instant::now();
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let total: i64 = (0..PARTITIONS)
-                    .filter_map(|p| {
-                        consumer
-                            .fetch_watermarks(&output, p, Duration::from_secs(5))
-                            .ok()
-                    })
-                    .map(|(_, high)| high)
-                    .sum();
-                samples.push((start.elapsed().as_secs_f64(), total.max(0) as u64));
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            samples
-        });
-        Self { stop, samples }
-    }
-
-    /// Records/s between the outputs reaching 20% and 80% of `size`.
-    async fn steady_rate(self, size: usize) -> f64 {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let samples = self.samples.await.unwrap_or_default();
-        let at = |share: f64| {
-            samples
-                .iter()
-                .find(|(_, n)| *n as f64 >= share * size as f64)
-                .map(|(t, _)| *t)
-        };
-        match (at(0.2), at(0.8)) {
-            (Some(a), Some(b)) if b > a => 0.6 * size as f64 / (b - a),
-            _ => f64::NAN,
-        }
-    }
 }
 
 pub async fn run(s: Settings) -> anyhow::Result<()> {
@@ -275,8 +223,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         );
     }
     println!(
-        "records/s: (large - small) / (its seconds - small's seconds); steady r/s: the large run \
-         while its output went from 20% to 80% of the input (end offsets sampled every 50 ms)"
+        "seconds: from the start until a read_committed consumer had read every record; records/s: \
+         (large - small) / (its seconds - small's seconds); steady r/s: the large run while its \
+         output went from 20% to 80% of the input (end offsets sampled every 50 ms)"
     );
     drop(stack);
     Ok(())
@@ -420,8 +369,7 @@ impl Run<'_> {
         let output = self.output_topic().await?;
         let exe = std::env::current_exe()?;
         let run = uuid::Uuid::new_v4().simple().to_string();
-        let progress = Progress::watch(self.brokers, &output);
-        let start = Instant::now();
+        let mut progress = Progress::watch(self.brokers, &output, PARTITIONS, size);
         let children = (0..self.parallelism)
             .map(|i| {
                 let partitions: Vec<String> = (0..PARTITIONS)
@@ -437,7 +385,8 @@ impl Run<'_> {
                     .context("cannot start the bare loop")
             })
             .collect::<anyhow::Result<Vec<Child>>>()?;
-        let (seconds, peak) = wait_all(children, start).await?;
+        let peak = wait_all(children, progress.start()).await?;
+        let seconds = progress.all_visible(RUN_LIMIT).await?;
         let steady = progress.steady_rate(size).await;
         verify(self.brokers, &output, size).await?;
         Ok(Outcome {
@@ -450,8 +399,7 @@ impl Run<'_> {
     async fn flink(&self, input: &str, size: usize) -> anyhow::Result<Outcome> {
         let flink = self.flink.context("Flink is not prepared")?;
         let output = self.output_topic().await?;
-        let progress = Progress::watch(self.brokers, &output);
-        let start = Instant::now();
+        let mut progress = Progress::watch(self.brokers, &output, PARTITIONS, size);
         let child = Command::new(cache::java())
             .args(JAVA_17_OPENS)
             .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=error")
@@ -468,7 +416,8 @@ impl Run<'_> {
             .stdout(std::process::Stdio::null())
             .spawn()
             .context("cannot start java")?;
-        let (seconds, peak) = wait_all(vec![child], start).await?;
+        let peak = wait_all(vec![child], progress.start()).await?;
+        let seconds = progress.all_visible(RUN_LIMIT).await?;
         let steady = progress.steady_rate(size).await;
         verify(self.brokers, &output, size).await?;
         Ok(Outcome {
@@ -497,8 +446,8 @@ impl Run<'_> {
             ms = self.checkpoint_ms,
             b = self.brokers,
         );
-        let progress = Progress::watch(self.brokers, &output);
-        let start = Instant::now();
+        let progress = Progress::watch(self.brokers, &output, PARTITIONS, size);
+        let start = progress.start();
         let job = client
             .submit_job(SubmitJobRequest {
                 spec_json: spec,
@@ -507,10 +456,12 @@ impl Run<'_> {
             .await?
             .into_inner()
             .job_id;
-        // Done when every record was written and a later checkpoint, whose
-        // completion commits them, completed.
-        let mut written_at: Option<u64> = None;
+        // Done when a `read_committed` consumer has read every record, as
+        // for the other systems; the job's state is watched for a failure.
         let seconds = loop {
+            if let Some(seconds) = progress.visible() {
+                break seconds;
+            }
             anyhow::ensure!(start.elapsed() < RUN_LIMIT, "job {job} did not finish");
             let status = client
                 .get_job(GetJobRequest {
@@ -523,18 +474,6 @@ impl Run<'_> {
                 "job {job} failed: {}",
                 status.failure
             );
-            let last_stage = status.tasks.iter().map(|t| t.stage).max().unwrap_or(0);
-            let written: u64 = status
-                .tasks
-                .iter()
-                .filter(|t| t.stage == last_stage)
-                .filter_map(|t| t.metrics.as_ref().map(|m| m.records_out))
-                .sum();
-            match written_at {
-                None if written as usize >= size => written_at = Some(status.last_checkpoint_id),
-                Some(id) if status.last_checkpoint_id > id => break start.elapsed().as_secs_f64(),
-                _ => {}
-            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         client
@@ -552,9 +491,8 @@ impl Run<'_> {
     }
 }
 
-/// Waits for every child to succeed; returns the seconds since `start` and
-/// their summed peak memory.
-async fn wait_all(mut children: Vec<Child>, start: Instant) -> anyhow::Result<(f64, u64)> {
+/// Waits for every child to succeed; returns their summed peak memory.
+async fn wait_all(mut children: Vec<Child>, start: Instant) -> anyhow::Result<u64> {
     let mut peaks = vec![0u64; children.len()];
     loop {
         anyhow::ensure!(start.elapsed() < RUN_LIMIT, "a run did not finish");
@@ -569,7 +507,7 @@ async fn wait_all(mut children: Vec<Child>, start: Instant) -> anyhow::Result<(f
             }
         }
         if !running {
-            return Ok((start.elapsed().as_secs_f64(), peaks.iter().sum()));
+            return Ok(peaks.iter().sum());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

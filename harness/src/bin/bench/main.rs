@@ -7,6 +7,7 @@ mod cassandra;
 mod checkpoints;
 mod compare;
 mod failover;
+mod progress;
 mod state;
 
 #[derive(Parser, Debug)]
