@@ -194,6 +194,7 @@ impl<S: MetaStore> JobApi<S> {
             });
         }
         tracing::info!(job = %job, parallelism, "waiting job rescaled");
+        self.state.placement.notify_one();
         self.state
             .store
             .read(|m| {
@@ -281,6 +282,7 @@ impl<S: MetaStore> JobApi<S> {
             ));
         };
         tracing::info!(job = %id, name = %name, source_partitions, from_savepoint = from_savepoint.as_deref().unwrap_or(""), "job submitted");
+        self.state.placement.notify_one();
         Ok(id)
     }
 
@@ -322,6 +324,7 @@ impl<S: MetaStore> JobApi<S> {
             })
             .await?;
         tracing::info!(job = %id, "job cancelling");
+        self.state.heartbeat_now(&self.state.workers_of(&id));
         self.find(id.as_str())
     }
 
@@ -448,6 +451,7 @@ impl<S: MetaStore> JobApi<S> {
             });
         }
         tracing::info!(job = %job, savepoint = %savepoint.id, parallelism, "job rescaled");
+        self.state.placement.notify_one();
         Ok(savepoint_info(&savepoint))
     }
 

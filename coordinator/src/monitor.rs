@@ -14,7 +14,10 @@ pub async fn run<S: MetaStore>(state: Shared<S>) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = state.placement.notified() => {}
+        }
         // Only the leader acts; a follower's registry is empty anyway.
         let Some(since) = state.enter_term() else {
             continue;
@@ -114,8 +117,10 @@ async fn schedule_waiting_jobs<S: MetaStore>(state: &Shared<S>) {
         match placed {
             Some(Ok(tasks)) => {
                 tracing::info!(job = %job, tasks = tasks.len(), "job placed");
-                if let Err(e) = state.store.apply(Command::AssignTasks { job, tasks }).await {
-                    tracing::warn!(error = %e, "tasks not assigned");
+                let workers: Vec<WorkerId> = tasks.iter().map(|t| t.worker.clone()).collect();
+                match state.store.apply(Command::AssignTasks { job, tasks }).await {
+                    Ok(_) => state.heartbeat_now(&workers),
+                    Err(e) => tracing::warn!(error = %e, "tasks not assigned"),
                 }
             }
             Some(Err(e)) => {

@@ -29,6 +29,9 @@ pub struct Coordinator<S> {
     pub checkpoint_store: CheckpointStore,
     /// How far each stopped job is behind its source partitions.
     pub stopped_lag: crate::stopped_lag::StoppedLag,
+    /// Wakes the periodic placement of waiting jobs at once, so a submitted
+    /// job does not wait for the next tick.
+    pub placement: tokio::sync::Notify,
     /// The leader term what this member knows of workers, their command
     /// streams and checkpoints in flight belongs to, and when it began.
     term: Mutex<Option<(u64, Instant)>>,
@@ -49,7 +52,39 @@ impl<S: MetaStore> Coordinator<S> {
             checkpoints: CheckpointCoordinator::default(),
             checkpoint_store,
             stopped_lag: Default::default(),
+            placement: tokio::sync::Notify::new(),
             term: Mutex::new(None),
+        })
+    }
+
+    /// Asks `workers` to heartbeat at once over their command streams, so
+    /// tasks placed on them, or to be stopped there, do not wait for their
+    /// next heartbeat. A worker without an open stream learns at its next
+    /// heartbeat anyway.
+    pub fn heartbeat_now<'a>(
+        &self,
+        workers: impl IntoIterator<Item = &'a sluice_common::WorkerId>,
+    ) {
+        let workers: std::collections::BTreeSet<_> = workers.into_iter().collect();
+        for worker in workers {
+            self.subscribers.send(
+                worker,
+                sluice_proto::WorkerCommand {
+                    kind: Some(sluice_proto::worker_command::Kind::HeartbeatNow(
+                        sluice_proto::HeartbeatNow {},
+                    )),
+                },
+            );
+        }
+    }
+
+    /// The workers running tasks of `job` now.
+    pub fn workers_of(&self, job: &JobId) -> Vec<sluice_common::WorkerId> {
+        self.store.read(|m| {
+            m.jobs
+                .get(job)
+                .map(|j| j.tasks.iter().map(|t| t.worker.clone()).collect())
+                .unwrap_or_default()
         })
     }
 
@@ -163,6 +198,7 @@ impl<S: MetaStore> Coordinator<S> {
         }
         tracing::info!(job = %job, task = %task, state = state.name(), error = error.as_deref().unwrap_or(""), "task state");
         let before = self.store.read(job_state);
+        let workers = self.workers_of(job);
         let recorded = self
             .store
             .apply(Command::SetTaskState {
@@ -185,6 +221,9 @@ impl<S: MetaStore> Coordinator<S> {
             .unwrap_or((JobState::Unspecified, None));
         if before != Some(after) {
             tracing::info!(job = %job, state = after.name(), failure = failure.as_deref().unwrap_or(""), "job state");
+            // A restart or the job's end stops its other tasks: their
+            // workers hear it now rather than at their next heartbeat.
+            self.heartbeat_now(&workers);
         }
     }
 }

@@ -9,7 +9,7 @@ use sluice_proto::worker_command::Kind;
 use sluice_proto::{HeartbeatRequest, RegisterWorkerRequest, SubscribeRequest};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 pub struct Control {
     pub coordinators: Coordinators,
@@ -94,7 +94,11 @@ impl Control {
 
     /// Reads the coordinator's command stream and hands each command to the
     /// tasks it concerns; opens the stream again when it breaks.
-    fn subscribe(&self, worker_id: String) -> tokio::task::JoinHandle<()> {
+    fn subscribe(
+        &self,
+        worker_id: String,
+        heartbeat_now: Arc<Notify>,
+    ) -> tokio::task::JoinHandle<()> {
         let coordinators = self.coordinators.clone();
         let tasks = self.tasks.clone();
         tokio::spawn(async move {
@@ -125,6 +129,7 @@ impl Control {
                                     c.attempt,
                                     TaskCommand::Abandoned(c.checkpoint_id),
                                 ),
+                                Some(Kind::HeartbeatNow(_)) => heartbeat_now.notify_one(),
                                 None => {}
                             }
                         }
@@ -159,12 +164,14 @@ impl Control {
             }
             previous = Some(worker_id.clone());
             let mut last_heartbeat = tokio::time::Instant::now();
-            let subscription = self.subscribe(worker_id.clone());
+            let heartbeat_now = Arc::new(Notify::new());
+            let subscription = self.subscribe(worker_id.clone(), heartbeat_now.clone());
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    _ = heartbeat_now.notified() => tick.reset(),
                     Some(out) = outbound.recv() => {
                         self.send(out, &worker_id).await;
                         continue;

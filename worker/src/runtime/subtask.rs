@@ -174,76 +174,90 @@ pub async fn run_subtask(
             })?;
     }
     let SourceSpec::Kafka(source_spec) = &spec.source;
-    // Open the inbox first: upstream subtasks look for it as soon as they start.
-    let mut input = if dep.stage == 0 {
-        let start: BTreeMap<i32, i64> = dep.start_offsets.iter().map(|(p, o)| (*p, *o)).collect();
-        Input::Kafka {
-            source: KafkaSource::build(
-                source_spec,
-                &spec.name,
-                &dep.partitions,
-                &start,
-                metrics.partitions.clone(),
-            )
-            .await?,
-            format: source_spec.format,
-            taken: BTreeMap::new(),
-        }
-    } else {
-        let key = InboxKey {
-            job: job.clone(),
-            attempt: dep.attempt,
-            stage: dep.stage,
-            index: dep.index,
-        };
-        let input = ctx.inboxes.open(
-            key.clone(),
-            dep.parallelism,
-            crate::exchange::INBOX_CAPACITY,
-        );
-        Input::Inbox {
-            input,
-            _guard: InboxGuard {
-                inboxes: ctx.inboxes.clone(),
-                key,
-            },
-        }
-    };
-    let dead_letter = match &spec.dead_letter {
-        Some(dl) => Some(DeadLetterWriter::build(dl, &source_spec.brokers, job.as_str()).await?),
-        None => None,
-    };
-    let mut output = match key_fields {
-        Some(fields) => {
-            let route = Route {
-                job: &job,
+    // Input, dead-letter writer and output are made together: each waits
+    // on round trips to Kafka (consumer, producers, transactional ids), so a
+    // subtask starts, and a job restarts, in the time of the slowest. The
+    // inbox is opened on the first poll, before any of them waits:
+    // upstream subtasks look for it as soon as they start.
+    let input = async {
+        Ok(if dep.stage == 0 {
+            let start: BTreeMap<i32, i64> =
+                dep.start_offsets.iter().map(|(p, o)| (*p, *o)).collect();
+            Input::Kafka {
+                source: KafkaSource::build(
+                    source_spec,
+                    &spec.name,
+                    &dep.partitions,
+                    &start,
+                    metrics.partitions.clone(),
+                )
+                .await?,
+                format: source_spec.format,
+                taken: BTreeMap::new(),
+            }
+        } else {
+            let key = InboxKey {
+                job: job.clone(),
                 attempt: dep.attempt,
-                index: dep.index,
-                next_stage: dep.stage + 1,
-                downstream: &dep.downstream,
-                own_address: &ctx.own_address,
-            };
-            Output::Router(Router::connect(route, fields, &ctx.inboxes, &ctx.peers).await?)
-        }
-        None => {
-            let id = SinkIdentity {
-                job_uid: &dep.job_uid,
                 stage: dep.stage,
                 index: dep.index,
-                attempt: dep.attempt,
             };
-            let sink = SinkWriter::build(
-                &spec.sink,
-                &spec.delivery,
-                spec.timezone,
-                &id,
-                &dep.sink_state,
-                dep.restored_checkpoint,
-            )
-            .await?;
-            Output::Sink(sink)
+            let input = ctx.inboxes.open(
+                key.clone(),
+                dep.parallelism,
+                crate::exchange::INBOX_CAPACITY,
+            );
+            Input::Inbox {
+                input,
+                _guard: InboxGuard {
+                    inboxes: ctx.inboxes.clone(),
+                    key,
+                },
+            }
+        })
+    };
+    let dead_letter = async {
+        match &spec.dead_letter {
+            Some(dl) => DeadLetterWriter::build(dl, &source_spec.brokers, job.as_str())
+                .await
+                .map(Some),
+            None => Ok(None),
         }
     };
+    let output = async {
+        Ok(match key_fields {
+            Some(fields) => {
+                let route = Route {
+                    job: &job,
+                    attempt: dep.attempt,
+                    index: dep.index,
+                    next_stage: dep.stage + 1,
+                    downstream: &dep.downstream,
+                    own_address: &ctx.own_address,
+                };
+                Output::Router(Router::connect(route, fields, &ctx.inboxes, &ctx.peers).await?)
+            }
+            None => {
+                let id = SinkIdentity {
+                    job_uid: &dep.job_uid,
+                    stage: dep.stage,
+                    index: dep.index,
+                    attempt: dep.attempt,
+                };
+                let sink = SinkWriter::build(
+                    &spec.sink,
+                    &spec.delivery,
+                    spec.timezone,
+                    &id,
+                    &dep.sink_state,
+                    dep.restored_checkpoint,
+                )
+                .await?;
+                Output::Sink(sink)
+            }
+        })
+    };
+    let (mut input, dead_letter, mut output) = tokio::try_join!(input, dead_letter, output)?;
     on_running();
     tracing::info!(task = %task, partitions = ?dep.partitions, restored = dep.restored_checkpoint, "subtask running");
 

@@ -179,23 +179,28 @@ impl TransactionalKafkaSink {
             super::DetachedDrop::new(make(&ids[1])?),
             super::DetachedDrop::new(make(&ids[2])?),
         ];
-        // Fences older attempts' producers and aborts whatever they left open.
-        for (producer, id) in producers.iter().zip(&ids) {
+        // Fences older attempts' producers and aborts whatever they left
+        // open; the three producers do so together, each a round trip to
+        // the transaction coordinator, so a job starts and restarts sooner.
+        let ready = producers.iter().zip(&ids).map(|(producer, id)| {
             let p = Arc::clone(producer);
             let flag = cancelled.clone();
-            blocking(move || {
-                if flag.load(Ordering::SeqCst) {
-                    return Err(rdkafka::error::KafkaError::Canceled);
-                }
-                p.init_transactions(CALL_TIMEOUT)
-            })
-            .await
-            .map_err(kafka_err(
-                format!("init transactions of `{id}`"),
-                &spec.brokers,
-            ))?;
-            deliveries::learn_topic(producer, &spec.topic, &spec.brokers).await?;
-        }
+            async move {
+                blocking(move || {
+                    if flag.load(Ordering::SeqCst) {
+                        return Err(rdkafka::error::KafkaError::Canceled);
+                    }
+                    p.init_transactions(CALL_TIMEOUT)
+                })
+                .await
+                .map_err(kafka_err(
+                    format!("init transactions of `{id}`"),
+                    &spec.brokers,
+                ))?;
+                deliveries::learn_topic(producer, &spec.topic, &spec.brokers).await
+            }
+        });
+        futures::future::try_join_all(ready).await?;
         // The restored checkpoint's transactions are committed now, and their
         // ids wait like any committed one's: the job may restart from that
         // checkpoint again.
