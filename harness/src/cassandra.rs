@@ -4,9 +4,13 @@
 use crate::cache;
 use crate::net::{free_port, wait_for_port};
 use crate::process::ManagedChild;
-use std::path::Path;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+/// How long a (re)started Cassandra may take to serve CQL.
+const START_LIMIT: Duration = Duration::from_secs(180);
 
 /// Module access Cassandra needs on Java 17 (from its `jvm17-server.options`).
 const ADD_OPENS: &[&str] = &[
@@ -43,11 +47,26 @@ pub struct CassandraServer {
     /// `127.0.0.1:<native port>`.
     pub address: String,
     pub process: ManagedChild,
+    dir: PathBuf,
+    /// Starts so far, for the log of each.
+    starts: u32,
 }
 
 impl CassandraServer {
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        let libs = cache::cassandra_libs()?;
+        Self::start_with(dir, false)
+    }
+
+    /// [`CassandraServer::start`]; with `durable_acks`, a write is
+    /// acknowledged only once its commit log entry is on disk
+    /// (`commitlog_sync: batch`). Without it (`periodic`, every 10 s), a
+    /// SIGKILLed Cassandra comes back without writes it acknowledged in its
+    /// last seconds: replay stops at the commit log's last sync marker.
+    pub fn start_with(dir: &Path, durable_acks: bool) -> anyhow::Result<Self> {
+        let commitlog_sync = match durable_acks {
+            true => "commitlog_sync: batch",
+            false => "commitlog_sync: periodic\ncommitlog_sync_period: 10000ms",
+        };
         let native = free_port()?;
         let storage = free_port()?;
         let home = dir.join("cassandra");
@@ -66,8 +85,7 @@ commitlog_directory: {commitlog}
 saved_caches_directory: {caches}
 hints_directory: {hints}
 cdc_raw_directory: {cdc}
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+{commitlog_sync}
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
@@ -97,32 +115,64 @@ endpoint_snitch: SimpleSnitch
 </configuration>
 "#,
         )?;
-        let mut cmd = Command::new(cache::java());
-        cmd.args(["-Xms512m", "-Xmx1g", "-XX:+ExitOnOutOfMemoryError"]);
-        for o in ADD_OPENS {
-            cmd.arg("--add-opens").arg(format!("{o}=ALL-UNNAMED"));
-        }
-        for e in ADD_EXPORTS {
-            cmd.arg("--add-exports").arg(format!("{e}=ALL-UNNAMED"));
-        }
-        cmd.arg("-Djdk.attach.allowAttachSelf=true")
-            .arg(format!(
-                "-Dcassandra.config=file://{}/cassandra.yaml",
-                conf.display()
-            ))
-            .arg(format!("-Dcassandra.storagedir={}", home.display()))
-            .arg("-Dcassandra-foreground=yes")
-            .arg("-Dcassandra.skip_wait_for_gossip_to_settle=0")
-            .arg("-Dcassandra.ring_delay_ms=1000")
-            .arg("-cp")
-            .arg(format!("{}:{}/*", conf.display(), libs.display()))
-            .arg("org.apache.cassandra.service.CassandraDaemon");
-        let mut process = ManagedChild::spawn("cassandra", cmd, &dir.join("cassandra.log"))?;
-        let addr = format!("127.0.0.1:{native}").parse()?;
-        wait_for_port(addr, Duration::from_secs(180), || process.check_alive())?;
+        let address = format!("127.0.0.1:{native}");
+        let process = launch(&home, &dir.join("cassandra.log"), &address)?;
         Ok(Self {
-            address: format!("127.0.0.1:{native}"),
+            address,
             process,
+            dir: dir.to_path_buf(),
+            starts: 1,
         })
     }
+}
+
+impl CassandraServer {
+    /// SIGKILLs Cassandra, as a machine failure would.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts Cassandra again on the same data, ports and settings (after
+    /// [`CassandraServer::kill`]: it replays its commit log); returns once it
+    /// serves CQL. Each start logs to a file of its own (`cassandra-2.log`, ...).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill();
+        self.starts += 1;
+        let log = self.dir.join(format!("cassandra-{}.log", self.starts));
+        self.process = launch(&self.dir.join("cassandra"), &log, &self.address)?;
+        Ok(())
+    }
+}
+
+/// Runs the Cassandra of `home` (its `conf/cassandra.yaml`) and waits until
+/// it serves CQL at `address`.
+fn launch(home: &Path, log: &Path, address: &str) -> anyhow::Result<ManagedChild> {
+    let libs = cache::cassandra_libs()?;
+    let conf = home.join("conf");
+    let mut cmd = Command::new(cache::java());
+    cmd.args(["-Xms512m", "-Xmx1g", "-XX:+ExitOnOutOfMemoryError"]);
+    for o in ADD_OPENS {
+        cmd.arg("--add-opens").arg(format!("{o}=ALL-UNNAMED"));
+    }
+    for e in ADD_EXPORTS {
+        cmd.arg("--add-exports").arg(format!("{e}=ALL-UNNAMED"));
+    }
+    cmd.arg("-Djdk.attach.allowAttachSelf=true")
+        .arg(format!(
+            "-Dcassandra.config=file://{}/cassandra.yaml",
+            conf.display()
+        ))
+        .arg(format!("-Dcassandra.storagedir={}", home.display()))
+        .arg("-Dcassandra-foreground=yes")
+        .arg("-Dcassandra.skip_wait_for_gossip_to_settle=0")
+        .arg("-Dcassandra.ring_delay_ms=1000")
+        .arg("-cp")
+        .arg(format!("{}:{}/*", conf.display(), libs.display()))
+        .arg("org.apache.cassandra.service.CassandraDaemon");
+    let mut process = ManagedChild::spawn("cassandra", cmd, log)?;
+    let addr = address
+        .parse()
+        .with_context(|| format!("`{address}` is no IP address and port"))?;
+    wait_for_port(addr, START_LIMIT, || process.check_alive())?;
+    Ok(process)
 }

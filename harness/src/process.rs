@@ -126,3 +126,106 @@ fn set_parent_death_signal(cmd: &mut Command) {
         });
     }
 }
+
+/// A thread of its own that starts long-lived child processes for async
+/// code, and lives as long as the `Launcher`. A child's parent-death signal
+/// (set above) follows the *thread* that started it, not the process: a
+/// child started from tokio's blocking pool is SIGKILLed once that pool
+/// thread sits idle and exits, seconds later. Children started here live
+/// until they are stopped or the launcher is dropped.
+pub struct Launcher {
+    jobs: Option<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Launcher {
+    /// Starts the thread, named `name`.
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    job();
+                }
+            })
+            .with_context(|| format!("cannot start thread {name}"))?;
+        Ok(Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `job` (which may block, such as starting a server and waiting
+    /// for its port) on the launcher's thread; returns its result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .as_ref()
+            .context("the launcher has stopped")?
+            .send(Box::new(move || {
+                let _ = reply.send(job());
+            }))
+            .map_err(|_| anyhow::anyhow!("the launcher's thread has exited"))?;
+        answer
+            .await
+            .context("the launcher's thread dropped a job unanswered")
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        // The thread ends once the queue is closed and empty.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper(log: &Path) -> anyhow::Result<ManagedChild> {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        ManagedChild::spawn("sleep", cmd, log)
+    }
+
+    /// `true` once `child` has exited, waiting at most 3 s.
+    fn exits(child: &mut ManagedChild) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if child.check_alive().is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_child_lives_as_long_as_its_launcher_not_the_thread_of_the_call() {
+        let dir = std::env::temp_dir().join(format!("sluice-launcher-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Started on a thread that then exits (as a blocking-pool thread
+        // does when idle), a child is killed with it.
+        let log = dir.join("on-thread.log");
+        let mut orphan = std::thread::spawn(move || sleeper(&log))
+            .join()
+            .unwrap()
+            .unwrap();
+        assert!(exits(&mut orphan));
+        let launcher = Launcher::new("test-launcher").unwrap();
+        let log = dir.join("launched.log");
+        let mut child = launcher.run(move || sleeper(&log)).await.unwrap().unwrap();
+        assert!(!exits(&mut child));
+        child.kill();
+        drop(launcher);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,17 +1,20 @@
 //! `chaos`: runs Sluice through named faults (killed and paused processes,
 //! network partitions, an unreachable or slow checkpoint store, a full disk,
-//! failpoints at each checkpoint step) while a sequenced workload flows
+//! a Kafka broker or Cassandra cut off, slowed or restarted, failpoints at
+//! each checkpoint step) while a sequenced workload flows
 //! through an exactly-once job, then reads the output back on its own and
 //! prints a table of records lost, duplicated and corrupted per scenario.
 //! Exits non-zero, naming the scenario and seed to rerun, on any of them or
 //! a job that did not end RUNNING.
 
 use clap::Parser;
+use sluice_harness::chaos::broker::OwnBroker;
 use sluice_harness::chaos::outcome::{self, Outcome};
 use sluice_harness::chaos::runner::{self, RunConfig};
 use sluice_harness::chaos::scenario::Scenario;
 use sluice_harness::chaos::workload::JobKind;
 use sluice_harness::testing::{infra, unique};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -42,7 +45,8 @@ struct Cli {
     /// Input records per scenario, numbered from 0.
     #[arg(long, default_value_t = 20_000)]
     records: u64,
-    /// Input records per second; without it, --records over --duration, or 2000.
+    /// Input records per second; without it, --records over --duration, or
+    /// over 6 s and at most 2000.
     #[arg(long)]
     rate: Option<u64>,
     /// Strike faults for this long per scenario (such as `30m`); without it,
@@ -158,7 +162,21 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(cli.workers >= 1, "--workers must be at least 1");
     let infra = infra()?;
     let mut outcomes = Vec::new();
+    // The program's own Kafka broker, started for the first scenario that
+    // needs it and kept for the others; stopped and deleted at the end.
+    let mut broker: Option<Arc<OwnBroker>> = None;
     for scenario in chosen {
+        if scenario.needs_own_broker() && broker.is_none() {
+            eprintln!("chaos: starting a Kafka broker of the program's own");
+            let dir = std::env::temp_dir()
+                .join("sluice-chaos")
+                .join(unique("kafka"));
+            let started = tokio::select! {
+                b = OwnBroker::start(dir, cli.workers) => b?,
+                _ = interrupted() => std::process::exit(130),
+            };
+            broker = Some(Arc::new(started));
+        }
         let config = RunConfig {
             scenario,
             seed: cli.seed,
@@ -176,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
                 .join("sluice-chaos")
                 .join(unique(&scenario.name())),
             keep: cli.keep,
+            broker: broker.clone(),
         };
         eprintln!("chaos: running {} (seed {})", scenario.name(), cli.seed);
         // Interrupted, the run is dropped: its processes stop, its proxies
@@ -190,12 +209,15 @@ async fn main() -> anyhow::Result<()> {
                 scenario.name(),
                 config.dir.display()
             );
+            drop(config);
+            drop(broker);
             std::process::exit(130);
         };
         println!("{}", outcome::header());
         println!("{}", outcome::row(&o));
         outcomes.push(o);
     }
+    drop(broker);
     println!();
     println!("{}", outcome::header());
     for o in &outcomes {

@@ -2,21 +2,26 @@
 //! workspace, with a proxy on each link a fault can cut or slow (a worker's
 //! link to the coordinator, the links into each worker's data exchange, every
 //! process's link to the checkpoint store on S3, the sink's link to MinIO
-//! or Cassandra, and with a group of coordinators one in front of each
-//! coordinator, which every process reaches it through) and, for a full disk, the
-//! checkpoint store on a small tmpfs of its own. Everything it started or
-//! mounted goes when it is dropped.
+//! or Cassandra, each worker's link to the program's own Kafka broker, and
+//! with a group of coordinators one in front of each coordinator, which every
+//! process reaches it through) and, for a full disk, the checkpoint store or
+//! the file sink's directory on a small tmpfs of its own. Everything it
+//! started or mounted goes when it is dropped.
 
+use super::broker::OwnBroker;
 use super::proxy::{LinkMode, Proxy};
 use super::scenario::{Fault, Step, StoreKind};
+use crate::cassandra::CassandraServer;
 use crate::cluster::{ClusterOptions, SluiceCluster};
 use crate::net::free_port;
+use crate::process::Launcher;
 use anyhow::Context;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How a run's cluster is made.
@@ -35,6 +40,11 @@ pub struct Settings {
     pub worker_failpoints: Option<String>,
     /// `FAILPOINTS` of the first worker only, for its first run.
     pub first_worker_failpoints: Option<String>,
+    /// The file sink's directory ([`Environment::files_dir`]) on a small
+    /// tmpfs of its own.
+    pub files_on_tmpfs: bool,
+    /// The program's own Kafka broker, for the broker's faults.
+    pub broker: Option<Arc<OwnBroker>>,
 }
 
 /// A worker's place in the cluster: the proxies stay while the process in
@@ -59,8 +69,27 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Size of the tmpfs of the checkpoint store with [`StoreKind::Tmpfs`].
+/// Size of the tmpfs of the checkpoint store with [`StoreKind::Tmpfs`], and
+/// of the file sink's directory with [`Settings::files_on_tmpfs`].
 const TMPFS_SIZE: &str = "32m";
+
+impl Tmpfs {
+    /// Mounts a tmpfs of [`TMPFS_SIZE`] on `path` (made if missing).
+    fn mount(path: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&path)?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={TMPFS_SIZE}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .context("cannot run mount (a full disk needs root)")?;
+        anyhow::ensure!(
+            status.success(),
+            "cannot mount a tmpfs on {}",
+            path.display()
+        );
+        Ok(Self { path })
+    }
+}
 
 pub struct Environment {
     pub cluster: SluiceCluster,
@@ -75,6 +104,9 @@ pub struct Environment {
     settings: Settings,
     /// The leader a coordinator fault took down or paused.
     struck_coordinator: Option<usize>,
+    /// A Cassandra of the run's own, for [`Fault::CassandraRestart`], with
+    /// the launcher that started it (and starts it again).
+    cassandra: Option<(Arc<Mutex<CassandraServer>>, Launcher)>,
 }
 
 impl Environment {
@@ -105,21 +137,12 @@ impl Environment {
                 ));
                 store_proxy = Some(proxy);
             }
-            StoreKind::Tmpfs => {
-                let path = settings.dir.join("checkpoints");
-                std::fs::create_dir_all(&path)?;
-                let status = Command::new("mount")
-                    .args(["-t", "tmpfs", "-o", &format!("size={TMPFS_SIZE}"), "tmpfs"])
-                    .arg(&path)
-                    .status()
-                    .context("cannot run mount (disk-full needs root)")?;
-                anyhow::ensure!(
-                    status.success(),
-                    "cannot mount a tmpfs on {}",
-                    path.display()
-                );
-                tmpfs = Some(Tmpfs { path });
-            }
+            StoreKind::Tmpfs => tmpfs = Some(Tmpfs::mount(settings.dir.join("checkpoints"))?),
+        }
+        let files = settings.dir.join("files");
+        match settings.files_on_tmpfs {
+            true => tmpfs = Some(Tmpfs::mount(files)?),
+            false => std::fs::create_dir_all(&files)?,
         }
         let mut coordinator_proxies = Vec::new();
         if settings.coordinators > 1 {
@@ -143,6 +166,7 @@ impl Environment {
             tmpfs,
             settings,
             struck_coordinator: None,
+            cassandra: None,
         };
         for slot in 0..env.settings.workers {
             // Sent to the worker's own port once it is started (`spawn`).
@@ -199,7 +223,16 @@ impl Environment {
         };
         let index = self.cluster.add_worker_with(&coordinator, &args, &env)?;
         self.slots[slot].index = Some(index);
+        if let Some(broker) = &self.settings.broker {
+            broker.set_worker(slot, self.cluster.worker_pid(index));
+        }
         Ok(())
+    }
+
+    /// Gives the run a Cassandra of its own to restart (the sink's proxy
+    /// must lead to it), started by `launcher`.
+    pub fn set_own_cassandra(&mut self, server: CassandraServer, launcher: Launcher) {
+        self.cassandra = Some((Arc::new(Mutex::new(server)), launcher));
     }
 
     /// SIGKILLs the worker in `slot` and starts a new one there.
@@ -281,6 +314,17 @@ impl Environment {
             Fault::DiskFull => self.fill_disk()?,
             Fault::SinkOutage | Fault::CassandraOutage => self.sink_proxy.set_mode(LinkMode::Cut),
             Fault::SlowSink => self.sink_proxy.set_mode(LinkMode::Delay(step.delay)),
+            Fault::PartitionWorkerBroker => self.broker()?.cut_worker(slot, true),
+            Fault::KafkaRestart => self.broker()?.kill().await?,
+            Fault::SlowKafkaSink => self.broker()?.set_mode(LinkMode::Delay(step.delay)),
+            Fault::CassandraRestart => {
+                let (server, launcher) = self.own_cassandra()?;
+                let server = server.clone();
+                launcher
+                    .run(move || server.lock().unwrap_or_else(|p| p.into_inner()).kill())
+                    .await?;
+            }
+            Fault::WorkerDiskFull => self.fill_disk()?,
             Fault::Failpoint(_) => {}
         }
         Ok(())
@@ -324,7 +368,17 @@ impl Environment {
             Fault::SinkOutage | Fault::SlowSink | Fault::CassandraOutage => {
                 self.sink_proxy.set_mode(LinkMode::Pass)
             }
-            Fault::DiskFull => {
+            Fault::PartitionWorkerBroker => self.broker()?.cut_worker(slot, false),
+            Fault::KafkaRestart => self.broker()?.restart().await?,
+            Fault::SlowKafkaSink => self.broker()?.set_mode(LinkMode::Pass),
+            Fault::CassandraRestart => {
+                let (server, launcher) = self.own_cassandra()?;
+                let server = server.clone();
+                launcher
+                    .run(move || server.lock().unwrap_or_else(|p| p.into_inner()).restart())
+                    .await??;
+            }
+            Fault::DiskFull | Fault::WorkerDiskFull => {
                 let filler = self.filler()?;
                 std::fs::remove_file(&filler)
                     .with_context(|| format!("cannot remove {}", filler.display()))?;
@@ -379,32 +433,61 @@ impl Environment {
             .context("this scenario's checkpoint store has no proxy")
     }
 
+    fn broker(&self) -> anyhow::Result<&OwnBroker> {
+        self.settings
+            .broker
+            .as_deref()
+            .context("this scenario has no Kafka broker of its own")
+    }
+
+    fn own_cassandra(&self) -> anyhow::Result<&(Arc<Mutex<CassandraServer>>, Launcher)> {
+        self.cassandra
+            .as_ref()
+            .context("this scenario has no Cassandra of its own")
+    }
+
     fn filler(&self) -> anyhow::Result<PathBuf> {
         let tmpfs = self
             .tmpfs
             .as_ref()
-            .context("this scenario's checkpoint store is on no tmpfs")?;
+            .context("this scenario has no tmpfs to fill")?;
         Ok(tmpfs.path.join("filler"))
     }
 
-    /// Writes a file until the tmpfs is full.
+    /// Writes a file until the tmpfs is full: in chunks of a MiB, then of a
+    /// page, so not even a small file fits beside it.
     fn fill_disk(&self) -> anyhow::Result<()> {
         let mut file = std::fs::File::create(self.filler()?)?;
-        let chunk = vec![0u8; 1 << 20];
-        loop {
-            if let Err(e) = file.write_all(&chunk) {
-                anyhow::ensure!(
-                    e.raw_os_error() == Some(libc::ENOSPC),
-                    "cannot fill the checkpoint store's tmpfs: {e}"
-                );
-                return Ok(());
+        for size in [1 << 20, 4 << 10] {
+            let chunk = vec![0u8; size];
+            loop {
+                match file.write_all(&chunk) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => anyhow::bail!("cannot fill the tmpfs: {e}"),
+                }
             }
         }
+        Ok(())
     }
 
     /// Where the sink reaches MinIO or Cassandra: `127.0.0.1:PORT` of its proxy.
     pub fn sink_address(&self) -> String {
         self.sink_proxy.address().to_string()
+    }
+
+    /// The directory the files job writes to.
+    pub fn files_dir(&self) -> PathBuf {
+        self.settings.dir.join("files")
+    }
+}
+
+impl Drop for Environment {
+    /// The broker outlives the run: its links pass again and name no worker.
+    fn drop(&mut self) {
+        if let Some(broker) = &self.settings.broker {
+            broker.reset();
+        }
     }
 }
 

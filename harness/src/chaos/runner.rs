@@ -3,10 +3,13 @@
 //! the scenario's schedule each struck and healed, then, once the input is
 //! drained, the output read back and judged.
 
+use super::broker::OwnBroker;
 use super::environment::{Environment, Settings};
 use super::outcome::Outcome;
 use super::scenario::{Fault, Scenario};
 use super::workload::{Counts, JobKind, Workload};
+use crate::cassandra::CassandraServer;
+use crate::process::Launcher;
 use crate::testing::{Infra, unique};
 use anyhow::Context;
 use rand::rngs::SmallRng;
@@ -15,6 +18,7 @@ use sluice_proto::{
     CheckpointInfo, GetJobRequest, JobState, JobStatus, ListCheckpointsRequest, SubmitJobRequest,
 };
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Everything a scenario run is made of, from the program's options.
@@ -27,7 +31,8 @@ pub struct RunConfig {
     pub coordinators: Option<usize>,
     pub parallelism: u32,
     pub records: u64,
-    /// Input records per second; `None`: records over `duration`, or 2000.
+    /// Input records per second; `None`: records over `duration`, or over
+    /// `INPUT_AT_LEAST` (6 s) and at most 2000.
     pub rate: Option<u64>,
     /// Strike faults until this much time has passed (at least one).
     pub duration: Option<Duration>,
@@ -41,6 +46,9 @@ pub struct RunConfig {
     /// unless `keep`.
     pub dir: PathBuf,
     pub keep: bool,
+    /// The program's own Kafka broker, for the scenarios that need it
+    /// ([`Scenario::needs_own_broker`]); shared by every run of the program.
+    pub broker: Option<Arc<OwnBroker>>,
 }
 
 /// How long a fault may take to recover: to see a checkpoint complete
@@ -48,6 +56,8 @@ pub struct RunConfig {
 const RECOVERY_LIMIT: Duration = Duration::from_secs(120);
 /// How long the job may take, once all input is produced, to checkpoint it.
 const DRAIN_LIMIT: Duration = Duration::from_secs(300);
+/// How long the input lasts at least, unless `--rate` or `--duration` say otherwise.
+const INPUT_AT_LEAST: Duration = Duration::from_secs(6);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -99,6 +109,36 @@ async fn run_in(
         }
         _ => None,
     };
+    let broker = match config.scenario.needs_own_broker() {
+        true => Some(
+            config
+                .broker
+                .clone()
+                .context("this scenario needs the program's own Kafka broker")?,
+        ),
+        false => None,
+    };
+    // Cassandra restarted is one of the run's own, started for it alone. It
+    // acknowledges a write once it is on disk: with the periodic commit log
+    // of the default settings, a SIGKILLed Cassandra loses writes it
+    // acknowledged, which no sink can make good (seen as a lost record).
+    let own_cassandra = match config.scenario {
+        Scenario::One(Fault::CassandraRestart) => {
+            eprintln!("chaos: starting a Cassandra of the run's own");
+            let launcher = Launcher::new("chaos-cassandra")?;
+            let dir = config.dir.clone();
+            let server = launcher
+                .run(move || CassandraServer::start_with(&dir, true))
+                .await??;
+            Some((server, launcher))
+        }
+        _ => None,
+    };
+    let cassandra = match &own_cassandra {
+        Some((c, _)) => c.address.clone(),
+        None => config.infra.cassandra.clone(),
+    };
+    let kind = config.scenario.job(config.job);
     let env = env_slot.insert(
         Environment::start(Settings {
             dir: config.dir.clone(),
@@ -106,27 +146,42 @@ async fn run_in(
             coordinators,
             store: config.scenario.store(),
             s3_endpoint: config.infra.s3_endpoint.clone(),
-            sink_upstream: match config.scenario.job(config.job) {
-                JobKind::Cassandra => config.infra.cassandra.clone(),
+            sink_upstream: match kind {
+                JobKind::Cassandra => cassandra.clone(),
                 _ => config.infra.s3_endpoint.clone(),
             },
             heartbeat_interval: HEARTBEAT_INTERVAL,
             heartbeat_timeout: HEARTBEAT_TIMEOUT,
             worker_failpoints: config.worker_failpoints.clone(),
             first_worker_failpoints,
+            files_on_tmpfs: config.scenario == Scenario::One(Fault::WorkerDiskFull),
+            broker: broker.clone(),
         })
         .await?,
     );
+    if let Some((server, launcher)) = own_cassandra {
+        env.set_own_cassandra(server, launcher);
+    }
+    let files = env.files_dir().display().to_string();
     let workload = Workload {
-        kind: config.scenario.job(config.job),
-        brokers: config.infra.kafka.clone(),
+        kind,
+        brokers: broker
+            .as_ref()
+            .map_or_else(|| config.infra.kafka.clone(), |b| b.bootstrap()),
+        job_brokers: broker
+            .as_ref()
+            .map_or_else(|| config.infra.kafka.clone(), |b| b.job_bootstrap()),
         input: unique("chaos-in"),
         output: unique("chaos-out"),
         records: config.records,
         parallelism: config.parallelism,
-        sink_address: env.sink_address(),
-        read_address: match config.scenario.job(config.job) {
-            JobKind::Cassandra => config.infra.cassandra.clone(),
+        sink_address: match kind {
+            JobKind::Files => files.clone(),
+            _ => env.sink_address(),
+        },
+        read_address: match kind {
+            JobKind::Cassandra => cassandra,
+            JobKind::Files => files,
             _ => config.infra.s3_endpoint.clone(),
         },
     };
@@ -153,7 +208,10 @@ async fn run_in(
             .duration
             .map(|d| (config.records / d.as_secs().max(1)).max(1))
     });
-    let rate = rate.unwrap_or(2_000);
+    // At most 2000 a second, and slow enough that the input lasts past the
+    // first fault's start (1-4 s in): a fault struck after the last record
+    // went through would find nothing to break.
+    let rate = rate.unwrap_or_else(|| (config.records / INPUT_AT_LEAST.as_secs()).clamp(1, 2_000));
     let producing = {
         let workload = workload.clone();
         tokio::spawn(async move { workload.produce(Some(rate)).await })

@@ -52,6 +52,20 @@ pub enum Fault {
     SlowSink,
     /// The Cassandra sink's link to Cassandra cut, then healed.
     CassandraOutage,
+    /// A worker's link to the Kafka broker (the program's own) cut, then healed.
+    PartitionWorkerBroker,
+    /// The Kafka broker (the program's own) SIGKILLed, then started again
+    /// on the same data and ports.
+    KafkaRestart,
+    /// Every exchange of the workers with the Kafka broker (the program's
+    /// own) delayed: the exactly-once Kafka sink's commits slow down.
+    SlowKafkaSink,
+    /// Cassandra (the program's own) SIGKILLed, then started again on the
+    /// same data and ports.
+    CassandraRestart,
+    /// The file system of the file sink's output directory (a small tmpfs)
+    /// full, then freed.
+    WorkerDiskFull,
     /// A worker started with this failpoint armed aborts at that step of a
     /// checkpoint; a new worker is started in its place.
     Failpoint(&'static str),
@@ -77,7 +91,17 @@ impl Fault {
                 | Self::WorkerPause
                 | Self::PartitionWorkerCoordinator
                 | Self::PartitionWorkerWorker
+                | Self::PartitionWorkerBroker
                 | Self::Failpoint(_)
+        )
+    }
+
+    /// `true` for faults of the Kafka broker the job reads and writes: they
+    /// need the program's own broker.
+    pub fn needs_own_broker(&self) -> bool {
+        matches!(
+            self,
+            Self::PartitionWorkerBroker | Self::KafkaRestart | Self::SlowKafkaSink
         )
     }
 
@@ -96,6 +120,11 @@ impl Fault {
             Self::SinkOutage => "s3-sink-outage".into(),
             Self::SlowSink => "slow-sink".into(),
             Self::CassandraOutage => "cassandra-outage".into(),
+            Self::PartitionWorkerBroker => "partition-worker-broker".into(),
+            Self::KafkaRestart => "kafka-restart".into(),
+            Self::SlowKafkaSink => "slow-kafka-sink".into(),
+            Self::CassandraRestart => "cassandra-restart".into(),
+            Self::WorkerDiskFull => "worker-disk-full".into(),
             Self::Failpoint(name) => format!("failpoint-{name}"),
         }
     }
@@ -119,7 +148,7 @@ impl Fault {
         match job {
             JobKind::S3 => pool.extend([Self::SinkOutage, Self::SlowSink]),
             JobKind::Cassandra => pool.push(Self::CassandraOutage),
-            JobKind::Remap | JobKind::Keyed => {}
+            JobKind::Remap | JobKind::Keyed | JobKind::Files => {}
         }
         pool
     }
@@ -147,10 +176,17 @@ impl Fault {
             | Self::PartitionWorkerCoordinator
             | Self::PartitionCoordinatorMinority
             | Self::PartitionWorkerWorker => (timeout + ms(rng, 1_000, 3_000), Duration::ZERO),
-            Self::StoreOutage | Self::DiskFull | Self::SinkOutage | Self::CassandraOutage => {
-                (ms(rng, 2_000, 8_000), Duration::ZERO)
+            Self::StoreOutage
+            | Self::DiskFull
+            | Self::SinkOutage
+            | Self::CassandraOutage
+            | Self::PartitionWorkerBroker
+            | Self::WorkerDiskFull => (ms(rng, 2_000, 8_000), Duration::ZERO),
+            // How long the process stays down; starting it again takes longer.
+            Self::KafkaRestart | Self::CassandraRestart => (ms(rng, 0, 2_000), Duration::ZERO),
+            Self::SlowStore | Self::SlowSink | Self::SlowKafkaSink => {
+                (ms(rng, 3_000, 8_000), ms(rng, 100, 600))
             }
-            Self::SlowStore | Self::SlowSink => (ms(rng, 3_000, 8_000), ms(rng, 100, 600)),
             Self::Failpoint(_) => (Duration::ZERO, Duration::ZERO),
         };
         Step {
@@ -175,7 +211,8 @@ pub struct Step {
     pub before: Duration,
     /// How long it lasts before it heals (a killed process is started again).
     pub hold: Duration,
-    /// The delay of each chunk of data, for [`Fault::SlowStore`].
+    /// The delay of each chunk of data, for [`Fault::SlowStore`],
+    /// [`Fault::SlowSink`] and [`Fault::SlowKafkaSink`].
     pub delay: Duration,
 }
 
@@ -204,6 +241,11 @@ impl Scenario {
             Fault::SinkOutage,
             Fault::SlowSink,
             Fault::CassandraOutage,
+            Fault::PartitionWorkerBroker,
+            Fault::KafkaRestart,
+            Fault::SlowKafkaSink,
+            Fault::CassandraRestart,
+            Fault::WorkerDiskFull,
         ]
         .into_iter()
         .map(Scenario::One)
@@ -269,6 +311,21 @@ impl Scenario {
             Self::One(Fault::CassandraOutage) => {
                 "make Cassandra unreachable from the Cassandra sink (Cassandra job)"
             }
+            Self::One(Fault::PartitionWorkerBroker) => {
+                "cut a worker off from the Kafka broker (the program's own), then heal"
+            }
+            Self::One(Fault::KafkaRestart) => {
+                "SIGKILL the Kafka broker (the program's own), start it again on its data"
+            }
+            Self::One(Fault::SlowKafkaSink) => {
+                "delay every exchange of the workers with the Kafka broker (the program's own)"
+            }
+            Self::One(Fault::CassandraRestart) => {
+                "SIGKILL Cassandra (the program's own), start it again on its data (Cassandra job)"
+            }
+            Self::One(Fault::WorkerDiskFull) => {
+                "fill the file system of the file sink's output directory (a small tmpfs), then free it (files job)"
+            }
             Self::One(Fault::Failpoint(_)) => {
                 "a worker aborts at this step of a checkpoint (failpoint); a new one takes over"
             }
@@ -295,9 +352,20 @@ impl Scenario {
     pub fn job(&self, asked: JobKind) -> JobKind {
         match self {
             Self::One(Fault::SinkOutage | Fault::SlowSink) => JobKind::S3,
-            Self::One(Fault::CassandraOutage) => JobKind::Cassandra,
+            Self::One(Fault::CassandraOutage | Fault::CassandraRestart) => JobKind::Cassandra,
+            Self::One(Fault::WorkerDiskFull) => JobKind::Files,
+            // The broker's faults need the Kafka sink.
+            Self::One(f) if f.needs_own_broker() => match asked {
+                JobKind::Remap | JobKind::Keyed => asked,
+                _ => JobKind::Keyed,
+            },
             _ => asked,
         }
+    }
+
+    /// `true` when the scenario needs the program's own Kafka broker.
+    pub fn needs_own_broker(&self) -> bool {
+        matches!(self, Self::One(f) if f.needs_own_broker())
     }
 
     pub fn store(&self) -> StoreKind {
@@ -399,6 +467,31 @@ mod tests {
             let step = Fault::Failpoint("sink-before-commit").plan(&mut rng, 3, Duration::ZERO);
             assert_eq!(step.target, 0);
         }
+    }
+
+    #[test]
+    fn each_new_scenario_runs_the_job_and_broker_its_fault_needs() {
+        let one = Scenario::One;
+        for fault in [
+            Fault::PartitionWorkerBroker,
+            Fault::KafkaRestart,
+            Fault::SlowKafkaSink,
+        ] {
+            assert!(one(fault).needs_own_broker());
+            // The Kafka sink is what these faults strike.
+            assert_eq!(one(fault).job(JobKind::S3), JobKind::Keyed);
+            assert_eq!(one(fault).job(JobKind::Remap), JobKind::Remap);
+        }
+        assert!(!one(Fault::CassandraOutage).needs_own_broker());
+        assert_eq!(
+            one(Fault::CassandraRestart).job(JobKind::Keyed),
+            JobKind::Cassandra
+        );
+        assert_eq!(
+            one(Fault::WorkerDiskFull).job(JobKind::Keyed),
+            JobKind::Files
+        );
+        assert_eq!(one(Fault::WorkerDiskFull).store(), StoreKind::Local);
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum JobKind {
     /// the id, as seed 000 does; read back with CQL. Upserts make a
     /// duplicate invisible there: loss and corruption are what shows.
     Cassandra,
+    /// The S3 job writing to a local directory instead (the S3 sink's
+    /// `dir`), read back by reading every file under the prefix.
+    Files,
 }
 
 /// One run's records and topics: ids `0..records` go into `input`, the job
@@ -32,16 +35,20 @@ pub enum JobKind {
 #[derive(Debug, Clone)]
 pub struct Workload {
     pub kind: JobKind,
+    /// The broker the generator and the reader use.
     pub brokers: String,
+    /// The broker the job's spec names: `brokers`, or a proxy in front of it.
+    pub job_brokers: String,
     pub input: String,
     pub output: String,
     pub records: u64,
     pub parallelism: u32,
     /// Where the sink writes: the sink's proxy, in front of MinIO for the
-    /// S3 job (bucket `sluice`), of Cassandra for the Cassandra job.
+    /// S3 job (bucket `sluice`), of Cassandra for the Cassandra job; the
+    /// directory of the files job.
     pub sink_address: String,
     /// Where the reader reads: MinIO (`http://HOST:PORT`) or Cassandra
-    /// (`HOST:PORT`) itself.
+    /// (`HOST:PORT`) itself; the directory of the files job.
     pub read_address: String,
 }
 
@@ -87,7 +94,7 @@ impl Workload {
         let partitions = i32::try_from(self.parallelism)?;
         admin::create_topic(&self.brokers, &self.input, partitions).await?;
         match self.kind {
-            JobKind::S3 => Ok(()),
+            JobKind::S3 | JobKind::Files => Ok(()),
             JobKind::Cassandra => {
                 let session = admin::cassandra_session(&self.read_address).await?;
                 let keyspace = self.keyspace();
@@ -133,7 +140,7 @@ impl Workload {
             "delivery": "exactly_once",
             "checkpoint": {"interval": "500ms", "timeout": "10s"},
             "restart": {"max_attempts": 100000, "backoff": "200ms", "max_backoff": "2s"},
-            "source": {"kafka": {"brokers": self.brokers, "topic": self.input}},
+            "source": {"kafka": {"brokers": self.job_brokers, "topic": self.input}},
             "transforms": transforms,
             "sink": self.sink(),
         })
@@ -150,13 +157,19 @@ impl Workload {
                 "path": "dt=%Y-%m-%d/hour=%H",
                 "batch_interval": "1s",
             }}),
+            JobKind::Files => serde_json::json!({"s3": {
+                "dir": self.sink_address,
+                "prefix": self.output,
+                "path": "dt=%Y-%m-%d/hour=%H",
+                "batch_interval": "1s",
+            }}),
             JobKind::Cassandra => serde_json::json!({"cassandra": {
                 "contact_points": [self.sink_address],
                 "keyspace": self.keyspace(),
                 "table": "records",
             }}),
             JobKind::Remap | JobKind::Keyed => {
-                serde_json::json!({"kafka": {"brokers": self.brokers, "topic": self.output}})
+                serde_json::json!({"kafka": {"brokers": self.job_brokers, "topic": self.output}})
             }
         }
     }
@@ -175,8 +188,13 @@ impl Workload {
         if self.kind == JobKind::Cassandra {
             return self.check_rows().await;
         }
-        if self.kind == JobKind::S3 {
-            let store = admin::s3_bucket(&self.read_address, BUCKET)?;
+        if matches!(self.kind, JobKind::S3 | JobKind::Files) {
+            let store: std::sync::Arc<dyn object_store::ObjectStore> = match self.kind {
+                JobKind::Files => std::sync::Arc::new(
+                    object_store::local::LocalFileSystem::new_with_prefix(&self.read_address)?,
+                ),
+                _ => admin::s3_bucket(&self.read_address, BUCKET)?,
+            };
             let files = admin::read_objects(store.as_ref(), &self.output).await?;
             let mut lines = Vec::new();
             for (_, body) in &files {
@@ -265,6 +283,7 @@ mod tests {
         Workload {
             kind: JobKind::Remap,
             brokers: String::new(),
+            job_brokers: String::new(),
             input: String::new(),
             output: String::new(),
             records,
