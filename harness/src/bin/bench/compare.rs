@@ -1,10 +1,9 @@
 //! `bench compare`: the same exactly-once job (Kafka -> parse JSON, add one
 //! field -> Kafka, 1 s checkpoints) on the same broker and data, run by a bare
 //! rdkafka transactional loop, by Apache Flink and by Sluice. Each runs over a
-//! small and a large input, each timed from its start until a
-//! `read_committed` consumer has read every record (the same observer for
-//! every system); records/s are taken between the two, so start-up cancels
-//! out. Every output is checked with a `read_committed` consumer:
+//! small and a large input, each timed from its start until every record is
+//! visible to `read_committed` consumers (the same observer for every
+//! system); records/s are taken between the two, so start-up cancels out. Every output is checked with a `read_committed` consumer:
 //! each input record exactly once, with its added field.
 
 use crate::progress::Progress;
@@ -223,7 +222,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         );
     }
     println!(
-        "seconds: from the start until a read_committed consumer had read every record; records/s: \
+        "seconds: from the start until every record was visible to read_committed consumers; records/s: \
          (large - small) / (its seconds - small's seconds); steady r/s: the large run while its \
          output went from 20% to 80% of the input (end offsets sampled every 50 ms)"
     );
@@ -456,8 +455,8 @@ impl Run<'_> {
             .await?
             .into_inner()
             .job_id;
-        // Done when a `read_committed` consumer has read every record, as
-        // for the other systems; the job's state is watched for a failure.
+        // Done when every record is visible to `read_committed` consumers,
+        // as for the other systems; the job's state is watched for a failure.
         let seconds = loop {
             if let Some(seconds) = progress.visible() {
                 break seconds;

@@ -3,10 +3,11 @@
 //! run's end, taken the same way for every system), and the steady rate from
 //! the output topic's end offsets.
 
+use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -15,11 +16,13 @@ use tokio::task::JoinHandle;
 pub struct Progress {
     /// When the run started: every time of the run is counted from here.
     start: Instant,
-    stop: Arc<AtomicBool>,
-    /// `(seconds since start, sum of end offsets)`, every 50 ms.
-    samples: JoinHandle<Vec<(f64, u64)>>,
-    /// Seconds from `start` until a `read_committed` consumer had read
-    /// `size` records; `None` until then.
+    stop: StopOnDrop,
+    /// End offsets of each partition, every 50 ms, for the steady rate.
+    ends: Readings,
+    /// The threads reading offsets.
+    samplers: Vec<JoinHandle<()>>,
+    /// Seconds from `start` until all `size` records were visible to
+    /// `read_committed` consumers; `None` until a consumer has read them all.
     visible: watch::Receiver<Option<f64>>,
     reader: JoinHandle<()>,
 }
@@ -30,25 +33,36 @@ impl Progress {
     pub fn watch(brokers: &str, output: &str, partitions: i32, size: usize) -> Self {
         let start = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
-        let samples = {
+        let ends = Readings::default();
+        let stable = Readings::default();
+        let samplers = [
+            ("read_uncommitted", 50, ends.clone()),
+            ("read_committed", 10, stable.clone()),
+        ]
+        .map(|(isolation, every_ms, into)| {
             let (brokers, output, stop) = (brokers.to_string(), output.to_string(), stop.clone());
             tokio::task::spawn_blocking(move || {
-                sample_end_offsets(&brokers, &output, partitions, start, &stop)
+                let every = Duration::from_millis(every_ms);
+                read_offsets(
+                    &brokers, &output, partitions, isolation, every, start, &stop, &into,
+                );
             })
-        };
+        })
+        .into();
         let (tx, visible) = watch::channel(None);
         let reader = {
             let (brokers, output, stop) = (brokers.to_string(), output.to_string(), stop.clone());
             tokio::task::spawn_blocking(move || {
-                if let Some(seconds) = read_committed(&brokers, &output, size, start, &stop) {
+                if let Some(seconds) = read_committed(&brokers, &output, size, &stable, &stop) {
                     tx.send_replace(Some(seconds));
                 }
             })
         };
         Self {
             start,
-            stop,
-            samples,
+            stop: StopOnDrop(stop),
+            ends,
+            samplers,
             visible,
             reader,
         }
@@ -82,9 +96,15 @@ impl Progress {
     /// Stops watching; the records/s while the sum of end offsets went from
     /// 20% to 80% of `size` (NaN when the samples do not cover that).
     pub async fn steady_rate(self, size: usize) -> f64 {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.0.store(true, Ordering::Relaxed);
         let _ = self.reader.await;
-        let samples = self.samples.await.unwrap_or_default();
+        for sampler in self.samplers {
+            let _ = sampler.await;
+        }
+        let samples: Vec<(f64, i64)> = lock(&self.ends)
+            .iter()
+            .map(|(t, ends)| (*t, ends.iter().sum()))
+            .collect();
         let at = |share: f64| {
             samples
                 .iter()
@@ -98,43 +118,76 @@ impl Progress {
     }
 }
 
-fn sample_end_offsets(
+/// Stops the watching threads when dropped: a run that failed drops its
+/// watch without asking for its rate, and the program could not end while
+/// they watched on.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Offsets read over time: `(seconds since the start, end offset of each
+/// partition)`.
+type Readings = Arc<Mutex<Vec<(f64, Vec<i64>)>>>;
+
+fn lock(readings: &Readings) -> std::sync::MutexGuard<'_, Vec<(f64, Vec<i64>)>> {
+    readings.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads the end offset of each partition of `output` as a consumer of
+/// `isolation` sees it (`read_committed`: the last stable offset) every
+/// `every`, into `into`, until `stop`. A client of its own: on the reading
+/// consumer's connection each request would queue behind its fetches.
+#[allow(clippy::too_many_arguments)]
+fn read_offsets(
     brokers: &str,
     output: &str,
     partitions: i32,
+    isolation: &str,
+    every: Duration,
     start: Instant,
     stop: &AtomicBool,
-) -> Vec<(f64, u64)> {
-    let mut samples = Vec::new();
+    into: &Readings,
+) {
     let Ok(consumer) = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("isolation.level", isolation)
         .create::<BaseConsumer>()
     else {
-        return samples;
+        return;
     };
     while !stop.load(Ordering::Relaxed) {
-        let total: i64 = (0..partitions)
-            .filter_map(|p| {
+        let at = start.elapsed().as_secs_f64();
+        let ends: Option<Vec<i64>> = (0..partitions)
+            .map(|p| {
                 consumer
                     .fetch_watermarks(output, p, Duration::from_secs(5))
                     .ok()
+                    .map(|(_, end)| end)
             })
-            .map(|(_, high)| high)
-            .sum();
-        samples.push((start.elapsed().as_secs_f64(), total.max(0) as u64));
-        std::thread::sleep(Duration::from_millis(50));
+            .collect();
+        if let Some(ends) = ends {
+            lock(into).push((at, ends));
+        }
+        std::thread::sleep(every);
     }
-    samples
 }
 
-/// Counts the records of `output` a `read_committed` consumer reads; the
-/// seconds since `start` when it had read `size`, or `None` if stopped first.
-/// Fetches wait at most 10 ms at the broker so the end is seen promptly.
+/// When the last of `size` records of `output` became visible to
+/// `read_committed` consumers, in seconds since the start; `None` if
+/// stopped first. A consumer reads every record, noting the last offset it
+/// read of each partition; the time is that of the first of the `stable`
+/// readings (last stable offsets) past every one of them: when the output
+/// was all visible, not when this consumer got through it, which a system
+/// whose output becomes visible in large transactions would pay for.
 fn read_committed(
     brokers: &str,
     output: &str,
     size: usize,
-    start: Instant,
+    stable: &Readings,
     stop: &AtomicBool,
 ) -> Option<f64> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -151,22 +204,33 @@ fn read_committed(
     let metadata = consumer
         .fetch_metadata(Some(output), Duration::from_secs(10))
         .ok()?;
-    let partitions = metadata.topics().first()?.partitions().len() as i32;
+    let partitions = metadata.topics().first()?.partitions().len();
     let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
+    for p in 0..partitions as i32 {
         assignment
             .add_partition_offset(output, p, Offset::Beginning)
             .ok()?;
     }
     consumer.assign(&assignment).ok()?;
+    let mut last_read = vec![-1i64; partitions];
     let mut read = 0;
-    while !stop.load(Ordering::Relaxed) {
-        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(50)) {
-            read += 1;
-            if read >= size {
-                return Some(start.elapsed().as_secs_f64());
-            }
+    while read < size {
+        if stop.load(Ordering::Relaxed) {
+            return None;
         }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
+            if let Some(last) = last_read.get_mut(m.partition() as usize) {
+                *last = (*last).max(m.offset());
+            }
+            read += 1;
+        }
+    }
+    let past = |ends: &[i64]| ends.iter().zip(&last_read).all(|(end, last)| end > last);
+    while !stop.load(Ordering::Relaxed) {
+        if let Some((at, _)) = lock(stable).iter().find(|(_, ends)| past(ends)) {
+            return Some(*at);
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
     None
 }
