@@ -216,6 +216,14 @@ async fn main() -> anyhow::Result<()> {
             broker: broker.clone(),
         };
         eprintln!("chaos: running {} (seed {})", scenario.name(), cli.seed);
+        let runs_with = scenario.coordinators(cli.coordinators);
+        if cli.coordinators.is_some_and(|asked| asked != runs_with) {
+            eprintln!(
+                "chaos: {} runs with {runs_with} coordinators, not --coordinators {}",
+                scenario.name(),
+                cli.coordinators.unwrap_or(runs_with)
+            );
+        }
         // Interrupted, the run is dropped: its processes stop, its proxies
         // close and its tmpfs is unmounted before the program exits.
         let finished = tokio::select! {
