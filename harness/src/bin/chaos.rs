@@ -62,7 +62,7 @@ struct Cli {
     job: JobKind,
     /// `FAILPOINTS` of every worker, such as a deliberate fault to see the
     /// verdict catch it (`source-skip-offset-after-restore=return`).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_failpoints)]
     worker_failpoints: Option<String>,
     /// Keep every run's logs, not only those of failed runs.
     #[arg(long)]
@@ -92,6 +92,21 @@ where
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `FAILPOINTS` as the workers read it (`NAME=ACTIONS`, `;` between), checked
+/// here: a worker refuses a malformed one by panicking at its start.
+fn parse_failpoints(text: &str) -> Result<String, String> {
+    for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, actions) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("`{entry}` is no NAME=ACTIONS"))?;
+        // Parsed by the failpoint library itself, then unset: the program
+        // has no failpoints of its own.
+        fail::cfg(name.trim(), actions).map_err(|e| format!("`{entry}`: {e}"))?;
+        fail::remove(name.trim());
+    }
+    Ok(text.to_string())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -282,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn counts_of_zero_and_unknown_scenarios_are_refused_naming_the_option() {
+    fn bad_option_values_are_refused_naming_the_option() {
         for option in [
             "--workers",
             "--parallelism",
@@ -296,6 +311,16 @@ mod tests {
                 "{error}"
             );
         }
+        for failpoints in ["nonsense", "sink-before-commit=retrun"] {
+            let error = refused(&["--worker-failpoints", failpoints]);
+            assert!(error.contains("--worker-failpoints"), "{error}");
+        }
+        let cli = Cli::try_parse_from([
+            "chaos",
+            "--worker-failpoints",
+            "source-skip-offset-after-restore=return; sink-before-commit=2*off->return",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
         let error = refused(&["--scenario", "worker-kil"]);
         assert!(
             error.contains("--scenario") && error.contains("no such scenario"),
