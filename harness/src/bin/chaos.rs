@@ -14,6 +14,7 @@ use sluice_harness::chaos::runner::{self, RunConfig};
 use sluice_harness::chaos::scenario::Scenario;
 use sluice_harness::chaos::workload::JobKind;
 use sluice_harness::testing::{infra, unique};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,14 +26,14 @@ use std::time::Duration;
 struct Cli {
     /// A scenario's name (see --list), or `all` for every one but `random`;
     /// repeatable.
-    #[arg(long, default_value = "all")]
-    scenario: Vec<String>,
+    #[arg(long, default_value = "all", value_parser = parse_scenario)]
+    scenario: Vec<Vec<Scenario>>,
     /// Seed of the fault schedules (which process, when, how long): the same
     /// seed strikes the same faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Workers of the cluster.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one::<usize>)]
     workers: usize,
     /// Coordinators: 1 or 3. Without it, 3 for the leader's faults and 1
     /// for the others; a worker cut off from the coordinator always runs with 1,
@@ -40,28 +41,28 @@ struct Cli {
     #[arg(long, value_parser = parse_coordinators)]
     coordinators: Option<usize>,
     /// Subtasks per stage, and partitions of the input and output topics.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least_one::<u32>)]
     parallelism: u32,
     /// Input records per scenario, numbered from 0.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = at_least_one::<u64>)]
     records: u64,
     /// Input records per second; without it, --records over --duration, or
     /// over 6 s and at most 2000.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<u64>)]
     rate: Option<u64>,
     /// Strike faults for this long per scenario (such as `30m`); without it,
     /// --faults faults.
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
     /// Faults per scenario without --duration (a failpoint fires once).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = at_least_one::<usize>)]
     faults: usize,
     /// The job the records go through.
     #[arg(long, value_enum, default_value = "keyed")]
     job: JobKind,
     /// `FAILPOINTS` of every worker, such as a deliberate fault to see the
     /// verdict catch it (`source-skip-offset-after-restore=return`).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_failpoints)]
     worker_failpoints: Option<String>,
     /// Keep every run's logs, not only those of failed runs.
     #[arg(long)]
@@ -77,6 +78,35 @@ fn parse_coordinators(text: &str) -> Result<usize, String> {
         "3" => Ok(3),
         _ => Err("a cluster runs 1 or 3 coordinators".into()),
     }
+}
+
+/// A count of 1 or more: with none, a run would pass its verdict without
+/// a record, a fault or a worker to judge.
+fn at_least_one<T>(text: &str) -> Result<T, String>
+where
+    T: FromStr + From<u8> + PartialEq,
+    T::Err: std::fmt::Display,
+{
+    match text.parse::<T>() {
+        Ok(n) if n == T::from(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `FAILPOINTS` as the workers read it (`NAME=ACTIONS`, `;` between), checked
+/// here: a worker refuses a malformed one by panicking at its start.
+fn parse_failpoints(text: &str) -> Result<String, String> {
+    for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, actions) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("`{entry}` is no NAME=ACTIONS"))?;
+        // Parsed by the failpoint library itself, then unset: the program
+        // has no failpoints of its own.
+        fail::cfg(name.trim(), actions).map_err(|e| format!("`{entry}`: {e}"))?;
+        fail::remove(name.trim());
+    }
+    Ok(text.to_string())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -95,19 +125,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn scenarios(names: &[String]) -> anyhow::Result<Vec<Scenario>> {
-    let mut out = Vec::new();
-    for name in names {
-        if name == "all" {
-            out.extend(Scenario::all());
-            continue;
-        }
-        match Scenario::parse(name) {
-            Some(s) => out.push(s),
-            None => anyhow::bail!("no scenario `{name}`: see chaos --list"),
-        }
+/// The scenarios a `--scenario` names: one, or every one but `random` for `all`.
+fn parse_scenario(name: &str) -> Result<Vec<Scenario>, String> {
+    if name == "all" {
+        return Ok(Scenario::all());
     }
-    Ok(out)
+    Scenario::parse(name)
+        .map(|s| vec![s])
+        .ok_or_else(|| "no such scenario (see chaos --list)".into())
 }
 
 /// The command line that runs this scenario again with the same schedule.
@@ -158,8 +183,7 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let chosen = scenarios(&cli.scenario)?;
-    anyhow::ensure!(cli.workers >= 1, "--workers must be at least 1");
+    let chosen = cli.scenario.concat();
     let infra = infra()?;
     let mut outcomes = Vec::new();
     // The program's own Kafka broker, started for the first scenario that
@@ -171,11 +195,21 @@ async fn main() -> anyhow::Result<()> {
             let dir = std::env::temp_dir()
                 .join("sluice-chaos")
                 .join(unique("kafka"));
+            // A broker that never started leaves no data behind.
             let started = tokio::select! {
-                b = OwnBroker::start(dir, cli.workers) => b?,
-                _ = interrupted() => std::process::exit(130),
+                b = OwnBroker::start(dir.clone(), cli.workers) => b,
+                _ = interrupted() => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    std::process::exit(130)
+                }
             };
-            broker = Some(Arc::new(started));
+            match started {
+                Ok(b) => broker = Some(Arc::new(b)),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            }
         }
         let config = RunConfig {
             scenario,
@@ -197,6 +231,14 @@ async fn main() -> anyhow::Result<()> {
             broker: broker.clone(),
         };
         eprintln!("chaos: running {} (seed {})", scenario.name(), cli.seed);
+        let runs_with = scenario.coordinators(cli.coordinators);
+        if cli.coordinators.is_some_and(|asked| asked != runs_with) {
+            eprintln!(
+                "chaos: {} runs with {runs_with} coordinators, not --coordinators {}",
+                scenario.name(),
+                cli.coordinators.unwrap_or(runs_with)
+            );
+        }
         // Interrupted, the run is dropped: its processes stop, its proxies
         // close and its tmpfs is unmounted before the program exits.
         let finished = tokio::select! {
@@ -241,4 +283,52 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(args: &[&str]) -> String {
+        match Cli::try_parse_from([&["chaos"], args].concat()) {
+            Ok(cli) => panic!("{args:?} accepted: {cli:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_option_values_are_refused_naming_the_option() {
+        for option in [
+            "--workers",
+            "--parallelism",
+            "--records",
+            "--rate",
+            "--faults",
+        ] {
+            let error = refused(&[option, "0"]);
+            assert!(
+                error.contains(option) && error.contains("must be at least 1"),
+                "{error}"
+            );
+        }
+        for failpoints in ["nonsense", "sink-before-commit=retrun"] {
+            let error = refused(&["--worker-failpoints", failpoints]);
+            assert!(error.contains("--worker-failpoints"), "{error}");
+        }
+        let cli = Cli::try_parse_from([
+            "chaos",
+            "--worker-failpoints",
+            "source-skip-offset-after-restore=return; sink-before-commit=2*off->return",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+        let error = refused(&["--scenario", "worker-kil"]);
+        assert!(
+            error.contains("--scenario") && error.contains("no such scenario"),
+            "{error}"
+        );
+        let cli = Cli::try_parse_from(["chaos", "--scenario", "random", "--scenario", "all"])
+            .map_err(|e| e.to_string());
+        let chosen = cli.map(|c| c.scenario.concat().len());
+        assert_eq!(chosen, Ok(Scenario::all().len() + 1));
+    }
 }

@@ -6,7 +6,7 @@
 use super::broker::OwnBroker;
 use super::environment::{Environment, Settings};
 use super::outcome::Outcome;
-use super::scenario::{Fault, Scenario};
+use super::scenario::{Fault, Scenario, Step};
 use super::workload::{Counts, JobKind, Workload};
 use crate::cassandra::CassandraServer;
 use crate::process::Launcher;
@@ -240,12 +240,14 @@ async fn run_in(
                     "failpoint {name} never fired within {RECOVERY_LIMIT:?}"
                 );
                 let at = now_ms();
+                note_late(&steps[0], producing.is_finished());
                 env.heal(&steps[0]).await?;
                 at
             }
             _ => {
                 tokio::time::sleep(steps[0].before).await;
                 let at = now_ms();
+                let late = producing.is_finished();
                 let struck_at = Instant::now();
                 for step in &steps {
                     let on = match step.fault.strikes_a_worker() {
@@ -255,6 +257,7 @@ async fn run_in(
                     eprintln!("chaos: {}{on} for {:?}", step.fault.name(), step.hold);
                     env.inject(step).await?;
                 }
+                note_late(&steps[0], late);
                 // Each heals after its own hold, the shortest first.
                 let mut by_hold = steps.clone();
                 by_hold.sort_by_key(|s| s.hold);
@@ -324,6 +327,18 @@ async fn run_in(
         .trim_start_matches("JOB_STATE_")
         .to_string();
     Ok(())
+}
+
+/// Says so when a fault strikes after the last input record was produced:
+/// it can then break only the records still in flight, and a run that
+/// passes proves less.
+fn note_late(step: &Step, late: bool) {
+    if late {
+        eprintln!(
+            "chaos: {} struck after the last input record was produced",
+            step.fault.name()
+        );
+    }
 }
 
 fn offsets_sum(c: &CheckpointInfo) -> u64 {
