@@ -43,7 +43,8 @@ struct Cli {
     /// Subtasks per stage, and partitions of the input and output topics.
     #[arg(long, default_value_t = 3, value_parser = at_least_one::<u32>)]
     parallelism: u32,
-    /// Input records per scenario, numbered from 0.
+    /// Input records per scenario, numbered from 0: the least, as input
+    /// flows on until the last fault has healed.
     #[arg(long, default_value_t = 20_000, value_parser = at_least_one::<u64>)]
     records: u64,
     /// Input records per second; without it, --records over --duration, or

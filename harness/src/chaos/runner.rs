@@ -6,7 +6,7 @@
 use super::broker::OwnBroker;
 use super::environment::{Environment, Settings};
 use super::outcome::Outcome;
-use super::scenario::{Fault, Scenario, Step};
+use super::scenario::{Fault, Scenario};
 use super::workload::{Counts, JobKind, Workload};
 use crate::cassandra::CassandraServer;
 use crate::process::Launcher;
@@ -163,7 +163,7 @@ async fn run_in(
         env.set_own_cassandra(server, launcher);
     }
     let files = env.files_dir().display().to_string();
-    let workload = Workload {
+    let mut workload = Workload {
         kind,
         brokers: broker
             .as_ref()
@@ -212,9 +212,11 @@ async fn run_in(
     // first fault's start (1-4 s in): a fault struck after the last record
     // went through would find nothing to break.
     let rate = rate.unwrap_or_else(|| (config.records / INPUT_AT_LEAST.as_secs()).clamp(1, 2_000));
+    // Input flows on until the last fault healed, so none strikes after it.
+    let more_input = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let producing = {
-        let workload = workload.clone();
-        tokio::spawn(async move { workload.produce(Some(rate)).await })
+        let (workload, more) = (workload.clone(), more_input.clone());
+        tokio::spawn(async move { workload.produce(Some(rate), more).await })
     };
     let started = Instant::now();
     let mut struck = 0usize;
@@ -240,14 +242,12 @@ async fn run_in(
                     "failpoint {name} never fired within {RECOVERY_LIMIT:?}"
                 );
                 let at = now_ms();
-                note_late(&steps[0], producing.is_finished());
                 env.heal(&steps[0]).await?;
                 at
             }
             _ => {
                 tokio::time::sleep(steps[0].before).await;
                 let at = now_ms();
-                let late = producing.is_finished();
                 let struck_at = Instant::now();
                 for step in &steps {
                     let on = match step.fault.strikes_a_worker() {
@@ -257,7 +257,6 @@ async fn run_in(
                     eprintln!("chaos: {}{on} for {:?}", step.fault.name(), step.hold);
                     env.inject(step).await?;
                 }
-                note_late(&steps[0], late);
                 // Each heals after its own hold, the shortest first.
                 let mut by_hold = steps.clone();
                 by_hold.sort_by_key(|s| s.hold);
@@ -300,10 +299,13 @@ async fn run_in(
             break;
         }
     }
+    more_input.store(false, std::sync::atomic::Ordering::SeqCst);
     let expected = Duration::from_secs(config.records / rate.max(1)) + DRAIN_LIMIT;
-    tokio::time::timeout(expected, producing)
+    let produced = tokio::time::timeout(expected, producing)
         .await
         .context("producing the input took too long")???;
+    workload.produced(produced as u64);
+    outcome.records_in = produced as u64;
     let drained = wait_until(env, &job, "all input checkpointed", DRAIN_LIMIT, |_, c| {
         let mut ordered: Vec<&CheckpointInfo> = c.iter().collect();
         ordered.sort_by_key(|c| c.checkpoint_id);
@@ -311,7 +313,7 @@ async fn run_in(
         // read before it is committed.
         ordered
             .iter()
-            .position(|c| offsets_sum(c) == config.records)
+            .position(|c| offsets_sum(c) == produced as u64)
             .is_some_and(|i| i + 1 < ordered.len())
     })
     .await;
@@ -327,18 +329,6 @@ async fn run_in(
         .trim_start_matches("JOB_STATE_")
         .to_string();
     Ok(())
-}
-
-/// Says so when a fault strikes after the last input record was produced:
-/// it can then break only the records still in flight, and a run that
-/// passes proves less.
-fn note_late(step: &Step, late: bool) {
-    if late {
-        eprintln!(
-            "chaos: {} struck after the last input record was produced",
-            step.fault.name()
-        );
-    }
 }
 
 fn offsets_sum(c: &CheckpointInfo) -> u64 {

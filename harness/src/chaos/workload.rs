@@ -174,11 +174,26 @@ impl Workload {
         }
     }
 
-    /// Produces ids `0..records` at `rate` per second (unlimited: `None`);
-    /// returns once the broker acknowledged every one.
-    pub async fn produce(&self, rate: Option<u64>) -> anyhow::Result<usize> {
-        let payloads = (0..self.records).map(payload);
+    /// Produces ids from 0 on at `rate` per second (unlimited: `None`): at
+    /// least `records`, and on until `more` is cleared, so faults find
+    /// records in flight however late they strike; returns how many, once
+    /// the broker acknowledged every one. [`Self::check`] then checks ids
+    /// `0..` that many (see [`Self::produced`]).
+    pub async fn produce(
+        &self,
+        rate: Option<u64>,
+        more: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> anyhow::Result<usize> {
+        let records = self.records;
+        let payloads = (0..)
+            .take_while(move |n| *n < records || more.load(std::sync::atomic::Ordering::SeqCst))
+            .map(payload);
         producer::produce(&self.brokers, &self.input, payloads, rate, 0).await
+    }
+
+    /// Sets how many records were produced: the ids the check expects.
+    pub fn produced(&mut self, records: u64) {
+        self.records = records;
     }
 
     /// Reads the whole output as a `read_committed` consumer and checks it
