@@ -181,7 +181,15 @@ async fn sluice(
     keyspace: &str,
     size: usize,
 ) -> anyhow::Result<f64> {
+    // The shipped job's dead-letter topic must exist at submit, as the
+    // seed's set-up makes it; each run has its own.
+    let dead_letters = format!("{input}-dlq");
+    admin::create_topic(brokers, &dead_letters, 1).await?;
     let spec = SHIPPED
+        .replace(
+            "topic: user-events-dlq\n",
+            &format!("topic: {dead_letters}\n"),
+        )
         .replace("${KAFKA_BROKER}", brokers)
         .replace("${CASSANDRA_HOST}", cassandra)
         .replace("topic: user-events\n", &format!("topic: {input}\n"))
