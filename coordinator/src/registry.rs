@@ -228,27 +228,27 @@ mod tests {
 
     const TIMEOUT: Duration = Duration::from_secs(60);
 
+    /// Registers a worker at `address` with `pid` whose streams are open.
+    fn register(
+        registry: &WorkerRegistry,
+        address: &str,
+        pid: u32,
+        previous: Option<WorkerId>,
+    ) -> Result<WorkerId, CoordinatorError> {
+        registry.register(
+            at(address, pid),
+            previous,
+            std::iter::empty(),
+            TIMEOUT,
+            |_| true,
+        )
+    }
+
     #[test]
     fn a_second_worker_advertising_a_live_workers_exchange_address_is_refused() {
         let registry = WorkerRegistry::default();
-        let first = registry
-            .register(
-                at("10.0.0.1:7500", 41),
-                None,
-                std::iter::empty(),
-                TIMEOUT,
-                |_| true,
-            )
-            .unwrap();
-        let refused = registry
-            .register(
-                at("10.0.0.1:7500", 42),
-                None,
-                std::iter::empty(),
-                TIMEOUT,
-                |_| true,
-            )
-            .unwrap_err();
+        let first = register(&registry, "10.0.0.1:7500", 41, None).unwrap();
+        let refused = register(&registry, "10.0.0.1:7500", 42, None).unwrap_err();
         let message = refused.to_string();
         assert!(
             matches!(&refused, CoordinatorError::ExchangeAddressInUse { worker, pid: 41, .. } if *worker == first),
@@ -260,39 +260,15 @@ mod tests {
         );
         assert_eq!(registry.all().len(), 1);
         // Another address is taken.
-        registry
-            .register(
-                at("10.0.0.2:7500", 42),
-                None,
-                std::iter::empty(),
-                TIMEOUT,
-                |_| true,
-            )
-            .unwrap();
+        register(&registry, "10.0.0.2:7500", 42, None).unwrap();
     }
 
     #[test]
     fn the_address_of_a_worker_gone_or_registering_again_is_taken() {
         let registry = WorkerRegistry::default();
-        let first = registry
-            .register(
-                at("10.0.0.1:7500", 41),
-                None,
-                std::iter::empty(),
-                TIMEOUT,
-                |_| true,
-            )
-            .unwrap();
+        let first = register(&registry, "10.0.0.1:7500", 41, None).unwrap();
         // The same worker again, under the id it had.
-        let again = registry
-            .register(
-                at("10.0.0.1:7500", 41),
-                Some(first.clone()),
-                std::iter::empty(),
-                TIMEOUT,
-                |_| true,
-            )
-            .unwrap();
+        let again = register(&registry, "10.0.0.1:7500", 41, Some(first.clone())).unwrap();
         assert_eq!(again, first);
         // Its process ended (its command stream closed): a new one in its
         // place takes the address at once.

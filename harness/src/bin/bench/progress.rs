@@ -36,16 +36,13 @@ impl Progress {
         let ends = Readings::default();
         let stable = Readings::default();
         let samplers = [
-            ("read_uncommitted", 50, ends.clone()),
-            ("read_committed", 10, stable.clone()),
+            (Sampling::new("read_uncommitted", 50), ends.clone()),
+            (Sampling::new("read_committed", 10), stable.clone()),
         ]
-        .map(|(isolation, every_ms, into)| {
+        .map(|(sampling, into)| {
             let (brokers, output, stop) = (brokers.to_string(), output.to_string(), stop.clone());
             tokio::task::spawn_blocking(move || {
-                let every = Duration::from_millis(every_ms);
-                read_offsets(
-                    &brokers, &output, partitions, isolation, every, start, &stop, &into,
-                );
+                read_offsets(&brokers, &output, partitions, sampling, start, &stop, &into);
             })
         })
         .into();
@@ -137,24 +134,38 @@ fn lock(readings: &Readings) -> std::sync::MutexGuard<'_, Vec<(f64, Vec<i64>)>> 
     readings.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Reads the end offset of each partition of `output` as a consumer of
-/// `isolation` sees it (`read_committed`: the last stable offset) every
-/// `every`, into `into`, until `stop`. A client of its own: on the reading
+/// How end offsets are read: as a consumer of `isolation` sees them
+/// (`read_committed`: the last stable offset), every `every`.
+#[derive(Clone, Copy)]
+struct Sampling {
+    isolation: &'static str,
+    every: Duration,
+}
+
+impl Sampling {
+    fn new(isolation: &'static str, every_ms: u64) -> Self {
+        Self {
+            isolation,
+            every: Duration::from_millis(every_ms),
+        }
+    }
+}
+
+/// Reads the end offset of each partition of `output` as `sampling` says,
+/// into `into`, until `stop`. A client of its own: on the reading
 /// consumer's connection each request would queue behind its fetches.
-#[allow(clippy::too_many_arguments)]
 fn read_offsets(
     brokers: &str,
     output: &str,
     partitions: i32,
-    isolation: &str,
-    every: Duration,
+    sampling: Sampling,
     start: Instant,
     stop: &AtomicBool,
     into: &Readings,
 ) {
     let Ok(consumer) = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("isolation.level", isolation)
+        .set("isolation.level", sampling.isolation)
         .create::<BaseConsumer>()
     else {
         return;
@@ -172,7 +183,7 @@ fn read_offsets(
         if let Some(ends) = ends {
             lock(into).push((at, ends));
         }
-        std::thread::sleep(every);
+        std::thread::sleep(sampling.every);
     }
 }
 
