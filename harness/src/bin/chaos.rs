@@ -58,9 +58,12 @@ struct Cli {
     /// Faults per scenario without --duration (a failpoint fires once).
     #[arg(long, default_value_t = 2, value_parser = at_least_one::<usize>)]
     faults: usize,
-    /// The job the records go through.
-    #[arg(long, value_enum, default_value = "keyed")]
-    job: JobKind,
+    /// The job the records go through: remap, keyed, s3, cassandra, files,
+    /// a shipped seed job (seed-000 to seed-004), or `seeds` for all five;
+    /// repeatable: each scenario runs with each job (a sink's fault with a
+    /// job writing to that sink).
+    #[arg(long, default_value = "keyed", value_parser = parse_job)]
+    job: Vec<Vec<JobKind>>,
     /// `FAILPOINTS` of every worker, such as a deliberate fault to see the
     /// verdict catch it (`source-skip-offset-after-restore=return`).
     #[arg(long, value_parser = parse_failpoints)]
@@ -126,6 +129,20 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The jobs a `--job` names: one, or the five shipped seed jobs for `seeds`.
+fn parse_job(name: &str) -> Result<Vec<JobKind>, String> {
+    use clap::ValueEnum;
+    if name == "seeds" {
+        return Ok(JobKind::SEEDS.to_vec());
+    }
+    JobKind::from_str(name, false)
+        .map(|j| vec![j])
+        .map_err(|_| {
+            let names: Vec<String> = JobKind::value_variants().iter().map(|j| j.name()).collect();
+            format!("no such job; one of {}, or seeds", names.join(", "))
+        })
+}
+
 /// The scenarios a `--scenario` names: one, or every one but `random` for `all`.
 fn parse_scenario(name: &str) -> Result<Vec<Scenario>, String> {
     if name == "all" {
@@ -139,10 +156,14 @@ fn parse_scenario(name: &str) -> Result<Vec<Scenario>, String> {
 /// The command line that runs this scenario again with the same schedule.
 fn rerun(cli: &Cli, o: &Outcome) -> String {
     let mut line = format!(
-        "chaos --scenario {} --seed {} --workers {} --parallelism {} --records {} --job {:?}",
-        o.scenario, o.seed, cli.workers, cli.parallelism, cli.records, cli.job
+        "chaos --scenario {} --seed {} --workers {} --parallelism {} --records {} --job {}",
+        o.scenario,
+        o.seed,
+        cli.workers,
+        cli.parallelism,
+        cli.records,
+        o.job.name()
     );
-    line = line.to_lowercase();
     if let Some(c) = cli.coordinators {
         line.push_str(&format!(" --coordinators {c}"));
     }
@@ -184,13 +205,23 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let chosen = cli.scenario.concat();
+    // Each scenario with each job, once: a sink's fault given several jobs
+    // that do not write to its sink would run the same job again.
+    let mut chosen: Vec<(Scenario, JobKind)> = Vec::new();
+    for scenario in cli.scenario.concat() {
+        for job in cli.job.concat() {
+            let pair = (scenario, scenario.job(job));
+            if !chosen.contains(&pair) {
+                chosen.push(pair);
+            }
+        }
+    }
     let infra = infra()?;
     let mut outcomes = Vec::new();
     // The program's own Kafka broker, started for the first scenario that
     // needs it and kept for the others; stopped and deleted at the end.
     let mut broker: Option<Arc<OwnBroker>> = None;
-    for scenario in chosen {
+    for (scenario, job) in chosen {
         if scenario.needs_own_broker() && broker.is_none() {
             eprintln!("chaos: starting a Kafka broker of the program's own");
             let dir = std::env::temp_dir()
@@ -222,7 +253,7 @@ async fn main() -> anyhow::Result<()> {
             rate: cli.rate,
             duration: cli.duration,
             faults: cli.faults,
-            job: cli.job,
+            job,
             infra: infra.clone(),
             worker_failpoints: cli.worker_failpoints.clone(),
             dir: std::env::temp_dir()
@@ -231,7 +262,12 @@ async fn main() -> anyhow::Result<()> {
             keep: cli.keep,
             broker: broker.clone(),
         };
-        eprintln!("chaos: running {} (seed {})", scenario.name(), cli.seed);
+        eprintln!(
+            "chaos: running {} with job {} (seed {})",
+            scenario.name(),
+            job.name(),
+            cli.seed
+        );
         let runs_with = scenario.coordinators(cli.coordinators);
         if cli.coordinators.is_some_and(|asked| asked != runs_with) {
             eprintln!(
@@ -273,7 +309,7 @@ async fn main() -> anyhow::Result<()> {
     if !failed.is_empty() {
         let names: Vec<String> = failed
             .iter()
-            .map(|o| format!("{} (seed {})", o.scenario, o.seed))
+            .map(|o| format!("{} with job {} (seed {})", o.scenario, o.job.name(), o.seed))
             .collect();
         eprintln!(
             "chaos: {} of {} scenarios failed: {}",
@@ -331,5 +367,16 @@ mod tests {
             .map_err(|e| e.to_string());
         let chosen = cli.map(|c| c.scenario.concat().len());
         assert_eq!(chosen, Ok(Scenario::all().len() + 1));
+        let error = refused(&["--job", "seed-009"]);
+        assert!(
+            error.contains("--job") && error.contains("seed-004"),
+            "{error}"
+        );
+        let jobs = Cli::try_parse_from(["chaos", "--job", "seeds", "--job", "keyed"])
+            .map(|c| c.job.concat());
+        assert_eq!(
+            jobs.map_err(|e| e.to_string()),
+            Ok([JobKind::SEEDS.to_vec(), vec![JobKind::Keyed]].concat())
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! [`runner::run`] runs one [`scenario::Scenario`] on an
 //! [`environment::Environment`] (processes behind [`proxy::Proxy`] links;
 //! for the broker's faults, the program's own [`broker::OwnBroker`]) with
-//! the sequenced [`workload::Workload`], and returns its [`outcome::Outcome`].
+//! the sequenced [`workload::Workload`] (its own jobs, or a shipped seed job
+//! of [`seeds`]), and returns its [`outcome::Outcome`].
 
 pub mod broker;
 pub mod environment;
@@ -11,4 +12,5 @@ pub mod outcome;
 pub mod proxy;
 pub mod runner;
 pub mod scenario;
+pub mod seeds;
 pub mod workload;

@@ -1,12 +1,14 @@
 //! What one chaos scenario found, and the table the program prints.
 
-use super::workload::Counts;
+use super::workload::{Counts, JobKind};
 use std::time::Duration;
 
 /// The verdict of one scenario run.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub scenario: String,
+    /// The job the records went through.
+    pub job: JobKind,
     pub seed: u64,
     pub coordinators: usize,
     /// Records produced into the input.
@@ -60,8 +62,9 @@ impl Outcome {
 /// The header of the table [`row`] fills.
 pub fn header() -> String {
     format!(
-        "{:<50} {:>6} {:>5} {:>9} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>12}  {}",
+        "{:<50} {:<9} {:>6} {:>5} {:>9} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>12}  {}",
         "scenario",
+        "job",
         "seed",
         "coord",
         "in",
@@ -80,13 +83,19 @@ pub fn header() -> String {
 pub fn row(o: &Outcome) -> String {
     let (p50, max) = o.recovery_summary();
     format!(
-        "{:<50} {:>6} {:>5} {:>9} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>12}  {}{}",
+        "{:<50} {:<9} {:>6} {:>5} {:>9} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>12}  {}{}",
         o.scenario,
+        o.job.name(),
         o.seed,
         o.coordinators,
         o.records_in,
         o.counts.lost,
-        o.counts.duplicated,
+        // A table keyed by the record's id overwrites a second copy: no
+        // duplicate can show there, and 0 would claim more than was seen.
+        match o.counts.duplicated {
+            0 if !o.job.shows_duplicates() => "-".to_string(),
+            n => n.to_string(),
+        },
         o.counts.corrupted,
         o.faults,
         o.restarts,
@@ -99,7 +108,12 @@ pub fn row(o: &Outcome) -> String {
 
 /// What a failed run found, and how to run it again.
 pub fn failure_details(o: &Outcome, rerun: &str) -> String {
-    let mut lines = vec![format!("FAILED: scenario {} seed {}", o.scenario, o.seed)];
+    let mut lines = vec![format!(
+        "FAILED: scenario {} job {} seed {}",
+        o.scenario,
+        o.job.name(),
+        o.seed
+    )];
     if o.counts.lost > 0 {
         lines.push(format!(
             "  lost {} records, such as ids {:?}",
@@ -141,6 +155,7 @@ mod tests {
     fn outcome() -> Outcome {
         Outcome {
             scenario: "worker-kill".into(),
+            job: JobKind::Keyed,
             seed: 3,
             coordinators: 1,
             records_in: 100,
@@ -163,6 +178,15 @@ mod tests {
         assert!(o.passed());
         assert_eq!(o.recovery_summary(), ("2.5".into(), "4.2".into()));
         assert!(!row(&o).contains("FAIL"));
+    }
+
+    #[test]
+    fn a_table_that_hides_duplicates_shows_none_counted() {
+        let mut o = outcome();
+        o.job = JobKind::Seed001;
+        assert!(row(&o).contains(" - "), "{}", row(&o));
+        o.job = JobKind::Seed002;
+        assert!(!row(&o).contains(" - "), "{}", row(&o));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::broker::OwnBroker;
 use super::environment::{Environment, Settings};
 use super::outcome::Outcome;
 use super::scenario::{Fault, Scenario};
-use super::workload::{Counts, JobKind, Workload};
+use super::workload::{Counts, JobKind, SinkKind, Workload};
 use crate::cassandra::CassandraServer;
 use crate::process::Launcher;
 use crate::testing::{Infra, unique};
@@ -67,6 +67,7 @@ pub async fn run(config: &RunConfig) -> Outcome {
     let coordinators = config.scenario.coordinators(config.coordinators);
     let mut outcome = Outcome {
         scenario: config.scenario.name(),
+        job: config.scenario.job(config.job),
         seed: config.seed,
         coordinators,
         records_in: config.records,
@@ -122,8 +123,14 @@ async fn run_in(
     // acknowledges a write once it is on disk: with the periodic commit log
     // of the default settings, a SIGKILLed Cassandra loses writes it
     // acknowledged, which no sink can make good (seen as a lost record).
+    let kind = config.scenario.job(config.job);
     let own_cassandra = match config.scenario {
-        Scenario::One(Fault::CassandraRestart) => {
+        Scenario::One(Fault::CassandraRestart) => true,
+        Scenario::Random => kind.sink() == SinkKind::Cassandra,
+        Scenario::One(_) => false,
+    };
+    let own_cassandra = match own_cassandra {
+        true => {
             eprintln!("chaos: starting a Cassandra of the run's own");
             let launcher = Launcher::new("chaos-cassandra")?;
             let dir = config.dir.clone();
@@ -132,13 +139,12 @@ async fn run_in(
                 .await??;
             Some((server, launcher))
         }
-        _ => None,
+        false => None,
     };
     let cassandra = match &own_cassandra {
         Some((c, _)) => c.address.clone(),
         None => config.infra.cassandra.clone(),
     };
-    let kind = config.scenario.job(config.job);
     let env = env_slot.insert(
         Environment::start(Settings {
             dir: config.dir.clone(),
@@ -146,15 +152,16 @@ async fn run_in(
             coordinators,
             store: config.scenario.store(),
             s3_endpoint: config.infra.s3_endpoint.clone(),
-            sink_upstream: match kind {
-                JobKind::Cassandra => cassandra.clone(),
+            sink_upstream: match kind.sink() {
+                SinkKind::Cassandra => cassandra.clone(),
                 _ => config.infra.s3_endpoint.clone(),
             },
             heartbeat_interval: HEARTBEAT_INTERVAL,
             heartbeat_timeout: HEARTBEAT_TIMEOUT,
             worker_failpoints: config.worker_failpoints.clone(),
             first_worker_failpoints,
-            files_on_tmpfs: config.scenario == Scenario::One(Fault::WorkerDiskFull),
+            files_on_tmpfs: config.scenario == Scenario::One(Fault::WorkerDiskFull)
+                || (config.scenario == Scenario::Random && kind == JobKind::Files),
             broker: broker.clone(),
         })
         .await?,
@@ -179,14 +186,14 @@ async fn run_in(
             JobKind::Files => files.clone(),
             _ => env.sink_address(),
         },
-        read_address: match kind {
-            JobKind::Cassandra => cassandra,
-            JobKind::Files => files,
+        read_address: match kind.sink() {
+            SinkKind::Cassandra => cassandra,
+            SinkKind::Files => files,
             _ => config.infra.s3_endpoint.clone(),
         },
     };
     workload.create_topics().await?;
-    let job = submit(env, &workload.spec_json(&config.scenario.name())).await?;
+    let job = submit(env, &workload.spec_json(&config.scenario.name())?).await?;
     wait_until(
         env,
         &job,

@@ -1,7 +1,7 @@
 //! The named scenarios of the chaos program and their seedable schedules:
 //! which fault, on which process, when, and for how long.
 
-use super::workload::JobKind;
+use super::workload::{JobKind, SinkKind};
 use rand::Rng;
 use rand::rngs::SmallRng;
 use std::time::Duration;
@@ -130,7 +130,8 @@ impl Fault {
     }
 
     /// The faults a run of `coordinators` coordinators with its store on S3
-    /// can draw from at random; the sink's with the S3 job.
+    /// and the program's own broker can draw from at random, with those of
+    /// the sink `job` writes to.
     fn random_pool(coordinators: usize, job: JobKind) -> Vec<Fault> {
         let mut pool = vec![
             Self::WorkerKill,
@@ -145,10 +146,13 @@ impl Fault {
             1 => pool.push(Self::PartitionWorkerCoordinator),
             _ => pool.push(Self::PartitionCoordinatorMinority),
         }
-        match job {
-            JobKind::S3 => pool.extend([Self::SinkOutage, Self::SlowSink]),
-            JobKind::Cassandra => pool.push(Self::CassandraOutage),
-            JobKind::Remap | JobKind::Keyed | JobKind::Files => {}
+        // Every job reads from Kafka (the program's own broker).
+        pool.extend([Self::PartitionWorkerBroker, Self::KafkaRestart]);
+        match job.sink() {
+            SinkKind::Kafka => pool.push(Self::SlowKafkaSink),
+            SinkKind::S3 => pool.extend([Self::SinkOutage, Self::SlowSink]),
+            SinkKind::Cassandra => pool.extend([Self::CassandraOutage, Self::CassandraRestart]),
+            SinkKind::Files => pool.push(Self::WorkerDiskFull),
         }
         pool
     }
@@ -347,25 +351,33 @@ impl Scenario {
         }
     }
 
-    /// The job the scenario runs: `asked` (`--job`), except that the S3
-    /// sink's faults need the S3 job and Cassandra's the Cassandra job.
+    /// The job the scenario runs: `asked` (`--job`), except that a fault of
+    /// a sink needs a job writing to it: the S3 sink's faults the S3 job,
+    /// Cassandra's the Cassandra job, a slow Kafka sink the keyed job,
+    /// unless `asked` writes there too; a full disk the files job.
     pub fn job(&self, asked: JobKind) -> JobKind {
+        let writing_to = |sink: SinkKind, otherwise: JobKind| match asked.sink() == sink {
+            true => asked,
+            false => otherwise,
+        };
         match self {
-            Self::One(Fault::SinkOutage | Fault::SlowSink) => JobKind::S3,
-            Self::One(Fault::CassandraOutage | Fault::CassandraRestart) => JobKind::Cassandra,
+            Self::One(Fault::SinkOutage | Fault::SlowSink) => writing_to(SinkKind::S3, JobKind::S3),
+            Self::One(Fault::CassandraOutage | Fault::CassandraRestart) => {
+                writing_to(SinkKind::Cassandra, JobKind::Cassandra)
+            }
             Self::One(Fault::WorkerDiskFull) => JobKind::Files,
-            // The broker's faults need the Kafka sink.
-            Self::One(f) if f.needs_own_broker() => match asked {
-                JobKind::Remap | JobKind::Keyed => asked,
-                _ => JobKind::Keyed,
-            },
+            Self::One(Fault::SlowKafkaSink) => writing_to(SinkKind::Kafka, JobKind::Keyed),
             _ => asked,
         }
     }
 
     /// `true` when the scenario needs the program's own Kafka broker.
     pub fn needs_own_broker(&self) -> bool {
-        matches!(self, Self::One(f) if f.needs_own_broker())
+        match self {
+            Self::One(f) => f.needs_own_broker(),
+            // It may draw the broker's faults.
+            Self::Random => true,
+        }
     }
 
     pub fn store(&self) -> StoreKind {
@@ -430,6 +442,7 @@ impl Scenario {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+    use std::collections::BTreeSet;
 
     #[test]
     fn random_strikes_some_faults_together_one_of_a_worker_and_one_not() {
@@ -478,20 +491,66 @@ mod tests {
             Fault::SlowKafkaSink,
         ] {
             assert!(one(fault).needs_own_broker());
-            // The Kafka sink is what these faults strike.
-            assert_eq!(one(fault).job(JobKind::S3), JobKind::Keyed);
             assert_eq!(one(fault).job(JobKind::Remap), JobKind::Remap);
+            assert_eq!(one(fault).job(JobKind::Seed002), JobKind::Seed002);
         }
+        // A slow Kafka sink needs a job writing to Kafka; the broker's other
+        // faults strike the source of any job.
+        assert_eq!(one(Fault::SlowKafkaSink).job(JobKind::S3), JobKind::Keyed);
+        assert_eq!(
+            one(Fault::KafkaRestart).job(JobKind::Seed001),
+            JobKind::Seed001
+        );
         assert!(!one(Fault::CassandraOutage).needs_own_broker());
+        assert!(Scenario::Random.needs_own_broker());
         assert_eq!(
             one(Fault::CassandraRestart).job(JobKind::Keyed),
             JobKind::Cassandra
         );
         assert_eq!(
+            one(Fault::CassandraRestart).job(JobKind::Seed003),
+            JobKind::Seed003
+        );
+        assert_eq!(
+            one(Fault::SinkOutage).job(JobKind::Seed004),
+            JobKind::Seed004
+        );
+        assert_eq!(one(Fault::SinkOutage).job(JobKind::Seed000), JobKind::S3);
+        assert_eq!(
             one(Fault::WorkerDiskFull).job(JobKind::Keyed),
             JobKind::Files
         );
         assert_eq!(one(Fault::WorkerDiskFull).store(), StoreKind::Local);
+    }
+
+    #[test]
+    fn random_draws_every_fault_a_job_can_meet() {
+        let drawn = |coordinators, job| {
+            let mut rng = SmallRng::seed_from_u64(5);
+            (0..2_000)
+                .map(|_| {
+                    Scenario::Random
+                        .next(&mut rng, coordinators, job, 3, Duration::from_secs(2))
+                        .fault
+                        .name()
+                })
+                .collect::<BTreeSet<String>>()
+        };
+        let keyed = drawn(1, JobKind::Keyed);
+        for name in [
+            "partition-worker-broker",
+            "kafka-restart",
+            "slow-kafka-sink",
+            "partition-worker-coordinator",
+        ] {
+            assert!(keyed.contains(name), "{name} in {keyed:?}");
+        }
+        assert!(drawn(3, JobKind::Keyed).contains("partition-coordinator-minority"));
+        let cassandra = drawn(1, JobKind::Seed003);
+        assert!(cassandra.contains("cassandra-restart") && cassandra.contains("cassandra-outage"));
+        assert!(!cassandra.contains("slow-kafka-sink"));
+        assert!(drawn(1, JobKind::Files).contains("worker-disk-full"));
+        assert!(drawn(1, JobKind::Seed004).contains("s3-sink-outage"));
     }
 
     #[test]

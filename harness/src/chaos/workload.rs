@@ -3,6 +3,7 @@
 //! one Kafka topic to another with exactly-once delivery, and the
 //! independent reader that counts what the job made visible.
 
+use super::seeds;
 use crate::admin;
 use crate::datagen::producer;
 use std::collections::BTreeMap;
@@ -28,6 +29,77 @@ pub enum JobKind {
     /// The S3 job writing to a local directory instead (the S3 sink's
     /// `dir`), read back by reading every file under the prefix.
     Files,
+    /// Seed 000's shipped job (`deploy/jobs/user-events-to-cassandra.yaml`):
+    /// user events into Cassandra, bucketed by date, at least once; each
+    /// event's row read back with CQL.
+    #[value(name = "seed-000")]
+    Seed000,
+    /// Seed 001's shipped job (`users-created-to-cassandra.yaml`): users
+    /// into Cassandra, one row per user id.
+    #[value(name = "seed-001")]
+    Seed001,
+    /// Seed 002's shipped job (`pair-numbers-summing-to-12.yaml`): numbers
+    /// paired in keyed state when two sum to 12, into Kafka; corrupt numbers
+    /// to its dead-letter topic. Counts are of pairs and dead letters.
+    #[value(name = "seed-002")]
+    Seed002,
+    /// Seed 003's shipped job (`random-users-to-cassandra.yaml`): RandomUser
+    /// results cleaned and deduplicated on `login.uuid` into Cassandra.
+    #[value(name = "seed-003")]
+    Seed003,
+    /// Seed 004's shipped clickstream job (`clickstream-to-s3.json`):
+    /// events deduplicated into S3 files under their date and hour.
+    #[value(name = "seed-004")]
+    Seed004,
+}
+
+/// Where a job writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    Kafka,
+    S3,
+    Cassandra,
+    /// Files in a local directory (the S3 sink's `dir`).
+    Files,
+}
+
+impl JobKind {
+    /// The shipped seed jobs.
+    pub const SEEDS: [JobKind; 5] = [
+        Self::Seed000,
+        Self::Seed001,
+        Self::Seed002,
+        Self::Seed003,
+        Self::Seed004,
+    ];
+
+    /// Where the job writes.
+    pub fn sink(self) -> SinkKind {
+        match self {
+            Self::Remap | Self::Keyed | Self::Seed002 => SinkKind::Kafka,
+            Self::S3 | Self::Seed004 => SinkKind::S3,
+            Self::Cassandra | Self::Seed000 | Self::Seed001 | Self::Seed003 => SinkKind::Cassandra,
+            Self::Files => SinkKind::Files,
+        }
+    }
+
+    /// `true` for a shipped seed job.
+    pub fn is_seed(self) -> bool {
+        Self::SEEDS.contains(&self)
+    }
+
+    /// `true` when a record written twice shows in the output: not in a
+    /// Cassandra table, where the second write of a row overwrites the first.
+    pub fn shows_duplicates(self) -> bool {
+        self.sink() != SinkKind::Cassandra
+    }
+
+    /// The name `--job` takes.
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_string())
+    }
 }
 
 /// One run's records and topics: ids `0..records` go into `input`, the job
@@ -53,7 +125,7 @@ pub struct Workload {
 }
 
 /// The bucket the S3 job writes to (the local stack creates it).
-const BUCKET: &str = "sluice";
+pub(super) const BUCKET: &str = "sluice";
 
 /// What the reader found in the output, against ids `0..records`.
 #[derive(Debug, Clone, Default)]
@@ -66,9 +138,29 @@ pub struct Counts {
     /// Records whose fields are not those their id gives (or no id at all).
     pub corrupted: u64,
     /// A few ids of each kind, for the report.
-    pub lost_examples: Vec<u64>,
-    pub duplicated_examples: Vec<u64>,
+    pub lost_examples: Vec<String>,
+    pub duplicated_examples: Vec<String>,
     pub corrupted_examples: Vec<String>,
+}
+
+impl Counts {
+    /// Counts the record of `id` as lost.
+    pub fn lose(&mut self, id: String) {
+        self.lost += 1;
+        push_example(&mut self.lost_examples, id);
+    }
+
+    /// Counts `extra` copies of the record of `id`.
+    pub fn duplicate(&mut self, id: String, extra: u64) {
+        self.duplicated += extra;
+        push_example(&mut self.duplicated_examples, id);
+    }
+
+    /// Counts `record` (as read) as corrupted.
+    pub fn corrupt(&mut self, record: String) {
+        self.corrupted += 1;
+        push_example(&mut self.corrupted_examples, record);
+    }
 }
 
 /// Field `k` of record `n`: the key of the keyed job.
@@ -93,6 +185,9 @@ impl Workload {
     pub async fn create_topics(&self) -> anyhow::Result<()> {
         let partitions = i32::try_from(self.parallelism)?;
         admin::create_topic(&self.brokers, &self.input, partitions).await?;
+        if self.kind.is_seed() {
+            return seeds::create(self, partitions).await;
+        }
         match self.kind {
             JobKind::S3 | JobKind::Files => Ok(()),
             JobKind::Cassandra => {
@@ -110,14 +205,12 @@ impl Workload {
                 .await?;
                 Ok(())
             }
-            JobKind::Remap | JobKind::Keyed => {
-                admin::create_topic(&self.brokers, &self.output, partitions).await
-            }
+            _ => admin::create_topic(&self.brokers, &self.output, partitions).await,
         }
     }
 
     /// The Cassandra job's keyspace: the output's name as CQL takes it.
-    fn keyspace(&self) -> String {
+    pub(super) fn keyspace(&self) -> String {
         self.output.replace('-', "_")
     }
 
@@ -125,7 +218,14 @@ impl Workload {
     /// checkpoints every 500 ms abandoned after 10 s (a checkpoint a fault
     /// broke holds up the next one that long), restarts without a practical
     /// limit so that only a fault Sluice cannot recover from ends the job.
-    pub fn spec_json(&self, name: &str) -> String {
+    /// A seed job runs its shipped spec with this run's settings
+    /// ([`seeds::spec_json`]).
+    pub fn spec_json(&self, name: &str) -> anyhow::Result<String> {
+        let restart =
+            serde_json::json!({"max_attempts": 100000, "backoff": "200ms", "max_backoff": "2s"});
+        if self.kind.is_seed() {
+            return seeds::spec_json(self, name, restart);
+        }
         let mut transforms = vec![serde_json::json!({"remap": ".tag = \"seen\""})];
         if self.kind != JobKind::Remap {
             transforms.push(serde_json::json!({"key_by": ["k"]}));
@@ -134,17 +234,17 @@ impl Workload {
             // state of a long run.
             transforms.push(serde_json::json!({"dedup": {"fields": ["n"], "ttl": "2m"}}));
         }
-        serde_json::json!({
+        Ok(serde_json::json!({
             "name": name,
             "parallelism": self.parallelism,
             "delivery": "exactly_once",
             "checkpoint": {"interval": "500ms", "timeout": "10s"},
-            "restart": {"max_attempts": 100000, "backoff": "200ms", "max_backoff": "2s"},
+            "restart": restart,
             "source": {"kafka": {"brokers": self.job_brokers, "topic": self.input}},
             "transforms": transforms,
             "sink": self.sink(),
         })
-        .to_string()
+        .to_string())
     }
 
     fn sink(&self) -> serde_json::Value {
@@ -168,9 +268,7 @@ impl Workload {
                 "keyspace": self.keyspace(),
                 "table": "records",
             }}),
-            JobKind::Remap | JobKind::Keyed => {
-                serde_json::json!({"kafka": {"brokers": self.job_brokers, "topic": self.output}})
-            }
+            _ => serde_json::json!({"kafka": {"brokers": self.job_brokers, "topic": self.output}}),
         }
     }
 
@@ -185,10 +283,17 @@ impl Workload {
         more: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> anyhow::Result<usize> {
         let records = self.records;
-        let payloads = (0..)
-            .take_while(move |n| *n < records || more.load(std::sync::atomic::Ordering::SeqCst))
-            .map(payload);
-        producer::produce(&self.brokers, &self.input, payloads, rate, 0).await
+        let messages: Box<dyn Iterator<Item = seeds::Message> + Send> = match self.kind.is_seed() {
+            true => seeds::messages(self.kind)?,
+            false => Box::new((0..).map(|n| (None, payload(n)))),
+        };
+        let messages = messages
+            .zip(0u64..)
+            .take_while(move |(_, n)| {
+                *n < records || more.load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .map(|(m, _)| m);
+        producer::produce_keyed(&self.brokers, &self.input, messages, rate, 0).await
     }
 
     /// Sets how many records were produced: the ids the check expects.
@@ -200,6 +305,9 @@ impl Workload {
     /// against ids `0..records`: each exactly once, with the fields its id
     /// gives and the tag the job adds.
     pub async fn check(&self) -> anyhow::Result<Counts> {
+        if self.kind.is_seed() {
+            return seeds::check(self).await;
+        }
         if self.kind == JobKind::Cassandra {
             return self.check_rows().await;
         }
@@ -254,29 +362,21 @@ impl Workload {
             counts.read += 1;
             let record: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
             let Some(n) = record["n"].as_u64().filter(|n| *n < self.records) else {
-                counts.corrupted += 1;
-                push_example(&mut counts.corrupted_examples, text.to_string());
+                counts.corrupt(text.to_string());
                 continue;
             };
             let intact = record["k"].as_u64() == Some(key_of(n))
                 && record["v"].as_str() == Some(value_of(n).as_str())
                 && record["tag"] == "seen";
             if !intact {
-                counts.corrupted += 1;
-                push_example(&mut counts.corrupted_examples, text.to_string());
+                counts.corrupt(text.to_string());
             }
             *seen.entry(n).or_default() += 1;
         }
         for n in 0..self.records {
             match seen.get(&n) {
-                None => {
-                    counts.lost += 1;
-                    push_example(&mut counts.lost_examples, n);
-                }
-                Some(&c) if c > 1 => {
-                    counts.duplicated += u64::from(c - 1);
-                    push_example(&mut counts.duplicated_examples, n);
-                }
+                None => counts.lose(n.to_string()),
+                Some(&c) if c > 1 => counts.duplicate(n.to_string(), u64::from(c - 1)),
                 Some(_) => {}
             }
         }
@@ -322,10 +422,10 @@ mod tests {
         texts.push("not json".into());
         let counts = workload(6).count(texts.iter().map(String::as_str));
         assert_eq!(counts.read, 7);
-        assert_eq!(counts.lost_examples, vec![2, 5]);
+        assert_eq!(counts.lost_examples, vec!["2", "5"]);
         assert_eq!(counts.lost, 2);
         assert_eq!(counts.duplicated, 2);
-        assert_eq!(counts.duplicated_examples, vec![1]);
+        assert_eq!(counts.duplicated_examples, vec!["1"]);
         assert_eq!(counts.corrupted, 2);
     }
 
