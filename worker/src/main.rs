@@ -100,7 +100,11 @@ async fn main() -> anyhow::Result<()> {
     // Named failpoints of the checkpoint protocol, set through the FAILPOINTS
     // environment variable (for example `sink-before-commit=return`); the
     // failure-injection tests use them.
-    let _failpoints = fail::FailScenario::setup();
+    match std::env::var("FAILPOINTS") {
+        Ok(text) => arm_failpoints(&text)?,
+        Err(std::env::VarError::NotPresent) => {}
+        Err(e) => anyhow::bail!("FAILPOINTS: {e}"),
+    }
     let tls = Tls::from_flags(
         args.tls_ca.as_deref(),
         args.tls_cert.as_deref(),
@@ -197,4 +201,38 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Arms the failpoints `text` names, `NAME=ACTIONS` separated by `;` (the
+/// `fail` crate's syntax, such as `sink-before-commit=2*off->return`).
+/// Errors name the entry at fault, so that a worker given a malformed one
+/// stops with that message rather than a panic.
+fn arm_failpoints(text: &str) -> anyhow::Result<()> {
+    for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, actions) = entry
+            .split_once('=')
+            .with_context(|| format!("FAILPOINTS: `{entry}` is no NAME=ACTIONS"))?;
+        fail::cfg(name.trim(), actions.trim())
+            .map_err(|e| anyhow::anyhow!("FAILPOINTS: `{entry}`: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_failpoint_is_an_error_naming_its_entry() {
+        for (text, names) in [
+            ("nonsense", "`nonsense` is no NAME=ACTIONS"),
+            ("a-point=return; b-point=retrun", "`b-point=retrun`"),
+        ] {
+            let error = arm_failpoints(text).unwrap_err().to_string();
+            assert!(error.contains(names), "{error}");
+        }
+        arm_failpoints(" ; c-point=2*off->return ;").unwrap();
+        fail::remove("c-point");
+        fail::remove("a-point");
+    }
 }

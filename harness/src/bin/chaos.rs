@@ -99,7 +99,7 @@ where
 }
 
 /// `FAILPOINTS` as the workers read it (`NAME=ACTIONS`, `;` between), checked
-/// here: a worker refuses a malformed one by panicking at its start.
+/// here, before any worker starts: a worker stops at its start on a malformed one.
 fn parse_failpoints(text: &str) -> Result<String, String> {
     for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
         let (name, actions) = entry
