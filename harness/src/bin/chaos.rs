@@ -13,6 +13,7 @@ use sluice_harness::chaos::outcome::{self, Outcome};
 use sluice_harness::chaos::runner::{self, RunConfig};
 use sluice_harness::chaos::scenario::Scenario;
 use sluice_harness::chaos::workload::JobKind;
+use sluice_harness::cluster::ClusterOptions;
 use sluice_harness::testing::{infra, unique};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -181,6 +182,21 @@ fn rerun(cli: &Cli, o: &Outcome) -> String {
     line
 }
 
+/// Refuses a `--parallelism` the cluster's task slots cannot hold: the job
+/// would wait for slots that never come, and the run fail after a minute.
+fn check_slots(cli: &Cli) -> Result<(), String> {
+    let per_worker = ClusterOptions::default().slots as usize;
+    let slots = cli.workers * per_worker;
+    match cli.parallelism as usize <= slots {
+        true => Ok(()),
+        false => Err(format!(
+            "--parallelism {} needs {} task slots, and --workers {} have {slots} ({per_worker} each): \
+             ask for more workers or a lower parallelism",
+            cli.parallelism, cli.parallelism, cli.workers
+        )),
+    }
+}
+
 /// Resolves at SIGINT or SIGTERM.
 async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -216,6 +232,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    check_slots(&cli).map_err(anyhow::Error::msg)?;
     let infra = infra()?;
     let mut outcomes = Vec::new();
     // The program's own Kafka broker, started for the first scenario that
@@ -367,6 +384,14 @@ mod tests {
             .map_err(|e| e.to_string());
         let chosen = cli.map(|c| c.scenario.concat().len());
         assert_eq!(chosen, Ok(Scenario::all().len() + 1));
+        let cli = Cli::try_parse_from(["chaos", "--workers", "2", "--parallelism", "9"]);
+        let error = check_slots(&cli.unwrap()).unwrap_err();
+        assert!(
+            error.contains("--parallelism 9") && error.contains("--workers 2 have 8"),
+            "{error}"
+        );
+        let cli = Cli::try_parse_from(["chaos", "--workers", "2", "--parallelism", "8"]);
+        assert_eq!(check_slots(&cli.unwrap()), Ok(()));
         let error = refused(&["--job", "seed-009"]);
         assert!(
             error.contains("--job") && error.contains("seed-004"),

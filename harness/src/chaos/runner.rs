@@ -400,18 +400,32 @@ async fn wait_until(
 ) -> anyhow::Result<(JobStatus, Vec<CheckpointInfo>)> {
     let deadline = Instant::now() + within;
     let mut last_error = None;
+    let mut last_status = None;
     loop {
         match job_state(env, job).await {
             Ok((status, checkpoints)) if done(&status, &checkpoints) => {
                 return Ok((status, checkpoints));
             }
-            Ok(_) => {}
+            Ok((status, _)) => last_status = Some(status),
             Err(e) => last_error = Some(e),
         }
         if Instant::now() >= deadline {
+            // What the coordinator last said of the job, so that the
+            // report says why rather than only that time ran out.
+            let said = last_status.map_or_else(String::new, |s| {
+                let mut said = format!(" (the job was {}", s.state().as_str_name());
+                for (label, text) in [("failure", &s.failure), ("last failure", &s.last_failure)] {
+                    if !text.is_empty() {
+                        said.push_str(&format!("; {label}: {text}"));
+                    }
+                }
+                said + ")"
+            });
             match last_error {
-                Some(e) => anyhow::bail!("{what}: not within {within:?} (last error: {e:#})"),
-                None => anyhow::bail!("{what}: not within {within:?}"),
+                Some(e) => {
+                    anyhow::bail!("{what}: not within {within:?}{said} (last error: {e:#})")
+                }
+                None => anyhow::bail!("{what}: not within {within:?}{said}"),
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
