@@ -321,7 +321,12 @@ impl<S: MetaStore> ClusterService for ClusterApi<S> {
         if !self.state.workers.is_alive(&worker) {
             return Err(CoordinatorError::UnknownWorker(worker).into());
         }
+        self.state.workers.record_task(&worker, &report);
         self.record_report(&report).await;
+        if report.state().is_terminal() {
+            // The job's next attempt may have waited for this end.
+            self.state.placement.notify_one();
+        }
         Ok(Response::new(ReportTaskStateResponse {}))
     }
 }

@@ -99,16 +99,34 @@ async fn expire_workers<S: MetaStore>(state: &Shared<S>) {
     }
 }
 
+/// How long a job's next attempt waits for the tasks of its last one to
+/// report their end on workers still alive, before it is placed anyway.
+const ENDING_PATIENCE: Duration = Duration::from_secs(30);
+
 async fn schedule_waiting_jobs<S: MetaStore>(state: &Shared<S>) {
+    let now = crate::job_service::now_ms();
     let waiting: Vec<_> = state.store.read(|m| {
         m.jobs
             .values()
             .filter(|j| j.waits_for_slots())
-            .filter(|j| j.not_before_ms <= crate::job_service::now_ms())
-            .map(|j| j.id.clone())
+            .filter(|j| j.not_before_ms <= now)
+            .map(|j| (j.id.clone(), j.not_before_ms))
             .collect()
     });
-    for job in waiting {
+    for (job, not_before_ms) in waiting {
+        // A task of the job's previous attempt still stopping may have a
+        // Kafka transactional session under way on an id the next attempt
+        // takes; opened after that attempt's, it would abort its
+        // transaction. Its worker reports the end once the call returned.
+        let ending = state.workers.tasks_not_ended(job.as_str());
+        if !ending.is_empty() {
+            let waited = Duration::from_millis(u64::try_from(now - not_before_ms).unwrap_or(0));
+            if waited < ENDING_PATIENCE {
+                tracing::debug!(job = %job, tasks = ?ending, "next attempt waits for the last one's tasks to end");
+                continue;
+            }
+            tracing::warn!(job = %job, tasks = ?ending, waited_ms = waited.as_millis() as u64, "tasks of the job's last attempt have not reported their end; placing its next attempt anyway");
+        }
         let alive = state.placeable_workers();
         let placed = state.store.read(|m| {
             let free = scheduler::free_slots(m, &alive);

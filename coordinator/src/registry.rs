@@ -146,6 +146,29 @@ impl WorkerRegistry {
         true
     }
 
+    /// Records the state of one task a worker reported between heartbeats,
+    /// so that [`Self::tasks_not_ended`] sees an end at once.
+    pub fn record_task(&self, id: &WorkerId, report: &TaskReport) {
+        if let Some(w) = self.lock().workers.get_mut(id) {
+            w.reported
+                .insert(TaskId::new(report.task_id.clone()), report.clone());
+        }
+    }
+
+    /// The tasks of `job` that workers not declared lost last reported as
+    /// not ended (deploying or running): a job's next attempt waits for
+    /// them, as a task may still be stopping (see `place_waiting_jobs`).
+    pub fn tasks_not_ended(&self, job: &str) -> Vec<TaskId> {
+        self.lock()
+            .workers
+            .values()
+            .filter(|w| w.state != WorkerState::Lost)
+            .flat_map(|w| w.reported.iter())
+            .filter(|(_, t)| t.job_id == job && !t.state().is_terminal())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     pub fn is_alive(&self, id: &WorkerId) -> bool {
         self.lock()
             .workers

@@ -2,9 +2,11 @@
 
 use super::subtask::{AckParts, Acker, TaskCommand};
 use super::{Metrics, RuntimeContext, run_subtask};
+use crate::connectors::kafka::TransactionCalls;
 use crate::error::WorkerError;
 use futures::FutureExt;
 use sluice_common::TaskId;
+use sluice_common::kafka_txn::transactional_ids;
 use sluice_proto::{CheckpointAck, Fault, TaskDeployment, TaskReport, TaskState};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -139,6 +141,9 @@ impl TaskManager {
         );
         drop(tasks);
         tracing::info!(task = %id, stage = dep.stage, index = dep.index, "deploying subtask");
+        // The transactional ids an exactly-once Kafka sink of this subtask
+        // would use: its end is reported once no call on them is under way.
+        let transactional_ids = transactional_ids(&dep.job_uid, dep.stage, dep.index).to_vec();
         let ctx = self.ctx.clone();
         let changes = self.outbound.clone();
         let job_id = dep.job_id.clone();
@@ -232,6 +237,10 @@ impl TaskManager {
                 },
                 _ = cancel_rx => Ok(TaskState::Cancelled),
             };
+            // The coordinator places the job's next attempt once this one's
+            // tasks ended: a session this subtask was still opening must not
+            // reach the broker after that attempt's (see TransactionCalls).
+            TransactionCalls::settled(&transactional_ids).await;
             match outcome {
                 Ok(state) => report(
                     state,

@@ -4,6 +4,7 @@ mod detached_drop;
 mod lag;
 mod sink;
 mod source;
+mod transaction_calls;
 mod transactional_sink;
 
 pub use dead_letter::DeadLetterWriter;
@@ -11,6 +12,7 @@ use detached_drop::DetachedDrop;
 pub use lag::{PartitionOffsets, PartitionState};
 pub use sink::KafkaSink;
 pub use source::{KafkaSource, OutOfRange, Polled, RawMessage};
+pub use transaction_calls::TransactionCalls;
 pub use transactional_sink::TransactionalKafkaSink;
 
 use crate::error::WorkerError;

@@ -24,6 +24,7 @@
 //! sessions the checkpoint recorded, before anything else touches those ids.
 
 use super::deliveries::{self, Deliveries, SinkProducer};
+use super::transaction_calls::TransactionCalls;
 use super::{client_config, kafka_err, topic_limits, with_limit};
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Record};
@@ -41,6 +42,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest one call opening a producer session waits, so that a stop
+/// is seen soon (see [`init_unless_cancelled`]).
+const INIT_STEP: Duration = Duration::from_millis(250);
 
 /// The producer session holding a transaction flushed at its barrier, read
 /// from the broker while records flow on, shared by the checkpoints whose
@@ -185,12 +190,14 @@ impl TransactionalKafkaSink {
         let ready = producers.iter().zip(&ids).map(|(producer, id)| {
             let p = Arc::clone(producer);
             let flag = cancelled.clone();
+            let call_id = id.clone();
             async move {
+                // A session an earlier attempt was opening here, abandoned,
+                // must not reach the broker after this one.
+                TransactionCalls::settled(std::slice::from_ref(&call_id)).await;
                 blocking(move || {
-                    if flag.load(Ordering::SeqCst) {
-                        return Err(rdkafka::error::KafkaError::Canceled);
-                    }
-                    p.init_transactions(CALL_TIMEOUT)
+                    let _call = TransactionCalls::begin(&call_id);
+                    init_unless_cancelled(&p, &flag)
                 })
                 .await
                 .map_err(kafka_err(
@@ -613,6 +620,35 @@ impl Drop for CancelOnDrop {
 }
 
 /// Runs a blocking librdkafka call off the async threads.
+/// Opens `producer`'s session on its transactional id, aborting what the
+/// id had open, in calls of [`INIT_STEP`] at most until [`CALL_TIMEOUT`]:
+/// between them it looks whether the subtask was stopped, and then opens
+/// nothing. One long call would go on after the stop and could abort a
+/// transaction of the job's next attempt on the same id.
+fn init_unless_cancelled(
+    producer: &SinkProducer,
+    cancelled: &AtomicBool,
+) -> rdkafka::error::KafkaResult<()> {
+    let deadline = std::time::Instant::now() + CALL_TIMEOUT;
+    loop {
+        // A slow transaction coordinator, for the tests of a stop during it.
+        fail::fail_point!("sink-before-init-transactions", |_| Err(
+            rdkafka::error::KafkaError::Canceled
+        ));
+        if cancelled.load(Ordering::SeqCst) {
+            return Err(rdkafka::error::KafkaError::Canceled);
+        }
+        match producer.init_transactions(INIT_STEP) {
+            Err(rdkafka::error::KafkaError::Transaction(e))
+                if e.is_retriable() && std::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(error = %e, "opening the producer session goes on");
+            }
+            done => return done,
+        }
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> rdkafka::error::KafkaResult<T> + Send + 'static,
 ) -> rdkafka::error::KafkaResult<T> {
