@@ -267,6 +267,49 @@ mod tests {
         )
     }
 
+    fn task(job: &str, id: &str, state: sluice_proto::TaskState) -> TaskReport {
+        TaskReport {
+            job_id: job.into(),
+            task_id: id.into(),
+            state: state as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_task_counts_as_not_ended_until_its_worker_reports_the_end_or_is_lost() {
+        use sluice_proto::TaskState;
+        let registry = WorkerRegistry::default();
+        let a = register(&registry, "10.0.0.1:7500", 41, None).unwrap();
+        let b = register(&registry, "10.0.0.2:7500", 42, None).unwrap();
+        registry.heartbeat(&a, &[task("job-1", "job-1/s0/0@0", TaskState::Running)]);
+        registry.heartbeat(
+            &b,
+            &[
+                task("job-1", "job-1/s0/1@0", TaskState::Deploying),
+                task("job-2", "job-2/s0/0@0", TaskState::Running),
+            ],
+        );
+        let mut ending = registry.tasks_not_ended("job-1");
+        ending.sort();
+        assert_eq!(
+            ending,
+            vec![TaskId::new("job-1/s0/0@0"), TaskId::new("job-1/s0/1@0")]
+        );
+        // An end reported between heartbeats counts at once.
+        registry.record_task(&a, &task("job-1", "job-1/s0/0@0", TaskState::Cancelled));
+        assert_eq!(
+            registry.tasks_not_ended("job-1"),
+            vec![TaskId::new("job-1/s0/1@0")]
+        );
+        // A lost worker's tasks are not waited for.
+        std::thread::sleep(Duration::from_millis(5));
+        registry.heartbeat(&a, &[]);
+        let lost = registry.expire(Duration::from_millis(1));
+        assert!(lost.iter().any(|(w, _)| *w == b), "{lost:?}");
+        assert!(registry.tasks_not_ended("job-1").is_empty());
+    }
+
     #[test]
     fn a_second_worker_advertising_a_live_workers_exchange_address_is_refused() {
         let registry = WorkerRegistry::default();
