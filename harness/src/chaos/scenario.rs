@@ -138,10 +138,13 @@ impl Fault {
             Self::LeaderKill,
             Self::WorkerPause,
             Self::LeaderPause,
-            Self::PartitionWorkerWorker,
             Self::StoreOutage,
             Self::SlowStore,
         ];
+        // A cut into the exchange strikes nothing a job of one stage uses.
+        if job.exchanges() {
+            pool.push(Self::PartitionWorkerWorker);
+        }
         match coordinators {
             1 => pool.push(Self::PartitionWorkerCoordinator),
             _ => pool.push(Self::PartitionCoordinatorMinority),
@@ -297,7 +300,7 @@ impl Scenario {
                 "cut one coordinator of 3 (the leader or a follower) off from the others, then heal"
             }
             Self::One(Fault::PartitionWorkerWorker) => {
-                "cut the links into a worker's data exchange (keyed job), then heal"
+                "cut the links into a worker's data exchange (a job with key_by, else the keyed job), then heal"
             }
             Self::One(Fault::StoreOutage) => {
                 "make the checkpoint store (S3 on MinIO) unreachable, then reachable again"
@@ -354,7 +357,8 @@ impl Scenario {
     /// The job the scenario runs: `asked` (`--job`), except that a fault of
     /// a sink needs a job writing to it: the S3 sink's faults the S3 job,
     /// Cassandra's the Cassandra job, a slow Kafka sink the keyed job,
-    /// unless `asked` writes there too; a full disk the files job.
+    /// unless `asked` writes there too; a full disk the files job; a cut
+    /// into the exchange the keyed job unless `asked` has a `key_by`.
     pub fn job(&self, asked: JobKind) -> JobKind {
         let writing_to = |sink: SinkKind, otherwise: JobKind| match asked.sink() == sink {
             true => asked,
@@ -366,6 +370,9 @@ impl Scenario {
                 writing_to(SinkKind::Cassandra, JobKind::Cassandra)
             }
             Self::One(Fault::WorkerDiskFull) => JobKind::Files,
+            // A job of one stage sends nothing over the exchange: the cut
+            // would strike nothing and the run pass without a fault.
+            Self::One(Fault::PartitionWorkerWorker) if !asked.exchanges() => JobKind::Keyed,
             Self::One(Fault::SlowKafkaSink) => writing_to(SinkKind::Kafka, JobKind::Keyed),
             _ => asked,
         }
@@ -521,6 +528,27 @@ mod tests {
             JobKind::Files
         );
         assert_eq!(one(Fault::WorkerDiskFull).store(), StoreKind::Local);
+    }
+
+    #[test]
+    fn a_cut_into_the_exchange_runs_a_job_that_uses_it() {
+        let cut = Scenario::One(Fault::PartitionWorkerWorker);
+        assert_eq!(cut.job(JobKind::Seed001), JobKind::Keyed);
+        assert_eq!(cut.job(JobKind::Remap), JobKind::Keyed);
+        assert_eq!(cut.job(JobKind::Seed002), JobKind::Seed002);
+        assert_eq!(cut.job(JobKind::Seed003), JobKind::Seed003);
+        let drawn = |job| {
+            let mut rng = SmallRng::seed_from_u64(5);
+            (0..2_000).any(|_| {
+                Scenario::Random
+                    .next(&mut rng, 1, job, 3, Duration::from_secs(2))
+                    .fault
+                    == Fault::PartitionWorkerWorker
+            })
+        };
+        assert!(!drawn(JobKind::Seed001));
+        assert!(!drawn(JobKind::Remap));
+        assert!(drawn(JobKind::Seed004));
     }
 
     #[test]

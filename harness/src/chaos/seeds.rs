@@ -465,6 +465,18 @@ mod tests {
     }
 
     #[test]
+    fn a_seed_job_exchanges_records_when_its_shipped_spec_keys_them() {
+        for kind in JobKind::SEEDS {
+            let spec: Value =
+                serde_json::from_str(&spec_json(&workload(kind), "s", json!({})).unwrap()).unwrap();
+            let keyed = spec["transforms"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t.get("key_by").is_some()));
+            assert_eq!(kind.exchanges(), keyed, "{kind:?}");
+        }
+    }
+
+    #[test]
     fn the_tally_finds_lost_duplicated_and_changed_records() {
         let rec = |id: &str, v: u32| json!({"id": id, "v": v});
         let expected = vec![rec("a", 1), rec("b", 2), rec("c", 3), rec("d", 4)];

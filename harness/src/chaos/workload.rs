@@ -83,6 +83,13 @@ impl JobKind {
         }
     }
 
+    /// `true` when records cross between workers: the job has a `key_by`,
+    /// so its stages are joined by the data exchange a worker-worker cut
+    /// strikes. `remap` and seed 001 run as one stage.
+    pub fn exchanges(self) -> bool {
+        !matches!(self, Self::Remap | Self::Seed001)
+    }
+
     /// `true` for a shipped seed job.
     pub fn is_seed(self) -> bool {
         Self::SEEDS.contains(&self)
