@@ -110,22 +110,28 @@ async fn schedule_waiting_jobs<S: MetaStore>(state: &Shared<S>) {
             .values()
             .filter(|j| j.waits_for_slots())
             .filter(|j| j.not_before_ms <= now)
-            .map(|j| (j.id.clone(), j.not_before_ms))
+            .map(|j| (j.id.clone(), j.not_before_ms, j.attempt))
             .collect()
     });
-    for (job, not_before_ms) in waiting {
+    for (job, not_before_ms, attempt) in waiting {
         // A task of the job's previous attempt still stopping may have a
         // Kafka transactional session under way on an id the next attempt
         // takes; opened after that attempt's, it would abort its
         // transaction. Its worker reports the end once the call returned.
         let ending = state.workers.tasks_not_ended(job.as_str());
-        if !ending.is_empty() {
+        // A worker that registered (after a coordinator failover, say) and
+        // has not heartbeated yet may be ending such a task unseen.
+        let unheard = match attempt {
+            0 => Vec::new(),
+            _ => state.workers.workers_not_heard(),
+        };
+        if !ending.is_empty() || !unheard.is_empty() {
             let waited = Duration::from_millis(u64::try_from(now - not_before_ms).unwrap_or(0));
             if waited < ENDING_PATIENCE {
-                tracing::debug!(job = %job, tasks = ?ending, "next attempt waits for the last one's tasks to end");
+                tracing::debug!(job = %job, tasks = ?ending, workers_not_heard = ?unheard, "next attempt waits for the last one's tasks to end");
                 continue;
             }
-            tracing::warn!(job = %job, tasks = ?ending, waited_ms = waited.as_millis() as u64, "tasks of the job's last attempt have not reported their end; placing its next attempt anyway");
+            tracing::warn!(job = %job, tasks = ?ending, workers_not_heard = ?unheard, waited_ms = waited.as_millis() as u64, "tasks of the job's last attempt have not reported their end; placing its next attempt anyway");
         }
         let alive = state.placeable_workers();
         let placed = state.store.read(|m| {

@@ -22,6 +22,10 @@ pub struct WorkerEntry {
     pub suspected_at: Option<Instant>,
     /// Tasks the worker said it runs, with their metrics.
     pub reported: BTreeMap<TaskId, TaskReport>,
+    /// `false` from its registration until its first heartbeat, while what
+    /// it runs is not known: after a coordinator failover it may still be
+    /// ending tasks of a job's last attempt.
+    pub heard: bool,
 }
 
 /// What a worker offers as it registers.
@@ -116,6 +120,7 @@ impl WorkerRegistry {
                 state: WorkerState::Alive,
                 suspected_at: None,
                 reported: BTreeMap::new(),
+                heard: false,
             },
         );
         Ok(id)
@@ -134,6 +139,7 @@ impl WorkerRegistry {
             return false;
         }
         w.last_heartbeat = Instant::now();
+        w.heard = true;
         w.reported = tasks
             .iter()
             .map(|t| (TaskId::new(t.task_id.clone()), t.clone()))
@@ -166,6 +172,19 @@ impl WorkerRegistry {
             .flat_map(|w| w.reported.iter())
             .filter(|(_, t)| t.job_id == job && !t.state().is_terminal())
             .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Workers not declared lost that have not heartbeated since they
+    /// registered: whether they still run tasks of a job's last attempt is
+    /// not known yet, so its next attempt waits for them as for
+    /// [`Self::tasks_not_ended`] (one heartbeat interval).
+    pub fn workers_not_heard(&self) -> Vec<WorkerId> {
+        self.lock()
+            .workers
+            .values()
+            .filter(|w| w.state != WorkerState::Lost && !w.heard)
+            .map(|w| w.id.clone())
             .collect()
     }
 
@@ -308,6 +327,32 @@ mod tests {
         let lost = registry.expire(Duration::from_millis(1));
         assert!(lost.iter().any(|(w, _)| *w == b), "{lost:?}");
         assert!(registry.tasks_not_ended("job-1").is_empty());
+    }
+
+    #[test]
+    fn a_worker_is_not_heard_from_its_registration_until_its_first_heartbeat() {
+        use sluice_proto::TaskState;
+        // A new leader knows nothing of the tasks a worker still ends until
+        // it heartbeats: registering says nothing of them.
+        let registry = WorkerRegistry::default();
+        let a = register(&registry, "10.0.0.1:7500", 41, None).unwrap();
+        let b = register(&registry, "10.0.0.2:7500", 42, None).unwrap();
+        let mut unheard = registry.workers_not_heard();
+        unheard.sort();
+        assert_eq!(unheard, vec![a.clone(), b.clone()]);
+        assert!(registry.tasks_not_ended("job-1").is_empty());
+        registry.heartbeat(&a, &[task("job-1", "job-1/s0/0@0", TaskState::Running)]);
+        assert_eq!(registry.workers_not_heard(), vec![b.clone()]);
+        assert_eq!(
+            registry.tasks_not_ended("job-1"),
+            vec![TaskId::new("job-1/s0/0@0")]
+        );
+        registry.heartbeat(&b, &[]);
+        assert!(registry.workers_not_heard().is_empty());
+        // A worker registering again with its id is not heard until it
+        // heartbeats again.
+        register(&registry, "10.0.0.2:7500", 42, Some(b.clone())).unwrap();
+        assert_eq!(registry.workers_not_heard(), vec![b]);
     }
 
     #[test]
