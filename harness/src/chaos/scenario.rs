@@ -285,7 +285,7 @@ impl Scenario {
         match self {
             Self::One(Fault::WorkerKill) => "SIGKILL a worker, start a new one in its place",
             Self::One(Fault::LeaderKill) => {
-                "SIGKILL the leading coordinator (of 3), start it again"
+                "SIGKILL the leading coordinator (of 3 unless --coordinators 1), start it again"
             }
             Self::One(Fault::WorkerPause) => {
                 "SIGSTOP a worker past the heartbeat timeout, then SIGCONT (zombie)"
@@ -336,7 +336,7 @@ impl Scenario {
             Self::One(Fault::Failpoint(_)) => {
                 "a worker aborts at this step of a checkpoint (failpoint); a new one takes over"
             }
-            Self::Random => "faults drawn at random for --duration (the soak)",
+            Self::Random => "faults drawn at random, for --duration (the soak) or --faults of them",
         }
     }
 

@@ -196,8 +196,16 @@ impl TransactionalKafkaSink {
                 // must not reach the broker after this one.
                 TransactionCalls::settled(std::slice::from_ref(&call_id)).await;
                 blocking(move || {
-                    let _call = TransactionCalls::begin(&call_id);
-                    init_unless_cancelled(&p, &flag)
+                    let call = TransactionCalls::begin(&call_id);
+                    let opened = init_unless_cancelled(&p, &flag);
+                    if opened.is_err() && flag.load(Ordering::SeqCst) {
+                        // librdkafka goes on opening the session in the
+                        // background after a call timed out: the call counts
+                        // as under way until the producer is destroyed.
+                        destroy_when_last(p);
+                    }
+                    drop(call);
+                    opened
                 })
                 .await
                 .map_err(kafka_err(
@@ -647,6 +655,16 @@ fn init_unless_cancelled(
             done => return done,
         }
     }
+}
+
+/// Waits (blocking, [`CALL_TIMEOUT`] at most) until `producer` is its last
+/// holder, the stopped start having dropped its own, then destroys it here.
+fn destroy_when_last(producer: Arc<SinkProducer>) {
+    let deadline = std::time::Instant::now() + CALL_TIMEOUT;
+    while Arc::strong_count(&producer) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(producer);
 }
 
 async fn blocking<T: Send + 'static>(
