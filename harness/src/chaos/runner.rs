@@ -124,23 +124,22 @@ async fn run_in(
     // of the default settings, a SIGKILLed Cassandra loses writes it
     // acknowledged, which no sink can make good (seen as a lost record).
     let kind = config.scenario.job(config.job);
-    let own_cassandra = match config.scenario {
-        Scenario::One(Fault::CassandraRestart) => true,
-        Scenario::Random => kind.sink() == SinkKind::Cassandra,
-        Scenario::One(_) => false,
-    };
-    let own_cassandra = match own_cassandra {
-        true => {
-            eprintln!("chaos: starting a Cassandra of the run's own");
-            let launcher = Launcher::new("chaos-cassandra")?;
-            let dir = config.dir.clone();
-            let server = launcher
-                .run(move || CassandraServer::start_with(&dir, true))
-                .await??;
-            Some((server, launcher))
-        }
-        false => None,
-    };
+    let own_cassandra =
+        match config
+            .scenario
+            .may_strike(Fault::CassandraRestart, coordinators, kind)
+        {
+            true => {
+                eprintln!("chaos: starting a Cassandra of the run's own");
+                let launcher = Launcher::new("chaos-cassandra")?;
+                let dir = config.dir.clone();
+                let server = launcher
+                    .run(move || CassandraServer::start_with(&dir, true))
+                    .await??;
+                Some((server, launcher))
+            }
+            false => None,
+        };
     let cassandra = match &own_cassandra {
         Some((c, _)) => c.address.clone(),
         None => config.infra.cassandra.clone(),
@@ -160,8 +159,9 @@ async fn run_in(
             heartbeat_timeout: HEARTBEAT_TIMEOUT,
             worker_failpoints: config.worker_failpoints.clone(),
             first_worker_failpoints,
-            files_on_tmpfs: config.scenario == Scenario::One(Fault::WorkerDiskFull)
-                || (config.scenario == Scenario::Random && kind == JobKind::Files),
+            files_on_tmpfs: config
+                .scenario
+                .may_strike(Fault::WorkerDiskFull, coordinators, kind),
             broker: broker.clone(),
         })
         .await?,

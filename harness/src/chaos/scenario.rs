@@ -378,6 +378,16 @@ impl Scenario {
         }
     }
 
+    /// Whether a run of this scenario with `coordinators` coordinators and
+    /// `job` may strike `fault`: what the run prepares for it (a Cassandra
+    /// of its own, a tmpfs under the file sink).
+    pub fn may_strike(&self, fault: Fault, coordinators: usize, job: JobKind) -> bool {
+        match self {
+            Self::One(f) => *f == fault,
+            Self::Random => Fault::random_pool(coordinators, job).contains(&fault),
+        }
+    }
+
     /// `true` when the scenario needs the program's own Kafka broker.
     pub fn needs_own_broker(&self) -> bool {
         match self {

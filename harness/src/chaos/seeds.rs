@@ -134,7 +134,7 @@ pub fn spec_json(w: &Workload, name: &str, restart: Value) -> anyhow::Result<Str
 /// `login.uuid`, so that the repeats of one keep their order.
 pub fn messages(kind: JobKind) -> anyhow::Result<Box<dyn Iterator<Item = Message> + Send>> {
     Ok(match kind {
-        JobKind::Seed000 => Box::new(UserEvents::new(SEED, 200, None).map(|g| (None, g.payload))),
+        JobKind::Seed000 => Box::new(user_events().map(|g| (None, g.payload))),
         JobKind::Seed001 => Box::new(CreatedUsers::new(SEED).map(|u| (None, u.to_string()))),
         JobKind::Seed002 => Box::new(Numbers::new(SEED, TOTAL, Some(40)).map(|n| (None, n))),
         JobKind::Seed003 => Box::new(RandomUsers::new(SEED, 10, 13).map(|u| {
@@ -149,22 +149,28 @@ pub fn messages(kind: JobKind) -> anyhow::Result<Box<dyn Iterator<Item = Message
     })
 }
 
+/// Seed 000's events: 200 users, none malformed.
+fn user_events() -> UserEvents {
+    UserEvents::new(SEED, 200, None)
+}
+
 /// Reads the seed job's output back and checks it against the first
 /// `w.records` generated records.
 pub async fn check(w: &Workload) -> anyhow::Result<Counts> {
     let records = usize::try_from(w.records)?;
-    let input: Vec<Message> = messages(w.kind)?.take(records).collect();
+    let input =
+        || -> anyhow::Result<Vec<Message>> { Ok(messages(w.kind)?.take(records).collect()) };
     match w.kind {
         JobKind::Seed000 => check_user_events(w, records).await,
         JobKind::Seed001 => {
-            let expected = input.iter().map(|(_, p)| created_user_row(p)).collect();
+            let expected = input()?.iter().map(|(_, p)| created_user_row(p)).collect();
             let rows = select_json(w, "created_users").await?;
             Ok(tally(expected, rows, "id"))
         }
         JobKind::Seed002 => check_pairs(w, records).await,
         JobKind::Seed003 => {
             let mut first: BTreeMap<String, Value> = BTreeMap::new();
-            for (uuid, payload) in &input {
+            for (uuid, payload) in &input()? {
                 if let Some(uuid) = uuid
                     && !first.contains_key(uuid)
                 {
@@ -175,7 +181,7 @@ pub async fn check(w: &Workload) -> anyhow::Result<Counts> {
             Ok(tally(first.into_values().collect(), rows, "user_id"))
         }
         JobKind::Seed004 => {
-            let expected = input
+            let expected = input()?
                 .iter()
                 .map(|(_, p)| serde_json::from_str(p))
                 .collect::<Result<Vec<Value>, _>>()?;
@@ -237,7 +243,7 @@ async fn select_json(w: &Workload, table: &str) -> anyhow::Result<Vec<Value>> {
 /// bucket, with its time, type, id and metadata.
 async fn check_user_events(w: &Workload, records: usize) -> anyhow::Result<Counts> {
     use scylla::value::{CqlDate, CqlTimestamp};
-    let expected = UserEvents::new(SEED, 200, None)
+    let expected = user_events()
         .take(records)
         .filter_map(|g| g.event)
         .map(|e| {

@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
 use tokio::sync::Notify;
 
 /// The calls under way in this process, by transactional id.
@@ -63,13 +62,13 @@ impl TransactionCalls {
     pub async fn settled(ids: &[String]) {
         let calls = &*CALLS;
         loop {
+            // Created before the check, it hears an end that comes between
+            // the check and the wait.
             let ended = calls.ended.notified();
             if !ids.iter().any(|id| calls.lock().contains_key(id)) {
                 return;
             }
-            // The notification may come between the check and the wait;
-            // the timeout looks again.
-            let _ = tokio::time::timeout(Duration::from_millis(100), ended).await;
+            ended.await;
         }
     }
 }
@@ -77,6 +76,7 @@ impl TransactionCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn settled_waits_for_the_calls_on_the_ids_it_is_given() {

@@ -627,7 +627,6 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Runs a blocking librdkafka call off the async threads.
 /// Opens `producer`'s session on its transactional id, aborting what the
 /// id had open, in calls of [`INIT_STEP`] at most until [`CALL_TIMEOUT`]:
 /// between them it looks whether the subtask was stopped, and then opens
@@ -667,6 +666,7 @@ fn destroy_when_last(producer: Arc<SinkProducer>) {
     drop(producer);
 }
 
+/// Runs a blocking librdkafka call off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> rdkafka::error::KafkaResult<T> + Send + 'static,
 ) -> rdkafka::error::KafkaResult<T> {
