@@ -124,6 +124,29 @@ impl CheckpointStore {
         Ok(bytes.to_vec())
     }
 
+    /// The keys stored under `prefix` (a key's leading `/`-separated
+    /// parts), in no particular order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        use futures::TryStreamExt;
+        let metas: Vec<object_store::ObjectMeta> = self
+            .inner
+            .list(Some(&self.path(prefix)))
+            .try_collect()
+            .await
+            .map_err(|e| self.io_err("listing", prefix, e))?;
+        Ok(metas
+            .iter()
+            .filter_map(|m| {
+                let parts: Vec<String> = m
+                    .location
+                    .prefix_match(&self.root)?
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                Some(parts.join("/"))
+            })
+            .collect())
+    }
+
     /// Deletes `key`; one already gone is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self.inner.delete(&self.path(key)).await {
@@ -149,6 +172,15 @@ mod tests {
             store.get("job/chk-1-a0/s1-0.json").await.expect("get"),
             b"{}"
         );
+        store
+            .put("other/chk-1-a0/s1-0.json", b"{}".to_vec())
+            .await
+            .expect("put");
+        assert_eq!(
+            store.list("job").await.expect("list"),
+            vec!["job/chk-1-a0/s1-0.json".to_string()]
+        );
+        assert!(store.list("none").await.expect("list").is_empty());
         store
             .delete("job/chk-1-a0/s1-0.json")
             .await

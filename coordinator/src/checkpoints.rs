@@ -457,6 +457,12 @@ pub async fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         sp.answer(&recorded.ok_or_else(|| "savepoint was not recorded".to_string()));
     }
     delete_dropped(state, retained_before, &job);
+    if let Some(uid) = state
+        .store
+        .read(|m| m.jobs.get(&job).map(|j| j.uid.clone()))
+    {
+        crate::snapshot_gc::delete_abandoned(state, &uid, p.attempt, p.id);
+    }
     let done = CheckpointDone {
         job_id: job.to_string(),
         attempt: p.attempt,
@@ -487,37 +493,7 @@ fn retained_checkpoints<S: MetaStore>(state: &Shared<S>, job: &JobId) -> Vec<Com
 /// Deletes from the checkpoint store the snapshots of checkpoints no longer
 /// retained.
 fn delete_dropped<S: MetaStore>(state: &Shared<S>, before: Vec<CompletedCheckpoint>, job: &JobId) {
-    delete_unreferenced(state, &before, job.as_str());
-}
-
-/// Deletes from the checkpoint store the objects of `dropped` that no
-/// savepoint and no retained checkpoint of any job (one started from a
-/// savepoint shares its objects) refers to any more. In the background: the
-/// store may be remote and slow. `owner` names the job or savepoint in logs.
-pub fn delete_unreferenced<S: MetaStore>(
-    state: &Shared<S>,
-    dropped: &[CompletedCheckpoint],
-    owner: &str,
-) {
-    let kept = state.store.read(|m| m.referenced_state_keys());
-    let doomed: BTreeSet<String> = dropped
-        .iter()
-        .flat_map(|c| c.state_keys())
-        .filter(|k| !kept.contains(*k))
-        .map(str::to_string)
-        .collect();
-    if doomed.is_empty() {
-        return;
-    }
-    let store = state.checkpoint_store.clone();
-    let owner = owner.to_string();
-    tokio::spawn(async move {
-        for key in doomed {
-            if let Err(e) = store.delete(&key).await {
-                tracing::warn!(owner = %owner, key = %key, error = %e, "snapshot no longer referenced not deleted");
-            }
-        }
-    });
+    crate::snapshot_gc::delete_unreferenced(state, &before, job.as_str());
 }
 
 /// Sends one command to each of `workers`; `true` when every one was queued.

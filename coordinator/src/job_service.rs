@@ -4,7 +4,7 @@ use crate::error::CoordinatorError;
 use crate::meta::{Applied, Command, MetaStore, Savepoint};
 use crate::raft::membership;
 use crate::state::Shared;
-use crate::{cassandra_meta, checkpoints, kafka_meta, submit_checks};
+use crate::{cassandra_meta, kafka_meta, submit_checks};
 use sluice_common::spec::{self, MAX_PARALLELISM, SourceSpec, StartFrom};
 use sluice_common::{JobId, JobSpec, SpecProblem};
 use sluice_proto::job_service_server::JobService;
@@ -482,7 +482,7 @@ impl<S: MetaStore> JobApi<S> {
         if applied != Applied::Done {
             return Err(unknown());
         }
-        checkpoints::delete_unreferenced(
+        crate::snapshot_gc::delete_unreferenced(
             &self.state,
             std::slice::from_ref(&savepoint.checkpoint),
             id,

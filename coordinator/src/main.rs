@@ -18,6 +18,7 @@ mod raft;
 mod raft_service;
 mod registry;
 mod scheduler;
+mod snapshot_gc;
 mod state;
 mod stopped_lag;
 mod submit_checks;

@@ -337,3 +337,17 @@ pub async fn count_numbers(
     let duplicated = seen.values().map(|c| c - 1).sum();
     Ok((seen, lost, duplicated))
 }
+
+/// Every file under `dir`, at any depth; none when `dir` is missing.
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use sluice_harness::admin::{self, RawRecord};
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::testing::{
-    infra, jobctl, jobctl_json, latest_checkpoint, submit, test_dir, unique, wait_for,
+    files_under, infra, jobctl, jobctl_json, latest_checkpoint, submit, test_dir, unique, wait_for,
 };
 use std::time::Duration;
 
@@ -246,7 +246,7 @@ sink: {{ s3: {{ dir: "{files}", prefix: out, batch_interval: 200ms }} }}
     })
     .await?;
     let mut lines = Vec::new();
-    for dir in walk(&files.join("out")) {
+    for dir in files_under(&files.join("out")) {
         lines.extend(std::fs::read_to_string(dir)?.lines().map(String::from));
     }
     lines.sort();
@@ -260,17 +260,4 @@ sink: {{ s3: {{ dir: "{files}", prefix: out, batch_interval: 200ms }} }}
         ]
     );
     running_without_restarts(&c, &job)
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

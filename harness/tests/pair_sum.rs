@@ -8,7 +8,7 @@ use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::numbers::{Numbers, expected_pairs, valid};
 use sluice_harness::datagen::producer;
 use sluice_harness::testing::{
-    Infra, infra, jobctl, jobctl_json, latest_checkpoint, submit, test_dir, unique,
+    Infra, files_under, infra, jobctl, jobctl_json, latest_checkpoint, submit, test_dir, unique,
     wait_checkpointed, wait_for, wait_running,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,9 +61,22 @@ fn submit_shipped(
     )
 }
 
-async fn produce(t: &Topics, seed: u64, count: usize, rate: Option<u64>) -> anyhow::Result<()> {
-    let numbers = Numbers::new(seed, TOTAL, Some(40)).take(count);
-    producer::produce(&infra()?.kafka, &t.input, numbers, rate, 0).await?;
+/// Produces `count` of seed 002's numbers, random ones (some left without
+/// a partner), or with `paired` every one with a partner when `count` is
+/// a whole number of blocks: then a pair must be found for every valid
+/// input, and an input lost anywhere shows.
+async fn produce(
+    t: &Topics,
+    seed: u64,
+    count: usize,
+    rate: Option<u64>,
+    paired: bool,
+) -> anyhow::Result<()> {
+    let numbers = match paired {
+        true => Numbers::paired(seed, TOTAL, 40),
+        false => Numbers::new(seed, TOTAL, Some(40)),
+    };
+    producer::produce(&infra()?.kafka, &t.input, numbers.take(count), rate, 0).await?;
     Ok(())
 }
 
@@ -205,7 +218,7 @@ async fn unmatched_numbers_survive_a_killed_worker() -> anyhow::Result<()> {
             output: t.output.clone(),
             dlq: t.dlq.clone(),
         };
-        tokio::spawn(async move { produce(&t, 7, records, Some(5_000)).await })
+        tokio::spawn(async move { produce(&t, 7, records, Some(5_000), true).await })
     };
     let first = wait_for("a checkpoint", Duration::from_secs(60), || {
         let c = &c;
@@ -250,7 +263,7 @@ async fn unmatched_numbers_survive_a_killed_worker() -> anyhow::Result<()> {
         .collect();
     assert!(!held.is_empty());
     let unheld = |store: &std::path::Path| -> Vec<std::path::PathBuf> {
-        walk(store)
+        files_under(store)
             .into_iter()
             .filter(|p| !held.contains(p))
             .collect()
@@ -261,7 +274,7 @@ async fn unmatched_numbers_survive_a_killed_worker() -> anyhow::Result<()> {
         || {
             let (store, held) = (&store, &held);
             async move {
-                let snapshots: BTreeSet<_> = walk(store).into_iter().collect();
+                let snapshots: BTreeSet<_> = files_under(store).into_iter().collect();
                 Ok((snapshots.difference(held).next().is_none()).then_some(snapshots))
             }
         },
@@ -285,19 +298,6 @@ async fn unmatched_numbers_survive_a_killed_worker() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_with_savepoint_at_2_resume_at_3_rescale_to_1() -> anyhow::Result<()> {
     let infra = infra()?;
@@ -309,7 +309,7 @@ async fn stop_with_savepoint_at_2_resume_at_3_rescale_to_1() -> anyhow::Result<(
 
     let first_job = submit_shipped(&c, &dir, &infra, &t, 2)?;
     wait_running(&c, &first_job).await?;
-    produce(&t, 11, batch, None).await?;
+    produce(&t, 11, batch, None, false).await?;
     wait_checkpointed(&c, &first_job, batch as u64).await?;
     let stopped = jobctl_json(&c, &["stop", &first_job, "--savepoint"])?;
     let savepoint = stopped["savepoint_id"]
@@ -330,7 +330,7 @@ async fn stop_with_savepoint_at_2_resume_at_3_rescale_to_1() -> anyhow::Result<(
             .any(|s| s["savepoint_id"] == savepoint.as_str())
     );
 
-    produce(&t, 12, batch, None).await?;
+    produce(&t, 12, batch, None, false).await?;
     let spec_path = dir.join("resume.yaml");
     std::fs::write(&spec_path, shipped_spec(&t, 2))?;
     let out = jobctl(
@@ -361,7 +361,7 @@ async fn stop_with_savepoint_at_2_resume_at_3_rescale_to_1() -> anyhow::Result<(
     let running = wait_running(&c, &second_job).await?;
     assert_eq!(running["parallelism"], 1);
     assert_eq!(running["tasks"].as_array().map(Vec::len), Some(2));
-    produce(&t, 13, batch, None).await?;
+    produce(&t, 13, batch, None, false).await?;
     wait_checkpointed(&c, &second_job, 3 * batch as u64).await?;
 
     let pairs = check_pairs(&t, 3 * batch).await?;

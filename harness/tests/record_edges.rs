@@ -12,10 +12,9 @@ use serde_json::Value as Json;
 use sluice_harness::admin::{self, RawRecord, ReadMessage};
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::testing::{
-    Infra, infra, jobctl_json, latest_checkpoint, submit, test_dir, unique, wait_for,
+    Infra, files_under, infra, jobctl_json, latest_checkpoint, submit, test_dir, unique, wait_for,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
 /// The lines of a case's `messages.jsonl` that are records.
@@ -348,7 +347,7 @@ dead_letter: {{ kafka: {{ topic: {dlq} }} }}
     assert_eq!(output, sent, "every id passes with its exact digits");
 
     let mut lines_in_files = BTreeSet::new();
-    for entry in walk(&files.join("out")) {
+    for entry in files_under(&files.join("out")) {
         for line in std::fs::read_to_string(entry)?.lines() {
             assert!(lines_in_files.insert(line.to_string()), "{line} twice");
         }
@@ -382,19 +381,6 @@ dead_letter: {{ kafka: {{ topic: {dlq} }} }}
 }
 
 /// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_that_cross_workers_keep_their_types() -> anyhow::Result<()> {
     let infra = infra()?;

@@ -25,6 +25,8 @@ use std::time::Duration;
 const SEED: u64 = 7;
 /// Seed 002's pair total.
 const TOTAL: u64 = 12;
+/// Every how many of seed 002's numbers one is corrupt.
+const CORRUPT_EVERY: u64 = 40;
 /// Seed 004's events are spread as for this many over three hours; more
 /// go on later. Fixed, so that the check regenerates the same times
 /// whatever the run produced.
@@ -136,7 +138,9 @@ pub fn messages(kind: JobKind) -> anyhow::Result<Box<dyn Iterator<Item = Message
     Ok(match kind {
         JobKind::Seed000 => Box::new(user_events().map(|g| (None, g.payload))),
         JobKind::Seed001 => Box::new(CreatedUsers::new(SEED).map(|u| (None, u.to_string()))),
-        JobKind::Seed002 => Box::new(Numbers::new(SEED, TOTAL, Some(40)).map(|n| (None, n))),
+        JobKind::Seed002 => {
+            Box::new(Numbers::paired(SEED, TOTAL, CORRUPT_EVERY).map(|n| (None, n)))
+        }
         JobKind::Seed003 => Box::new(RandomUsers::new(SEED, 10, 13).map(|u| {
             let key = u["login"]["uuid"].as_str().map(str::to_string);
             (key, u.to_string())
@@ -147,6 +151,17 @@ pub fn messages(kind: JobKind) -> anyhow::Result<Box<dyn Iterator<Item = Message
         ),
         other => anyhow::bail!("{other:?} is no shipped seed job"),
     })
+}
+
+/// How many of the seed's records make a whole input, one the check can
+/// hold exactly to account: the input ends only after a multiple of it.
+/// Seed 002's numbers come in blocks in which every number has a
+/// complement, so every valid input must end in a pair.
+pub fn whole_input(kind: JobKind) -> u64 {
+    match kind {
+        JobKind::Seed002 => Numbers::paired_block(CORRUPT_EVERY),
+        _ => 1,
+    }
 }
 
 /// Seed 000's events: 200 users, none malformed.
@@ -352,6 +367,11 @@ async fn check_pairs(w: &Workload, records: usize) -> anyhow::Result<Counts> {
             .await
         }
     };
+    anyhow::ensure!(
+        (records as u64).is_multiple_of(whole_input(w.kind)),
+        "{records} records are no whole input of seed 002 (blocks of {})",
+        whole_input(w.kind)
+    );
     let input = read(w.input.clone(), records, "read_uncommitted").await?;
     anyhow::ensure!(
         input.len() == records,
@@ -390,10 +410,23 @@ async fn check_pairs(w: &Workload, records: usize) -> anyhow::Result<Counts> {
         }
         *found.entry(a.2.min(b.2)).or_default() += 1;
     }
+    // The valid inputs in no pair, by the smaller number of the pair they
+    // belong in: with a whole input (see `whole_input`), a lost pair names
+    // the inputs left unpaired, one of them the lost one.
+    let mut unpaired: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (place, text) in &by_place {
+        if let Some(n) = valid(text, TOTAL).filter(|_| !used.contains(place)) {
+            unpaired
+                .entry(n.min(TOTAL - n))
+                .or_default()
+                .push(format!("{}/{} ({n})", place.0, place.1));
+        }
+    }
     for (a, want) in &expected {
         let got = found.get(a).copied().unwrap_or(0);
+        let left = unpaired.get(a).map(|p| p.join(", ")).unwrap_or_default();
         for _ in got..*want {
-            counts.lose(format!("a pair of {a} and {}", TOTAL - a));
+            counts.lose(format!("a pair of {a} and {}; unpaired: {left}", TOTAL - a));
         }
     }
     let dead: BTreeSet<(i32, i64)> = read(dead_letter_topic(w), usize::MAX, "read_uncommitted")

@@ -281,7 +281,8 @@ impl Workload {
 
     /// Produces ids from 0 on at `rate` per second (unlimited: `None`): at
     /// least `records`, and on until `more` is cleared, so faults find
-    /// records in flight however late they strike; returns how many, once
+    /// records in flight however late they strike, ending on a whole input
+    /// ([`seeds::whole_input`]); returns how many, once
     /// the broker acknowledged every one. [`Self::check`] then checks ids
     /// `0..` that many (see [`Self::produced`]).
     pub async fn produce(
@@ -294,10 +295,13 @@ impl Workload {
             true => seeds::messages(self.kind)?,
             false => Box::new((0..).map(|n| (None, payload(n)))),
         };
+        let whole = seeds::whole_input(self.kind);
         let messages = messages
             .zip(0u64..)
             .take_while(move |(_, n)| {
-                *n < records || more.load(std::sync::atomic::Ordering::SeqCst)
+                !n.is_multiple_of(whole)
+                    || *n < records
+                    || more.load(std::sync::atomic::Ordering::SeqCst)
             })
             .map(|(m, _)| m);
         producer::produce_keyed(&self.brokers, &self.input, messages, rate, 0).await

@@ -1,0 +1,146 @@
+//! Deleting state snapshots from the checkpoint store once nothing can
+//! read them: those of checkpoints no longer retained, and those uploaded
+//! for checkpoints that never completed (timed out, declined, or cut short
+//! by a restart), which no record refers to.
+
+use crate::meta::CompletedCheckpoint;
+use crate::meta::MetaStore;
+use crate::state::Shared;
+use std::collections::BTreeSet;
+
+/// Deletes from the checkpoint store the objects of `dropped` that no
+/// savepoint and no retained checkpoint of any job (one started from a
+/// savepoint shares its objects) refers to any more. In the background: the
+/// store may be remote and slow. `owner` names the job or savepoint in logs.
+pub fn delete_unreferenced<S: MetaStore>(
+    state: &Shared<S>,
+    dropped: &[CompletedCheckpoint],
+    owner: &str,
+) {
+    let kept = state.store.read(|m| m.referenced_state_keys());
+    let doomed: BTreeSet<String> = dropped
+        .iter()
+        .flat_map(|c| c.state_keys())
+        .filter(|k| !kept.contains(*k))
+        .map(str::to_string)
+        .collect();
+    if doomed.is_empty() {
+        return;
+    }
+    let store = state.checkpoint_store.clone();
+    let owner = owner.to_string();
+    tokio::spawn(async move {
+        for key in doomed {
+            if let Err(e) = store.delete(&key).await {
+                tracing::warn!(owner = %owner, key = %key, error = %e, "snapshot no longer referenced not deleted");
+            }
+        }
+    });
+}
+
+/// After checkpoint `completed` of attempt `attempt` of the job stored
+/// under `job_uid` was recorded: deletes, in the background, the job's
+/// snapshots of checkpoints before it that nothing refers to (see
+/// [`abandoned`]). A failed listing or deletion is logged and left for the
+/// next completed checkpoint.
+pub fn delete_abandoned<S: MetaStore>(
+    state: &Shared<S>,
+    job_uid: &str,
+    attempt: u32,
+    completed: u64,
+) {
+    let state = state.clone();
+    let job_uid = job_uid.to_string();
+    tokio::spawn(async move {
+        let keys = match state.checkpoint_store.list(&job_uid).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(job_uid = %job_uid, error = %e, "snapshots of abandoned checkpoints not listed");
+                return;
+            }
+        };
+        // Read after listing: a key referenced by then is kept, and one
+        // listed is at least as old as any record that could refer to it.
+        let kept = state.store.read(|m| m.referenced_state_keys());
+        for key in abandoned(&keys, &kept, attempt, completed) {
+            match state.checkpoint_store.delete(&key).await {
+                Ok(()) => {
+                    tracing::debug!(key = %key, "snapshot of an abandoned checkpoint deleted")
+                }
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "snapshot of an abandoned checkpoint not deleted")
+                }
+            }
+        }
+    });
+}
+
+/// Of a job's snapshot `keys` (`{uid}/chk-{checkpoint}-a{attempt}/...`),
+/// those no record in `kept` refers to and no later checkpoint can: of an
+/// earlier attempt, or of this `attempt` and a checkpoint before
+/// `completed`. A subtask's later snapshots only extend the chain it had at
+/// `completed` (or start a new one), and that chain is in `kept`, since the
+/// latest completed checkpoint is always retained; so an older snapshot not
+/// in it is never read again. Snapshots of later checkpoints may still be
+/// uploading and are left alone, as are keys of any other shape.
+pub fn abandoned(
+    keys: &[String],
+    kept: &BTreeSet<String>,
+    attempt: u32,
+    completed: u64,
+) -> Vec<String> {
+    keys.iter()
+        .filter(|k| !kept.contains(*k))
+        .filter(|k| {
+            checkpoint_of(k).is_some_and(|(id, a)| a < attempt || (a == attempt && id < completed))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The checkpoint id and attempt a snapshot key names in its second part.
+fn checkpoint_of(key: &str) -> Option<(u64, u32)> {
+    let dir = key.split('/').nth(1)?;
+    let (id, attempt) = dir.strip_prefix("chk-")?.split_once("-a")?;
+    Some((id.parse().ok()?, attempt.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unreferenced_snapshots_of_earlier_checkpoints_are_abandoned() {
+        let keys: Vec<String> = [
+            "u/chk-3-a0/s1-0.json",
+            "u/chk-4-a0/s1-0.delta.json",
+            "u/chk-5-a1/s1-0.json",
+            "u/chk-6-a1/s1-0.delta.json",
+            "u/chk-7-a1/s1-0.delta.json",
+            "u/chk-8-a1/s1-0.delta.json",
+            "u/chk-9-a1/s1-0.delta.json",
+            "u/chk-2-a2/s1-0.json",
+            "u/odd/s1-0.json",
+            "u/chk-x-a1/s1-0.json",
+        ]
+        .map(String::from)
+        .to_vec();
+        // Checkpoint 8 of attempt 1 completed; its chain is 5, 6 and 8 (7
+        // timed out after its upload, and 8 started from 6's chain).
+        let kept: BTreeSet<String> = [
+            "u/chk-5-a1/s1-0.json",
+            "u/chk-6-a1/s1-0.delta.json",
+            "u/chk-8-a1/s1-0.delta.json",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            abandoned(&keys, &kept, 1, 8),
+            vec![
+                "u/chk-3-a0/s1-0.json".to_string(),
+                "u/chk-4-a0/s1-0.delta.json".into(),
+                "u/chk-7-a1/s1-0.delta.json".into(),
+            ]
+        );
+    }
+}
