@@ -7,6 +7,7 @@ use crate::meta::CompletedCheckpoint;
 use crate::meta::MetaStore;
 use crate::state::Shared;
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Deletes from the checkpoint store the objects of `dropped` that no
 /// savepoint and no retained checkpoint of any job (one started from a
@@ -42,16 +43,22 @@ pub fn delete_unreferenced<S: MetaStore>(
 /// under `job_uid` was recorded: deletes, in the background, the job's
 /// snapshots of checkpoints before it that nothing refers to (see
 /// [`abandoned`]). A failed listing or deletion is logged and left for the
-/// next completed checkpoint.
+/// next completed checkpoint. One sweep per job at a time: with a slow
+/// store, sweeps of checkpoints completing every second would pile up; a
+/// skipped one's work falls to the next.
 pub fn delete_abandoned<S: MetaStore>(
     state: &Shared<S>,
     job_uid: &str,
     attempt: u32,
     completed: u64,
 ) {
+    let Some(sweep) = state.snapshot_sweeps.begin(job_uid) else {
+        return;
+    };
     let state = state.clone();
     let job_uid = job_uid.to_string();
     tokio::spawn(async move {
+        let _sweep = sweep;
         let keys = match state.checkpoint_store.list(&job_uid).await {
             Ok(keys) => keys,
             Err(e) => {
@@ -73,6 +80,36 @@ pub fn delete_abandoned<S: MetaStore>(
             }
         }
     });
+}
+
+/// The jobs (by uid) whose abandoned snapshots are being deleted.
+#[derive(Default)]
+pub struct Sweeps(Arc<Mutex<BTreeSet<String>>>);
+
+/// A job's sweep under way; it ends when dropped.
+pub struct Sweep {
+    sweeps: Arc<Mutex<BTreeSet<String>>>,
+    job_uid: String,
+}
+
+impl Sweeps {
+    /// Starts a sweep of `job_uid`; `None` while one is under way.
+    fn begin(&self, job_uid: &str) -> Option<Sweep> {
+        let mut under_way = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        under_way.insert(job_uid.to_string()).then(|| Sweep {
+            sweeps: self.0.clone(),
+            job_uid: job_uid.to_string(),
+        })
+    }
+}
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        self.sweeps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.job_uid);
+    }
 }
 
 /// Of a job's snapshot `keys` (`{uid}/chk-{checkpoint}-a{attempt}/...`),
@@ -142,5 +179,16 @@ mod tests {
                 "u/chk-7-a1/s1-0.delta.json".into(),
             ]
         );
+    }
+
+    #[test]
+    fn one_sweep_per_job_at_a_time() {
+        let sweeps = Sweeps::default();
+        let first = sweeps.begin("u");
+        assert!(first.is_some());
+        assert!(sweeps.begin("u").is_none());
+        assert!(sweeps.begin("v").is_some());
+        drop(first);
+        assert!(sweeps.begin("u").is_some());
     }
 }

@@ -27,6 +27,8 @@ pub struct Coordinator<S> {
     pub checkpoints: CheckpointCoordinator,
     /// Where workers upload state snapshots; old ones are deleted from here.
     pub checkpoint_store: CheckpointStore,
+    /// The jobs whose snapshots of abandoned checkpoints are being deleted.
+    pub snapshot_sweeps: crate::snapshot_gc::Sweeps,
     /// How far each stopped job is behind its source partitions.
     pub stopped_lag: crate::stopped_lag::StoppedLag,
     /// Wakes the periodic placement of waiting jobs at once, so a submitted
@@ -51,6 +53,7 @@ impl<S: MetaStore> Coordinator<S> {
             subscribers: Subscribers::default(),
             checkpoints: CheckpointCoordinator::default(),
             checkpoint_store,
+            snapshot_sweeps: Default::default(),
             stopped_lag: Default::default(),
             placement: tokio::sync::Notify::new(),
             term: Mutex::new(None),
