@@ -299,3 +299,94 @@ async fn a_source_topic_deleted_and_recreated_under_a_running_job_is_reported_an
     );
     Ok(())
 }
+
+/// The job's last failure, once it names `what` (bounded wait).
+async fn wait_failure(coordinator: &str, job: &str, what: &str) -> anyhow::Result<String> {
+    wait_for(
+        &format!("a failure of {job} naming {what}"),
+        Duration::from_secs(90),
+        || async move {
+            let status = jobctl_json(coordinator, &["status", job])?;
+            let failure = status["last_failure"].as_str().unwrap_or_default();
+            Ok(failure.contains(what).then(|| failure.to_string()))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_topic_deleted_under_a_running_job_is_named_and_read_once_it_is_back()
+-> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("source-topic-deleted");
+    let cluster = SluiceCluster::start(&dir, 2, options()).await?;
+    let c = cluster.coordinator_address.clone();
+    let (input, output) = (unique("deleted-in"), unique("deleted-in-out"));
+    admin::create_topic(&infra.kafka, &input, 2).await?;
+    admin::create_topic(&infra.kafka, &output, 1).await?;
+    let job = submit(
+        &c,
+        &dir,
+        &spec("source-deleted", &infra.kafka, &input, &output),
+        &[],
+    )?;
+    wait_running(&c, &job).await?;
+    produce(&input, &[(0, 0..100), (1, 100..200)]).await?;
+    expect_exactly(&output, &(0..200).collect(), "before the topic is deleted").await?;
+
+    admin::delete_topic(&infra.kafka, &input).await?;
+    let failure = wait_failure(&c, &job, &format!("source topic `{input}`")).await?;
+    println!("last failure: {failure}");
+    assert!(
+        failure.contains("does not exist") && failure.contains("deleted while the job ran"),
+        "{failure}"
+    );
+    let status = jobctl_json(&c, &["status", &job])?;
+    assert_ne!(status["state"], "FAILED", "{status}");
+
+    admin::create_topic(&infra.kafka, &input, 2).await?;
+    produce(&input, &[(0, 200..220), (1, 220..240)]).await?;
+    expect_exactly(&output, &(0..240).collect(), "after the topic is back").await?;
+    wait_running(&c, &job).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_topic_deleted_under_a_running_job_is_named_and_written_once_it_is_back()
+-> anyhow::Result<()> {
+    let infra = infra()?;
+    let dir = test_dir("sink-topic-deleted");
+    let cluster = SluiceCluster::start(&dir, 2, options()).await?;
+    let c = cluster.coordinator_address.clone();
+    let (input, output) = (unique("deleted-out-in"), unique("deleted-out"));
+    admin::create_topic(&infra.kafka, &input, 2).await?;
+    admin::create_topic(&infra.kafka, &output, 1).await?;
+    let job = submit(
+        &c,
+        &dir,
+        &spec("sink-deleted", &infra.kafka, &input, &output),
+        &[],
+    )?;
+    wait_running(&c, &job).await?;
+    produce(&input, &[(0, 0..100), (1, 100..200)]).await?;
+    // Committed output: the checkpoint covering these records completed.
+    expect_exactly(&output, &(0..200).collect(), "before the topic is deleted").await?;
+
+    admin::delete_topic(&infra.kafka, &output).await?;
+    produce(&input, &[(0, 200..250), (1, 250..300)]).await?;
+    let failure = wait_failure(&c, &job, &format!("sink topic `{output}`")).await?;
+    println!("last failure: {failure}");
+    assert!(
+        failure.contains("does not exist") && failure.contains("deleted while the job ran"),
+        "{failure}"
+    );
+    let status = jobctl_json(&c, &["status", &job])?;
+    assert_ne!(status["state"], "FAILED", "{status}");
+
+    // Only the records after the last checkpoint before the deletion are
+    // written again, into the new topic, each once.
+    admin::create_topic(&infra.kafka, &output, 1).await?;
+    expect_exactly(&output, &(200..300).collect(), "after the topic is back").await?;
+    wait_running(&c, &job).await?;
+    Ok(())
+}
