@@ -300,42 +300,57 @@ async fn a_source_topic_deleted_and_recreated_under_a_running_job_is_reported_an
     Ok(())
 }
 
-/// The job's last failure, once it names `what` (bounded wait).
-async fn wait_failure(coordinator: &str, job: &str, what: &str) -> anyhow::Result<String> {
-    wait_for(
-        &format!("a failure of {job} naming {what}"),
-        Duration::from_secs(90),
-        || async move {
-            let status = jobctl_json(coordinator, &["status", job])?;
-            let failure = status["last_failure"].as_str().unwrap_or_default();
-            Ok(failure.contains(what).then(|| failure.to_string()))
-        },
-    )
-    .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_topic_deleted_under_a_running_job_is_named_and_read_once_it_is_back()
--> anyhow::Result<()> {
+/// A running job from a 2-partition topic into a 1-partition one, with
+/// 200 records through it, committed; then `which` (the input or the
+/// output topic) is deleted, `more` records are produced, and the job's
+/// last failure must name that topic as deleted while the job ran, with the
+/// job not failed. Returns the cluster (to keep it running), the
+/// coordinator, the job and the two topics.
+async fn delete_under_running_job(
+    name: &str,
+    which: Role,
+    more: &[(i32, Range<i64>)],
+) -> anyhow::Result<(SluiceCluster, String, String, String, String)> {
     let infra = infra()?;
-    let dir = test_dir("source-topic-deleted");
+    let dir = test_dir(name);
     let cluster = SluiceCluster::start(&dir, 2, options()).await?;
     let c = cluster.coordinator_address.clone();
-    let (input, output) = (unique("deleted-in"), unique("deleted-in-out"));
+    let (input, output) = (
+        unique(&format!("{name}-in")),
+        unique(&format!("{name}-out")),
+    );
     admin::create_topic(&infra.kafka, &input, 2).await?;
     admin::create_topic(&infra.kafka, &output, 1).await?;
-    let job = submit(
-        &c,
-        &dir,
-        &spec("source-deleted", &infra.kafka, &input, &output),
-        &[],
-    )?;
+    let job = submit(&c, &dir, &spec(name, &infra.kafka, &input, &output), &[])?;
     wait_running(&c, &job).await?;
     produce(&input, &[(0, 0..100), (1, 100..200)]).await?;
+    // Committed output: the checkpoint covering these records completed.
     expect_exactly(&output, &(0..200).collect(), "before the topic is deleted").await?;
 
-    admin::delete_topic(&infra.kafka, &input).await?;
-    let failure = wait_failure(&c, &job, &format!("source topic `{input}`")).await?;
+    let (role, topic) = match which {
+        Role::Source => ("source", &input),
+        Role::Sink => ("sink", &output),
+    };
+    admin::delete_topic(&infra.kafka, topic).await?;
+    if !more.is_empty() {
+        produce(&input, more).await?;
+    }
+    let named = format!("{role} topic `{topic}`");
+    let failure = wait_for(
+        &format!("a failure naming {named}"),
+        Duration::from_secs(90),
+        || {
+            let (c, job, named) = (&c, &job, &named);
+            async move {
+                let status = jobctl_json(c, &["status", job])?;
+                let failure = status["last_failure"].as_str().unwrap_or_default();
+                Ok(failure
+                    .contains(named.as_str())
+                    .then(|| failure.to_string()))
+            }
+        },
+    )
+    .await?;
     println!("last failure: {failure}");
     assert!(
         failure.contains("does not exist") && failure.contains("deleted while the job ran"),
@@ -343,8 +358,20 @@ async fn a_source_topic_deleted_under_a_running_job_is_named_and_read_once_it_is
     );
     let status = jobctl_json(&c, &["status", &job])?;
     assert_ne!(status["state"], "FAILED", "{status}");
+    Ok((cluster, c, job, input, output))
+}
 
-    admin::create_topic(&infra.kafka, &input, 2).await?;
+enum Role {
+    Source,
+    Sink,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_topic_deleted_under_a_running_job_is_named_and_read_once_it_is_back()
+-> anyhow::Result<()> {
+    let (_cluster, c, job, input, output) =
+        delete_under_running_job("source-deleted", Role::Source, &[]).await?;
+    admin::create_topic(&infra()?.kafka, &input, 2).await?;
     produce(&input, &[(0, 200..220), (1, 220..240)]).await?;
     expect_exactly(&output, &(0..240).collect(), "after the topic is back").await?;
     wait_running(&c, &job).await?;
@@ -354,38 +381,12 @@ async fn a_source_topic_deleted_under_a_running_job_is_named_and_read_once_it_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_topic_deleted_under_a_running_job_is_named_and_written_once_it_is_back()
 -> anyhow::Result<()> {
-    let infra = infra()?;
-    let dir = test_dir("sink-topic-deleted");
-    let cluster = SluiceCluster::start(&dir, 2, options()).await?;
-    let c = cluster.coordinator_address.clone();
-    let (input, output) = (unique("deleted-out-in"), unique("deleted-out"));
-    admin::create_topic(&infra.kafka, &input, 2).await?;
-    admin::create_topic(&infra.kafka, &output, 1).await?;
-    let job = submit(
-        &c,
-        &dir,
-        &spec("sink-deleted", &infra.kafka, &input, &output),
-        &[],
-    )?;
-    wait_running(&c, &job).await?;
-    produce(&input, &[(0, 0..100), (1, 100..200)]).await?;
-    // Committed output: the checkpoint covering these records completed.
-    expect_exactly(&output, &(0..200).collect(), "before the topic is deleted").await?;
-
-    admin::delete_topic(&infra.kafka, &output).await?;
-    produce(&input, &[(0, 200..250), (1, 250..300)]).await?;
-    let failure = wait_failure(&c, &job, &format!("sink topic `{output}`")).await?;
-    println!("last failure: {failure}");
-    assert!(
-        failure.contains("does not exist") && failure.contains("deleted while the job ran"),
-        "{failure}"
-    );
-    let status = jobctl_json(&c, &["status", &job])?;
-    assert_ne!(status["state"], "FAILED", "{status}");
-
+    let (_cluster, c, job, _, output) =
+        delete_under_running_job("sink-deleted", Role::Sink, &[(0, 200..250), (1, 250..300)])
+            .await?;
     // Only the records after the last checkpoint before the deletion are
     // written again, into the new topic, each once.
-    admin::create_topic(&infra.kafka, &output, 1).await?;
+    admin::create_topic(&infra()?.kafka, &output, 1).await?;
     expect_exactly(&output, &(200..300).collect(), "after the topic is back").await?;
     wait_running(&c, &job).await?;
     Ok(())
