@@ -4,7 +4,7 @@
 //! a barrier waits until nothing is in flight, which is all a checkpoint
 //! needs. No future, channel or timer is made per message.
 
-use super::{is_record_error, kafka_err, topic_exists};
+use super::{TOPIC_CHECK_EVERY, is_record_error, kafka_err, topic_exists};
 use crate::error::{Result, WorkerError};
 use crate::record::{FailedAt, Failure, Origin, Payload, Record, json};
 use bytes::Bytes;
@@ -19,9 +19,6 @@ use std::time::{Duration, Instant};
 use vrl::value::Value;
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a barrier waits for acknowledgements before it asks whether
-/// the sink's topic still exists, and how often after that.
-const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Most messages a sink's producer queues unacknowledged, unless the spec's
 /// properties set `queue.buffering.max.messages`: a barrier waits until the
 /// broker acknowledged all that is queued, and librdkafka's default of

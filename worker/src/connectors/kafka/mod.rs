@@ -39,6 +39,12 @@ pub(crate) fn client_config(
     config
 }
 
+/// How long a sink or dead-letter producer waits for acknowledgements
+/// before it asks whether its topic still exists, and how often after
+/// that: librdkafka holds messages to a deleted topic without a word until
+/// its own timeout.
+pub(crate) const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(5);
+
 /// Whether `topic` is in the broker's metadata, read with `client` within
 /// `timeout`; `false` only when the broker says it does not exist. With a
 /// client that may create topics, asking could create it: Sluice's clients
