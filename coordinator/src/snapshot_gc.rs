@@ -6,8 +6,8 @@
 use crate::meta::CompletedCheckpoint;
 use crate::meta::MetaStore;
 use crate::state::Shared;
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, PoisonError};
 
 /// Deletes from the checkpoint store the objects of `dropped` that no
 /// savepoint and no retained checkpoint of any job (one started from a
@@ -44,71 +44,82 @@ pub fn delete_unreferenced<S: MetaStore>(
 /// snapshots of checkpoints before it that nothing refers to (see
 /// [`abandoned`]). A failed listing or deletion is logged and left for the
 /// next completed checkpoint. One sweep per job at a time: with a slow
-/// store, sweeps of checkpoints completing every second would pile up; a
-/// skipped one's work falls to the next.
+/// store, sweeps of checkpoints completing every second would pile up, so
+/// those asked for meanwhile make one more sweep, for the latest of them.
 pub fn delete_abandoned<S: MetaStore>(
     state: &Shared<S>,
     job_uid: &str,
     attempt: u32,
     completed: u64,
 ) {
-    let Some(sweep) = state.snapshot_sweeps.begin(job_uid) else {
+    if !state.snapshot_sweeps.request(job_uid, (attempt, completed)) {
         return;
-    };
+    }
     let state = state.clone();
     let job_uid = job_uid.to_string();
     tokio::spawn(async move {
-        let _sweep = sweep;
-        let keys = match state.checkpoint_store.list(&job_uid).await {
-            Ok(keys) => keys,
-            Err(e) => {
-                tracing::warn!(job_uid = %job_uid, error = %e, "snapshots of abandoned checkpoints not listed");
-                return;
-            }
-        };
-        // Read after listing: a key referenced by then is kept, and one
-        // listed is at least as old as any record that could refer to it.
-        let kept = state.store.read(|m| m.referenced_state_keys());
-        for key in abandoned(&keys, &kept, attempt, completed) {
-            match state.checkpoint_store.delete(&key).await {
-                Ok(()) => {
-                    tracing::debug!(key = %key, "snapshot of an abandoned checkpoint deleted")
-                }
-                Err(e) => {
-                    tracing::warn!(key = %key, error = %e, "snapshot of an abandoned checkpoint not deleted")
-                }
-            }
+        let mut next = Some((attempt, completed));
+        while let Some((attempt, completed)) = next {
+            sweep(&state, &job_uid, attempt, completed).await;
+            next = state.snapshot_sweeps.next(&job_uid);
         }
     });
 }
 
-/// The jobs (by uid) whose abandoned snapshots are being deleted.
-#[derive(Default)]
-pub struct Sweeps(Arc<Mutex<BTreeSet<String>>>);
-
-/// A job's sweep under way; it ends when dropped.
-pub struct Sweep {
-    sweeps: Arc<Mutex<BTreeSet<String>>>,
-    job_uid: String,
-}
-
-impl Sweeps {
-    /// Starts a sweep of `job_uid`; `None` while one is under way.
-    fn begin(&self, job_uid: &str) -> Option<Sweep> {
-        let mut under_way = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        under_way.insert(job_uid.to_string()).then(|| Sweep {
-            sweeps: self.0.clone(),
-            job_uid: job_uid.to_string(),
-        })
+/// One sweep of [`delete_abandoned`].
+async fn sweep<S: MetaStore>(state: &Shared<S>, job_uid: &str, attempt: u32, completed: u64) {
+    let keys = match state.checkpoint_store.list(job_uid).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            tracing::warn!(job_uid = %job_uid, error = %e, "snapshots of abandoned checkpoints not listed");
+            return;
+        }
+    };
+    // Read after listing: a key referenced by then is kept, and one listed
+    // is at least as old as any record that could refer to it.
+    let kept = state.store.read(|m| m.referenced_state_keys());
+    for key in abandoned(&keys, &kept, attempt, completed) {
+        match state.checkpoint_store.delete(&key).await {
+            Ok(()) => tracing::debug!(key = %key, "snapshot of an abandoned checkpoint deleted"),
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "snapshot of an abandoned checkpoint not deleted")
+            }
+        }
     }
 }
 
-impl Drop for Sweep {
-    fn drop(&mut self) {
-        self.sweeps
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.job_uid);
+/// The jobs (by uid) whose abandoned snapshots are being deleted, each
+/// with the latest (attempt, checkpoint) completed since its sweep began.
+#[derive(Default)]
+pub struct Sweeps(Mutex<BTreeMap<String, Option<(u32, u64)>>>);
+
+impl Sweeps {
+    /// Asks for a sweep of `job_uid` after checkpoint `completed`: `true`
+    /// when none is under way and the caller runs it; otherwise the sweep
+    /// under way runs once more after it ends, for the latest checkpoint.
+    fn request(&self, job_uid: &str, completed: (u32, u64)) -> bool {
+        let mut sweeps = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match sweeps.get_mut(job_uid) {
+            Some(pending) => {
+                *pending = Some(completed);
+                false
+            }
+            None => {
+                sweeps.insert(job_uid.to_string(), None);
+                true
+            }
+        }
+    }
+
+    /// At the end of a sweep of `job_uid`: the checkpoint to sweep after
+    /// next, if one completed meanwhile; else the sweeps of the job end.
+    fn next(&self, job_uid: &str) -> Option<(u32, u64)> {
+        let mut sweeps = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let pending = sweeps.get_mut(job_uid).and_then(Option::take);
+        if pending.is_none() {
+            sweeps.remove(job_uid);
+        }
+        pending
     }
 }
 
@@ -182,13 +193,15 @@ mod tests {
     }
 
     #[test]
-    fn one_sweep_per_job_at_a_time() {
+    fn one_sweep_per_job_at_a_time_and_one_more_for_the_latest_checkpoint() {
         let sweeps = Sweeps::default();
-        let first = sweeps.begin("u");
-        assert!(first.is_some());
-        assert!(sweeps.begin("u").is_none());
-        assert!(sweeps.begin("v").is_some());
-        drop(first);
-        assert!(sweeps.begin("u").is_some());
+        assert!(sweeps.request("u", (0, 1)));
+        assert!(!sweeps.request("u", (0, 2)));
+        assert!(!sweeps.request("u", (1, 3)));
+        assert!(sweeps.request("v", (0, 1)));
+        assert_eq!(sweeps.next("u"), Some((1, 3)));
+        assert_eq!(sweeps.next("u"), None);
+        assert!(sweeps.request("u", (1, 4)));
+        assert_eq!(sweeps.next("v"), None);
     }
 }
