@@ -59,6 +59,18 @@ fn held(coordinator: &str, job: &str) -> anyhow::Result<BTreeSet<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedup_state_survives_pauses_kills_savepoints_and_rescale_on_s3() -> anyhow::Result<()> {
+    attack(BTreeMap::new()).await
+}
+
+/// As above, with a quarter of worker 0's snapshot uploads refused: the
+/// checkpoints it declines leave the other subtasks' deltas on their
+/// chains, and its own next snapshot starts a new chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_state_survives_declined_checkpoints_on_s3() -> anyhow::Result<()> {
+    attack([(0, "snapshot-upload-error=25%return".to_string())].into()).await
+}
+
+async fn attack(failpoints: BTreeMap<usize, String>) -> anyhow::Result<()> {
     let infra = infra()?;
     let dir = test_dir("snapshot-gc-attack");
     let prefix = unique("gc-attack");
@@ -67,6 +79,7 @@ async fn dedup_state_survives_pauses_kills_savepoints_and_rescale_on_s3() -> any
         heartbeat_timeout: Duration::from_secs(5),
         env: infra.s3_env(),
         checkpoint_store: Some(format!("s3://sluice/{prefix}")),
+        failpoints,
         ..Default::default()
     };
     let mut cluster = SluiceCluster::start(&dir, 2, options).await?;
@@ -78,28 +91,70 @@ async fn dedup_state_survives_pauses_kills_savepoints_and_rescale_on_s3() -> any
     wait_running(&c, &job).await?;
 
     // Phase 1: 3000 records at 500/s while worker 1 is paused past the
-    // checkpoint timeout twice, then worker 0 is killed.
+    // checkpoint timeout twice, then killed; worker 0 is paused and killed
+    // on the next attempt.
     let brokers = infra.kafka.clone();
     let topic = input.clone();
     let producing = tokio::spawn(async move {
         producer::produce(&brokers, &topic, payloads(0..3_000), Some(500), 0).await
     });
+    // The snapshots retained checkpoints were seen to hold, and the
+    // checkpoints seen abandoned (`last_failure`): a retained chain holding
+    // one of those builds on an abandoned checkpoint's snapshot.
+    let mut chains: BTreeSet<String> = BTreeSet::new();
+    let mut abandoned: BTreeSet<u64> = BTreeSet::new();
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(800)).await;
         cluster.pause_worker(1);
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
-        cluster.resume_worker(1);
+        let watching = std::time::Instant::now();
+        let mut resumed = false;
+        while watching.elapsed() < Duration::from_millis(4_000) {
+            if !resumed && watching.elapsed() >= Duration::from_millis(2_500) {
+                cluster.resume_worker(1);
+                resumed = true;
+            }
+            let checkpoints = jobctl_json(&c, &["checkpoints", &job])?;
+            abandoned.extend(
+                checkpoints["last_failure"]
+                    .as_str()
+                    .and_then(|f| f.strip_prefix("checkpoint "))
+                    .and_then(|f| f.split(' ').next()?.parse::<u64>().ok()),
+            );
+            for cp in checkpoints["checkpoints"].as_array().into_iter().flatten() {
+                chains.extend(
+                    cp["state_objects"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k.as_str().map(str::to_string)),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    cluster.kill_worker(0);
+    let built_on: Vec<&String> = chains
+        .iter()
+        .filter(|k| {
+            k.split('/')
+                .nth(1)
+                .and_then(|d| d.strip_prefix("chk-")?.split_once("-a")?.0.parse().ok())
+                .is_some_and(|id: u64| abandoned.contains(&id))
+        })
+        .collect();
+    println!("abandoned checkpoints {abandoned:?}; their snapshots in later chains: {built_on:?}");
+    assert!(
+        !built_on.is_empty(),
+        "no retained checkpoint built on an abandoned one's snapshot"
+    );
+    cluster.kill_worker(1);
     cluster.add_worker()?;
     wait_restarted(&c, &job).await?;
     // Once more on the new attempt: pause, then kill the other worker.
-    cluster.pause_worker(1);
+    cluster.pause_worker(0);
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    cluster.resume_worker(1);
+    cluster.resume_worker(0);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    cluster.kill_worker(1);
+    cluster.kill_worker(0);
     cluster.add_worker()?;
     producing.await??;
     wait_checkpointed(&c, &job, 3_000).await?;
@@ -227,9 +282,18 @@ async fn dedup_state_survives_pauses_kills_savepoints_and_rescale_on_s3() -> any
     let events = jobctl_json(&c, &["events", &second])?;
     println!("events of {second}: {events}");
 
-    // What the store keeps of the running job beyond its retained
-    // checkpoints: snapshots of checkpoints before its latest, which are
-    // to be deleted.
+    // What the store keeps beyond the retained checkpoints, once the job
+    // is cancelled, so that no checkpoint completes between the listing and
+    // the look at what is retained.
+    jobctl(&c, &["cancel", &second], &[])?;
+    wait_for("the job cancelled", Duration::from_secs(30), || {
+        let (c, second) = (&c, &second);
+        async move {
+            let s = jobctl_json(c, &["status", second])?;
+            Ok((s["state"] == "CANCELLED").then_some(()))
+        }
+    })
+    .await?;
     let bucket = admin::s3_bucket(&infra.s3_endpoint, "sluice")?;
     let jobs_held: BTreeSet<String> = held(&c, &job)?
         .union(&held(&c, &second)?)
