@@ -75,8 +75,9 @@ struct Args {
     #[arg(long, value_parser = humantime_arg, default_value = "5s")]
     heartbeat_timeout: Duration,
     /// Where workers upload state snapshots (a directory, or `s3://bucket/prefix`
-    /// with the `AWS_*` variables); snapshots of checkpoints no longer retained
-    /// are deleted from here. Workers must name the same place.
+    /// with the `AWS_*` variables); snapshots of checkpoints no longer retained,
+    /// and those of checkpoints that never completed, are deleted from here.
+    /// Workers must name the same place.
     #[arg(long, env = "SLUICE_CHECKPOINT_STORE", default_value_t = sluice_common::store::default_location())]
     checkpoint_store: String,
     /// Turns authentication of client calls on: a file of `ROLE TOKEN`

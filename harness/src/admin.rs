@@ -95,16 +95,23 @@ pub async fn delete_records(
     Ok(())
 }
 
-/// Deletes `topic` and creates it again with `partitions` partitions, empty;
-/// returns once the new topic exists (the broker refuses the name while
-/// the old topic is being deleted).
-pub async fn recreate_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+/// Deletes `topic` (the broker goes on deleting it in the background).
+pub async fn delete_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
     let admin = admin_client(brokers)?;
     for r in admin.delete_topics(&[topic], &admin_options()).await? {
         if let Err((t, e)) = r {
             anyhow::bail!("cannot delete topic `{t}`: {e}");
         }
     }
+    Ok(())
+}
+
+/// Deletes `topic` and creates it again with `partitions` partitions, empty;
+/// returns once the new topic exists (the broker refuses the name while
+/// the old topic is being deleted).
+pub async fn recreate_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    delete_topic(brokers, topic).await?;
+    let admin = admin_client(brokers)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let created = admin

@@ -299,3 +299,159 @@ async fn a_source_topic_deleted_and_recreated_under_a_running_job_is_reported_an
     );
     Ok(())
 }
+
+/// A job whose topic was deleted under it, with what the test needs next.
+struct Deleted {
+    /// Kept so the cluster runs on.
+    _cluster: SluiceCluster,
+    coordinator: String,
+    job: String,
+    input: String,
+    output: String,
+    dead_letters: String,
+}
+
+/// A running job from a 2-partition topic into a 1-partition one, with a
+/// dead-letter topic and 200 records through it, committed; then `which`
+/// topic is deleted and `more` records are produced (with a dead letter's
+/// topic deleted, a record that is not JSON too); the job's last failure
+/// must name that topic as deleted while the job ran, with the job not
+/// failed.
+async fn delete_under_running_job(
+    name: &str,
+    which: Role,
+    more: &[(i32, Range<i64>)],
+) -> anyhow::Result<Deleted> {
+    let infra = infra()?;
+    let dir = test_dir(name);
+    let cluster = SluiceCluster::start(&dir, 2, options()).await?;
+    let c = cluster.coordinator_address.clone();
+    let (input, output, dead_letters) = (
+        unique(&format!("{name}-in")),
+        unique(&format!("{name}-out")),
+        unique(&format!("{name}-dlq")),
+    );
+    admin::create_topic(&infra.kafka, &input, 2).await?;
+    admin::create_topic(&infra.kafka, &output, 1).await?;
+    admin::create_topic(&infra.kafka, &dead_letters, 1).await?;
+    let spec = format!(
+        "{}dead_letter: {{ kafka: {{ topic: {dead_letters} }} }}\n",
+        spec(name, &infra.kafka, &input, &output)
+    );
+    let job = submit(&c, &dir, &spec, &[])?;
+    wait_running(&c, &job).await?;
+    produce(&input, &[(0, 0..100), (1, 100..200)]).await?;
+    // Committed output: the checkpoint covering these records completed.
+    expect_exactly(&output, &(0..200).collect(), "before the topic is deleted").await?;
+
+    let (role, topic) = match which {
+        Role::Source => ("source", &input),
+        Role::Sink => ("sink", &output),
+        Role::DeadLetter => ("dead-letter", &dead_letters),
+    };
+    admin::delete_topic(&infra.kafka, topic).await?;
+    if !more.is_empty() {
+        produce(&input, more).await?;
+    }
+    if matches!(which, Role::DeadLetter) {
+        let corrupt = std::iter::once((0, "not json".to_string()));
+        producer::produce_to_partitions(&infra.kafka, &input, corrupt).await?;
+    }
+    let named = format!("{role} topic `{topic}`");
+    let failure = wait_for(
+        &format!("a failure naming {named}"),
+        Duration::from_secs(90),
+        || {
+            let (c, job, named) = (&c, &job, &named);
+            async move {
+                let status = jobctl_json(c, &["status", job])?;
+                let failure = status["last_failure"].as_str().unwrap_or_default();
+                Ok(failure
+                    .contains(named.as_str())
+                    .then(|| failure.to_string()))
+            }
+        },
+    )
+    .await?;
+    println!("last failure: {failure}");
+    assert!(
+        failure.contains("does not exist") && failure.contains("deleted while the job ran"),
+        "{failure}"
+    );
+    let status = jobctl_json(&c, &["status", &job])?;
+    assert_ne!(status["state"], "FAILED", "{status}");
+    Ok(Deleted {
+        _cluster: cluster,
+        coordinator: c,
+        job,
+        input,
+        output,
+        dead_letters,
+    })
+}
+
+enum Role {
+    Source,
+    Sink,
+    DeadLetter,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_topic_deleted_under_a_running_job_is_named_and_read_once_it_is_back()
+-> anyhow::Result<()> {
+    let d = delete_under_running_job("source-deleted", Role::Source, &[]).await?;
+    admin::create_topic(&infra()?.kafka, &d.input, 2).await?;
+    produce(&d.input, &[(0, 200..220), (1, 220..240)]).await?;
+    expect_exactly(&d.output, &(0..240).collect(), "after the topic is back").await?;
+    wait_running(&d.coordinator, &d.job).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_topic_deleted_under_a_running_job_is_named_and_written_once_it_is_back()
+-> anyhow::Result<()> {
+    let more = [(0, 200..250), (1, 250..300)];
+    let d = delete_under_running_job("sink-deleted", Role::Sink, &more).await?;
+    // Only the records after the last checkpoint before the deletion are
+    // written again, into the new topic, each once.
+    admin::create_topic(&infra()?.kafka, &d.output, 1).await?;
+    expect_exactly(&d.output, &(200..300).collect(), "after the topic is back").await?;
+    wait_running(&d.coordinator, &d.job).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_topic_deleted_under_a_running_job_is_named_and_written_once_it_is_back()
+-> anyhow::Result<()> {
+    let infra = infra()?;
+    let d = delete_under_running_job("dlq-deleted", Role::DeadLetter, &[(1, 200..220)]).await?;
+    admin::create_topic(&infra.kafka, &d.dead_letters, 1).await?;
+    expect_exactly(&d.output, &(0..220).collect(), "after the topic is back").await?;
+    let letters = wait_for("the dead letter", Duration::from_secs(60), || {
+        let (kafka, topic) = (&infra.kafka, &d.dead_letters);
+        async move {
+            let read = admin::read_topic(
+                kafka,
+                topic,
+                1,
+                Duration::from_secs(2),
+                Duration::from_secs(10),
+                "read_uncommitted",
+            )
+            .await?;
+            Ok((!read.is_empty()).then_some(read))
+        }
+    })
+    .await?;
+    // At least once: a dead letter sent before a restart may come twice.
+    for letter in &letters {
+        let v: serde_json::Value = serde_json::from_str(&letter.payload)?;
+        assert_eq!(
+            (v["partition"].as_i64(), v["offset"].as_i64()),
+            (Some(0), Some(100)),
+            "{v}"
+        );
+    }
+    wait_running(&d.coordinator, &d.job).await?;
+    Ok(())
+}

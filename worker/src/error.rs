@@ -11,6 +11,19 @@ pub enum WorkerError {
     },
     #[error("kafka topic `{topic}` ({brokers}) did not acknowledge a message within 60s")]
     Unacknowledged { topic: String, brokers: String },
+    /// A topic the job reads or writes is missing from the broker's
+    /// metadata: deleted while the job ran (submission checks it exists).
+    /// The outside world's fault, and a restart helps once it exists again.
+    #[error(
+        "kafka {role} topic `{topic}` ({brokers}) does not exist: it was deleted while the job \
+         ran; the job restarts until it exists again"
+    )]
+    TopicGone {
+        /// `source`, `sink` or `dead-letter`.
+        role: &'static str,
+        topic: String,
+        brokers: String,
+    },
     #[error("cannot finish the in-doubt transaction of {ids}: {reason}")]
     InDoubt { ids: String, reason: String },
     #[error(transparent)]
@@ -119,6 +132,7 @@ impl WorkerError {
             Self::Transaction { source, .. } => transaction_fault(source),
             Self::Flush { source, .. } => source.fault(),
             Self::Unacknowledged { .. }
+            | Self::TopicGone { .. }
             | Self::Exchange { .. }
             | Self::S3 { .. }
             | Self::Store(_)

@@ -2,16 +2,17 @@
 //! error, the step that failed, where it was read, its Kafka key and headers
 //! and its payload, always small enough for the topic.
 
-use super::{client_config, kafka_err, topic_limits};
+use super::{TOPIC_CHECK_EVERY, client_config, kafka_err, topic_exists, topic_limits};
 use crate::error::{Result, WorkerError};
 use crate::record::{Failure, Payload};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::Producer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Map, Value as Json, json};
 use sluice_common::spec::DeadLetterSpec;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -37,10 +38,13 @@ impl DeadLetterWriter {
             .clone()
             .unwrap_or_else(|| default_brokers.to_string());
         let limits = topic_limits(&brokers, &kafka.properties, &kafka.topic).await;
-        let producer: FutureProducer =
-            client_config(&brokers, &[("linger.ms", "5")], &kafka.properties)
-                .create()
-                .map_err(kafka_err("create dead-letter producer", &brokers))?;
+        let producer: FutureProducer = client_config(
+            &brokers,
+            &[("linger.ms", "5"), ("allow.auto.create.topics", "false")],
+            &kafka.properties,
+        )
+        .create()
+        .map_err(kafka_err("create dead-letter producer", &brokers))?;
         Ok(Self {
             producer: super::DetachedDrop::new(producer),
             topic: kafka.topic.clone(),
@@ -90,19 +94,51 @@ impl DeadLetterWriter {
             pending.push((f, delivery));
         }
         for (f, delivery) in pending {
-            let Some(delivery) = delivery else { continue };
-            match tokio::time::timeout(ACK_TIMEOUT, delivery).await {
-                Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err((e, _)))) if super::is_record_error(&e) => {
+            let Some(mut delivery) = delivery else {
+                continue;
+            };
+            let waiting = Instant::now();
+            // librdkafka holds a message to a deleted topic without a word
+            // until its own timeout: the topic is looked for meanwhile.
+            let outcome = loop {
+                match tokio::time::timeout(TOPIC_CHECK_EVERY, &mut delivery).await {
+                    Ok(outcome) => break outcome,
+                    Err(_) => {
+                        if let Some(gone) = self.gone().await {
+                            return Err(gone);
+                        }
+                        if waiting.elapsed() >= ACK_TIMEOUT {
+                            return Err(self.unavailable("no acknowledgement within 60s".into()));
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) if super::is_record_error(&e) => {
                     dropped += usize::from(!self.write_bare(f, &e).await?);
                 }
-                Ok(Ok(Err((e, _)))) => return Err(self.unavailable(e.to_string())),
-                Ok(Err(_)) | Err(_) => {
-                    return Err(self.unavailable("no acknowledgement within 60s".into()));
-                }
+                Ok(Err((e, _))) => return Err(self.unavailable(e.to_string())),
+                Err(_) => return Err(self.unavailable("the delivery was cancelled".into())),
             }
         }
         Ok(dropped)
+    }
+
+    /// [`WorkerError::TopicGone`] when the broker says the dead-letter topic
+    /// does not exist (deleted while the job ran); `None` when it exists or
+    /// the broker cannot be asked.
+    async fn gone(&self) -> Option<WorkerError> {
+        let (producer, topic) = ((*self.producer).clone(), self.topic.clone());
+        let exists = tokio::task::spawn_blocking(move || {
+            topic_exists(producer.client(), &topic, ACK_TIMEOUT)
+        })
+        .await;
+        matches!(exists, Ok(Ok(false))).then(|| WorkerError::TopicGone {
+            role: "dead-letter",
+            topic: self.topic.clone(),
+            brokers: self.brokers.clone(),
+        })
     }
 
     /// The dead letter without payload, key or headers, for when the topic

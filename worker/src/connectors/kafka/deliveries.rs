@@ -4,7 +4,7 @@
 //! a barrier waits until nothing is in flight, which is all a checkpoint
 //! needs. No future, channel or timer is made per message.
 
-use super::{is_record_error, kafka_err};
+use super::{TOPIC_CHECK_EVERY, is_record_error, kafka_err, topic_exists};
 use crate::error::{Result, WorkerError};
 use crate::record::{FailedAt, Failure, Origin, Payload, Record, json};
 use bytes::Bytes;
@@ -81,18 +81,26 @@ pub fn create(config: &ClientConfig, what: &str, brokers: &str) -> Result<Arc<Si
 /// librdkafka held the first messages to a topic it had no metadata of
 /// until its next one-second topic scan, so each new sink producer stood
 /// still for most of a second (a new transactional id's first transaction,
-/// a restarted job's first records).
+/// a restarted job's first records). Fails with [`WorkerError::TopicGone`]
+/// when the broker says the topic does not exist (deleted while the job
+/// ran): messages to it would wait in the queue for nothing.
 pub async fn learn_topic(producer: &Arc<SinkProducer>, topic: &str, brokers: &str) -> Result<()> {
     let (p, t) = (Arc::clone(producer), topic.to_string());
-    tokio::task::spawn_blocking(move || {
-        p.client().fetch_metadata(Some(&t), ACK_TIMEOUT).map(|_| ())
-    })
-    .await
-    .unwrap_or(Err(KafkaError::Canceled))
-    .map_err(kafka_err(
-        format!("read metadata of topic `{topic}`"),
-        brokers,
-    ))
+    let exists = tokio::task::spawn_blocking(move || topic_exists(p.client(), &t, ACK_TIMEOUT))
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
+        .map_err(kafka_err(
+            format!("read metadata of topic `{topic}`"),
+            brokers,
+        ))?;
+    match exists {
+        true => Ok(()),
+        false => Err(WorkerError::TopicGone {
+            role: "sink",
+            topic: topic.to_string(),
+            brokers: brokers.to_string(),
+        }),
+    }
 }
 
 fn pack(origin: &Origin) -> usize {
@@ -202,13 +210,21 @@ impl Deliveries {
     }
 
     /// Waits until the broker acknowledged everything sent; returns the
-    /// records it refused for their own fault.
-    pub async fn drain(&self, producer: &SinkProducer) -> Result<Vec<Failure>> {
+    /// records it refused for their own fault. While acknowledgements keep
+    /// it waiting, it asks every [`TOPIC_CHECK_EVERY`] whether the topic
+    /// still exists: librdkafka holds messages to a deleted topic without a
+    /// word until its own timeout.
+    pub async fn drain(&self, producer: &Arc<SinkProducer>) -> Result<Vec<Failure>> {
         let start = Instant::now();
+        let mut next_check = start + TOPIC_CHECK_EVERY;
         loop {
             serve_reports(producer);
             if producer.in_flight_count() == 0 {
                 break;
+            }
+            if Instant::now() >= next_check {
+                learn_topic(producer, &self.topic, &self.brokers).await?;
+                next_check = Instant::now() + TOPIC_CHECK_EVERY;
             }
             if start.elapsed() > ACK_TIMEOUT {
                 return Err(WorkerError::Unacknowledged {

@@ -39,6 +39,30 @@ pub(crate) fn client_config(
     config
 }
 
+/// How long a sink or dead-letter producer waits for acknowledgements
+/// before it asks whether its topic still exists, and how often after
+/// that: librdkafka holds messages to a deleted topic without a word until
+/// its own timeout.
+pub(crate) const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Whether `topic` is in the broker's metadata, read with `client` within
+/// `timeout`; `false` only when the broker says it does not exist. With a
+/// client that may create topics, asking could create it: Sluice's clients
+/// are set not to. Blocks.
+pub(crate) fn topic_exists<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<bool, rdkafka::error::KafkaError> {
+    use rdkafka::types::RDKafkaErrorCode;
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    Ok(!metadata.topics().iter().any(|t| {
+        t.name() == topic
+            && t.error().map(RDKafkaErrorCode::from)
+                == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+    }))
+}
+
 /// Whether a produce error is the record's own fault (too large, say), so the
 /// record goes to the dead-letter topic and the job goes on.
 pub(crate) fn is_record_error(e: &rdkafka::error::KafkaError) -> bool {

@@ -21,6 +21,9 @@ impl KafkaSink {
             &spec.brokers,
             &[
                 ("linger.ms", "5"),
+                // Asking for the metadata of a deleted topic must not
+                // create it again with the broker's defaults.
+                ("allow.auto.create.topics", "false"),
                 ("queue.buffering.max.messages", deliveries::QUEUED_MESSAGES),
             ],
             &with_limit(&spec.properties, &limits.max_message_bytes.to_string()),

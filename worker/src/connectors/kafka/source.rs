@@ -2,8 +2,8 @@
 //! consumer-group rebalancing ever moves a partition behind Sluice's back.
 
 use super::lag::{PartitionOffsets, STATISTICS_INTERVAL_MS, SourceContext};
-use super::{client_config, kafka_err};
-use crate::error::Result;
+use super::{client_config, kafka_err, topic_exists};
+use crate::error::{Result, WorkerError};
 use crate::record::Headers;
 use bytes::Bytes;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -233,10 +233,11 @@ impl KafkaSource {
         if self.out_of_range {
             return Ok(Polled::OutOfRange);
         }
-        match consumer.recv().await {
-            Ok(m) => Ok(Polled::Message(self.raw(&m))),
+        let received = consumer.recv().await.map(|m| self.raw(&m));
+        match received {
+            Ok(m) => Ok(Polled::Message(m)),
             Err(e) if is_out_of_range(&e) => Ok(Polled::OutOfRange),
-            Err(e) => Err(kafka_err("receive", &self.spec.brokers)(e)),
+            Err(e) => Err(self.receive_error(e).await),
         }
     }
 
@@ -270,11 +271,36 @@ impl KafkaSource {
                     self.out_of_range = true;
                     break;
                 }
-                Some(Err(e)) => return Err(kafka_err("receive", &self.spec.brokers)(e)),
+                Some(Err(e)) => {
+                    drop(stream);
+                    return Err(self.receive_error(e).await);
+                }
                 None => break,
             }
         }
         Ok(())
+    }
+
+    /// What a failed receive means: a topic the broker no longer knows
+    /// (deleted while the job ran) is named as such, as librdkafka reports
+    /// it as an unknown partition; anything else is Kafka's own error.
+    async fn receive_error(&self, e: KafkaError) -> WorkerError {
+        let brokers = &self.spec.brokers;
+        if let Some(consumer) = self.consumer.as_ref().filter(|_| is_unknown(&e)) {
+            let (c, topic) = (Arc::clone(consumer), self.spec.topic.clone());
+            let exists = tokio::task::spawn_blocking(move || {
+                topic_exists(c.client(), &topic, WATERMARKS_TIMEOUT)
+            })
+            .await;
+            if let Ok(Ok(false)) = exists {
+                return WorkerError::TopicGone {
+                    role: "source",
+                    topic: self.spec.topic.clone(),
+                    brokers: brokers.clone(),
+                };
+            }
+        }
+        kafka_err("receive", brokers)(e)
     }
 
     /// Records that the messages at these (partition, offset)s have been handed on.
@@ -381,20 +407,38 @@ fn watermarks(
     loop {
         match consumer.fetch_watermarks(topic, partition, WATERMARKS_TIMEOUT) {
             Ok(w) => return Ok(w),
-            Err(e)
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic)
-                ) && std::time::Instant::now() < deadline =>
-            {
-                consumer
-                    .fetch_metadata(Some(topic), WATERMARKS_TIMEOUT)
-                    .map_err(err())?;
+            Err(e) if is_unknown(&e) => {
+                let exists =
+                    topic_exists(consumer.client(), topic, WATERMARKS_TIMEOUT).map_err(err())?;
+                if std::time::Instant::now() >= deadline {
+                    return Err(match exists {
+                        true => err()(e),
+                        false => WorkerError::TopicGone {
+                            role: "source",
+                            topic: topic.to_string(),
+                            brokers: brokers.to_string(),
+                        },
+                    });
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => return Err(err()(e)),
         }
     }
+}
+
+/// Whether librdkafka says the topic or partition is unknown to it: so it
+/// reports a topic deleted under a reading consumer, and one whose metadata
+/// it has not read yet.
+fn is_unknown(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::UnknownTopic
+        )
+    )
 }
 
 fn is_out_of_range(e: &KafkaError) -> bool {

@@ -167,6 +167,7 @@ impl TransactionalKafkaSink {
                     ("transactional.id", id),
                     (TRANSACTION_TIMEOUT, &timeout),
                     ("linger.ms", "5"),
+                    ("allow.auto.create.topics", "false"),
                     // Records after a barrier must not land before those
                     // before it, so it waits for all that is queued.
                     ("queue.buffering.max.messages", deliveries::QUEUED_MESSAGES),
