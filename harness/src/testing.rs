@@ -351,3 +351,19 @@ pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The checkpoint store keys (relative to the store's root) that the
+/// retained checkpoints of `job` refer to, from `jobctl checkpoints`.
+pub fn retained_state_objects(
+    coordinator: &str,
+    job: &str,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let checkpoints = jobctl_json(coordinator, &["checkpoints", job])?;
+    Ok(checkpoints["checkpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["state_objects"].as_array().cloned().unwrap_or_default())
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect())
+}

@@ -9,8 +9,8 @@ use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
 use sluice_harness::testing::{
-    count_numbers, files_under, infra, jobctl_json, submit, test_dir, unique, wait_checkpointed,
-    wait_for, wait_restarted, wait_running,
+    count_numbers, files_under, infra, retained_state_objects, submit, test_dir, unique,
+    wait_checkpointed, wait_for, wait_restarted, wait_running,
 };
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -22,13 +22,9 @@ fn held(
     job: &str,
     store: &std::path::Path,
 ) -> anyhow::Result<BTreeSet<PathBuf>> {
-    let checkpoints = jobctl_json(coordinator, &["checkpoints", job])?;
-    Ok(checkpoints["checkpoints"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["state_objects"].as_array().cloned().unwrap_or_default())
-        .filter_map(|k| k.as_str().map(|k| store.join(k)))
+    Ok(retained_state_objects(coordinator, job)?
+        .iter()
+        .map(|k| store.join(k))
         .collect())
 }
 

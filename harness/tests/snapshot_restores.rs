@@ -10,8 +10,8 @@ use sluice_harness::admin;
 use sluice_harness::cluster::{ClusterOptions, SluiceCluster};
 use sluice_harness::datagen::producer;
 use sluice_harness::testing::{
-    infra, jobctl, jobctl_json, submit, test_dir, unique, wait_checkpointed, wait_for,
-    wait_restarted, wait_running,
+    infra, jobctl, jobctl_json, retained_state_objects, submit, test_dir, unique,
+    wait_checkpointed, wait_for, wait_restarted, wait_running,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -43,18 +43,6 @@ transforms:
 sink: {{ kafka: {{ brokers: "{kafka}", topic: {output} }} }}
 "#
     )
-}
-
-/// The store's objects the job's retained checkpoints refer to.
-fn held(coordinator: &str, job: &str) -> anyhow::Result<BTreeSet<String>> {
-    let checkpoints = jobctl_json(coordinator, &["checkpoints", job])?;
-    Ok(checkpoints["checkpoints"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["state_objects"].as_array().cloned().unwrap_or_default())
-        .filter_map(|k| k.as_str().map(str::to_string))
-        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,8 +275,8 @@ async fn run_faults() -> anyhow::Result<()> {
     })
     .await?;
     let bucket = admin::s3_bucket(&infra.s3_endpoint, "sluice")?;
-    let jobs_held: BTreeSet<String> = held(&c, &job)?
-        .union(&held(&c, &second)?)
+    let jobs_held: BTreeSet<String> = retained_state_objects(&c, &job)?
+        .union(&retained_state_objects(&c, &second)?)
         .cloned()
         .collect();
     let stored = admin::list_objects(bucket.as_ref(), &prefix).await?;
@@ -316,7 +304,7 @@ async fn run_faults() -> anyhow::Result<()> {
     // The rescale's stop checkpoint may still be listed by the stopped
     // job, its objects deleted with the savepoint once nothing else needs
     // them: only the running job's retained checkpoints must be whole.
-    let second_missing: Vec<String> = held(&c, &second)?
+    let second_missing: Vec<String> = retained_state_objects(&c, &second)?
         .into_iter()
         .filter(|k| !stored.contains(&format!("{prefix}/{k}")))
         .collect();
