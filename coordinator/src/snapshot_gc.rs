@@ -58,12 +58,35 @@ pub fn delete_abandoned<S: MetaStore>(
     let state = state.clone();
     let job_uid = job_uid.to_string();
     tokio::spawn(async move {
+        // A sweep that panicked must not keep the job's later ones waiting.
+        let mut guard = EndsSweeps {
+            state: state.clone(),
+            job_uid: job_uid.clone(),
+            armed: true,
+        };
         let mut next = Some((attempt, completed));
         while let Some((attempt, completed)) = next {
             sweep(&state, &job_uid, attempt, completed).await;
             next = state.snapshot_sweeps.next(&job_uid);
         }
+        // `next` ended them already; a new sweep may be under way by now.
+        guard.armed = false;
     });
+}
+
+/// Ends a job's sweeps when dropped armed, as on a panic.
+struct EndsSweeps<S: MetaStore> {
+    state: Shared<S>,
+    job_uid: String,
+    armed: bool,
+}
+
+impl<S: MetaStore> Drop for EndsSweeps<S> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.state.snapshot_sweeps.end(&self.job_uid);
+        }
+    }
 }
 
 /// One sweep of [`delete_abandoned`].
@@ -101,7 +124,7 @@ impl Sweeps {
         let mut sweeps = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match sweeps.get_mut(job_uid) {
             Some(pending) => {
-                *pending = Some(completed);
+                *pending = (*pending).max(Some(completed));
                 false
             }
             None => {
@@ -120,6 +143,14 @@ impl Sweeps {
             sweeps.remove(job_uid);
         }
         pending
+    }
+
+    /// Forgets `job_uid`'s sweeps, under way or asked for.
+    fn end(&self, job_uid: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(job_uid);
     }
 }
 
@@ -198,10 +229,13 @@ mod tests {
         assert!(sweeps.request("u", (0, 1)));
         assert!(!sweeps.request("u", (0, 2)));
         assert!(!sweeps.request("u", (1, 3)));
+        assert!(!sweeps.request("u", (1, 2)), "an older one arriving late");
         assert!(sweeps.request("v", (0, 1)));
         assert_eq!(sweeps.next("u"), Some((1, 3)));
         assert_eq!(sweeps.next("u"), None);
         assert!(sweeps.request("u", (1, 4)));
         assert_eq!(sweeps.next("v"), None);
+        sweeps.end("u");
+        assert!(sweeps.request("u", (1, 5)), "a sweep that ended abruptly");
     }
 }

@@ -1,5 +1,23 @@
 use sluice_common::{Fault, JobId, TaskId};
 
+/// What a job does with a Kafka topic, as errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicRole {
+    Source,
+    Sink,
+    DeadLetter,
+}
+
+impl std::fmt::Display for TopicRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Source => "source",
+            Self::Sink => "sink",
+            Self::DeadLetter => "dead-letter",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("kafka {what} ({brokers}): {source}")]
@@ -16,11 +34,10 @@ pub enum WorkerError {
     /// The outside world's fault, and a restart helps once it exists again.
     #[error(
         "kafka {role} topic `{topic}` ({brokers}) does not exist: it was deleted while the job \
-         ran; the job restarts until it exists again"
+         ran; restarts help once it exists again"
     )]
     TopicGone {
-        /// `source`, `sink` or `dead-letter`.
-        role: &'static str,
+        role: TopicRole,
         topic: String,
         brokers: String,
     },

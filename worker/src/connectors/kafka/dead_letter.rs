@@ -2,8 +2,9 @@
 //! error, the step that failed, where it was read, its Kafka key and headers
 //! and its payload, always small enough for the topic.
 
+use super::topic_watch::TopicWatch;
 use super::{TOPIC_CHECK_EVERY, client_config, kafka_err, topic_exists, topic_limits};
-use crate::error::{Result, WorkerError};
+use crate::error::{Result, TopicRole, WorkerError};
 use crate::record::{Failure, Payload};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -98,15 +99,17 @@ impl DeadLetterWriter {
                 continue;
             };
             let waiting = Instant::now();
-            // librdkafka holds a message to a deleted topic without a word
-            // until its own timeout: the topic is looked for meanwhile.
+            let mut watch = TopicWatch::new(TopicRole::DeadLetter, &self.topic, &self.brokers);
             let outcome = loop {
                 match tokio::time::timeout(TOPIC_CHECK_EVERY, &mut delivery).await {
                     Ok(outcome) => break outcome,
                     Err(_) => {
-                        if let Some(gone) = self.gone().await {
-                            return Err(gone);
-                        }
+                        let (producer, topic) = ((*self.producer).clone(), self.topic.clone());
+                        watch
+                            .look(move || {
+                                topic_exists(producer.client(), &topic, TOPIC_CHECK_EVERY)
+                            })
+                            .await?;
                         if waiting.elapsed() >= ACK_TIMEOUT {
                             return Err(self.unavailable("no acknowledgement within 60s".into()));
                         }
@@ -123,22 +126,6 @@ impl DeadLetterWriter {
             }
         }
         Ok(dropped)
-    }
-
-    /// [`WorkerError::TopicGone`] when the broker says the dead-letter topic
-    /// does not exist (deleted while the job ran); `None` when it exists or
-    /// the broker cannot be asked.
-    async fn gone(&self) -> Option<WorkerError> {
-        let (producer, topic) = ((*self.producer).clone(), self.topic.clone());
-        let exists = tokio::task::spawn_blocking(move || {
-            topic_exists(producer.client(), &topic, ACK_TIMEOUT)
-        })
-        .await;
-        matches!(exists, Ok(Ok(false))).then(|| WorkerError::TopicGone {
-            role: "dead-letter",
-            topic: self.topic.clone(),
-            brokers: self.brokers.clone(),
-        })
     }
 
     /// The dead letter without payload, key or headers, for when the topic

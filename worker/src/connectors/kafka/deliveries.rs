@@ -4,8 +4,9 @@
 //! a barrier waits until nothing is in flight, which is all a checkpoint
 //! needs. No future, channel or timer is made per message.
 
+use super::topic_watch::TopicWatch;
 use super::{TOPIC_CHECK_EVERY, is_record_error, kafka_err, topic_exists};
-use crate::error::{Result, WorkerError};
+use crate::error::{Result, TopicRole, WorkerError};
 use crate::record::{FailedAt, Failure, Origin, Payload, Record, json};
 use bytes::Bytes;
 use rdkafka::ClientConfig;
@@ -81,9 +82,10 @@ pub fn create(config: &ClientConfig, what: &str, brokers: &str) -> Result<Arc<Si
 /// librdkafka held the first messages to a topic it had no metadata of
 /// until its next one-second topic scan, so each new sink producer stood
 /// still for most of a second (a new transactional id's first transaction,
-/// a restarted job's first records). Fails with [`WorkerError::TopicGone`]
-/// when the broker says the topic does not exist (deleted while the job
-/// ran): messages to it would wait in the queue for nothing.
+/// a restarted job's first records). A topic the broker says does not exist
+/// (deleted while the job ran) is asked for once more after
+/// [`TOPIC_CHECK_EVERY`], then fails with [`WorkerError::TopicGone`]:
+/// messages to it would wait in the queue for nothing.
 pub async fn learn_topic(producer: &Arc<SinkProducer>, topic: &str, brokers: &str) -> Result<()> {
     let (p, t) = (Arc::clone(producer), topic.to_string());
     let exists = tokio::task::spawn_blocking(move || topic_exists(p.client(), &t, ACK_TIMEOUT))
@@ -93,14 +95,23 @@ pub async fn learn_topic(producer: &Arc<SinkProducer>, topic: &str, brokers: &st
             format!("read metadata of topic `{topic}`"),
             brokers,
         ))?;
-    match exists {
-        true => Ok(()),
-        false => Err(WorkerError::TopicGone {
-            role: "sink",
-            topic: topic.to_string(),
-            brokers: brokers.to_string(),
-        }),
+    if !exists {
+        let mut watch = TopicWatch::new(TopicRole::Sink, topic, brokers);
+        watch.look(|| Ok(false)).await?;
+        tokio::time::sleep(TOPIC_CHECK_EVERY).await;
+        watch.look(exists_with(producer, topic)).await?;
     }
+    Ok(())
+}
+
+/// Whether `topic` exists, asked with `producer` within
+/// [`TOPIC_CHECK_EVERY`]: for a [`TopicWatch`].
+fn exists_with(
+    producer: &Arc<SinkProducer>,
+    topic: &str,
+) -> impl FnOnce() -> std::result::Result<bool, KafkaError> + Send + 'static {
+    let (p, t) = (Arc::clone(producer), topic.to_string());
+    move || topic_exists(p.client(), &t, TOPIC_CHECK_EVERY)
 }
 
 fn pack(origin: &Origin) -> usize {
@@ -135,7 +146,7 @@ impl Deliveries {
     /// [`Deliveries::refused`].
     pub async fn send(
         &mut self,
-        producer: &SinkProducer,
+        producer: &Arc<SinkProducer>,
         batch: &[Record],
     ) -> Result<Vec<Failure>> {
         let mut failures = Vec::new();
@@ -173,6 +184,8 @@ impl Deliveries {
             if let Some(k) = &key {
                 msg = msg.key(k.as_slice());
             }
+            // Made only once the queue stays full: most sends never wait.
+            let mut watch: Option<TopicWatch> = None;
             loop {
                 match producer.send(msg) {
                     Ok(()) => break,
@@ -184,6 +197,12 @@ impl Deliveries {
                         serve_reports(producer);
                         // Nothing acknowledged yet: wait for the broker.
                         if producer.in_flight_count() >= queued {
+                            let watch = watch.get_or_insert_with(|| {
+                                TopicWatch::new(TopicRole::Sink, &self.topic, &self.brokers)
+                            });
+                            if watch.due() {
+                                watch.look(exists_with(producer, &self.topic)).await?;
+                            }
                             tokio::time::sleep(Duration::from_millis(1)).await;
                         }
                     }
@@ -211,20 +230,19 @@ impl Deliveries {
 
     /// Waits until the broker acknowledged everything sent; returns the
     /// records it refused for their own fault. While acknowledgements keep
-    /// it waiting, it asks every [`TOPIC_CHECK_EVERY`] whether the topic
-    /// still exists: librdkafka holds messages to a deleted topic without a
-    /// word until its own timeout.
+    /// it waiting, it looks for the topic every [`TOPIC_CHECK_EVERY`] (see
+    /// [`TopicWatch`]).
     pub async fn drain(&self, producer: &Arc<SinkProducer>) -> Result<Vec<Failure>> {
         let start = Instant::now();
-        let mut next_check = start + TOPIC_CHECK_EVERY;
+        let mut watch = TopicWatch::new(TopicRole::Sink, &self.topic, &self.brokers);
         loop {
             serve_reports(producer);
             if producer.in_flight_count() == 0 {
                 break;
             }
-            if Instant::now() >= next_check {
-                learn_topic(producer, &self.topic, &self.brokers).await?;
-                next_check = Instant::now() + TOPIC_CHECK_EVERY;
+            if watch.due() {
+                watch.look(exists_with(producer, &self.topic)).await?;
+                continue;
             }
             if start.elapsed() > ACK_TIMEOUT {
                 return Err(WorkerError::Unacknowledged {

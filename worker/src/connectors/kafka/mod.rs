@@ -4,6 +4,7 @@ mod detached_drop;
 mod lag;
 mod sink;
 mod source;
+mod topic_watch;
 mod transaction_calls;
 mod transactional_sink;
 
@@ -47,8 +48,9 @@ pub(crate) const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether `topic` is in the broker's metadata, read with `client` within
 /// `timeout`; `false` only when the broker says it does not exist. With a
-/// client that may create topics, asking could create it: Sluice's clients
-/// are set not to. Blocks.
+/// client that may create topics, asking could create it: Sluice's
+/// producers are set not to, unless the spec's `properties` say otherwise.
+/// Blocks.
 pub(crate) fn topic_exists<C: rdkafka::client::ClientContext>(
     client: &rdkafka::client::Client<C>,
     topic: &str,

@@ -28,10 +28,15 @@ impl KafkaSink {
             ],
             &with_limit(&spec.properties, &limits.max_message_bytes.to_string()),
         );
-        let producer = deliveries::create(&config, "create producer", &spec.brokers)?;
+        // Wrapped first: a failed start must not destroy it on this thread.
+        let producer = super::DetachedDrop::new(deliveries::create(
+            &config,
+            "create producer",
+            &spec.brokers,
+        )?);
         deliveries::learn_topic(&producer, &spec.topic, &spec.brokers).await?;
         Ok(Self {
-            producer: super::DetachedDrop::new(producer),
+            producer,
             deliveries: Deliveries::new(spec, limits.compacted),
         })
     }

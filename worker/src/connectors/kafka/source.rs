@@ -3,7 +3,7 @@
 
 use super::lag::{PartitionOffsets, STATISTICS_INTERVAL_MS, SourceContext};
 use super::{client_config, kafka_err, topic_exists};
-use crate::error::{Result, WorkerError};
+use crate::error::{Result, TopicRole, WorkerError};
 use crate::record::Headers;
 use bytes::Bytes;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -29,6 +29,9 @@ pub struct KafkaSource {
     /// The consumer found a partition's position out of range and stopped
     /// fetching it: [`KafkaSource::recover_out_of_range`] before reading on.
     out_of_range: bool,
+    /// A receive that failed, kept until its meaning is known (see
+    /// [`KafkaSource::next_message`]).
+    failed: Option<KafkaError>,
     /// `positions` as the metrics see them, with each partition's high watermark.
     offsets: Arc<PartitionOffsets>,
 }
@@ -95,6 +98,7 @@ impl KafkaSource {
             topic: spec.topic.as_str().into(),
             positions: BTreeMap::new(),
             out_of_range: false,
+            failed: None,
             offsets,
         };
         let mut start: BTreeMap<i32, i64> = start
@@ -233,12 +237,14 @@ impl KafkaSource {
         if self.out_of_range {
             return Ok(Polled::OutOfRange);
         }
-        let received = consumer.recv().await.map(|m| self.raw(&m));
-        match received {
-            Ok(m) => Ok(Polled::Message(m)),
-            Err(e) if is_out_of_range(&e) => Ok(Polled::OutOfRange),
-            Err(e) => Err(self.receive_error(e).await),
+        if self.failed.is_none() {
+            match consumer.recv().await {
+                Ok(m) => return Ok(Polled::Message(self.raw(&m))),
+                Err(e) if is_out_of_range(&e) => return Ok(Polled::OutOfRange),
+                Err(e) => self.failed = Some(e),
+            }
         }
+        Err(self.receive_error().await)
     }
 
     /// Adds what else arrives within `linger` to `batch`, up to `max` messages;
@@ -273,7 +279,8 @@ impl KafkaSource {
                 }
                 Some(Err(e)) => {
                     drop(stream);
-                    return Err(self.receive_error(e).await);
+                    self.failed = Some(e);
+                    return Err(self.receive_error().await);
                 }
                 None => break,
             }
@@ -281,26 +288,33 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// What a failed receive means: a topic the broker no longer knows
-    /// (deleted while the job ran) is named as such, as librdkafka reports
-    /// it as an unknown partition; anything else is Kafka's own error.
-    async fn receive_error(&self, e: KafkaError) -> WorkerError {
-        let brokers = &self.spec.brokers;
-        if let Some(consumer) = self.consumer.as_ref().filter(|_| is_unknown(&e)) {
+    /// What the failed receive in `failed` means, taking it once known: a
+    /// topic the broker no longer knows (deleted while the job ran) is named
+    /// as such, as librdkafka reports it as an unknown partition; anything
+    /// else is Kafka's own error. The error stays in `failed` while the
+    /// broker is asked, so a call cancelled meanwhile leaves it for the next:
+    /// librdkafka reports a missing topic only once.
+    async fn receive_error(&mut self) -> WorkerError {
+        let brokers = self.spec.brokers.clone();
+        let unknown = self.failed.as_ref().is_some_and(is_unknown);
+        let mut gone = false;
+        if let Some(consumer) = self.consumer.as_ref().filter(|_| unknown) {
             let (c, topic) = (Arc::clone(consumer), self.spec.topic.clone());
             let exists = tokio::task::spawn_blocking(move || {
                 topic_exists(c.client(), &topic, WATERMARKS_TIMEOUT)
             })
             .await;
-            if let Ok(Ok(false)) = exists {
-                return WorkerError::TopicGone {
-                    role: "source",
-                    topic: self.spec.topic.clone(),
-                    brokers: brokers.clone(),
-                };
-            }
+            gone = matches!(exists, Ok(Ok(false)));
         }
-        kafka_err("receive", brokers)(e)
+        match (self.failed.take(), gone) {
+            (_, true) => WorkerError::TopicGone {
+                role: TopicRole::Source,
+                topic: self.spec.topic.clone(),
+                brokers,
+            },
+            (Some(e), false) => kafka_err("receive", &brokers)(e),
+            (None, false) => kafka_err("receive", &brokers)(KafkaError::Canceled),
+        }
     }
 
     /// Records that the messages at these (partition, offset)s have been handed on.
@@ -414,7 +428,7 @@ fn watermarks(
                     return Err(match exists {
                         true => err()(e),
                         false => WorkerError::TopicGone {
-                            role: "source",
+                            role: TopicRole::Source,
                             topic: topic.to_string(),
                             brokers: brokers.to_string(),
                         },
