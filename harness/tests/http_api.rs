@@ -209,9 +209,13 @@ async fn each_call_does_what_it_says_with_errors_as_json() -> anyhow::Result<()>
         }
     }
     let sources: Vec<&Value> = tasks.iter().filter(|t| t["stage"] == 0).collect();
+    // The producer may put all 300 records into one partition: a source
+    // with nothing to read counts no bytes.
     assert!(
-        sources.iter().all(|t| t["bytes_in"].as_u64() > Some(0)),
-        "sources count the bytes they read: {drained}"
+        sources
+            .iter()
+            .all(|t| (t["records_in"].as_u64() > Some(0)) == (t["bytes_in"].as_u64() > Some(0))),
+        "sources count the bytes they read, and only those: {drained}"
     );
     let source_lags: usize = sources
         .iter()
