@@ -456,13 +456,7 @@ pub async fn ack<S: MetaStore>(state: &Shared<S>, ack: CheckpointAck) {
         let recorded = state.store.read(|m| m.savepoints.get(&sp.mark.id).cloned());
         sp.answer(&recorded.ok_or_else(|| "savepoint was not recorded".to_string()));
     }
-    delete_dropped(state, retained_before, &job);
-    if let Some(uid) = state
-        .store
-        .read(|m| m.jobs.get(&job).map(|j| j.uid.clone()))
-    {
-        crate::snapshot_gc::delete_abandoned(state, &uid, p.attempt, p.id);
-    }
+    crate::snapshot_gc::after_completion(state, &job, &retained_before, p.attempt, p.id);
     let done = CheckpointDone {
         job_id: job.to_string(),
         attempt: p.attempt,
@@ -488,12 +482,6 @@ fn retained_checkpoints<S: MetaStore>(state: &Shared<S>, job: &JobId) -> Vec<Com
             .map(|j| j.checkpoints.clone())
             .unwrap_or_default()
     })
-}
-
-/// Deletes from the checkpoint store the snapshots of checkpoints no longer
-/// retained.
-fn delete_dropped<S: MetaStore>(state: &Shared<S>, before: Vec<CompletedCheckpoint>, job: &JobId) {
-    crate::snapshot_gc::delete_unreferenced(state, &before, job.as_str());
 }
 
 /// Sends one command to each of `workers`; `true` when every one was queued.

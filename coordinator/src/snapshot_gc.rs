@@ -6,8 +6,26 @@
 use crate::meta::CompletedCheckpoint;
 use crate::meta::MetaStore;
 use crate::state::Shared;
+use sluice_common::JobId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
+
+/// After checkpoint `completed` of attempt `attempt` of `job` was recorded:
+/// deletes the snapshots of the checkpoints it pushed out of retention
+/// (`retained_before` are those retained before it) and those of earlier
+/// checkpoints nothing refers to (see [`delete_abandoned`]).
+pub fn after_completion<S: MetaStore>(
+    state: &Shared<S>,
+    job: &JobId,
+    retained_before: &[CompletedCheckpoint],
+    attempt: u32,
+    completed: u64,
+) {
+    delete_unreferenced(state, retained_before, job.as_str());
+    if let Some(uid) = state.store.read(|m| m.jobs.get(job).map(|j| j.uid.clone())) {
+        delete_abandoned(state, &uid, attempt, completed);
+    }
+}
 
 /// Deletes from the checkpoint store the objects of `dropped` that no
 /// savepoint and no retained checkpoint of any job (one started from a
@@ -46,7 +64,7 @@ pub fn delete_unreferenced<S: MetaStore>(
 /// next completed checkpoint. One sweep per job at a time: with a slow
 /// store, sweeps of checkpoints completing every second would pile up, so
 /// those asked for meanwhile make one more sweep, for the latest of them.
-pub fn delete_abandoned<S: MetaStore>(
+fn delete_abandoned<S: MetaStore>(
     state: &Shared<S>,
     job_uid: &str,
     attempt: u32,
