@@ -64,12 +64,7 @@ pub fn delete_unreferenced<S: MetaStore>(
 /// next completed checkpoint. One sweep per job at a time: with a slow
 /// store, sweeps of checkpoints completing every second would pile up, so
 /// those asked for meanwhile make one more sweep, for the latest of them.
-fn delete_abandoned<S: MetaStore>(
-    state: &Shared<S>,
-    job_uid: &str,
-    attempt: u32,
-    completed: u64,
-) {
+fn delete_abandoned<S: MetaStore>(state: &Shared<S>, job_uid: &str, attempt: u32, completed: u64) {
     if !state.snapshot_sweeps.request(job_uid, (attempt, completed)) {
         return;
     }
@@ -117,8 +112,20 @@ async fn sweep<S: MetaStore>(state: &Shared<S>, job_uid: &str, attempt: u32, com
         }
     };
     // Read after listing: a key referenced by then is kept, and one listed
-    // is at least as old as any record that could refer to it.
-    let kept = state.store.read(|m| m.referenced_state_keys());
+    // is at least as old as any record that could refer to it. The job's
+    // own retained checkpoints are kept even once it ended (cancelled while
+    // this sweep ran), when no other record counts them.
+    let kept = state.store.read(|m| {
+        let mut kept = m.referenced_state_keys();
+        for job in m.jobs.values().filter(|j| j.uid == job_uid) {
+            kept.extend(
+                job.checkpoints
+                    .iter()
+                    .flat_map(|c| c.state_keys().map(str::to_string)),
+            );
+        }
+        kept
+    });
     for key in abandoned(&keys, &kept, attempt, completed) {
         match state.checkpoint_store.delete(&key).await {
             Ok(()) => tracing::debug!(key = %key, "snapshot of an abandoned checkpoint deleted"),
